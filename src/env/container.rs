@@ -1,0 +1,1 @@
+//! Container: the server in a Docker container.

@@ -1,0 +1,1 @@
+//! Mock: deterministic readings for testing the report without Docker or QEMU.

@@ -1,0 +1,80 @@
+//! Environments: the same service binary started natively, in a container or in a VM.
+//!
+//! Each environment hands back a running [`Instance`] with a base URL on 127.0.0.1, its
+//! startup time (request to start → first 200 on `/health`), and readings of its resources.
+//! Preparation (static build, image build, VM image assembly) happens in
+//! [`Environment::prepare`] and is timed apart, never inside startup. Stopping always cleans
+//! up: [`Instance::stop`], and `Drop` for panics and early returns.
+
+pub mod budget;
+pub mod container;
+pub mod health;
+pub mod mock;
+pub mod native;
+pub mod pin;
+pub mod server_binary;
+pub mod vm;
+
+use std::time::Duration;
+
+pub use budget::Budget;
+
+use crate::report::schema::{EnvironmentLabel, Preparation};
+
+/// Why an environment could not be prepared or started.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// The environment cannot run on this machine (no Docker engine, no QEMU, …).
+    #[error("{env} is not available here: {reason}")]
+    Unavailable {
+        /// The environment's name.
+        env: String,
+        /// Why, in words a user can act on.
+        reason: String,
+    },
+    /// Anything else that went wrong, with context.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// One way of running the service.
+pub trait Environment: Send {
+    /// Short unique name: `native`, `container`, `vm`, `mock`.
+    fn name(&self) -> &str;
+
+    /// One-off work before the first start (builds, image assembly); each step is timed and
+    /// reported apart from startup. Calling it again reuses what is cached.
+    fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError>;
+
+    /// Starts a fresh instance and waits until `/health` answers 200.
+    fn start(&self) -> Result<Box<dyn Instance>, EnvError>;
+
+    /// How to read this environment's numbers (runtime, accelerator, cpusets, limits).
+    fn label(&self) -> EnvironmentLabel;
+}
+
+/// A running service in some environment. Dropping it stops it.
+pub trait Instance: Send {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    fn base_url(&self) -> &str;
+
+    /// From the request to start until the first 200 on `/health`.
+    fn startup(&self) -> Duration;
+
+    /// Current resource readings of the whole environment (process, container or VM).
+    fn resources(&self) -> Result<ResourceReading, EnvError>;
+
+    /// Stops the instance and releases everything it held.
+    fn stop(self: Box<Self>) -> Result<(), EnvError>;
+}
+
+/// Resource readings of an instance at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResourceReading {
+    /// Memory in use now, bytes (RSS for a process or VM, cgroup usage for a container).
+    pub memory_bytes: u64,
+    /// Highest memory in use since start, bytes, where the environment records it.
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time used since start, seconds.
+    pub cpu_seconds: f64,
+}

@@ -1,0 +1,1 @@
+//! Native: the server as a plain process on the host.

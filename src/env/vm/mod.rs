@@ -1,0 +1,1 @@
+//! VM environments: a QEMU microVM, and Vagrant behind the `vm` feature.

@@ -1,0 +1,1 @@
+//! Resource readings: the host, processes (sysinfo), containers (engine stats).
