@@ -1,1 +1,6 @@
-//! Resource readings: the host, processes (sysinfo), containers (engine stats).
+//! Resource readings: the host ([`host`]), a process and its peak ([`process`]), and
+//! containers through the engine's stats ([`container`]).
+
+pub mod container;
+pub mod host;
+pub mod process;

@@ -1,0 +1,1 @@
+//! Container memory and CPU from the Docker engine.
