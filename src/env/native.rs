@@ -1,1 +1,208 @@
-//! Native: the server as a plain process on the host.
+//! Native: the static server as a plain process on the host, pinned to the service's CPUs.
+//!
+//! No memory limit is applied: a process has no equivalent of a container's or VM's memory
+//! cap short of creating a cgroup, which needs privileges a user's machine may not grant. The
+//! label says so, so nobody reads the native figures as capped.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::env::cleanup::{self, Registration, Resource};
+use crate::env::{
+    Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
+};
+use crate::probe::process::ProcessProbe;
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+
+/// How long the process may take from spawn to its first 200.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopped server gets to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The native environment.
+pub struct NativeEnv {
+    budget: Budget,
+    server: Option<PathBuf>,
+}
+
+impl NativeEnv {
+    /// A native environment on `budget`'s service CPUs.
+    pub fn new(budget: Budget) -> Self {
+        Self {
+            budget,
+            server: None,
+        }
+    }
+}
+
+impl Environment for NativeEnv {
+    fn name(&self) -> &str {
+        "native"
+    }
+
+    fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        let (server, built) = server_binary::static_server()?;
+        self.server = Some(server);
+        Ok(vec![built])
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
+        let server = self
+            .server
+            .as_ref()
+            .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
+        let mut command = Command::new(server);
+        command
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        pin::pin_command(&mut command, &self.budget.service_cpus);
+        cleanup::kill_with_parent(&mut command);
+
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawning {}", server.display()))?;
+        let registration = cleanup::register(Resource::Process(child.id()));
+        let address = match announced_address(&mut child) {
+            Ok(address) => address,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error.into());
+            }
+        };
+        let base_url = format!("http://{address}");
+        let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
+            match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => bail!("the server exited during startup: {status}"),
+                Err(error) => Err(error.into()),
+            }
+        });
+        let startup = match startup {
+            Ok(startup) => startup,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error.into());
+            }
+        };
+        let probe = ProcessProbe::new(child.id());
+        Ok(Box::new(NativeInstance {
+            child,
+            probe: std::sync::Mutex::new(probe),
+            base_url,
+            startup,
+            _registration: registration,
+        }))
+    }
+
+    fn label(&self) -> EnvironmentLabel {
+        EnvironmentLabel {
+            name: self.name().into(),
+            kind: EnvKind::Native,
+            runtime: "process".into(),
+            accel: None,
+            service_cpus: self.budget.service_cpus.clone(),
+            generator_cpus: self.budget.generator_cpus.clone(),
+            memory_limit_bytes: None,
+            kernel: None,
+            image_size_bytes: self
+                .server
+                .as_ref()
+                .and_then(|server| std::fs::metadata(server).ok())
+                .map(|meta| meta.len()),
+            detected: None,
+            notes: vec![
+                "no memory limit: a plain process has none short of a privileged cgroup".into(),
+                "image size is the static server binary's size".into(),
+            ],
+        }
+    }
+}
+
+/// Reads the server's `listening on ADDR` line from its stdout, then keeps draining stdout
+/// on a thread so the server never blocks on a full pipe.
+fn announced_address(child: &mut Child) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().context("the server's stdout was not piped")?;
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.trim().strip_prefix("listening on ") {
+                let _ = sender.send(address.to_owned());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    receiver
+        .recv_timeout(STARTUP_TIMEOUT)
+        .context("the server did not announce its address")
+}
+
+/// A running native server; dropping it kills the process.
+struct NativeInstance {
+    child: Child,
+    probe: std::sync::Mutex<ProcessProbe>,
+    base_url: String,
+    startup: Duration,
+    _registration: Registration,
+}
+
+impl Instance for NativeInstance {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn resources(&self) -> Result<ResourceReading, EnvError> {
+        let reading = self
+            .probe
+            .lock()
+            .map_err(|_| anyhow!("the process probe was poisoned"))?
+            .read()
+            .context("reading the server process")?;
+        Ok(ResourceReading {
+            memory_bytes: reading.rss_bytes,
+            peak_memory_bytes: reading.peak_rss_bytes,
+            cpu_seconds: reading.cpu_seconds,
+        })
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().context("waiting for the server")? {
+                if status.success() {
+                    return Ok(());
+                }
+                return Err(anyhow!("the server exited with {status} after SIGTERM").into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(anyhow!("the server did not exit within {STOP_GRACE:?} of SIGTERM; killed").into())
+    }
+}
+
+impl Drop for NativeInstance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,1 +1,0 @@
-//! Container: the server in a Docker container.

@@ -1,0 +1,195 @@
+//! Container: the static server in a Docker container, started with testcontainers.
+//!
+//! The container gets the budget's cpuset and memory limit (no swap), runs as the image's
+//! non-root user with a read-only root filesystem, every capability dropped and
+//! no-new-privileges, and publishes its port on 127.0.0.1 only. Memory and CPU come from the
+//! engine's stats ([`crate::probe::container`]).
+
+pub mod engine;
+pub mod image;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use bollard::models::PortBinding;
+use testcontainers::core::IntoContainerPort;
+use testcontainers::runners::SyncRunner;
+use testcontainers::{Container, GenericImage, ImageExt};
+
+use self::engine::Engine;
+use self::image::BuiltImage;
+use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
+use crate::probe::container::ContainerReading;
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+
+/// The port the server listens on inside the container.
+const SERVICE_PORT: u16 = 8080;
+/// How long a container may take from start to its first 200.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The container environment.
+pub struct ContainerEnv {
+    budget: Budget,
+    engine: Engine,
+    engine_version: String,
+    image: Option<BuiltImage>,
+}
+
+impl ContainerEnv {
+    /// Connects to the local Docker engine; `Unavailable` when none answers.
+    pub fn new(budget: Budget) -> Result<Self, EnvError> {
+        let engine = Engine::connect()?;
+        let engine_version = engine.describe()?;
+        Ok(Self {
+            budget,
+            engine,
+            engine_version,
+            image: None,
+        })
+    }
+}
+
+impl Environment for ContainerEnv {
+    fn name(&self) -> &str {
+        "container"
+    }
+
+    fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        let (server, built) = server_binary::static_server()?;
+        let (image, imaged) = image::ensure_image(&self.engine, &server)?;
+        self.image = Some(image);
+        Ok(vec![built, imaged])
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
+        let image = self
+            .image
+            .as_ref()
+            .ok_or_else(|| anyhow!("the container environment was not prepared"))?;
+        let started = Instant::now();
+        let cpuset = self.budget.service_cpuset();
+        let memory = self.budget.memory_limit_bytes as i64;
+        let container = GenericImage::new(&image.repository, &image.tag)
+            .with_label(CONTAINER_LABEL, "1")
+            .with_label(OWNER_LABEL, std::process::id().to_string())
+            .with_readonly_rootfs(true)
+            .with_cap_drop("ALL")
+            .with_security_opt("no-new-privileges")
+            .with_startup_timeout(STARTUP_TIMEOUT)
+            .with_host_config_modifier(move |host| {
+                host.cpuset_cpus = Some(cpuset.clone());
+                host.memory = Some(memory);
+                host.memory_swap = Some(memory);
+                // Publish on loopback only, on a port the engine picks.
+                host.publish_all_ports = Some(false);
+                host.port_bindings = Some(HashMap::from([(
+                    format!("{SERVICE_PORT}/tcp"),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )]));
+            })
+            .start()
+            .with_context(|| format!("starting a container from {}", image.reference()))?;
+        let registration = cleanup::register(Resource::Container(container.id().to_owned()));
+        let port = container
+            .get_host_port_ipv4(SERVICE_PORT.tcp())
+            .context("reading the container's published port")?;
+        let base_url = format!("http://127.0.0.1:{port}");
+        let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
+            match container.is_running() {
+                Ok(true) => Ok(()),
+                _ => Err(anyhow!(
+                    "the container exited during startup: {}",
+                    String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
+                )),
+            }
+        })?;
+        Ok(Box::new(ContainerInstance {
+            container: Some(container),
+            engine: Engine::connect()?,
+            base_url,
+            startup,
+            _registration: registration,
+        }))
+    }
+
+    fn label(&self) -> EnvironmentLabel {
+        EnvironmentLabel {
+            name: self.name().into(),
+            kind: EnvKind::Container,
+            runtime: self.engine_version.clone(),
+            accel: None,
+            service_cpus: self.budget.service_cpus.clone(),
+            generator_cpus: self.budget.generator_cpus.clone(),
+            memory_limit_bytes: Some(self.budget.memory_limit_bytes),
+            kernel: None,
+            image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
+            detected: None,
+            notes: vec![
+                "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it".into(),
+                "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
+            ],
+        }
+    }
+}
+
+/// A running container; dropping it removes the container.
+struct ContainerInstance {
+    container: Option<Container<GenericImage>>,
+    engine: Engine,
+    base_url: String,
+    startup: Duration,
+    _registration: Registration,
+}
+
+impl ContainerInstance {
+    fn id(&self) -> &str {
+        self.container.as_ref().map_or("", |container| container.id())
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn resources(&self) -> Result<ResourceReading, EnvError> {
+        let stats = self.engine.stats(self.id())?;
+        let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
+        Ok(ResourceReading {
+            memory_bytes: reading.memory_bytes,
+            peak_memory_bytes: reading.peak_memory_bytes,
+            cpu_seconds: reading.cpu_seconds,
+        })
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        if let Some(container) = self.container.take() {
+            container
+                .rm()
+                .context("removing the container")
+                .map_err(EnvError::from)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ContainerInstance {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            // testcontainers removes it on drop; force-remove too in case that failed.
+            let id = container.id().to_owned();
+            drop(container);
+            let _ = self.engine.force_remove(&id);
+        }
+    }
+}
+
