@@ -1,1 +1,32 @@
-fn main(){}
+//! The isobench test suite: one libtest-mimic binary whose trials are named
+//! `<environment>::<check>` (correctness) and `<environment>::perf::<measurement>`.
+//!
+//! nextest runs each trial in its own process, so nothing is shared in memory: the static
+//! server, the container image and the VM image are cached on disk under `target/`, and perf
+//! trials merge their results into per-environment JSON artifacts under
+//! `target/isobench/suite/` under a file lock. Perf trials belong to a one-thread nextest test
+//! group (`.config/nextest.toml`), so they never share the CPUs with each other.
+
+mod suite {
+    pub mod artifacts;
+    pub mod checks;
+    pub mod cleanup;
+    pub mod envs;
+    pub mod perf;
+}
+
+use libtest_mimic::{Arguments, Trial};
+
+fn main() {
+    let arguments = Arguments::from_args();
+    if let Err(error) = isobench::env::cleanup::install_signal_handlers() {
+        eprintln!("could not install signal handlers: {error}");
+    }
+    let mut trials: Vec<Trial> = Vec::new();
+    for env in suite::envs::ENVIRONMENTS {
+        trials.extend(suite::checks::trials(env));
+        trials.extend(suite::perf::trials(env));
+    }
+    trials.extend(suite::cleanup::trials());
+    libtest_mimic::run(&arguments, trials).exit();
+}

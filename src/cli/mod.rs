@@ -1,1 +1,60 @@
-//! The `isobench` command line: `run`, `bench`, `compare`.
+//! The `isobench` command line: `run` (the default), `bench`, `compare`.
+//!
+//! The binary parses these options and calls [`main`]; everything else lives in the library
+//! so the tests drive the same code.
+
+pub mod run;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::report::schema::Artifact;
+
+/// What does isolation cost a web service? isobench runs the same small service natively,
+/// in a Docker container and in a VM, checks it, and measures startup, memory, throughput
+/// and latency side by side.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do; without one, `run` with its defaults.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every available environment and compare them (the default).
+    Run(run::RunArgs),
+}
+
+/// Runs the parsed command line; errors are printed once, by the binary.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let command = cli
+        .command
+        .unwrap_or_else(|| match Cli::parse_from(["isobench", "run"]).command {
+            Some(command) => command,
+            None => unreachable!("`run` parses as a command"),
+        });
+    match command {
+        Command::Run(args) => {
+            let output_dir = args.output_dir.clone();
+            run::run(args)?;
+            eprintln!("wrote {}", output_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes the artifact (JSON) atomically into `dir`.
+pub fn write_outputs(artifact: &mut Artifact, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("isobench.json");
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut file, artifact)?;
+    file.persist(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

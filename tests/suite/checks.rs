@@ -1,0 +1,248 @@
+//! Correctness trials: every endpoint and every bad-input class, in every environment.
+//!
+//! Each trial starts a fresh instance, so a failure in one never leaks state into another.
+
+use isobench::env::Instance;
+use libtest_mimic::{Failed, Trial};
+use serde_json::Value;
+
+use super::envs;
+
+type Check = fn(&dyn Instance, &str) -> Result<(), Failed>;
+
+const CHECKS: &[(&str, Check)] = &[
+    ("health", health),
+    ("cpu", cpu),
+    ("cpu_bad_input", cpu_bad_input),
+    ("memory", memory),
+    ("memory_bad_input", memory_bad_input),
+    ("parallel", parallel),
+    ("parallel_bad_input", parallel_bad_input),
+    ("status", status),
+    ("not_found", not_found),
+    ("method_not_allowed", method_not_allowed),
+];
+
+/// The correctness trials of environment `env`.
+pub fn trials(env: &'static str) -> Vec<Trial> {
+    CHECKS
+        .iter()
+        .map(|&(check, run)| {
+            let name = format!("{env}::{check}");
+            Trial::test(name.clone(), move || {
+                let (environment, _) = envs::prepared(env)?;
+                envs::with_instance(&name, environment.as_ref(), |instance| {
+                    run(instance, env)
+                })
+            })
+        })
+        .collect()
+}
+
+/// A response as the checks see it.
+struct Response {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Response {
+    fn json(&self) -> Result<Value, Failed> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| format!("body is not JSON ({e}): {:?}", self.body).into())
+    }
+}
+
+fn request(instance: &dyn Instance, method: &str, path: &str) -> Result<Response, Failed> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("{}{path}", instance.base_url());
+    let result = match method {
+        "GET" => agent.get(&url).call(),
+        "POST" => agent.post(&url).send_empty(),
+        other => return Err(format!("unsupported method {other}").into()),
+    };
+    let mut response = result.map_err(|e| format!("{method} {url}: {e}"))?;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{method} {url}: reading body: {e}"))?;
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn get(instance: &dyn Instance, path: &str) -> Result<Response, Failed> {
+    request(instance, "GET", path)
+}
+
+fn expect(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+fn expect_ok_json(instance: &dyn Instance, path: &str) -> Result<Value, Failed> {
+    let response = get(instance, path)?;
+    expect(response.status == 200, || {
+        format!("GET {path}: status {} body {}", response.status, response.body)
+    })?;
+    expect(response.content_type.starts_with("application/json"), || {
+        format!("GET {path}: content-type {:?}", response.content_type)
+    })?;
+    response.json()
+}
+
+/// Bad input must be a 400 JSON answer naming the parameter.
+fn expect_bad_param(instance: &dyn Instance, path: &str, param: &str) -> Result<(), Failed> {
+    let response = get(instance, path)?;
+    expect(response.status == 400, || {
+        format!("GET {path}: expected 400, got {} {}", response.status, response.body)
+    })?;
+    let body = response.json()?;
+    expect(body["param"] == param, || {
+        format!("GET {path}: expected param {param:?} in {body}")
+    })?;
+    expect(body["error"].as_str().is_some_and(|e| !e.is_empty()), || {
+        format!("GET {path}: no error message in {body}")
+    })
+}
+
+fn field_u64(body: &Value, field: &str) -> Result<u64, Failed> {
+    body[field]
+        .as_u64()
+        .ok_or_else(|| format!("no unsigned field {field:?} in {body}").into())
+}
+
+fn health(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let response = get(instance, "/health")?;
+    expect(response.status == 200, || format!("status {}", response.status))?;
+    expect(response.body == r#"{"status":"ok"}"#, || {
+        format!("body {:?}", response.body)
+    })?;
+    expect(response.content_type.starts_with("application/json"), || {
+        format!("content-type {:?}", response.content_type)
+    })
+}
+
+fn cpu(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    // Known prime counts: π(100) = 25, π(1000) = 168, π(100000) = 9592.
+    for (n, primes) in [(100, 25), (1000, 168), (100_000, 9592)] {
+        let body = expect_ok_json(instance, &format!("/cpu?n={n}"))?;
+        expect(field_u64(&body, "n")? == n, || format!("n in {body}"))?;
+        expect(field_u64(&body, "primes_below_n")? == primes, || {
+            format!("π({n}) should be {primes}: {body}")
+        })?;
+        field_u64(&body, "elapsed_us")?;
+    }
+    let default = expect_ok_json(instance, "/cpu")?;
+    expect(field_u64(&default, "n")? > 0, || format!("default n in {default}"))
+}
+
+fn cpu_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for value in ["abc", "-5", "0", "1.5", "99999999999999999999999", "4000000000", ""] {
+        expect_bad_param(instance, &format!("/cpu?n={value}"), "n")?;
+    }
+    Ok(())
+}
+
+fn memory(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let body = expect_ok_json(instance, "/memory?mb=16")?;
+    expect(field_u64(&body, "mb")? == 16, || format!("mb in {body}"))?;
+    // Every 4 KiB page of 16 MiB is written.
+    expect(field_u64(&body, "pages_touched")? >= 16 * 256, || {
+        format!("pages_touched in {body}")
+    })?;
+    field_u64(&body, "elapsed_us").map(drop)
+}
+
+fn memory_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for value in ["x", "-1", "0", "1e3", "18446744073709551616", "1000000"] {
+        expect_bad_param(instance, &format!("/memory?mb={value}"), "mb")?;
+    }
+    Ok(())
+}
+
+fn parallel(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let body = expect_ok_json(instance, "/parallel?tasks=4&n=1000")?;
+    expect(field_u64(&body, "tasks")? == 4, || format!("tasks in {body}"))?;
+    expect(body["results"] == serde_json::json!([168, 168, 168, 168]), || {
+        format!("four tasks of π(1000) = 168: {body}")
+    })?;
+    expect(field_u64(&body, "threads")? >= 1, || format!("threads in {body}"))?;
+    field_u64(&body, "elapsed_us").map(drop)
+}
+
+fn parallel_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for value in ["0", "-3", "many", "1000000"] {
+        expect_bad_param(instance, &format!("/parallel?tasks={value}&n=100"), "tasks")?;
+    }
+    for value in ["0", "x", "99999999999"] {
+        expect_bad_param(instance, &format!("/parallel?tasks=2&n={value}"), "n")?;
+    }
+    Ok(())
+}
+
+fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
+    let body = expect_ok_json(instance, "/status")?;
+    for field in ["version", "hostname", "kernel"] {
+        expect(body[field].is_string(), || format!("{field} in {body}"))?;
+    }
+    for field in ["pid", "cpus"] {
+        field_u64(&body, field)?;
+    }
+    expect(body["uptime_s"].is_number(), || format!("uptime_s in {body}"))?;
+    for field in ["total_bytes", "available_bytes", "process_rss_bytes"] {
+        expect(body["memory"][field].as_u64().is_some_and(|v| v > 0), || {
+            format!("memory.{field} in {body}")
+        })?;
+    }
+    let kind = body["environment"]["kind"].as_str().unwrap_or_default();
+    expect(body["environment"]["evidence"].is_array(), || {
+        format!("environment.evidence in {body}")
+    })?;
+    let expected = match env {
+        // A native server sees exactly what this (host) process sees, which on a host that is
+        // itself a VM is `vm`: detection must agree with the host, not with our label.
+        "native" => isobench::service::detect::detect().kind.to_string(),
+        other => other.to_owned(),
+    };
+    expect(kind == expected, || {
+        format!("{env}: /status detected {kind:?}, expected {expected:?}: {body}")
+    })?;
+    if env == "vm" {
+        let host_kernel = sysinfo::System::kernel_version().unwrap_or_default();
+        expect(body["kernel"] != host_kernel.as_str(), || {
+            format!("the VM reports the host's kernel {host_kernel}: {body}")
+        })?;
+    }
+    Ok(())
+}
+
+fn not_found(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let response = get(instance, "/no/such/path")?;
+    expect(response.status == 404, || format!("status {}", response.status))?;
+    let body = response.json()?;
+    expect(body["error"].is_string(), || format!("error in {body}"))
+}
+
+fn method_not_allowed(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let response = request(instance, "POST", "/health")?;
+    expect(response.status == 405, || format!("status {}", response.status))?;
+    let body = response.json()?;
+    expect(body["error"].is_string(), || format!("error in {body}"))
+}

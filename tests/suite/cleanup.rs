@@ -1,0 +1,169 @@
+//! Trials that check nothing is left behind when a trial fails or is interrupted.
+//!
+//! Each runs this very test binary as a child on one trial, makes it fail on purpose or
+//! interrupts it with SIGINT once its instance is up, then looks for leftovers: containers
+//! labelled with the child's pid, and server processes carrying the child's marker in their
+//! environment (children inherit it).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use isobench::env::cleanup::OWNER_LABEL;
+use isobench::env::container::engine::Engine;
+use libtest_mimic::{Failed, Trial};
+
+use super::envs::FAIL_ON_PURPOSE_ENV;
+
+const MARKER_ENV: &str = "ISOBENCH_CLEANUP_MARKER";
+
+/// The cleanup trials.
+pub fn trials() -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for env in ["native", "container"] {
+        trials.push(Trial::test(
+            format!("harness::{env}_failed_trial_leaves_nothing"),
+            move || failed_trial_leaves_nothing(env),
+        ));
+        trials.push(Trial::test(
+            format!("harness::{env}_interrupted_trial_leaves_nothing"),
+            move || interrupted_trial_leaves_nothing(env),
+        ));
+    }
+    trials
+}
+
+fn spawn_child(trial: &str, marker: &str, fail: bool) -> Result<Child, Failed> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["--exact", trial, "--test-threads", "1"])
+        .env(MARKER_ENV, marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if fail {
+        command.env(FAIL_ON_PURPOSE_ENV, trial);
+    }
+    Ok(command.spawn()?)
+}
+
+fn marker() -> String {
+    format!("{}-{:?}", std::process::id(), Instant::now())
+}
+
+fn failed_trial_leaves_nothing(env: &str) -> Result<(), Failed> {
+    let trial = format!("{env}::health");
+    let marker = marker();
+    let mut child = spawn_child(&trial, &marker, true)?;
+    let pid = child.id();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(120))?;
+    if status.success() {
+        return Err(format!("{trial} was made to fail but passed").into());
+    }
+    expect_nothing_left(pid, &marker)
+}
+
+fn interrupted_trial_leaves_nothing(env: &str) -> Result<(), Failed> {
+    let trial = format!("{env}::perf::throughput");
+    let marker = marker();
+    let mut child = spawn_child(&trial, &marker, false)?;
+    let pid = child.id();
+    // Interrupt once the instance is up: its server process (native) or container exists.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !instance_exists(pid, &marker)? {
+        if Instant::now() > deadline || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            return Err(format!("{trial} never started an instance").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let interrupted = Instant::now();
+    wait_with_deadline(&mut child, Duration::from_secs(20))?;
+    println!(
+        "    {trial} exited {:.1} s after SIGINT",
+        interrupted.elapsed().as_secs_f64()
+    );
+    expect_nothing_left(pid, &marker)
+}
+
+fn wait_with_deadline(
+    child: &mut Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, Failed> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("the child did not exit within {limit:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn instance_exists(pid: u32, marker: &str) -> Result<bool, Failed> {
+    Ok(!marked_processes(marker).is_empty() || !containers_of(pid)?.is_empty())
+}
+
+fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
+    // Removal is asynchronous in the engine and the kernel; allow a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let processes = marked_processes(marker);
+        let containers = containers_of(pid)?;
+        if processes.is_empty() && containers.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "left behind: processes {processes:?}, containers {containers:?}"
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn containers_of(pid: u32) -> Result<Vec<String>, Failed> {
+    let Ok(engine) = Engine::connect() else {
+        return Ok(Vec::new());
+    };
+    let containers = engine
+        .containers_labelled(OWNER_LABEL, &pid.to_string())
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(containers.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Pids of processes (other than the test children) whose environment holds the marker.
+fn marked_processes(marker: &str) -> Vec<u32> {
+    let needle = format!("{MARKER_ENV}={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_server(pid) && environ_has(*pid, &needle))
+        .collect()
+}
+
+fn is_server(pid: &u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| exe.file_name().map(|name| name.to_owned()))
+        .is_some_and(|name| Path::new(&name) == Path::new("isobench-server"))
+}
+
+fn environ_has(pid: u32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|environ| {
+            environ
+                .split(|&byte| byte == 0)
+                .any(|entry| entry == needle.as_bytes())
+        })
+        .unwrap_or(false)
+}
