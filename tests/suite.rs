@@ -13,6 +13,7 @@ mod suite {
     pub mod cleanup;
     pub mod envs;
     pub mod perf;
+    pub mod soak;
 }
 
 use libtest_mimic::{Arguments, Trial};
@@ -26,6 +27,7 @@ fn main() {
     for env in suite::envs::ENVIRONMENTS {
         trials.extend(suite::checks::trials(env));
         trials.extend(suite::perf::trials(env));
+        trials.extend(suite::soak::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     libtest_mimic::run(&arguments, trials).exit();
