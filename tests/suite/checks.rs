@@ -3,6 +3,8 @@
 //! Each trial starts a fresh instance, so a failure in one never leaks state into another.
 
 use isobench::env::Instance;
+use isobench::env::cleanup::OWNER_LABEL;
+use isobench::env::container::engine::Engine;
 use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 
@@ -25,8 +27,13 @@ const CHECKS: &[(&str, Check)] = &[
 
 /// The correctness trials of environment `env`.
 pub fn trials(env: &'static str) -> Vec<Trial> {
+    let extra: &[(&str, Check)] = match env {
+        "container" => &[("least_privilege", container_least_privilege)],
+        _ => &[],
+    };
     CHECKS
         .iter()
+        .chain(extra)
         .map(|&(check, run)| {
             let name = format!("{env}::{check}");
             Trial::test(name.clone(), move || {
@@ -245,4 +252,61 @@ fn method_not_allowed(instance: &dyn Instance, _env: &str) -> Result<(), Failed>
     expect(response.status == 405, || format!("status {}", response.status))?;
     let body = response.json()?;
     expect(body["error"].is_string(), || format!("error in {body}"))
+}
+
+/// The container runs as a non-root user, on a read-only root filesystem, with every
+/// capability dropped and no-new-privileges, published on loopback only.
+fn container_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
+    let port = instance
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // Several trials of this process may run containers at once (`cargo test`): pick ours
+    // by its published port.
+    let ours = engine
+        .containers_labelled(OWNER_LABEL, &std::process::id().to_string())
+        .map_err(|e| format!("{e:#}"))?;
+    let inspect = ours
+        .iter()
+        .filter_map(|(id, _)| engine.inspect_container(id).ok())
+        .find(|inspect| {
+            let bindings = inspect.host_config.as_ref().and_then(|h| h.port_bindings.as_ref());
+            let published = inspect
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.ports.as_ref());
+            bindings.is_some()
+                && published.is_some_and(|ports| {
+                    ports.values().flatten().flatten().any(|binding| {
+                        binding.host_port.as_deref() == Some(port.as_str())
+                    })
+                })
+        })
+        .ok_or_else(|| format!("no container of this trial publishes port {port}"))?;
+    let user = inspect.config.and_then(|config| config.user).unwrap_or_default();
+    expect(!user.is_empty() && !user.starts_with("0") && user != "root", || {
+        format!("runs as user {user:?}")
+    })?;
+    let host = inspect.host_config.unwrap_or_default();
+    expect(host.readonly_rootfs == Some(true), || "root filesystem is writable".into())?;
+    expect(host.cap_drop == Some(vec!["ALL".into()]), || {
+        format!("capabilities dropped: {:?}", host.cap_drop)
+    })?;
+    expect(
+        host.security_opt
+            .unwrap_or_default()
+            .iter()
+            .any(|opt| opt.starts_with("no-new-privileges")),
+        || "no-new-privileges is not set".into(),
+    )?;
+    let bindings = host.port_bindings.unwrap_or_default();
+    let all_loopback = bindings.values().flatten().flatten().all(|binding| {
+        binding.host_ip.as_deref() == Some("127.0.0.1")
+    });
+    expect(!bindings.is_empty() && all_loopback, || {
+        format!("port bindings {bindings:?} are not all on 127.0.0.1")
+    })
 }

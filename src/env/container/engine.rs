@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
-use bollard::models::ContainerStatsResponse;
+use bollard::models::{ContainerInspectResponse, ContainerStatsResponse};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder,
@@ -105,6 +105,13 @@ impl Engine {
                 .context("the engine returned no stats")?
                 .with_context(|| format!("reading stats of container {id}"))
         })
+    }
+
+    /// The engine's full description of a container.
+    pub fn inspect_container(&self, id: &str) -> anyhow::Result<ContainerInspectResponse> {
+        self.runtime
+            .block_on(self.docker.inspect_container(id, None))
+            .with_context(|| format!("inspecting container {id}"))
     }
 
     /// Removes a container, running or not, with its anonymous volumes.
