@@ -32,6 +32,8 @@ pub enum Problem {
     BadPercentEncoding,
     /// The percent-decoded bytes are not UTF-8.
     NotUtf8,
+    /// `=value` with no name (the error's `param` is then the whole segment).
+    NoName,
     /// A parameter this endpoint does not take; carries the ones it does take.
     Unknown {
         /// The parameters the endpoint accepts, comma-separated (or `none`).
@@ -67,6 +69,7 @@ impl fmt::Display for Problem {
                 f.write_str("invalid percent-encoding (a `%` must be followed by two hex digits)")
             }
             Problem::NotUtf8 => f.write_str("not valid UTF-8 once percent-decoded"),
+            Problem::NoName => f.write_str("a parameter without a name"),
             Problem::Unknown { allowed } => write!(f, "unknown parameter (accepted: {allowed})"),
             Problem::Repeated => f.write_str("given more than once"),
             Problem::Empty => f.write_str("empty value (expected a whole number)"),
@@ -130,6 +133,12 @@ pub fn parse_pairs<const N: usize>(
             param: echo(raw_name),
             problem,
         })?;
+        if name.is_empty() {
+            return Err(QueryError {
+                param: echo(segment),
+                problem: Problem::NoName,
+            });
+        }
         let Some(index) = allowed.iter().position(|allowed| *allowed == name) else {
             return Err(QueryError {
                 param: echo(&name),
@@ -318,6 +327,8 @@ mod tests {
             ("%g1".into(), Problem::BadPercentEncoding)
         );
         assert_eq!(problem("n=%ff"), ("n".into(), Problem::NotUtf8));
+        assert_eq!(problem("=5"), ("=5".into(), Problem::NoName));
+        assert_eq!(problem("n=1&="), ("=".into(), Problem::NoName));
     }
 
     #[test]
