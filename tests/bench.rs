@@ -304,9 +304,8 @@ fn refused_connections_are_connect_errors_and_fail_the_command() {
 
 #[test]
 fn unanswered_requests_are_timeouts() {
-    let fixture = Fixture::serve(
-        Router::new().route("/hang", get(|| std::future::pending::<&'static str>())),
-    );
+    let fixture =
+        Fixture::serve(Router::new().route("/hang", get(std::future::pending::<&'static str>)));
     let mut options = options(&fixture.base_url(), "/hang");
     options.connections = 3;
     options.duration = None;
