@@ -339,6 +339,35 @@ fn status_classes_are_counted_per_kind_and_path() {
     assert_eq!(report.per_path["/ok"].ok, 10);
 }
 
+/// A 2xx whose body is cut short (the server promises 100 bytes, sends 5 and closes) is a
+/// body error, not a success.
+#[test]
+fn truncated_bodies_are_body_errors() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Detached: it serves exactly the connections this test makes, then ends.
+    std::thread::spawn(move || {
+        for _ in 0..4 {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
+        }
+    });
+    let mut options = options(&format!("http://{addr}"), "/truncated");
+    options.connections = 1;
+    options.duration = None;
+    options.requests = Some(4);
+    options.timeout = Duration::from_secs(2);
+    let report = load::run(&options).unwrap();
+    assert_accounted(&report);
+    assert_eq!(report.errors.body, 4, "{:?}", report.errors);
+    assert_eq!(report.responses, 4);
+}
+
 #[test]
 fn unusable_urls_and_options_are_clear_errors() {
     for args in [
