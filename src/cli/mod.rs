@@ -3,6 +3,7 @@
 //! The binary parses these options and calls [`main`]; everything else lives in the library
 //! so the tests drive the same code.
 
+pub mod bench;
 pub mod run;
 
 use std::path::Path;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run every available environment and compare them (the default).
     Run(run::RunArgs),
+    /// Load one URL and report throughput and latency (the seed's benchmark.py).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line; errors are printed once, by the binary.
@@ -46,6 +49,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", output_dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -10,11 +10,27 @@
 //! it is given, and returns when the run is over. Every run is bounded by a duration or a
 //! request count, and by a hard deadline, so it always stops by itself.
 
+mod client;
+mod plan;
+mod progress;
+pub mod recorder;
 mod report;
+pub mod scenario;
+mod usage;
+mod worker;
 
 pub use report::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathReport, PathWeight};
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use plan::{Pacing, Plan};
+use progress::{Goal, Progress};
+use recorder::Recorder;
+use worker::{Live, WorkerResult};
 
 /// What to send, how hard, and for how long.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,8 +105,175 @@ pub enum LoadError {
     Io(#[from] std::io::Error),
 }
 
+/// How long past the hard deadline the workers get to hand their results back before the run
+/// is declared broken (they stop by themselves at the deadline; this is only a backstop).
+const COLLECT_GRACE: Duration = Duration::from_secs(2);
+/// How often the progress display is refreshed.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
 /// Runs one load measurement and returns what the generator saw.
 pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
-    let _ = options;
-    todo!("load generator")
+    let plan = Arc::new(plan::build(options)?);
+    let goal = match (&plan.pacing, options.duration, options.requests) {
+        (Pacing::Open { measured, .. }, _, _) => Goal::Requests(*measured),
+        (Pacing::Closed { .. }, Some(window), _) => Goal::Time(window),
+        (Pacing::Closed { .. }, None, Some(n)) => Goal::Requests(n),
+        (Pacing::Closed { .. }, None, None) => Goal::Time(Duration::ZERO),
+    };
+    let progress = Progress::new(options.progress, goal);
+
+    let (sender, receiver) = mpsc::channel();
+    let lives: Vec<Arc<Live>> = plan.threads.iter().map(|_| Arc::default()).collect();
+    for (index, live) in lives.iter().enumerate() {
+        worker::spawn(Arc::clone(&plan), index, Arc::clone(live), sender.clone())?;
+    }
+    drop(sender);
+
+    let mut results: Vec<Option<WorkerResult>> = plan.threads.iter().map(|_| None).collect();
+    let mut received = 0;
+    let mut cpu_at_measure_start: Option<(Instant, Duration)> = None;
+    while received < results.len() {
+        let now = Instant::now();
+        if cpu_at_measure_start.is_none() && now >= plan.measure_start {
+            cpu_at_measure_start = Some((now, usage::process_cpu()));
+        }
+        if now >= plan.hard_deadline + COLLECT_GRACE {
+            progress.finish();
+            return Err(LoadError::Io(std::io::Error::other(
+                "load generator threads did not stop at the hard deadline",
+            )));
+        }
+        let mut wait = PROGRESS_TICK;
+        if cpu_at_measure_start.is_none() {
+            wait = wait.min(plan.measure_start.saturating_duration_since(now));
+        }
+        match receiver.recv_timeout(wait) {
+            Ok((index, result)) => {
+                results[index] = Some(result?);
+                received += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                progress.finish();
+                return Err(LoadError::Io(std::io::Error::other(
+                    "a load generator thread died",
+                )));
+            }
+        }
+        let (done, ok) = lives.iter().fold((0, 0), |(done, ok), live| {
+            (
+                done + live.done.load(Ordering::Relaxed),
+                ok + live.ok.load(Ordering::Relaxed),
+            )
+        });
+        progress.update(plan.measure_start, done, ok);
+    }
+    progress.finish();
+    let finished = Instant::now();
+    let cpu_window = cpu_at_measure_start.map(|(at, cpu)| {
+        (
+            finished.saturating_duration_since(at),
+            usage::process_cpu().saturating_sub(cpu),
+        )
+    });
+    let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
+    Ok(assemble(options, &plan, &results, cpu_window))
+}
+
+/// Merges the workers' results into the report.
+fn assemble(
+    options: &LoadOptions,
+    plan: &Plan,
+    results: &[WorkerResult],
+    cpu_window: Option<(Duration, Duration)>,
+) -> LoadReport {
+    let mut all = Recorder::new(plan.weights.len(), plan.open_loop());
+    for result in results {
+        all.merge(&result.recorder);
+    }
+    let last_done = results.iter().filter_map(|r| r.last_done).max();
+    // The measured window runs until the last measured answer, but is never shorter than
+    // planned: an open-loop run that kept to its schedule has exactly the asked-for rate.
+    let elapsed = last_done
+        .map(|last| last.saturating_duration_since(plan.measure_start))
+        .unwrap_or_default()
+        .max(plan.planned_window);
+    let elapsed_s = elapsed.as_secs_f64();
+    let per_second = |n: u64| {
+        if elapsed_s > 0.0 {
+            n as f64 / elapsed_s
+        } else {
+            0.0
+        }
+    };
+
+    let latency = all.latency();
+    let per_path: BTreeMap<String, PathReport> = options
+        .scenario
+        .iter()
+        .zip(&all.paths)
+        .map(|(path, record)| {
+            (
+                path.path.clone(),
+                PathReport {
+                    requests: record.sent,
+                    ok: record.ok,
+                    errors: record.errors,
+                    latency: recorder::stats(&record.latency),
+                },
+            )
+        })
+        .collect();
+
+    let cpus_available = plan.threads.iter().filter(|cpu| cpu.is_some()).count();
+    let cpus_available = if cpus_available == 0 {
+        crate::env::pin::current_affinity().map_or(1, |cpus| cpus.len().max(1))
+    } else {
+        cpus_available
+    };
+    let (cpu_seconds, cpu_utilisation) = match cpu_window {
+        Some((wall, cpu)) if !wall.is_zero() => (
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / (wall.as_secs_f64() * cpus_available as f64),
+        ),
+        Some((_, cpu)) => (cpu.as_secs_f64(), 0.0),
+        None => (0.0, 0.0),
+    };
+    // A single worker thread that was busy nearly all the time limits its connections even
+    // when the process as a whole had CPU to spare.
+    let busiest_thread = results
+        .iter()
+        .filter(|r| !r.wall.is_zero())
+        .map(|r| r.thread_cpu.as_secs_f64() / r.wall.as_secs_f64())
+        .fold(0.0, f64::max);
+
+    LoadReport {
+        url: options.base_url.clone(),
+        scenario: options.scenario.clone(),
+        connections: options.connections,
+        open_loop: plan.open_loop(),
+        requested_rate_rps: options.rate,
+        keep_alive: options.keep_alive,
+        timeout_ms: options.timeout.as_secs_f64() * 1e3,
+        warmup_s: options.warmup.as_secs_f64(),
+        warmup_requests: all.warmup_sent,
+        elapsed_s,
+        requests_sent: all.sent(),
+        responses: all.responses,
+        ok: all.ok(),
+        throughput_rps: per_second(all.ok()),
+        achieved_rate_rps: per_second(all.sent()),
+        latency: recorder::stats(&latency),
+        uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
+        per_path,
+        histogram: recorder::encode(&latency),
+        generator: GeneratorUsage {
+            cpus: options.cpus.clone(),
+            threads: plan.threads.len(),
+            cpu_seconds,
+            cpu_utilisation,
+            bottleneck: cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED,
+        },
+        errors: all.errors,
+    }
 }

@@ -36,6 +36,10 @@ pub struct LoadReport {
     pub timeout_ms: f64,
     /// Warm-up before measuring, in seconds.
     pub warmup_s: f64,
+    /// Warm-up requests sent (not measured); with `requests_sent` this is everything the
+    /// server was sent.
+    #[serde(default)]
+    pub warmup_requests: u64,
     /// Length of the measured window, in seconds.
     pub elapsed_s: f64,
     /// Requests started in the measured window.

@@ -1,0 +1,328 @@
+//! Turns [`LoadOptions`] into a checked plan: the resolved target, the phases on the clock,
+//! the bounds that stop the run, and the open-loop schedule.
+//!
+//! Every run has a hard deadline (end of the measured window + timeout + margin) after which
+//! the workers are abandoned even if the server hangs, so a run always stops by itself.
+//!
+//! Open loop follows wrk2: request `k` (counted from the start of the warm-up, across all
+//! connections) is due at `start + k / rate`, and connection `i` sends requests
+//! `i, i + C, i + 2C, …`. The number of warm-up and measured requests is therefore fixed
+//! before the run starts, which makes request counts exact.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use http::header::HeaderValue;
+
+use super::client::Target;
+use super::{LoadError, LoadOptions, scenario};
+
+/// Longest run a `--requests` bound alone may take: a run must be bounded in time even when
+/// the count is never reached.
+pub const MAX_COUNT_ONLY_RUN: Duration = Duration::from_secs(600);
+/// Slack past the last moment a request may still be answered before workers are abandoned.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+/// Time given to the worker threads to start before the clock (and the schedule) begins.
+const SPIN_UP: Duration = Duration::from_millis(20);
+/// Most connections accepted; far beyond what one host can usefully open to one server.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// How requests are paced.
+#[derive(Debug)]
+pub enum Pacing {
+    /// Each connection sends its next request when the last is answered.
+    Closed {
+        /// No measured request starts at or after this instant.
+        end: Instant,
+        /// Measured requests allowed, when the run is bounded by count.
+        requests: Option<u64>,
+        /// Measured requests claimed so far (tickets), shared by every connection.
+        claimed: AtomicU64,
+    },
+    /// Requests are due at a constant total rate.
+    Open {
+        /// Requests per second, all connections together.
+        rate: f64,
+        /// Requests `0..warmup` are warm-up.
+        warmup: u64,
+        /// Requests `warmup..warmup + measured` are measured.
+        measured: u64,
+        /// A connection that is so far behind that it would still be sending at this instant
+        /// gives up the rest of its schedule.
+        send_limit: Instant,
+    },
+}
+
+/// A checked, resolved load run.
+#[derive(Debug)]
+pub struct Plan {
+    /// Where to connect and what to send.
+    pub target: Target,
+    /// Scenario weights by path index.
+    pub weights: Vec<u32>,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// When the warm-up (and the open-loop schedule) begins.
+    pub start: Instant,
+    /// When measuring begins.
+    pub measure_start: Instant,
+    /// The measured window as planned: the duration in closed loop (zero when bounded by
+    /// count), the scheduled span in open loop.
+    pub planned_window: Duration,
+    /// Pacing and the bounds it implies.
+    pub pacing: Pacing,
+    /// Workers are abandoned at this instant whatever happens.
+    pub hard_deadline: Instant,
+    /// One worker thread per entry; `Some(cpu)` pins that thread.
+    pub threads: Vec<Option<usize>>,
+}
+
+impl Plan {
+    /// Whether requests are paced at a constant rate.
+    pub fn open_loop(&self) -> bool {
+        matches!(self.pacing, Pacing::Open { .. })
+    }
+
+    /// Due time of open-loop request `k`.
+    pub fn due(&self, k: u64, rate: f64) -> Instant {
+        self.start + Duration::from_secs_f64(k as f64 / rate)
+    }
+}
+
+fn invalid(option: &'static str, reason: impl Into<String>) -> LoadError {
+    LoadError::InvalidOption {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// Checks `options` and resolves the target; the clock starts now.
+pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
+    let (addr, host) = resolve(&options.base_url)?;
+    if options.scenario.is_empty() {
+        return Err(invalid("scenario", "no paths to send"));
+    }
+    let mut uris = Vec::with_capacity(options.scenario.len());
+    for path in &options.scenario {
+        if path.weight == 0 {
+            return Err(invalid("scenario", format!("{}: weight 0", path.path)));
+        }
+        uris.push(
+            scenario::validate_path(&path.path).map_err(|e| invalid("scenario", e.to_string()))?,
+        );
+    }
+    if options.connections == 0 || options.connections > MAX_CONNECTIONS {
+        return Err(invalid(
+            "connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        ));
+    }
+    if options.timeout.is_zero() {
+        return Err(invalid("timeout", "must be longer than zero"));
+    }
+    if options.duration.is_none() && options.requests.is_none() {
+        return Err(invalid("duration", "give a duration or a request count"));
+    }
+    if options.duration.is_some_and(|d| d.is_zero()) {
+        return Err(invalid("duration", "must be longer than zero"));
+    }
+    if options.requests == Some(0) {
+        return Err(invalid("requests", "must be at least 1"));
+    }
+    if let Some(rate) = options.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(invalid(
+            "rate",
+            "must be a positive number of requests per second",
+        ));
+    }
+    let threads = threads(options)?;
+
+    let start = Instant::now() + SPIN_UP;
+    let (measure_start, planned_window, pacing, last_send) = match options.rate {
+        None => {
+            let measure_start = start + options.warmup;
+            let window = options.duration.unwrap_or(MAX_COUNT_ONLY_RUN);
+            let end = measure_start + window;
+            let planned = options.duration.unwrap_or(Duration::ZERO);
+            let pacing = Pacing::Closed {
+                end,
+                requests: options.requests,
+                claimed: AtomicU64::new(0),
+            };
+            (measure_start, planned, pacing, end)
+        }
+        Some(rate) => {
+            let warmup = (options.warmup.as_secs_f64() * rate).ceil() as u64;
+            let by_duration = options
+                .duration
+                .map(|d| ((d.as_secs_f64() * rate).ceil() as u64).max(1));
+            let measured = match (by_duration, options.requests) {
+                (Some(d), Some(n)) => d.min(n),
+                (Some(d), None) => d,
+                (None, Some(n)) => n,
+                (None, None) => unreachable!("checked above"),
+            };
+            let span = Duration::from_secs_f64((warmup + measured) as f64 / rate);
+            if span > MAX_COUNT_ONLY_RUN + options.warmup {
+                return Err(invalid(
+                    "requests",
+                    format!(
+                        "at {rate} req/s this schedule takes {span:?}, longer than the \
+                         {MAX_COUNT_ONLY_RUN:?} a run may last"
+                    ),
+                ));
+            }
+            let measure_start = start + Duration::from_secs_f64(warmup as f64 / rate);
+            let window = Duration::from_secs_f64(measured as f64 / rate);
+            let send_limit = start + span + options.timeout;
+            let pacing = Pacing::Open {
+                rate,
+                warmup,
+                measured,
+                send_limit,
+            };
+            (measure_start, window, pacing, send_limit)
+        }
+    };
+    Ok(Plan {
+        target: Target {
+            addr,
+            host,
+            uris,
+            keep_alive: options.keep_alive,
+        },
+        weights: options.scenario.iter().map(|p| p.weight).collect(),
+        connections: options.connections,
+        timeout: options.timeout,
+        start,
+        measure_start,
+        planned_window,
+        pacing,
+        hard_deadline: last_send + options.timeout + DEADLINE_MARGIN,
+        threads,
+    })
+}
+
+/// The target's socket address and `Host` header from an `http://host:port` base URL.
+fn resolve(base_url: &str) -> Result<(SocketAddr, HeaderValue), LoadError> {
+    let bad = |reason: &str| LoadError::Url {
+        url: base_url.into(),
+        reason: reason.into(),
+    };
+    let url = url::Url::parse(base_url).map_err(|e| bad(&e.to_string()))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(bad("https is not supported; the service speaks plain HTTP")),
+        other => return Err(bad(&format!("scheme {other:?} is not http"))),
+    }
+    let host = url.host_str().ok_or_else(|| bad("no host"))?;
+    let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
+    if !matches!(url.path(), "" | "/") || url.query().is_some() {
+        return Err(bad(
+            "a base URL has no path or query; paths belong in the scenario",
+        ));
+    }
+    let addr = url
+        .socket_addrs(|| None)
+        .map_err(|e| bad(&format!("cannot resolve the host: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("the host resolves to no address"))?;
+    let header = HeaderValue::from_str(&format!("{host}:{port}"))
+        .map_err(|_| bad("host is not a valid Host header"))?;
+    Ok((addr, header))
+}
+
+/// One worker thread per CPU the generator may use (never more than connections), each
+/// pinned to one of `options.cpus` when given.
+fn threads(options: &LoadOptions) -> Result<Vec<Option<usize>>, LoadError> {
+    if options.cpus.is_empty() {
+        let available = crate::env::pin::current_affinity()
+            .map(|cpus| cpus.len())
+            .unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        return Ok(vec![None; available.clamp(1, options.connections.max(1))]);
+    }
+    let allowed = crate::env::pin::current_affinity()?;
+    if let Some(cpu) = options.cpus.iter().find(|cpu| !allowed.contains(cpu)) {
+        return Err(invalid(
+            "cpus",
+            format!("CPU {cpu} is not one this process may run on ({allowed:?})"),
+        ));
+    }
+    let count = options.cpus.len().min(options.connections.max(1));
+    Ok(options.cpus[..count].iter().copied().map(Some).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(url: &str) -> LoadOptions {
+        LoadOptions::new(url)
+    }
+
+    #[test]
+    fn rejects_unusable_urls() {
+        for url in [
+            "127.0.0.1:8080",
+            "https://127.0.0.1:8080",
+            "ftp://127.0.0.1",
+            "http://127.0.0.1:8080/health",
+            "http://",
+        ] {
+            assert!(
+                matches!(build(&options(url)), Err(LoadError::Url { .. })),
+                "{url} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_options_by_name() {
+        let check = |change: fn(&mut LoadOptions), name: &str| {
+            let mut o = options("http://127.0.0.1:9");
+            change(&mut o);
+            match build(&o) {
+                Err(LoadError::InvalidOption { option, .. }) => assert_eq!(option, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        check(|o| o.connections = 0, "connections");
+        check(|o| o.timeout = Duration::ZERO, "timeout");
+        check(|o| o.duration = None, "duration");
+        check(|o| o.requests = Some(0), "requests");
+        check(|o| o.rate = Some(0.0), "rate");
+        check(|o| o.rate = Some(f64::NAN), "rate");
+        check(|o| o.scenario.clear(), "scenario");
+        check(|o| o.cpus = vec![100_000], "cpus");
+    }
+
+    #[test]
+    fn open_loop_counts_are_fixed_in_advance() {
+        let mut o = options("http://127.0.0.1:9");
+        o.rate = Some(200.0);
+        o.duration = Some(Duration::from_secs(2));
+        o.warmup = Duration::from_millis(500);
+        let plan = build(&o).unwrap();
+        match plan.pacing {
+            Pacing::Open {
+                warmup, measured, ..
+            } => assert_eq!((warmup, measured), (100, 400)),
+            Pacing::Closed { .. } => panic!("closed"),
+        }
+        assert_eq!(plan.planned_window, Duration::from_secs(2));
+        assert!(plan.hard_deadline > plan.measure_start + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn host_header_and_address() {
+        let plan = build(&options("http://127.0.0.1:8080/")).unwrap();
+        assert_eq!(plan.target.host, "127.0.0.1:8080");
+        assert_eq!(plan.target.addr.port(), 8080);
+    }
+}

@@ -1,0 +1,228 @@
+//! Worker threads: one current-thread tokio runtime per thread (one thread per generator CPU,
+//! pinned when asked), each driving its share of the connections as local tasks that record
+//! into the thread's own [`Recorder`]. No lock or shared counter on the hot path except the
+//! thread's own progress counters (its own cache line) and, when a closed-loop run is
+//! bounded by count, the shared ticket counter that makes the count exact.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use super::client::Connection;
+use super::plan::{Pacing, Plan};
+use super::recorder::{Outcome, Recorder};
+use super::scenario::Picker;
+use super::usage;
+
+/// Live counters of one worker, read by the progress display. Aligned to its own cache line
+/// so workers never contend on it.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Live {
+    /// Measured requests finished (any outcome).
+    pub done: AtomicU64,
+    /// Measured requests that were `ok`.
+    pub ok: AtomicU64,
+}
+
+/// What a worker hands back when it stops.
+#[derive(Debug)]
+pub struct WorkerResult {
+    /// Its measurements.
+    pub recorder: Recorder,
+    /// When its last measured request finished (`None` if it measured none).
+    pub last_done: Option<Instant>,
+    /// CPU time the thread used.
+    pub thread_cpu: Duration,
+    /// Wall time the thread ran.
+    pub wall: Duration,
+}
+
+/// Starts worker `index` on its own thread; it sends its result on `results` when done.
+pub fn spawn(
+    plan: Arc<Plan>,
+    index: usize,
+    live: Arc<Live>,
+    results: Sender<(usize, std::io::Result<WorkerResult>)>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("isobench-load-{index}"))
+        .spawn(move || {
+            let result = run_worker(&plan, index, &live);
+            // The receiver only goes away if the run was abandoned; nothing to report then.
+            let _ = results.send((index, result));
+        })?;
+    Ok(())
+}
+
+fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Result<WorkerResult> {
+    if let Some(cpu) = plan.threads[index] {
+        crate::env::pin::pin_current_thread(&[cpu])?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let cpu_before = usage::thread_cpu();
+    let shared = Rc::new(RefCell::new(Recorder::new(
+        plan.weights.len(),
+        plan.open_loop(),
+    )));
+    let last_done: Rc<RefCell<Option<Instant>>> = Rc::new(RefCell::new(None));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let threads = plan.threads.len();
+        let tasks: Vec<_> = (index..plan.connections)
+            .step_by(threads)
+            .map(|connection| {
+                let task = Task {
+                    plan: Arc::clone(plan),
+                    connection,
+                    recorder: Rc::clone(&shared),
+                    last_done: Rc::clone(&last_done),
+                    live: Arc::clone(live),
+                };
+                tokio::task::spawn_local(task.run())
+            })
+            .collect();
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        // Past the hard deadline the remaining tasks are dropped with the runtime: a server
+        // that never answers cannot keep the run alive.
+        let _ = tokio::time::timeout_at(plan.hard_deadline.into(), all).await;
+    });
+    drop(local);
+    drop(runtime);
+    let recorder = Rc::try_unwrap(shared)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|shared| shared.borrow().clone());
+    let last_done = *last_done.borrow();
+    Ok(WorkerResult {
+        recorder,
+        last_done,
+        thread_cpu: usage::thread_cpu().saturating_sub(cpu_before),
+        wall: started.elapsed(),
+    })
+}
+
+/// One connection's loop.
+struct Task {
+    plan: Arc<Plan>,
+    connection: usize,
+    recorder: Rc<RefCell<Recorder>>,
+    last_done: Rc<RefCell<Option<Instant>>>,
+    live: Arc<Live>,
+}
+
+impl Task {
+    async fn run(self) {
+        tokio::time::sleep_until(self.plan.start.into()).await;
+        match &self.plan.pacing {
+            Pacing::Closed {
+                end,
+                requests,
+                claimed,
+            } => self.closed(*end, *requests, claimed).await,
+            Pacing::Open {
+                rate,
+                warmup,
+                measured,
+                send_limit,
+            } => self.open(*rate, *warmup, *measured, *send_limit).await,
+        }
+    }
+
+    /// Closed loop: send, wait for the answer, send again. Whether a request is warm-up or
+    /// measured is decided when it starts.
+    async fn closed(&self, end: Instant, requests: Option<u64>, claimed: &AtomicU64) {
+        let plan = &self.plan;
+        let mut connection = Connection::new(&plan.target);
+        let mut picker = Picker::new(&plan.weights, self.connection);
+        loop {
+            let sent_at = Instant::now();
+            let measured = sent_at >= plan.measure_start;
+            if measured {
+                if sent_at >= end {
+                    break;
+                }
+                // Claiming a ticket before sending makes a count-bounded run send exactly
+                // `requests` measured requests, however many connections race for them.
+                if let Some(limit) = requests
+                    && claimed.fetch_add(1, Ordering::Relaxed) >= limit
+                {
+                    break;
+                }
+            }
+            let path = picker.next_index();
+            let outcome = connection.request(path, plan.timeout).await;
+            let done = Instant::now();
+            if measured {
+                let latency = done - sent_at;
+                self.record(path, outcome, latency, latency, done);
+            } else {
+                self.recorder.borrow_mut().warmup_sent += 1;
+            }
+        }
+    }
+
+    /// Open loop: request `k` is due at `start + k / rate`; this connection sends
+    /// `connection, connection + C, …`. Latency counts from the due time whenever the server
+    /// made the connection late (its previous answer came after the due time), which is the
+    /// coordinated-omission correction. When the connection was idle and merely woke a
+    /// little late (timer granularity), the generator caused the delay, so latency counts
+    /// from the actual send instead.
+    async fn open(&self, rate: f64, warmup: u64, measured: u64, send_limit: Instant) {
+        let plan = &self.plan;
+        let mut connection = Connection::new(&plan.target);
+        let mut picker = Picker::new(&plan.weights, self.connection);
+        let step = plan.connections as u64;
+        let mut previous_done = plan.start;
+        let mut k = self.connection as u64;
+        while k < warmup + measured {
+            let due = plan.due(k, rate);
+            if Instant::now() >= send_limit {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let sent_at = Instant::now();
+            let path = picker.next_index();
+            let outcome = connection.request(path, plan.timeout).await;
+            let done = Instant::now();
+            if k >= warmup {
+                let from = if previous_done > due { due } else { sent_at };
+                self.record(path, outcome, done - from, done - sent_at, done);
+            } else {
+                self.recorder.borrow_mut().warmup_sent += 1;
+            }
+            previous_done = done;
+            k += step;
+        }
+    }
+
+    fn record(
+        &self,
+        path: usize,
+        outcome: Outcome,
+        latency: Duration,
+        uncorrected: Duration,
+        done: Instant,
+    ) {
+        self.recorder
+            .borrow_mut()
+            .record(path, outcome, latency, uncorrected);
+        let mut last = self.last_done.borrow_mut();
+        if last.is_none_or(|last| done > last) {
+            *last = Some(done);
+        }
+        self.live.done.fetch_add(1, Ordering::Relaxed);
+        if outcome == Outcome::Ok {
+            self.live.ok.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
