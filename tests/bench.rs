@@ -111,7 +111,8 @@ fn cli(args: &[&str]) -> isobench::cli::bench::BenchArgs {
     let mut argv = vec!["isobench", "bench", "--no-progress"];
     argv.extend_from_slice(args);
     match Cli::try_parse_from(argv).expect("arguments parse").command {
-        Command::Bench(args) => args,
+        Some(Command::Bench(args)) => args,
+        other => panic!("expected the bench command, got {other:?}"),
     }
 }
 
