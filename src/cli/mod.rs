@@ -1,1 +1,3 @@
 //! The `isobench` command line: `run`, `bench`, `compare`.
+
+pub mod compare;
