@@ -134,6 +134,9 @@ pub(crate) fn latency_curves(
             .x_desc("percentile")
             .y_desc("latency (ms)")
             .x_labels(max_x.ceil() as usize + 1)
+            .y_labels(6)
+            // A log axis draws a light line at every minor value; they drown the curves.
+            .light_line_style(TRANSPARENT)
             .x_label_formatter(&|x| nines_label(*x))
             .y_label_formatter(&|y| super::number(*y))
             .draw()
@@ -195,15 +198,17 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..max_y)
+            // One segment per environment, labelled with its title.
+            .build_cartesian_2d(titles.as_slice().into_segmented(), 0.0..max_y)
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .y_desc(row.unit.as_str())
             .x_labels(bars.len())
             .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => titles.get(*i).cloned().unwrap_or_default(),
+                SegmentValue::CenterOf(title) => (*title).clone(),
                 _ => String::new(),
             })
             .y_label_formatter(&|y| super::number(*y))
@@ -214,11 +219,11 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
                 bars.iter()
                     .enumerate()
                     .map(|(slot, (index, _, median, ..))| {
+                        let end = titles
+                            .get(slot + 1)
+                            .map_or(SegmentValue::Last, SegmentValue::Exact);
                         let mut bar = Rectangle::new(
-                            [
-                                (SegmentValue::Exact(slot), 0.0),
-                                (SegmentValue::Exact(slot + 1), *median),
-                            ],
+                            [(SegmentValue::Exact(&titles[slot]), 0.0), (end, *median)],
                             color(*index).mix(0.8).filled(),
                         );
                         bar.set_margin(0, 0, 12, 12);
@@ -232,7 +237,7 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
                     .enumerate()
                     .map(|(slot, (_, _, median, low, high))| {
                         ErrorBar::new_vertical(
-                            SegmentValue::CenterOf(slot),
+                            SegmentValue::CenterOf(&titles[slot]),
                             *low,
                             *median,
                             *high,
@@ -334,6 +339,17 @@ mod tests {
             "{:?}",
             chart.problems
         );
+    }
+
+    #[test]
+    fn a_single_bar_draws() {
+        let mut artifact = fixture::artifact();
+        artifact.environments.truncate(1);
+        let summary = summarize(&artifact);
+        let startup = summary.rows.iter().find(|r| r.metric == "startup").unwrap();
+        let svg = bars(&artifact, startup).unwrap().unwrap();
+        assert!(svg.contains("\nnative\n"), "{svg}");
+        assert!(svg.matches("<rect").count() >= 2, "background and the bar");
     }
 
     #[test]
