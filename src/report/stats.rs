@@ -327,3 +327,46 @@ mod tests {
         assert!(e.noisy);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn interval_brackets_the_median_and_ignores_order(
+            mut samples in prop::collection::vec(-1e6f64..1e6, 1..60)
+        ) {
+            let e = median_estimate(&samples).unwrap();
+            prop_assert!(e.ci_low <= e.median && e.median <= e.ci_high);
+            prop_assert!((0.0..=1.0).contains(&e.coverage));
+            prop_assert_eq!(e.coverage >= CONFIDENCE, samples.len() >= 6);
+            samples.reverse();
+            prop_assert_eq!(median_estimate(&samples).unwrap(), e);
+        }
+
+    }
+
+    proptest! {
+        // Each case runs 10,000 resamples; a few dozen cases are plenty.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn ratio_is_ordered_reproducible_and_scales(
+            a in prop::collection::vec(1.0f64..1e4, 1..12),
+            b in prop::collection::vec(1.0f64..1e4, 1..12),
+        ) {
+            let e = ratio_estimate(&a, &b).unwrap();
+            prop_assert!(e.ci_low <= e.ci_high);
+            prop_assert_eq!(e.n, a.len().min(b.len()));
+            prop_assert_eq!(ratio_estimate(&a, &b).unwrap(), e.clone());
+            // Doubling the numerator doubles every resampled ratio (same seed, same draws).
+            let doubled: Vec<f64> = a.iter().map(|x| x * 2.0).collect();
+            let d = ratio_estimate(&doubled, &b).unwrap();
+            prop_assert!((d.ci_low - 2.0 * e.ci_low).abs() <= 1e-9 * d.ci_low.abs());
+            prop_assert!((d.ci_high - 2.0 * e.ci_high).abs() <= 1e-9 * d.ci_high.abs());
+        }
+    }
+}

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use plotters::coord::combinators::IntoLogRange;
-use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{ExportError, env_title};
 use crate::report::schema::{Artifact, SummaryRow};
@@ -198,19 +198,16 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            // One segment per environment, labelled with its title.
-            .build_cartesian_2d(titles.as_slice().into_segmented(), 0.0..max_y)
+            // Slot i spans [i, i + 1]; the labels are drawn below the axis by hand, because
+            // plotters' segmented axes mis-place a single segment.
+            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..max_y)
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .light_line_style(TRANSPARENT)
             .y_desc(row.unit.as_str())
-            .x_labels(bars.len())
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(title) => (*title).clone(),
-                _ => String::new(),
-            })
+            .x_labels(0)
             .y_label_formatter(&|y| super::number(*y))
             .draw()
             .map_err(|e| fail(&e))?;
@@ -219,15 +216,11 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
                 bars.iter()
                     .enumerate()
                     .map(|(slot, (index, _, median, ..))| {
-                        let end = titles
-                            .get(slot + 1)
-                            .map_or(SegmentValue::Last, SegmentValue::Exact);
-                        let mut bar = Rectangle::new(
-                            [(SegmentValue::Exact(&titles[slot]), 0.0), (end, *median)],
+                        let left = slot as f64 + 0.15;
+                        Rectangle::new(
+                            [(left, 0.0), (left + 0.7, *median)],
                             color(*index).mix(0.8).filled(),
-                        );
-                        bar.set_margin(0, 0, 12, 12);
-                        bar
+                        )
                     }),
             )
             .map_err(|e| fail(&e))?;
@@ -237,7 +230,7 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
                     .enumerate()
                     .map(|(slot, (_, _, median, low, high))| {
                         ErrorBar::new_vertical(
-                            SegmentValue::CenterOf(&titles[slot]),
+                            slot as f64 + 0.5,
                             *low,
                             *median,
                             *high,
@@ -247,6 +240,15 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
                     }),
             )
             .map_err(|e| fail(&e))?;
+        let label_style = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (slot, title) in titles.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(slot as f64 + 0.5, 0.0));
+            root.draw(&Text::new(title.clone(), (x, y + 6), label_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(Some(svg))
