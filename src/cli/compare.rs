@@ -125,7 +125,7 @@ mod tests {
             .iter()
             .map(|e| e.label.name.as_str())
             .collect();
-        assert_eq!(names, ["external", "external-vm_results"]);
+        assert_eq!(names, ["external-docker_results", "external-vm_results"]);
         let summary = merged.summary.unwrap();
         let throughput = summary
             .rows

@@ -1,7 +1,7 @@
 //! Reading artifacts from disk and combining several into one, so results measured apart
 //! (the seed's `docker_results.json` and `vm_results.json`) can be compared side by side.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::report::schema::{Artifact, SCHEMA_VERSION};
@@ -85,30 +85,61 @@ pub fn parse(path: &Path, text: &str) -> Result<Artifact, MergeError> {
 
 /// Combines artifacts, each with a short origin (normally its file stem), into one.
 ///
-/// Environments are concatenated in order; a name already taken is made unique by suffixing
-/// the origin (`vm-vm_results`), then a counter. The first artifact's host is the report's
+/// Environments are concatenated in order; a name used by several inputs gets each input's
+/// origin as a suffix (`external-docker_results`, `external-vm_results`), and a name still
+/// taken after that a counter. The first artifact's host is the report's
 /// host; environments measured on a different host say so in their notes. `created_at` is the
-/// latest of the inputs; `unavailable` entries are concatenated; the summary is dropped (it
+/// latest of the inputs; `tool_version` lists each distinct writer's version; `unavailable` entries are concatenated; the summary is dropped (it
 /// must be recomputed over the merged environments).
 pub fn merge(inputs: Vec<(String, Artifact)>) -> Result<Artifact, MergeError> {
+    // A name used by more than one input is ambiguous in every input, so all of its
+    // environments get their origin as a suffix, not just the later ones.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, artifact) in &inputs {
+        let names: BTreeSet<&str> = artifact
+            .environments
+            .iter()
+            .map(|e| e.label.name.as_str())
+            .collect();
+        for name in names {
+            *seen.entry(name).or_default() += 1;
+        }
+    }
+    let ambiguous: BTreeSet<String> = seen
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+
     let mut inputs = inputs.into_iter();
-    let (_, first) = inputs.next().ok_or(MergeError::Empty)?;
+    let (first_origin, first) = inputs.next().ok_or(MergeError::Empty)?;
     let mut merged = Artifact {
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         summary: None,
-        ..first
+        environments: Vec::new(),
+        unavailable: Vec::new(),
+        ..first.clone()
     };
     let mut taken: BTreeSet<String> = BTreeSet::new();
-    for env in &mut merged.environments {
-        env.label.name = unique(&env.label.name, None, &mut taken);
-    }
-    for (origin, artifact) in inputs {
+    for (origin, artifact) in std::iter::once((first_origin, first)).chain(inputs) {
+        // Different writers are all named, so a reader can tell the artifact is a mix.
+        if !merged
+            .tool_version
+            .split(", ")
+            .any(|v| v == artifact.tool_version)
+        {
+            merged.tool_version = format!("{}, {}", merged.tool_version, artifact.tool_version);
+        }
         if artifact.created_at > merged.created_at {
             merged.created_at = artifact.created_at.clone();
         }
         let other_host = artifact.host != merged.host;
         for mut env in artifact.environments {
-            env.label.name = unique(&env.label.name, Some(&origin), &mut taken);
+            let name = if ambiguous.contains(&env.label.name) {
+                format!("{}-{origin}", env.label.name)
+            } else {
+                env.label.name.clone()
+            };
+            env.label.name = unique(name, &mut taken);
             if other_host {
                 env.label.notes.push(format!(
                     "measured on another host: {} ({}, {} CPUs, kernel {})",
@@ -132,18 +163,13 @@ pub fn origin_of(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-fn unique(name: &str, origin: Option<&str>, taken: &mut BTreeSet<String>) -> String {
-    let mut candidate = name.to_owned();
-    if taken.contains(&candidate) {
-        if let Some(origin) = origin {
-            candidate = format!("{name}-{origin}");
-        }
-        let base = candidate.clone();
-        let mut counter = 2;
-        while taken.contains(&candidate) {
-            candidate = format!("{base}-{counter}");
-            counter += 1;
-        }
+/// `name`, or `name-2`, `name-3`, … when it is taken already.
+fn unique(name: String, taken: &mut BTreeSet<String>) -> String {
+    let mut candidate = name.clone();
+    let mut counter = 2;
+    while taken.contains(&candidate) {
+        candidate = format!("{name}-{counter}");
+        counter += 1;
     }
     taken.insert(candidate.clone());
     candidate
@@ -174,8 +200,8 @@ mod tests {
         assert_eq!(
             names(&merged),
             [
-                "docker",
-                "vm",
+                "docker-docker_results",
+                "vm-docker_results",
                 "docker-vm_results",
                 "vm-vm_results",
                 "docker-vm_results-2",
@@ -196,6 +222,7 @@ mod tests {
         let merged = merge(vec![("a".into(), a), ("b".into(), b)]).unwrap();
         assert_eq!(merged.created_at, "2026-12-01T00:00:00Z");
         assert_eq!(merged.host.hostname, "fixture");
+        assert_eq!(merged.tool_version, "0.1.0");
         let noted = &merged.environments[2].label;
         assert_eq!(noted.name, "docker2");
         assert!(noted.notes[0].contains("elsewhere"), "{:?}", noted.notes);

@@ -193,7 +193,7 @@ pub struct Unavailable {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
-    /// Method used for the intervals, e.g. `percentile bootstrap, 10000 resamples, 95%`.
+    /// Method used for the intervals and the noisy flag (`report::stats::method_description`).
     pub method: String,
     /// The environment ratios are taken against (normally `native`).
     pub baseline: Option<String>,

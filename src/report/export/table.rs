@@ -82,19 +82,22 @@ impl Exporter for Table {
         let host = &artifact.host;
         out.push_str(&sanitize_terminal(&format!(
             "host: {} ({} CPUs, kernel {}); {LOW_COVERAGE_MARK} interval below 95% coverage \
-             (n < 6, [min, max]); {NOISY_MARK} half-width > 10% or n = 1\n",
+             (n < 6, [min, max]); {NOISY_MARK} half-width > 10% or n = 1",
             host.cpu_model, host.logical_cpus, host.kernel
         )));
+        out.push('\n');
         if let Some((container, vm)) = &pair {
             out.push_str(&sanitize_terminal(&format!(
-                "{container} vs {vm}: positive = {container} better, in % of {vm}'s median\n"
+                "{container} vs {vm}: positive = {container} better, in % of {vm}'s median"
             )));
+            out.push('\n');
         }
         for unavailable in &artifact.unavailable {
             out.push_str(&sanitize_terminal(&format!(
-                "not measured: {}: {}\n",
+                "not measured: {}: {}",
                 unavailable.name, unavailable.reason
             )));
+            out.push('\n');
         }
         Ok(out)
     }
@@ -123,6 +126,15 @@ mod tests {
         assert!(text.contains("11.0 ms [10.0, 12.0]†"), "{text}");
         assert!(text.contains("+90.0%"), "{text}");
         assert!(text.contains("not measured: vagrant"), "{text}");
+        let legend: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("host:"))
+            .collect();
+        assert_eq!(
+            legend.len(),
+            3,
+            "host, improvement and not-measured lines: {legend:?}"
+        );
     }
 
     #[test]
