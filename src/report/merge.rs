@@ -10,7 +10,7 @@ use crate::report::schema::{Artifact, SCHEMA_VERSION};
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -18,7 +18,7 @@ pub enum MergeError {
         source: std::io::Error,
     },
     /// The file is not JSON, or not an isobench artifact.
-    #[error("{} is not a valid isobench artifact: {source}", path.display())]
+    #[error("{} is not a valid isobench artifact", path.display())]
     Parse {
         /// The file.
         path: PathBuf,

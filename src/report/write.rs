@@ -21,7 +21,7 @@ pub const HTML_FILE: &str = "report.html";
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// Creating, writing, syncing or renaming failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Io {
         /// The file that was being written.
         path: PathBuf,
@@ -29,7 +29,7 @@ pub enum WriteError {
         source: std::io::Error,
     },
     /// The artifact could not be serialized.
-    #[error("cannot serialize the artifact for {}: {source}", path.display())]
+    #[error("cannot serialize the artifact for {}", path.display())]
     Json {
         /// The file that was being written.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum WriteError {
         source: serde_json::Error,
     },
     /// An exporter failed to render.
-    #[error("cannot render {}: {source}", path.display())]
+    #[error("cannot render {}", path.display())]
     Render {
         /// The file that was being written.
         path: PathBuf,
@@ -80,6 +80,9 @@ pub fn atomic_with(
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.as_deref().unwrap_or("isobench")))
         .suffix(".tmp")
+        // Temporary files are private (0600) by default; a report is not. 0666 minus the
+        // umask is what `File::create` would have given the file.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(io)?;
     fill(temp.as_file_mut()).map_err(io)?;
@@ -143,6 +146,18 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn files_get_the_same_mode_as_a_plain_create() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let atomic_path = dir.path().join("atomic");
+        atomic(&atomic_path, b"x").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&atomic_path), mode(&plain));
     }
 
     #[test]
