@@ -158,7 +158,8 @@ pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String
     if let Some(baseline) = &summary.baseline {
         notes.push(format!(
             "Ratios are each environment's median over {baseline}'s (lower is better unless the \
-             metric is throughput)."
+             metric is throughput). Their bootstrap intervals are approximate, and optimistic \
+             with fewer than about 10 rounds per environment."
         ));
     }
     if let Some((container, vm)) = summarize::container_vm_pair(artifact) {
