@@ -4,6 +4,7 @@
 //! so the tests drive the same code.
 
 pub mod bench;
+pub mod compare;
 pub mod run;
 
 use std::path::Path;
@@ -12,7 +13,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::report::export::{Exporter, Table};
 use crate::report::schema::Artifact;
+use crate::report::{self, write};
 
 /// What does isolation cost a web service? isobench runs the same small service natively,
 /// in a Docker container and in a VM, checks it, and measures startup, memory, throughput
@@ -32,6 +35,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Load one URL and report throughput and latency (the seed's benchmark.py).
     Bench(bench::BenchArgs),
+    /// Build the comparison table from saved artifacts (`run` or `bench --output`).
+    Compare(compare::CompareArgs),
 }
 
 /// Runs the parsed command line; errors are printed once, by the binary.
@@ -45,20 +50,27 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             let output_dir = args.output_dir.clone();
-            run::run(args)?;
-            eprintln!("wrote {}", output_dir.display());
+            let artifact = run::run(args)?;
+            print!("{}", Table.render(&artifact).context("rendering the table")?);
+            eprintln!(
+                "wrote {}/{{{},{},{}}}",
+                output_dir.display(),
+                write::JSON_FILE,
+                write::MARKDOWN_FILE,
+                write::HTML_FILE
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }
 
-/// Writes the artifact (JSON) atomically into `dir`.
+/// Summarises the artifact as it stands and writes its JSON, markdown and HTML into `dir`,
+/// each atomically, so an interrupt at any moment leaves the previous complete files.
 pub fn write_outputs(artifact: &mut Artifact, dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join("isobench.json");
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut file, artifact)?;
-    file.persist(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    artifact.summary = Some(report::summarize(artifact));
+    report::write::report_files(dir, artifact)
+        .with_context(|| format!("writing the report into {}", dir.display()))?;
     Ok(())
 }

@@ -193,7 +193,7 @@ pub struct Unavailable {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
-    /// Method used for the intervals, e.g. `percentile bootstrap, 10000 resamples, 95%`.
+    /// Method used for the intervals and the noisy flag (`report::stats::method_description`).
     pub method: String,
     /// The environment ratios are taken against (normally `native`).
     pub baseline: Option<String>,
@@ -226,14 +226,18 @@ pub struct SummaryRow {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Estimate {
-    /// Median of the samples.
+    /// Median of the samples (for a ratio: the ratio of the two medians).
     pub median: f64,
-    /// Lower end of the 95% confidence interval.
+    /// Lower end of the confidence interval (95% unless `coverage` says less).
     pub ci_low: f64,
-    /// Upper end of the 95% confidence interval.
+    /// Upper end of the confidence interval (95% unless `coverage` says less).
     pub ci_high: f64,
     /// Number of samples.
     pub n: usize,
+    /// Probability that the interval covers the true value: 0.95 or more normally; less when
+    /// there were too few samples to reach 95% (see `report::stats`), 1.0 for a quantity
+    /// measured exactly once without sampling spread (an image size).
+    pub coverage: f64,
     /// The interval is wide relative to the median (see `report::stats`).
     pub noisy: bool,
 }

@@ -1,0 +1,370 @@
+//! SVG charts for the HTML report, drawn with plotters' SVG backend into strings so the
+//! report stays one self-contained file.
+//!
+//! Latency percentile curves follow HdrHistogram's percentile-distribution plot (Gil Tene,
+//! "How NOT to measure latency"): the x axis is the "nines" scale −log₁₀(1 − q), so 90%, 99%,
+//! 99.9% and 99.99% are equally spaced and the tail is visible. Each environment's curve is
+//! the merge of its rounds' histograms for the scenario, decoded from the artifact's
+//! V2-deflate, base64 `histogram` field.
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use plotters::coord::combinators::IntoLogRange;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{ExportError, env_title};
+use crate::report::schema::{Artifact, SummaryRow};
+
+const WIDTH: u32 = 760;
+const HEIGHT: u32 = 380;
+/// Furthest percentile shown: 99.999%.
+const MAX_NINES: f64 = 5.0;
+/// Points per decade of the nines scale.
+const STEPS_PER_NINE: usize = 20;
+
+/// One color per environment, in order, readable on white and distinguishable in print.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// The color of the environment at `index`.
+pub(crate) fn color(index: usize) -> RGBColor {
+    COLORS[index % COLORS.len()]
+}
+
+/// A scenario's latency curves: the chart's SVG (when any environment had a readable,
+/// non-empty histogram) and a note for every histogram that could not be read.
+pub(crate) struct LatencyChart {
+    /// The SVG, absent when no curve could be drawn.
+    pub svg: Option<String>,
+    /// Problems with individual histograms, for the report to show.
+    pub problems: Vec<String>,
+}
+
+/// The percentile curve of every environment for `scenario`.
+pub(crate) fn latency_curves(
+    artifact: &Artifact,
+    scenario: &str,
+) -> Result<LatencyChart, ExportError> {
+    let mut problems = Vec::new();
+    // (environment index, column title, (nines, ms) points)
+    type Curve = (usize, String, Vec<(f64, f64)>);
+    let mut curves: Vec<Curve> = Vec::new();
+    for (index, env) in artifact.environments.iter().enumerate() {
+        let mut merged: Option<Histogram<u64>> = None;
+        for run in env
+            .rounds
+            .iter()
+            .flat_map(|r| &r.scenarios)
+            .filter(|s| s.scenario == scenario)
+        {
+            match decode(&run.load.histogram) {
+                Ok(h) => match merged.as_mut() {
+                    None => merged = Some(h),
+                    Some(m) => {
+                        if let Err(e) = m.add(&h) {
+                            problems.push(format!(
+                                "{}: cannot merge histograms: {e:?}",
+                                env.label.name
+                            ));
+                        }
+                    }
+                },
+                Err(reason) => problems.push(format!(
+                    "{}: unreadable latency histogram: {reason}",
+                    env.label.name
+                )),
+            }
+        }
+        let Some(histogram) = merged.filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        curves.push((index, env_title(&env.label), percentile_curve(&histogram)));
+    }
+    if curves.is_empty() {
+        return Ok(LatencyChart {
+            svg: None,
+            problems,
+        });
+    }
+
+    let max_x = curves
+        .iter()
+        .flat_map(|(_, _, points)| points.last().map(|p| p.0))
+        .fold(1.0_f64, f64::max);
+    let max_y = curves
+        .iter()
+        .flat_map(|(_, _, points)| points.iter().map(|p| p.1))
+        .fold(0.0_f64, f64::max);
+    let min_y = curves
+        .iter()
+        .flat_map(|(_, _, points)| points.iter().map(|p| p.1))
+        .fold(f64::INFINITY, f64::min);
+    let chart_name = format!("latency ({scenario})");
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: chart_name.clone(),
+        reason: e.to_string(),
+    };
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        // Log latency axis: tails of an emulated VM are orders of magnitude above native.
+        let y_range = (min_y.max(0.001) * 0.8..max_y * 1.25).log_scale();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Latency by percentile: {scenario}"),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_x, y_range)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (ms)")
+            .x_labels(max_x.ceil() as usize + 1)
+            .y_labels(6)
+            // A log axis draws a light line at every minor value; they drown the curves.
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&|x| nines_label(*x))
+            .y_label_formatter(&|y| super::number(*y))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for (index, title, points) in curves {
+            let color = color(index);
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(title)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(LatencyChart {
+        svg: Some(svg),
+        problems,
+    })
+}
+
+/// Bars of each environment's median with its interval as an error bar, for one summary row.
+/// `None` when no environment has an estimate in the row.
+pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<String>, ExportError> {
+    let bars: Vec<(usize, String, f64, f64, f64)> = artifact
+        .environments
+        .iter()
+        .enumerate()
+        .filter_map(|(index, env)| {
+            let e = row.estimates.get(&env.label.name)?;
+            Some((index, env_title(&env.label), e.median, e.ci_low, e.ci_high))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: row.metric.clone(),
+        reason: e.to_string(),
+    };
+    let max_y = bars.iter().map(|b| b.4.max(b.2)).fold(0.0_f64, f64::max);
+    let max_y = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
+    let titles: Vec<String> = bars.iter().map(|b| b.1.clone()).collect();
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{} ({})", row.metric, row.unit), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            // Slot i spans [i, i + 1]; the labels are drawn below the axis by hand, because
+            // plotters' segmented axes mis-place a single segment.
+            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..max_y)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            .y_desc(row.unit.as_str())
+            .x_labels(0)
+            .y_label_formatter(&|y| super::number(*y))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(
+                bars.iter()
+                    .enumerate()
+                    .map(|(slot, (index, _, median, ..))| {
+                        let left = slot as f64 + 0.15;
+                        Rectangle::new(
+                            [(left, 0.0), (left + 0.7, *median)],
+                            color(*index).mix(0.8).filled(),
+                        )
+                    }),
+            )
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(
+                bars.iter()
+                    .enumerate()
+                    .map(|(slot, (_, _, median, low, high))| {
+                        ErrorBar::new_vertical(
+                            slot as f64 + 0.5,
+                            *low,
+                            *median,
+                            *high,
+                            BLACK.stroke_width(2),
+                            12,
+                        )
+                    }),
+            )
+            .map_err(|e| fail(&e))?;
+        let label_style = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (slot, title) in titles.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(slot as f64 + 0.5, 0.0));
+            root.draw(&Text::new(title.clone(), (x, y + 6), label_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(Some(svg))
+}
+
+/// Decodes the artifact's base64 V2-deflate histogram.
+fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| format!("base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("HdrHistogram: {e:?}"))
+}
+
+/// (nines, latency ms) points from the median out to the deepest percentile the sample
+/// count supports (at most [`MAX_NINES`]).
+fn percentile_curve(histogram: &Histogram<u64>) -> Vec<(f64, f64)> {
+    // With N samples, percentiles beyond 1 − 1/N are all the maximum: stop there.
+    let supported = (histogram.len() as f64).log10().clamp(1.0, MAX_NINES);
+    let steps = (supported * STEPS_PER_NINE as f64).ceil() as usize;
+    (0..=steps)
+        .map(|i| {
+            let nines = (i as f64 / STEPS_PER_NINE as f64).min(supported);
+            let quantile = 1.0 - 10f64.powf(-nines);
+            let value_us = histogram.value_at_quantile(quantile) as f64;
+            (nines, value_us / 1000.0)
+        })
+        .collect()
+}
+
+/// The label of a point on the nines scale: 0 → 0%, 1 → 90%, 2 → 99%, 3 → 99.9%.
+fn nines_label(nines: f64) -> String {
+    let percent = (1.0 - 10f64.powf(-nines)) * 100.0;
+    let decimals = (nines.round() as i64 - 2).clamp(0, 6) as usize;
+    format!("{percent:.decimals$}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+    use crate::report::summarize::summarize;
+
+    #[test]
+    fn nines_are_labelled_as_percentiles() {
+        assert_eq!(nines_label(0.0), "0%");
+        assert_eq!(nines_label(1.0), "90%");
+        assert_eq!(nines_label(2.0), "99%");
+        assert_eq!(nines_label(3.0), "99.9%");
+        assert_eq!(nines_label(4.0), "99.99%");
+    }
+
+    #[test]
+    fn the_fixture_histogram_decodes_to_its_percentiles() {
+        let encoded = fixture::histogram([400.0, 600.0, 1000.0, 2000.0, 4000.0]);
+        let h = decode(&encoded).unwrap();
+        assert_eq!(h.len(), 10_000);
+        // 50% of samples at 400 µs, 40% at 600: the median is 400 µs, p99.9 is 2000 µs
+        // (within HdrHistogram's 3 significant digits).
+        assert!(h.equivalent(h.value_at_quantile(0.5), 400));
+        assert!(h.equivalent(h.value_at_quantile(0.999), 2000));
+        let curve = percentile_curve(&h);
+        assert_eq!(curve.first().unwrap().0, 0.0);
+        assert_eq!(
+            curve.last().unwrap().0,
+            4.0,
+            "10 000 samples support four nines"
+        );
+        assert!(
+            curve.windows(2).all(|w| w[0].1 <= w[1].1),
+            "percentiles never decrease"
+        );
+    }
+
+    #[test]
+    fn garbage_histograms_are_reported_not_fatal() {
+        let mut artifact = fixture::artifact();
+        artifact.environments[0].rounds[0].scenarios[0]
+            .load
+            .histogram = "not base64!".into();
+        let chart = latency_curves(&artifact, "health").unwrap();
+        assert!(
+            chart.svg.is_some(),
+            "the other rounds and environments still draw"
+        );
+        assert_eq!(chart.problems.len(), 1);
+        assert!(
+            chart.problems[0].starts_with("native: unreadable"),
+            "{:?}",
+            chart.problems
+        );
+    }
+
+    #[test]
+    fn a_single_bar_draws() {
+        let mut artifact = fixture::artifact();
+        artifact.environments.truncate(1);
+        let summary = summarize(&artifact);
+        let startup = summary.rows.iter().find(|r| r.metric == "startup").unwrap();
+        let svg = bars(&artifact, startup).unwrap().unwrap();
+        assert!(svg.contains("\nnative\n"), "{svg}");
+        assert!(svg.matches("<rect").count() >= 2, "background and the bar");
+    }
+
+    #[test]
+    fn charts_are_svg_with_one_series_per_environment() {
+        let artifact = fixture::artifact();
+        let chart = latency_curves(&artifact, "health").unwrap();
+        let svg = chart.svg.unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.matches("<polyline").count() >= 3);
+        assert!(svg.contains("vm (TCG, emulated)"));
+        let summary = summarize(&artifact);
+        let startup = summary.rows.iter().find(|r| r.metric == "startup").unwrap();
+        let bars = bars(&artifact, startup).unwrap().unwrap();
+        assert!(bars.matches("<rect").count() >= 3);
+    }
+}

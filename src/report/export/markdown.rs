@@ -1,0 +1,207 @@
+//! The markdown report: the comparison as a GitHub table, then a legend with everything a
+//! reader needs to interpret it (method, samples, host, cpusets, accelerator). Appended to the
+//! GitHub Actions job summary by the report workflow.
+
+use std::fmt::Write as _;
+
+use super::{
+    ExportError, Exporter, accel_text, env_title, escape_markdown, estimate_cell, improvement_cell,
+    method_notes, ratio_cell, summary_of,
+};
+use crate::report::schema::{Artifact, EnvironmentResult};
+use crate::report::summarize;
+
+/// GitHub-flavoured markdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Markdown;
+
+impl Exporter for Markdown {
+    fn render(&self, artifact: &Artifact) -> Result<String, ExportError> {
+        let summary = summary_of(artifact);
+        let e = escape_markdown;
+        let mut out = String::new();
+        let host = &artifact.host;
+        // `write!` to a String cannot fail; the results are ignored on purpose.
+        let _ = writeln!(out, "# isobench: what does isolation cost a web service?\n");
+        let _ = writeln!(
+            out,
+            "Measured on **{}** ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by \
+             isobench {}.\n",
+            e(&host.hostname),
+            e(&host.cpu_model),
+            host.logical_cpus,
+            host.memory_total_bytes as f64 / (1024.0 * 1024.0 * 1024.0),
+            e(&host.os),
+            e(&host.kernel),
+            e(&artifact.created_at),
+            e(&artifact.tool_version),
+        );
+
+        let envs = &artifact.environments;
+        let baseline = summary.baseline.as_deref();
+        let compared: Vec<&EnvironmentResult> = envs
+            .iter()
+            .filter(|env| Some(env.label.name.as_str()) != baseline)
+            .collect();
+        let pair = summarize::container_vm_pair(artifact);
+
+        let mut header = vec!["metric".to_owned()];
+        header.extend(envs.iter().map(|env| e(&env_title(&env.label))));
+        if let Some(baseline) = baseline {
+            header.extend(
+                compared
+                    .iter()
+                    .map(|env| format!("{} / {}", e(&env.label.name), e(baseline))),
+            );
+        }
+        if let Some((container, vm)) = &pair {
+            header.push(format!("{} vs {}", e(container), e(vm)));
+        }
+        let _ = writeln!(out, "| {} |", header.join(" | "));
+        let alignment: Vec<&str> = (0..header.len())
+            .map(|i| if i == 0 { ":---" } else { "---:" })
+            .collect();
+        let _ = writeln!(out, "| {} |", alignment.join(" | "));
+        for row in &summary.rows {
+            let mut cells = vec![e(&row.metric)];
+            for env in envs {
+                cells.push(
+                    row.estimates
+                        .get(&env.label.name)
+                        .map(|est| estimate_cell(est, &row.unit))
+                        .unwrap_or_else(|| "—".into()),
+                );
+            }
+            if baseline.is_some() {
+                for env in &compared {
+                    cells.push(
+                        row.ratio_to_baseline
+                            .get(&env.label.name)
+                            .map(ratio_cell)
+                            .unwrap_or_else(|| "—".into()),
+                    );
+                }
+            }
+            if pair.is_some() {
+                cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+            }
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+
+        let _ = writeln!(out, "\n## Environments\n");
+        let _ = writeln!(
+            out,
+            "| environment | kind | runtime | accelerator | service CPUs | generator CPUs | \
+             memory limit | kernel | detected | rounds |"
+        );
+        let _ = writeln!(out, "|{}", " --- |".repeat(10));
+        for env in envs {
+            let label = &env.label;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                e(&label.name),
+                format!("{:?}", label.kind).to_lowercase(),
+                e(&label.runtime),
+                label.accel.map(accel_text).unwrap_or("—"),
+                cpus(&label.service_cpus),
+                cpus(&label.generator_cpus),
+                label
+                    .memory_limit_bytes
+                    .map(|b| format!("{} MiB", b / (1024 * 1024)))
+                    .unwrap_or_else(|| "none".into()),
+                label.kernel.as_deref().map(e).unwrap_or_else(|| "—".into()),
+                label
+                    .detected
+                    .as_deref()
+                    .map(e)
+                    .unwrap_or_else(|| "—".into()),
+                env.rounds.len(),
+            );
+        }
+        let notes: Vec<String> = envs
+            .iter()
+            .flat_map(|env| {
+                let name = &env.label.name;
+                let preparation = env.preparation.iter().map(move |p| {
+                    format!(
+                        "{}: {} took {:.1} s{} (not part of startup)",
+                        e(name),
+                        e(&p.what),
+                        p.seconds,
+                        if p.cached { ", cached" } else { "" }
+                    )
+                });
+                let notes = env
+                    .label
+                    .notes
+                    .iter()
+                    .map(move |n| format!("{}: {}", e(name), e(n)));
+                preparation.chain(notes)
+            })
+            .collect();
+        if !notes.is_empty() {
+            out.push('\n');
+            for note in notes {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
+
+        if !artifact.unavailable.is_empty() {
+            let _ = writeln!(out, "\n## Not measured\n");
+            for unavailable in &artifact.unavailable {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    e(&unavailable.name),
+                    e(&unavailable.reason)
+                );
+            }
+        }
+
+        let _ = writeln!(out, "\n## How to read this\n");
+        for note in method_notes(&summary, artifact) {
+            let _ = writeln!(out, "- {}", e(&note));
+        }
+        Ok(out)
+    }
+}
+
+/// `1` or `0,2-3`-style list of CPUs; `none` when unpinned.
+fn cpus(list: &[usize]) -> String {
+    if list.is_empty() {
+        return "none".into();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn markdown_report_snapshot() {
+        let text = Markdown.render(&fixture::artifact()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn markdown_bench_pair_snapshot() {
+        let text = Markdown.render(&fixture::bench_pair()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn artifact_text_cannot_break_the_table() {
+        let mut artifact = fixture::artifact();
+        artifact.environments[0].label.name = "a|b<img src=x>".into();
+        artifact.summary = None;
+        let text = Markdown.render(&artifact).unwrap();
+        assert!(text.contains("a\\|b&lt;img src=x&gt;"), "{text}");
+        assert!(!text.contains("<img"));
+    }
+}

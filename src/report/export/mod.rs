@@ -1,0 +1,284 @@
+//! Exporters: one per output format, each in its own file behind the small [`Exporter`]
+//! trait (the shape of hyperfine's `export/`). They share the cell formatting here, so the
+//! terminal, markdown and HTML say the same thing the same way.
+
+mod charts;
+mod html;
+mod markdown;
+mod table;
+
+use std::borrow::Cow;
+
+pub use html::Html;
+pub use markdown::Markdown;
+pub use table::Table;
+
+use crate::report::schema::{Accel, Artifact, EnvironmentLabel, Estimate, Summary};
+use crate::report::stats::CONFIDENCE;
+use crate::report::summarize;
+
+/// Why an exporter could not render.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A chart could not be drawn.
+    #[error("cannot draw the {chart} chart: {reason}")]
+    Chart {
+        /// Which chart.
+        chart: String,
+        /// What the charting library reported.
+        reason: String,
+    },
+}
+
+/// Renders an artifact (with its summary, computed when absent) into one output format.
+pub trait Exporter {
+    /// Renders the whole report as text.
+    fn render(&self, artifact: &Artifact) -> Result<String, ExportError>;
+}
+
+/// The artifact's summary, or one computed now when the writer did not include it.
+pub(crate) fn summary_of(artifact: &Artifact) -> Cow<'_, Summary> {
+    match &artifact.summary {
+        Some(summary) => Cow::Borrowed(summary),
+        None => Cow::Owned(summarize::summarize(artifact)),
+    }
+}
+
+/// An environment's column title: its name, and for a VM how its CPU is provided, so TCG
+/// numbers are never read as hardware virtualisation.
+pub(crate) fn env_title(label: &EnvironmentLabel) -> String {
+    match label.accel {
+        Some(accel) => format!("{} ({})", label.name, accel_text(accel)),
+        None => label.name.clone(),
+    }
+}
+
+/// How a VM's accelerator is named in reports.
+pub(crate) fn accel_text(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "KVM",
+        Accel::Tcg => "TCG, emulated",
+        Accel::Provider => "provider's hypervisor",
+    }
+}
+
+/// A number with three significant digits (no exponent), `0` for zero.
+pub(crate) fn number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = x.abs().log10().floor() as i32;
+    let decimals = (2 - digits).clamp(0, 6) as usize;
+    format!("{x:.decimals$}")
+}
+
+/// Marker for an interval whose coverage is below the nominal 95% (too few rounds).
+pub(crate) const LOW_COVERAGE_MARK: &str = "†";
+/// Marker for a noisy estimate.
+pub(crate) const NOISY_MARK: &str = "±noisy";
+
+/// `12.3 ms [11.9, 12.8]`, with `†` when the interval covers less than 95% and `±noisy`.
+pub(crate) fn estimate_cell(estimate: &Estimate, unit: &str) -> String {
+    // Counts are whole numbers in every round, and so are their medians' bounds; the median
+    // of an even number of rounds can end in .5, which `number` shows.
+    let number = |x: f64| {
+        if unit == "count" && x.fract() == 0.0 && x.abs() < 1e15 {
+            format!("{x:.0}")
+        } else {
+            number(x)
+        }
+    };
+    let unit = unit_suffix(unit);
+    let mut cell = if estimate.n == 1 && estimate.coverage >= 1.0 {
+        format!("{}{unit}", number(estimate.median))
+    } else if estimate.n == 1 {
+        format!("{}{unit} (n=1)", number(estimate.median))
+    } else {
+        format!(
+            "{}{unit} [{}, {}]",
+            number(estimate.median),
+            number(estimate.ci_low),
+            number(estimate.ci_high)
+        )
+    };
+    if estimate.n > 1 && estimate.coverage < CONFIDENCE {
+        cell.push_str(LOW_COVERAGE_MARK);
+    }
+    if estimate.noisy {
+        cell.push(' ');
+        cell.push_str(NOISY_MARK);
+    }
+    cell
+}
+
+/// `1.23× [1.10, 1.40]`, with `±noisy`.
+pub(crate) fn ratio_cell(estimate: &Estimate) -> String {
+    let mut cell = format!(
+        "{}× [{}, {}]",
+        number(estimate.median),
+        number(estimate.ci_low),
+        number(estimate.ci_high)
+    );
+    if estimate.noisy {
+        cell.push(' ');
+        cell.push_str(NOISY_MARK);
+    }
+    cell
+}
+
+/// The seed's improvement column: `+86.2%` (positive = container better).
+pub(crate) fn improvement_cell(pct: Option<f64>) -> String {
+    match pct {
+        Some(pct) => format!("{pct:+.1}%"),
+        None => "—".into(),
+    }
+}
+
+fn unit_suffix(unit: &str) -> String {
+    match unit {
+        "count" => String::new(),
+        unit => format!(" {unit}"),
+    }
+}
+
+/// The explanation of the markers and columns, shared by markdown and HTML legends.
+pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String> {
+    let mut notes = vec![
+        format!("Method: {}.", summary.method),
+        format!(
+            "{LOW_COVERAGE_MARK} fewer than 6 samples: no pair of order statistics reaches 95%, \
+             so the interval is [min, max], which covers the median with probability 1 − 2·0.5ⁿ \
+             (75% for n = 3, 94% for n = 5)."
+        ),
+        format!(
+            "{NOISY_MARK}: the interval's half-width exceeds 10% of the estimate, or there was a \
+             single sample."
+        ),
+    ];
+    if let Some(baseline) = &summary.baseline {
+        notes.push(format!(
+            "Ratios are each environment's median over {baseline}'s (lower is better unless the \
+             metric is throughput). Their bootstrap intervals are approximate, and optimistic \
+             with fewer than about 10 rounds per environment."
+        ));
+    }
+    if let Some((container, vm)) = summarize::container_vm_pair(artifact) {
+        notes.push(format!(
+            "{container} vs {vm}: how much better {container} is than {vm}, in percent of \
+             {vm}'s median (positive = {container} better), as in the seed report."
+        ));
+    }
+    notes.push(
+        "Latency in open-loop scenarios is measured from each request's intended send time \
+         (coordinated omission corrected)."
+            .into(),
+    );
+    notes
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for a GitHub markdown table cell: no pipes, no inline HTML, no markup, one
+/// line.
+pub(crate) fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '#' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Removes control characters (terminal escape sequences) from text shown in a terminal.
+pub(crate) fn sanitize_terminal(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .filter(|c| !c.is_control())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimate(
+        median: f64,
+        low: f64,
+        high: f64,
+        n: usize,
+        coverage: f64,
+        noisy: bool,
+    ) -> Estimate {
+        Estimate {
+            median,
+            ci_low: low,
+            ci_high: high,
+            n,
+            coverage,
+            noisy,
+        }
+    }
+
+    #[test]
+    fn numbers_have_three_significant_digits() {
+        assert_eq!(number(12.345), "12.3");
+        assert_eq!(number(1234.5), "1234");
+        assert_eq!(number(0.01), "0.0100");
+        assert_eq!(number(1.0), "1.00");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(-4.5678), "-4.57");
+    }
+
+    #[test]
+    fn cells_show_interval_and_markers() {
+        let e = estimate(12.3, 11.9, 12.8, 10, 0.978, false);
+        assert_eq!(estimate_cell(&e, "ms"), "12.3 ms [11.9, 12.8]");
+        let e = estimate(12.3, 11.0, 14.0, 3, 0.75, true);
+        assert_eq!(estimate_cell(&e, "ms"), "12.3 ms [11.0, 14.0]† ±noisy");
+        let e = estimate(5.0, 5.0, 5.0, 1, 0.0, true);
+        assert_eq!(estimate_cell(&e, "count"), "5 (n=1) ±noisy");
+        let e = estimate(2.5, 2.0, 3.0, 4, 0.875, true);
+        assert_eq!(estimate_cell(&e, "count"), "2.50 [2, 3]† ±noisy");
+        let e = estimate(4.0, 4.0, 4.0, 1, 1.0, false);
+        assert_eq!(estimate_cell(&e, "MiB"), "4.00 MiB");
+        let e = estimate(1.5, 1.2, 1.9, 3, 0.95, true);
+        assert_eq!(ratio_cell(&e), "1.50× [1.20, 1.90] ±noisy");
+        assert_eq!(improvement_cell(Some(86.18)), "+86.2%");
+        assert_eq!(improvement_cell(Some(-5.0)), "-5.0%");
+        assert_eq!(improvement_cell(None), "—");
+    }
+
+    #[test]
+    fn escaping_neutralises_markup() {
+        assert_eq!(
+            escape_html("<script>a & 'b' \"c\"</script>"),
+            "&lt;script&gt;a &amp; &#39;b&#39; &quot;c&quot;&lt;/script&gt;"
+        );
+        assert_eq!(escape_markdown("a|b <i>\n*x*"), "a\\|b &lt;i&gt; \\*x\\*");
+        assert_eq!(sanitize_terminal("ok\u{1b}[31mred\u{7}"), "ok[31mred");
+    }
+}

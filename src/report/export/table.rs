@@ -1,0 +1,156 @@
+//! The terminal table (comfy-table): one row per metric, one column per environment, then
+//! the ratios to the baseline and the container-vs-VM column, and a short legend below.
+
+use comfy_table::{CellAlignment, ContentArrangement, presets};
+
+use super::{
+    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, env_title, estimate_cell,
+    improvement_cell, ratio_cell, sanitize_terminal, summary_of,
+};
+use crate::report::schema::Artifact;
+use crate::report::summarize;
+
+/// The table printed by `isobench compare` and `isobench run`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Table;
+
+impl Exporter for Table {
+    fn render(&self, artifact: &Artifact) -> Result<String, ExportError> {
+        let summary = summary_of(artifact);
+        let names: Vec<&str> = artifact
+            .environments
+            .iter()
+            .map(|e| e.label.name.as_str())
+            .collect();
+        let baseline = summary.baseline.as_deref();
+        let compared: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| Some(*n) != baseline)
+            .collect();
+        let pair = summarize::container_vm_pair(artifact);
+
+        let mut header = vec!["metric".to_owned()];
+        header.extend(artifact.environments.iter().map(|e| env_title(&e.label)));
+        if let Some(baseline) = baseline {
+            header.extend(compared.iter().map(|n| format!("{n} / {baseline}")));
+        }
+        if let Some((container, vm)) = &pair {
+            header.push(format!("{container} vs {vm}"));
+        }
+
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(presets::UTF8_FULL_CONDENSED)
+            // Fixed layout: the output does not depend on the terminal's width, so it is
+            // the same on a terminal, in a pipe and in CI logs.
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(header.iter().map(|h| sanitize_terminal(h)));
+        for row in &summary.rows {
+            let mut cells = vec![sanitize_terminal(&row.metric)];
+            for name in &names {
+                cells.push(
+                    row.estimates
+                        .get(*name)
+                        .map(|e| estimate_cell(e, &row.unit))
+                        .unwrap_or_else(|| "—".into()),
+                );
+            }
+            if baseline.is_some() {
+                for name in &compared {
+                    cells.push(
+                        row.ratio_to_baseline
+                            .get(*name)
+                            .map(ratio_cell)
+                            .unwrap_or_else(|| "—".into()),
+                    );
+                }
+            }
+            if pair.is_some() {
+                cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+            }
+            table.add_row(cells);
+        }
+        for index in 1..table.column_count() {
+            if let Some(column) = table.column_mut(index) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+
+        let mut out = table.to_string();
+        out.push('\n');
+        let host = &artifact.host;
+        out.push_str(&sanitize_terminal(&format!(
+            "host: {} ({} CPUs, kernel {}); {LOW_COVERAGE_MARK} interval below 95% coverage \
+             (n < 6, [min, max]); {NOISY_MARK} half-width > 10% or n = 1",
+            host.cpu_model, host.logical_cpus, host.kernel
+        )));
+        out.push('\n');
+        if let Some((container, vm)) = &pair {
+            out.push_str(&sanitize_terminal(&format!(
+                "{container} vs {vm}: positive = {container} better, in % of {vm}'s median"
+            )));
+            out.push('\n');
+        }
+        for unavailable in &artifact.unavailable {
+            out.push_str(&sanitize_terminal(&format!(
+                "not measured: {}: {}",
+                unavailable.name, unavailable.reason
+            )));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn table_names_the_accelerator_and_has_every_column() {
+        let text = Table.render(&fixture::artifact()).unwrap();
+        let header = text.lines().nth(1).unwrap();
+        for column in [
+            "metric",
+            "native",
+            "container",
+            "vm (TCG, emulated)",
+            "container / native",
+            "vm / native",
+            "container vs vm",
+        ] {
+            assert!(header.contains(column), "{column} missing from {header}");
+        }
+        assert!(text.contains("11.0 ms [10.0, 12.0]†"), "{text}");
+        assert!(text.contains("+90.0%"), "{text}");
+        assert!(text.contains("not measured: vagrant"), "{text}");
+        let legend: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("host:"))
+            .collect();
+        assert_eq!(
+            legend.len(),
+            3,
+            "host, improvement and not-measured lines: {legend:?}"
+        );
+    }
+
+    #[test]
+    fn terminal_escapes_from_artifacts_are_removed() {
+        let mut artifact = fixture::artifact();
+        artifact.environments[0].label.name = "nat\u{1b}[2Jive".into();
+        let text = Table.render(&artifact).unwrap();
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn bench_pair_renders_without_startup() {
+        let text = Table.render(&fixture::bench_pair()).unwrap();
+        assert!(!text.contains("startup"));
+        assert!(text.contains("throughput (bench)"));
+        assert!(text.contains("(n=1) ±noisy"));
+        assert!(text.contains("+48.8%"), "{text}");
+    }
+}

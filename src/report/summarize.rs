@@ -1,0 +1,363 @@
+//! From raw rounds to one row per metric: each environment's median with its interval, the
+//! ratio to the baseline, and the seed report's container-vs-VM improvement column.
+//!
+//! Each round (a fresh instance) contributes one sample per metric, so intervals describe
+//! the spread between instances, which is what a reader comparing environments needs; the
+//! latency percentiles inside one round are already summaries of thousands of requests.
+//! Methods are in [`crate::report::stats`].
+
+use std::collections::BTreeMap;
+
+use crate::report::schema::{
+    Artifact, EnvKind, EnvironmentResult, ScenarioRun, Summary, SummaryRow,
+};
+use crate::report::stats;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Summarizes with the default baseline ([`default_baseline`]).
+pub fn summarize(artifact: &Artifact) -> Summary {
+    summarize_with_baseline(artifact, None)
+}
+
+/// Summarizes with the named baseline, or the default one when `baseline` is `None` or names
+/// no environment of the artifact.
+pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> Summary {
+    let baseline = baseline
+        .filter(|name| artifact.environments.iter().any(|e| e.label.name == *name))
+        .map(str::to_owned)
+        .or_else(|| default_baseline(artifact));
+    let pair = container_vm_pair(artifact);
+
+    let mut rows = Vec::new();
+    for metric in metrics(artifact) {
+        let samples: Vec<(&str, Vec<f64>, bool)> = artifact
+            .environments
+            .iter()
+            .map(|env| {
+                let (values, exact) = metric.samples(env);
+                (env.label.name.as_str(), values, exact)
+            })
+            .collect();
+        let mut estimates = BTreeMap::new();
+        for (name, values, exact) in &samples {
+            let estimate = match (exact, values.as_slice()) {
+                (true, [value]) => Some(stats::exact(*value)),
+                _ => stats::median_estimate(values),
+            };
+            if let Some(estimate) = estimate {
+                estimates.insert((*name).to_owned(), estimate);
+            }
+        }
+        if estimates.is_empty() {
+            continue;
+        }
+        let mut ratio_to_baseline = BTreeMap::new();
+        if let Some(base) = &baseline {
+            let base_values = samples.iter().find(|(name, ..)| name == base).map(|s| &s.1);
+            for (name, values, _) in &samples {
+                if name == base {
+                    continue;
+                }
+                if let Some(ratio) = base_values.and_then(|b| stats::ratio_estimate(values, b)) {
+                    ratio_to_baseline.insert((*name).to_owned(), ratio);
+                }
+            }
+        }
+        let container_vs_vm_improvement_pct = pair.as_ref().and_then(|(container, vm)| {
+            let c = estimates.get(container)?.median;
+            let v = estimates.get(vm)?.median;
+            improvement_pct(c, v, metric.higher_is_better)
+        });
+        rows.push(SummaryRow {
+            metric: metric.name,
+            unit: metric.unit.to_owned(),
+            higher_is_better: metric.higher_is_better,
+            estimates,
+            ratio_to_baseline,
+            container_vs_vm_improvement_pct,
+        });
+    }
+    Summary {
+        method: stats::method_description(),
+        baseline,
+        rows,
+    }
+}
+
+/// The environment ratios are taken against: the one named `native`, else the first native
+/// one, else the first one.
+pub fn default_baseline(artifact: &Artifact) -> Option<String> {
+    let envs = &artifact.environments;
+    envs.iter()
+        .find(|e| e.label.name == "native")
+        .or_else(|| envs.iter().find(|e| e.label.kind == EnvKind::Native))
+        .or_else(|| envs.first())
+        .map(|e| e.label.name.clone())
+}
+
+/// The (container, VM) environments the improvement column compares: the first of each kind.
+/// A service isobench did not start (`bench --url`) counts by the kind it detected itself.
+pub fn container_vm_pair(artifact: &Artifact) -> Option<(String, String)> {
+    let find = |kind: EnvKind, detected: &str| {
+        artifact
+            .environments
+            .iter()
+            .find(|e| {
+                e.label.kind == kind
+                    || (e.label.kind == EnvKind::External
+                        && e.label.detected.as_deref() == Some(detected))
+            })
+            .map(|e| e.label.name.clone())
+    };
+    Some((
+        find(EnvKind::Container, "container")?,
+        find(EnvKind::Vm, "vm")?,
+    ))
+}
+
+/// The seed's improvement: how much better the container is than the VM, in percent of the
+/// VM's figure (positive = container better). `None` when the VM's figure is zero.
+pub fn improvement_pct(container: f64, vm: f64, higher_is_better: bool) -> Option<f64> {
+    if vm == 0.0 {
+        return None;
+    }
+    let better_by = if higher_is_better {
+        container - vm
+    } else {
+        vm - container
+    };
+    Some(better_by / vm * 100.0)
+}
+
+/// Scenario names in order of first appearance across all environments and rounds.
+pub fn scenario_names(artifact: &Artifact) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let runs = artifact
+        .environments
+        .iter()
+        .flat_map(|e| &e.rounds)
+        .flat_map(|r| &r.scenarios);
+    for run in runs {
+        if !names.contains(&run.scenario) {
+            names.push(run.scenario.clone());
+        }
+    }
+    names
+}
+
+/// One row's definition: how to read its samples from an environment.
+struct Metric {
+    name: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    source: Source,
+}
+
+enum Source {
+    Startup,
+    IdleMemory,
+    PeakMemory,
+    ImageSize,
+    Scenario(String, Reader),
+}
+
+/// Reads one sample from a scenario run, `None` when the run has no such figure.
+type Reader = fn(&ScenarioRun) -> Option<f64>;
+
+impl Metric {
+    fn new(name: impl Into<String>, unit: &'static str, higher: bool, source: Source) -> Self {
+        Self {
+            name: name.into(),
+            unit,
+            higher_is_better: higher,
+            source,
+        }
+    }
+
+    /// The samples, one per round, and whether the value is exact (measured once, no spread).
+    fn samples(&self, env: &EnvironmentResult) -> (Vec<f64>, bool) {
+        let rounds = env.rounds.iter();
+        let values = match &self.source {
+            Source::Startup => rounds.filter_map(|r| r.startup_ms).collect(),
+            Source::IdleMemory => rounds
+                .filter_map(|r| r.idle_memory_bytes)
+                .map(|b| b as f64 / MIB)
+                .collect(),
+            // The round's peak is the highest of its scenarios' peaks.
+            Source::PeakMemory => rounds
+                .filter_map(|r| r.scenarios.iter().filter_map(|s| s.peak_memory_bytes).max())
+                .map(|b| b as f64 / MIB)
+                .collect(),
+            Source::ImageSize => {
+                let size = env.label.image_size_bytes.map(|b| b as f64 / MIB);
+                return (size.into_iter().collect(), true);
+            }
+            Source::Scenario(scenario, read) => rounds
+                .flat_map(|r| &r.scenarios)
+                .filter(|s| &s.scenario == scenario)
+                .filter_map(read)
+                .collect(),
+        };
+        (values, false)
+    }
+}
+
+fn metrics(artifact: &Artifact) -> Vec<Metric> {
+    let mut metrics = vec![
+        Metric::new("startup", "ms", false, Source::Startup),
+        Metric::new("idle memory", "MiB", false, Source::IdleMemory),
+        Metric::new("peak memory", "MiB", false, Source::PeakMemory),
+        Metric::new("image size", "MiB", false, Source::ImageSize),
+    ];
+    for scenario in scenario_names(artifact) {
+        let per_scenario: [(&str, &'static str, bool, Reader); 7] = [
+            ("throughput", "req/s", true, |s| Some(s.load.throughput_rps)),
+            ("mean response time", "ms", false, |s| {
+                nonempty_latency(s).map(|_| s.load.latency.mean_us / 1000.0)
+            }),
+            ("p50 latency", "ms", false, |s| {
+                nonempty_latency(s).map(|_| s.load.latency.p50_us / 1000.0)
+            }),
+            ("p99 latency", "ms", false, |s| {
+                nonempty_latency(s).map(|_| s.load.latency.p99_us / 1000.0)
+            }),
+            ("p99.9 latency", "ms", false, |s| {
+                nonempty_latency(s).map(|_| s.load.latency.p999_us / 1000.0)
+            }),
+            ("errors", "count", false, |s| Some(total_errors(s) as f64)),
+            ("CPU per 1k requests", "s", false, cpu_per_thousand),
+        ];
+        for (name, unit, higher, read) in per_scenario {
+            metrics.push(Metric::new(
+                format!("{name} ({scenario})"),
+                unit,
+                higher,
+                Source::Scenario(scenario.clone(), read),
+            ));
+        }
+    }
+    metrics
+}
+
+/// Latency percentiles of a run that recorded no successful response are meaningless zeros.
+fn nonempty_latency(run: &ScenarioRun) -> Option<()> {
+    (run.load.latency.count > 0).then_some(())
+}
+
+/// All failed requests of a run, every kind together.
+pub fn total_errors(run: &ScenarioRun) -> u64 {
+    let e = &run.load.errors;
+    e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io
+}
+
+/// CPU-seconds the service spent per 1,000 successful requests.
+fn cpu_per_thousand(run: &ScenarioRun) -> Option<f64> {
+    let cpu = run.service_cpu_seconds?;
+    (run.load.ok > 0).then(|| cpu / run.load.ok as f64 * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    fn row<'a>(summary: &'a Summary, metric: &str) -> &'a SummaryRow {
+        summary
+            .rows
+            .iter()
+            .find(|r| r.metric == metric)
+            .unwrap_or_else(|| panic!("no row {metric:?}"))
+    }
+
+    #[test]
+    fn rows_follow_the_fixture() {
+        let artifact = fixture::artifact();
+        let summary = summarize(&artifact);
+        assert_eq!(summary.baseline.as_deref(), Some("native"));
+
+        // Startup samples: native 10, 12, 11 → median 11, [10, 12]; vm 900, 1000, 1100.
+        let startup = row(&summary, "startup");
+        assert_eq!(startup.unit, "ms");
+        let native = &startup.estimates["native"];
+        assert_eq!(
+            (native.median, native.ci_low, native.ci_high, native.n),
+            (11.0, 10.0, 12.0, 3)
+        );
+        assert_eq!(native.coverage, 0.75);
+        let vm = &startup.estimates["vm"];
+        assert_eq!(vm.median, 1000.0);
+        assert!(!startup.ratio_to_baseline.contains_key("native"));
+        assert!((startup.ratio_to_baseline["vm"].median - 1000.0 / 11.0).abs() < 1e-9);
+        // Container 100 ms vs VM 1000 ms: 90% better.
+        let improvement = startup.container_vs_vm_improvement_pct.unwrap();
+        assert!((improvement - 90.0).abs() < 1e-9, "{improvement}");
+
+        // Throughput is higher-is-better: container 9000 vs vm 3000 → +200%.
+        let throughput = row(&summary, "throughput (health)");
+        assert!(throughput.higher_is_better);
+        let improvement = throughput.container_vs_vm_improvement_pct.unwrap();
+        assert!((improvement - 200.0).abs() < 1e-9, "{improvement}");
+
+        // CPU per 1k: native uses 0.5 s for 50 000 ok → 0.01 s per 1,000.
+        let cpu = row(&summary, "CPU per 1k requests (health)");
+        assert!((cpu.estimates["native"].median - 0.01).abs() < 1e-12);
+
+        // Image size is exact, only where known.
+        let image = row(&summary, "image size");
+        assert!(!image.estimates.contains_key("native"));
+        assert_eq!(image.estimates["container"].coverage, 1.0);
+        assert!(!image.estimates["container"].noisy);
+
+        // p99 in ms from µs.
+        let p99 = row(&summary, "p99 latency (health)");
+        assert_eq!(p99.unit, "ms");
+        assert!((p99.estimates["native"].median - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bench_artifacts_without_startup_summarize() {
+        let artifact = fixture::bench_pair();
+        let summary = summarize(&artifact);
+        assert!(summary.rows.iter().all(|r| r.metric != "startup"));
+        let throughput = row(&summary, "throughput (bench)");
+        assert_eq!(throughput.estimates.len(), 2);
+        assert!(throughput.estimates.values().all(|e| e.n == 1 && e.noisy));
+        // Detected kinds pair them: container 189 req/s vs vm 127 req/s, as in the seed.
+        let improvement = throughput.container_vs_vm_improvement_pct.unwrap();
+        assert!((improvement - 48.818_897_6).abs() < 1e-6, "{improvement}");
+        assert_eq!(summary.baseline.as_deref(), Some("docker"));
+    }
+
+    #[test]
+    fn seed_improvements_are_reproduced() {
+        // The seed's table: startup 15.2 s vs 2.1 s → 86% faster; memory 512 vs 256 → 50%
+        // less; throughput 127 vs 189 → 49% higher; response time 185 vs 124 → 33% faster.
+        let round = |x: f64| x.round();
+        assert_eq!(round(improvement_pct(2.1, 15.2, false).unwrap()), 86.0);
+        assert_eq!(round(improvement_pct(256.0, 512.0, false).unwrap()), 50.0);
+        assert_eq!(round(improvement_pct(189.0, 127.0, true).unwrap()), 49.0);
+        assert_eq!(round(improvement_pct(124.0, 185.0, false).unwrap()), 33.0);
+        assert_eq!(improvement_pct(1.0, 0.0, false), None);
+    }
+
+    #[test]
+    fn explicit_baseline_is_used_when_it_exists() {
+        let artifact = fixture::artifact();
+        let summary = summarize_with_baseline(&artifact, Some("container"));
+        assert_eq!(summary.baseline.as_deref(), Some("container"));
+        let startup = row(&summary, "startup");
+        assert!(startup.ratio_to_baseline.contains_key("native"));
+        let fallback = summarize_with_baseline(&artifact, Some("nonexistent"));
+        assert_eq!(fallback.baseline.as_deref(), Some("native"));
+    }
+
+    #[test]
+    fn empty_artifact_has_no_rows() {
+        let mut artifact = fixture::artifact();
+        artifact.environments.clear();
+        let summary = summarize(&artifact);
+        assert!(summary.rows.is_empty());
+        assert_eq!(summary.baseline, None);
+    }
+}
