@@ -1,1 +1,44 @@
-//! VM environments: a QEMU microVM, and Vagrant behind the `vm` feature.
+//! VM environments: a QEMU microVM assembled by isobench itself (the default, runs here and
+//! in CI), and a Vagrant box for users who have Vagrant and a provider (`ISOBENCH_VM=vagrant`).
+//!
+//! - [`image`]: the guest image (Debian kernel + initramfs with busybox, the static server and
+//!   the virtio modules), cached by content hash; [`newc`] writes its cpio archive.
+//! - [`accel`]: KVM or TCG, decided by a probe boot and cached.
+//! - [`qemu`]: the microVM environment and instance; [`child`] keeps QEMU from outliving us.
+//! - [`vagrant`]: `vagrant up` / `vagrant destroy` around `vm/Vagrantfile`.
+
+pub mod accel;
+pub mod child;
+pub mod image;
+pub mod newc;
+pub mod qemu;
+pub mod vagrant;
+
+pub use accel::AccelDecision;
+pub use qemu::{QemuInstance, QemuVm};
+pub use vagrant::{VagrantInstance, VagrantVm};
+
+use crate::env::{Budget, EnvError, Environment};
+
+/// Environment variable choosing the VM backend: `qemu` (default) or `vagrant`.
+pub const VM_BACKEND_ENV: &str = "ISOBENCH_VM";
+
+/// The VM environment chosen by [`VM_BACKEND_ENV`]: the QEMU microVM unless it says `vagrant`.
+pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
+    let choice = std::env::var(VM_BACKEND_ENV).unwrap_or_default();
+    match choice.trim().to_ascii_lowercase().as_str() {
+        "" | "qemu" => Ok(Box::new(QemuVm::new(budget)?)),
+        "vagrant" => Ok(Box::new(VagrantVm::new(budget)?)),
+        other => Err(EnvError::Unavailable {
+            env: qemu::NAME.into(),
+            reason: format!("{VM_BACKEND_ENV}={other}: expected qemu or vagrant"),
+        }),
+    }
+}
+
+/// The accelerator the QEMU microVM uses on this machine, for trial names and labels: the
+/// cached decision if there is one, else assembles the image and runs the KVM probe once
+/// (later calls, in any process, read the cache).
+pub fn accel_decision(budget: Budget) -> Result<AccelDecision, EnvError> {
+    QemuVm::new(budget)?.accel_decision()
+}
