@@ -1,4 +1,4 @@
-//! The microVM image: a Debian kernel plus an initramfs holding busybox, the static
+//! The VM image: a Debian kernel plus an initramfs holding busybox, the static
 //! `isobench-server`, the virtio networking modules and the guest init (`vm/init`); no disk.
 //!
 //! Assembled once per content and cached under `target/isobench/vm/<content-hash>/`, keyed by a
@@ -29,13 +29,14 @@ pub const BUSYBOX_ENV: &str = "ISOBENCH_VM_BUSYBOX";
 /// The guest init script, PID 1 of the VM (`vm/init` in the repository).
 pub const INIT_SCRIPT: &str = include_str!("../../../vm/init");
 
-/// Modules the guest needs for networking under `-M microvm`: the virtio-mmio transport and
-/// the virtio network driver; their dependencies (virtio, virtio_ring, failover,
-/// net_failover) come from `modules.dep`. Modules built into the kernel are skipped.
-pub const ROOT_MODULES: &[&str] = &["virtio_mmio", "virtio_net"];
+/// Modules the guest needs for networking on QEMU's q35 machine: the virtio PCI transport
+/// and the virtio network driver; their dependencies (virtio, virtio_ring,
+/// virtio_pci_legacy_dev, virtio_pci_modern_dev, failover, net_failover) come from
+/// `modules.dep`. Modules built into the kernel are skipped.
+pub const ROOT_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 
 /// Bumped when the layout of the image changes, so old cache entries are not reused.
-const IMAGE_FORMAT: &str = "isobench-vm-image v1";
+const IMAGE_FORMAT: &str = "isobench-vm-image v2";
 
 /// Why the image could not be assembled.
 #[derive(Debug, thiserror::Error)]

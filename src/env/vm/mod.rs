@@ -1,10 +1,10 @@
-//! VM environments: a QEMU microVM assembled by isobench itself (the default, runs here and
+//! VM environments: a QEMU VM (kernel + initramfs, no disk) assembled by isobench itself (the default, runs here and
 //! in CI), and a Vagrant box for users who have Vagrant and a provider (`ISOBENCH_VM=vagrant`).
 //!
 //! - [`image`]: the guest image (Debian kernel + initramfs with busybox, the static server and
 //!   the virtio modules), cached by content hash; [`newc`] writes its cpio archive.
 //! - [`accel`]: KVM or TCG, decided by a probe boot and cached.
-//! - [`qemu`]: the microVM environment and instance; [`child`] keeps QEMU from outliving us.
+//! - [`qemu`]: the QEMU environment and instance; [`child`] keeps QEMU from outliving us.
 //! - [`vagrant`]: `vagrant up` / `vagrant destroy` around `vm/Vagrantfile`.
 
 pub mod accel;
@@ -23,7 +23,7 @@ use crate::env::{Budget, EnvError, Environment};
 /// Environment variable choosing the VM backend: `qemu` (default) or `vagrant`.
 pub const VM_BACKEND_ENV: &str = "ISOBENCH_VM";
 
-/// The VM environment chosen by [`VM_BACKEND_ENV`]: the QEMU microVM unless it says `vagrant`.
+/// The VM environment chosen by [`VM_BACKEND_ENV`]: the QEMU VM unless it says `vagrant`.
 pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
     let choice = std::env::var(VM_BACKEND_ENV).unwrap_or_default();
     match choice.trim().to_ascii_lowercase().as_str() {
@@ -36,7 +36,7 @@ pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
     }
 }
 
-/// The accelerator the QEMU microVM uses on this machine, for trial names and labels: the
+/// The accelerator the QEMU VM uses on this machine, for trial names and labels: the
 /// cached decision if there is one, else assembles the image and runs the KVM probe once
 /// (later calls, in any process, read the cache).
 pub fn accel_decision(budget: Budget) -> Result<AccelDecision, EnvError> {
