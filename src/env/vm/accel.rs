@@ -138,7 +138,15 @@ pub fn decide(
         },
         Err(why) => AccelDecision {
             accel: Accel::Tcg,
-            reason: format!("TCG: /dev/kvm opens, but a KVM probe boot failed ({why})"),
+            // One line: the reason goes into labels and tables.
+            reason: format!(
+                "TCG: /dev/kvm opens, but a KVM probe boot failed ({})",
+                why.split('\n')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
             probe_seconds: Some(seconds),
             key: key.to_owned(),
         },
@@ -169,7 +177,7 @@ mod tests {
         let probes = Cell::new(0);
         let probe = || {
             probes.set(probes.get() + 1);
-            Err("no answer within 20 s".to_owned())
+            Err("no answer within 20 s;\nconsole ends with:\nProbing EDD".to_owned())
         };
         let (first, reused) = decide(dir.path(), &key, || Ok(()), probe).unwrap();
         assert!(!reused);
@@ -179,6 +187,7 @@ mod tests {
             "{}",
             first.reason
         );
+        assert!(!first.reason.contains('\n'), "{}", first.reason);
         assert!(first.probe_seconds.is_some());
 
         let (second, reused) = decide(dir.path(), &key, || Ok(()), || unreachable!()).unwrap();
