@@ -25,7 +25,11 @@ pub const VM_BACKEND_ENV: &str = "ISOBENCH_VM";
 
 /// The VM environment chosen by [`VM_BACKEND_ENV`]: the QEMU VM unless it says `vagrant`.
 pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
-    let choice = std::env::var(VM_BACKEND_ENV).unwrap_or_default();
+    by_name(&std::env::var(VM_BACKEND_ENV).unwrap_or_default(), budget)
+}
+
+/// The VM environment for a backend name: `qemu` (or empty) or `vagrant`.
+pub fn by_name(choice: &str, budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
     match choice.trim().to_ascii_lowercase().as_str() {
         "" | "qemu" => Ok(Box::new(QemuVm::new(budget)?)),
         "vagrant" => Ok(Box::new(VagrantVm::new(budget)?)),
@@ -41,4 +45,38 @@ pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
 /// (later calls, in any process, read the cache).
 pub fn accel_decision(budget: Budget) -> Result<AccelDecision, EnvError> {
     QemuVm::new(budget)?.accel_decision()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(result: Result<Box<dyn Environment>, EnvError>) -> Option<String> {
+        match result {
+            Err(EnvError::Unavailable { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_unknown_backend_is_unavailable_with_the_choices() {
+        let why = reason(by_name("firecracker", Budget::for_host())).unwrap();
+        assert!(why.contains("expected qemu or vagrant"), "{why}");
+    }
+
+    #[test]
+    fn backends_are_chosen_by_name() {
+        // Each backend either constructs (its tools are here) or says why not; the name
+        // decides which one answered.
+        match by_name("QEMU", Budget::for_host()) {
+            Ok(env) => assert_eq!(env.name(), qemu::NAME),
+            Err(EnvError::Unavailable { env, .. }) => assert_eq!(env, qemu::NAME),
+            Err(other) => panic!("{other}"),
+        }
+        match by_name("vagrant", Budget::for_host()) {
+            Ok(env) => assert_eq!(env.name(), vagrant::NAME),
+            Err(EnvError::Unavailable { env, .. }) => assert_eq!(env, vagrant::NAME),
+            Err(other) => panic!("{other}"),
+        }
+    }
 }
