@@ -99,6 +99,13 @@ fn available_cpus() -> usize {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.config.validate()?;
     let workers = available_cpus();
+    // The CPU pool, started now rather than by the first /cpu request, so that request's
+    // timing holds no thread start-up; one thread per available CPU, like the runtime.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|index| format!("cpu-pool-{index}"))
+        .build_global()
+        .context("starting the CPU pool")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
