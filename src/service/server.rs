@@ -88,6 +88,9 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How long the runtime waits for blocking tasks once serving has stopped.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The CPUs this process may run on (its affinity mask and cgroup quota respected).
 fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -111,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let signals = ShutdownSignals::install().context("installing signal handlers")?;
         let address = SocketAddr::new(args.bind, args.port);
         let listener = TcpListener::bind(address)
@@ -127,7 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serve(listener, args.config, signals.recv())
             .await
             .context("serving")
-    })?;
+    });
+    // Dropping a runtime waits for every blocking task, and a /memory request can outlast
+    // the grace period: past it, the process exits and the kernel reclaims the rest.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
