@@ -294,3 +294,26 @@ async fn a_slow_request_times_out_with_json() {
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body["error"].as_str().unwrap().contains("timed out"));
 }
+
+#[tokio::test]
+async fn serve_answers_on_a_real_socket_and_stops_when_told() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, small_config(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
