@@ -71,6 +71,17 @@ async fn health_is_exactly_ok() {
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&bytes[..], br#"{"status":"ok"}"#);
+    // An empty query is no parameter at all.
+    let (status, body) = get_json(app(Config::default()), "/health?").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    // HEAD answers like GET, without the body.
+    let response = app(Config::default())
+        .oneshot(Request::head("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(bytes.is_empty());
 }
 
 #[tokio::test]
