@@ -107,6 +107,23 @@ fn parse_box_list(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether `vagrant box list` output has `box_name` for `provider`; else what to do.
+fn check_box(box_name: &str, provider: Provider, box_list: &str) -> Result<(), String> {
+    let present = parse_box_list(box_list)
+        .iter()
+        .any(|(name, p)| name == box_name && p == provider.name());
+    if present {
+        return Ok(());
+    }
+    Err(format!(
+        "box {box_name} for {} is not installed (vagrant box list: {}); add it with \
+         `vagrant box add {box_name} --provider {}` or set {BOX_ENV}",
+        provider.name(),
+        box_list.trim(),
+        provider.name()
+    ))
+}
+
 /// The Vagrant VM environment.
 pub struct VagrantVm {
     budget: Budget,
@@ -156,31 +173,21 @@ impl VagrantVm {
             .unwrap_or(version.stdout.trim())
             .to_owned();
 
-        let provider = match std::env::var("VAGRANT_DEFAULT_PROVIDER").ok().as_deref() {
-            Some("virtualbox") => Provider::VirtualBox,
-            Some("libvirt") => Provider::Libvirt,
+        let forced = match std::env::var("VAGRANT_DEFAULT_PROVIDER").ok().as_deref() {
+            None | Some("") => None,
+            Some("virtualbox") => Some(Provider::VirtualBox),
+            Some("libvirt") => Some(Provider::Libvirt),
             Some(other) => {
                 return Err(unavailable(format!(
                     "VAGRANT_DEFAULT_PROVIDER={other}: isobench's Vagrantfile supports virtualbox and libvirt"
                 )));
             }
-            None => detect_provider(|args| quick(args))?,
         };
+        let provider = choose_provider(forced, quick)?;
 
         let box_name = std::env::var(BOX_ENV).unwrap_or_else(|_| DEFAULT_BOX.to_owned());
         let boxes = quick(&["box", "list"]).map_err(unavailable)?;
-        let present = parse_box_list(&boxes.stdout)
-            .iter()
-            .any(|(name, p)| *name == box_name && p == provider.name());
-        if !present {
-            return Err(unavailable(format!(
-                "box {box_name} for {} is not installed (vagrant box list: {}); add it with \
-                 `vagrant box add {box_name} --provider {}` or set {BOX_ENV}",
-                provider.name(),
-                boxes.stdout.trim(),
-                provider.name()
-            )));
-        }
+        check_box(&box_name, provider, &boxes.stdout).map_err(unavailable)?;
         let port = std::env::var(PORT_ENV)
             .ok()
             .and_then(|p| p.parse().ok())
@@ -243,34 +250,65 @@ fn vagrant_env(command: &mut Command, dir: &Path) {
         .current_dir(dir);
 }
 
-/// VirtualBox if `VBoxManage` runs, else libvirt if the plugin and `virsh` are there.
-fn detect_provider(
-    quick: impl Fn(&[&str]) -> Result<Output, String>,
-) -> Result<Provider, EnvError> {
-    let runs = |program: &str, arg: &str| {
+/// Whether `provider` can run here: VirtualBox needs `VBoxManage`; libvirt needs `virsh` and
+/// the vagrant-libvirt plugin.
+fn provider_usable(
+    provider: Provider,
+    quick: &impl Fn(&[&str]) -> Result<Output, String>,
+) -> Result<(), String> {
+    let runs = |program: &str| {
         Command::new(program)
-            .arg(arg)
+            .arg("--version")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if runs("VBoxManage", "--version") {
-        return Ok(Provider::VirtualBox);
-    }
-    if runs("virsh", "--version") {
-        let plugins = quick(&["plugin", "list"]).map_err(unavailable)?;
-        if plugins.stdout.contains("vagrant-libvirt") {
-            return Ok(Provider::Libvirt);
+    match provider {
+        Provider::VirtualBox if runs("VBoxManage") => Ok(()),
+        Provider::VirtualBox => Err("VirtualBox is not installed (no VBoxManage)".to_owned()),
+        Provider::Libvirt if !runs("virsh") => {
+            Err("libvirt is not installed (no virsh)".to_owned())
         }
-        return Err(unavailable(
-            "libvirt is installed but the vagrant-libvirt plugin is not (vagrant plugin install vagrant-libvirt)",
-        ));
+        Provider::Libvirt => {
+            let plugins = quick(&["plugin", "list"])?;
+            if plugins.stdout.contains("vagrant-libvirt") {
+                Ok(())
+            } else {
+                Err("the vagrant-libvirt plugin is not installed \
+                     (vagrant plugin install vagrant-libvirt)"
+                    .to_owned())
+            }
+        }
     }
-    Err(unavailable(
-        "no Vagrant provider: neither VirtualBox (VBoxManage) nor libvirt (virsh + vagrant-libvirt) is installed",
-    ))
+}
+
+/// The forced provider if it is usable, else the first usable of VirtualBox and libvirt.
+fn choose_provider(
+    forced: Option<Provider>,
+    quick: impl Fn(&[&str]) -> Result<Output, String>,
+) -> Result<Provider, EnvError> {
+    if let Some(provider) = forced {
+        provider_usable(provider, &quick).map_err(|why| {
+            unavailable(format!(
+                "provider {} (VAGRANT_DEFAULT_PROVIDER): {why}",
+                provider.name()
+            ))
+        })?;
+        return Ok(provider);
+    }
+    let mut reasons = Vec::new();
+    for provider in [Provider::VirtualBox, Provider::Libvirt] {
+        match provider_usable(provider, &quick) {
+            Ok(()) => return Ok(provider),
+            Err(why) => reasons.push(why),
+        }
+    }
+    Err(unavailable(format!(
+        "no usable Vagrant provider: {}",
+        reasons.join("; ")
+    )))
 }
 
 impl Environment for VagrantVm {
@@ -495,6 +533,19 @@ mod tests {
     }
 
     #[test]
+    fn the_box_must_exist_for_the_provider() {
+        let list = "debian/bookworm64 (libvirt, 12.1)\n";
+        assert!(check_box("debian/bookworm64", Provider::Libvirt, list).is_ok());
+        let why = check_box("debian/bookworm64", Provider::VirtualBox, list).unwrap_err();
+        assert!(
+            why.contains("vagrant box add debian/bookworm64 --provider virtualbox"),
+            "{why}"
+        );
+        let none = "There are no installed boxes! Use `vagrant box add` to add some.";
+        assert!(check_box("debian/bookworm64", Provider::Libvirt, none).is_err());
+    }
+
+    #[test]
     fn a_missing_vagrant_is_unavailable() {
         let dir = server_binary::manifest_dir().join("vm");
         let result =
@@ -519,6 +570,7 @@ mod tests {
         match VagrantVm::new(Budget::for_host()) {
             Ok(vm) => assert_eq!(vm.label().accel, Some(Accel::Provider)),
             Err(EnvError::Unavailable { reason, .. }) => {
+                eprintln!("unavailable: {reason}");
                 assert!(
                     reason.contains("provider") || reason.contains("box"),
                     "{reason}"
