@@ -442,25 +442,43 @@ pub fn assemble(
             "sys",
             "tmp",
         ] {
-            archive.dir(path, 0o755);
+            archive
+                .dir(path, 0o755)
+                .map_err(io_err("writing the cpio archive"))?;
         }
         // The kernel opens /dev/console for init before devtmpfs is mounted.
-        archive.char_device("dev/console", 0o600, 5, 1);
-        archive.file("init", 0o755, inputs.init.as_bytes());
-        archive.file("bin/busybox", 0o755, &busybox_bytes);
-        archive.file("bin/isobench-server", 0o755, &server_bytes);
-        archive.file(
-            "etc/passwd",
-            0o644,
-            b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
-        );
-        archive.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+        archive
+            .char_device("dev/console", 0o600, 5, 1)
+            .map_err(io_err("writing the cpio archive"))?;
+        archive
+            .file("init", 0o755, inputs.init.as_bytes())
+            .map_err(io_err("writing the cpio archive"))?;
+        archive
+            .file("bin/busybox", 0o755, &busybox_bytes)
+            .map_err(io_err("writing the cpio archive"))?;
+        archive
+            .file("bin/isobench-server", 0o755, &server_bytes)
+            .map_err(io_err("writing the cpio archive"))?;
+        archive
+            .file(
+                "etc/passwd",
+                0o644,
+                b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+            )
+            .map_err(io_err("writing the cpio archive"))?;
+        archive
+            .file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
+            .map_err(io_err("writing the cpio archive"))?;
         let mut order = String::new();
         for (name, bytes) in &modules {
-            archive.file(&format!("lib/modules/{name}.ko"), 0o644, bytes);
+            archive
+                .file(&format!("lib/modules/{name}.ko"), 0o644, bytes)
+                .map_err(io_err("writing the cpio archive"))?;
             order.push_str(&format!("{name}.ko\n"));
         }
-        archive.file("etc/isobench/modules", 0o644, order.as_bytes());
+        archive
+            .file("etc/isobench/modules", 0o644, order.as_bytes())
+            .map_err(io_err("writing the cpio archive"))?;
 
         let cpio_path = dir.join("initramfs.cpio.tmp");
         let mut cpio = File::create(&cpio_path).map_err(io_err("creating the cpio archive"))?;

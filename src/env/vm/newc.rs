@@ -30,28 +30,37 @@ impl NewcArchive {
     }
 
     /// Adds a directory (`path` without a leading slash, e.g. `proc`).
-    pub fn dir(&mut self, path: &str, perm: u32) {
-        self.entry(path, S_IFDIR | (perm & 0o7777), 2, (0, 0), &[]);
+    pub fn dir(&mut self, path: &str, perm: u32) -> io::Result<()> {
+        self.entry(path, S_IFDIR | (perm & 0o7777), 2, (0, 0), &[])
     }
 
     /// Adds a regular file with the given contents and permission bits.
-    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) {
-        self.entry(path, S_IFREG | (perm & 0o7777), 1, (0, 0), data);
+    /// Fails if `data` does not fit the format's 32-bit size field (4 GiB).
+    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
+        self.entry(path, S_IFREG | (perm & 0o7777), 1, (0, 0), data)
     }
 
     /// Adds a character device node (e.g. `dev/console`, 5:1), so the kernel has a console to
     /// open for init before devtmpfs is mounted.
-    pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) {
-        self.entry(path, S_IFCHR | (perm & 0o7777), 1, (major, minor), &[]);
+    pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) -> io::Result<()> {
+        self.entry(path, S_IFCHR | (perm & 0o7777), 1, (major, minor), &[])
     }
 
-    fn entry(&mut self, path: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> io::Result<()> {
         let name = path.trim_start_matches('/');
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.header(ino, mode, nlink, rdev, data.len(), name);
+        self.header(ino, mode, nlink, rdev, data.len(), name)?;
         self.bytes.extend_from_slice(data);
         self.pad();
+        Ok(())
     }
 
     fn header(
@@ -62,7 +71,13 @@ impl NewcArchive {
         rdev: (u32, u32),
         size: usize,
         name: &str,
-    ) {
+    ) -> io::Result<()> {
+        let too_big = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("newc: {what} of {name} exceeds 32 bits"),
+            )
+        };
         // namesize counts the terminating NUL.
         let fields = [
             ino,
@@ -71,12 +86,12 @@ impl NewcArchive {
             0, // gid: root
             nlink,
             0, // mtime: fixed, so the archive depends on contents only
-            u32::try_from(size).expect("initramfs members are far below 4 GiB"),
+            u32::try_from(size).map_err(|_| too_big("size"))?,
             0, // devmajor
             0, // devminor
             rdev.0,
             rdev.1,
-            u32::try_from(name.len() + 1).expect("short names"),
+            u32::try_from(name.len() + 1).map_err(|_| too_big("name length"))?,
             0, // check: unused by newc
         ];
         self.bytes.extend_from_slice(b"070701");
@@ -87,6 +102,7 @@ impl NewcArchive {
         self.bytes.extend_from_slice(name.as_bytes());
         self.bytes.push(0);
         self.pad();
+        Ok(())
     }
 
     fn pad(&mut self) {
@@ -97,7 +113,7 @@ impl NewcArchive {
 
     /// Appends the `TRAILER!!!` entry and writes the archive out.
     pub fn finish(mut self, out: &mut impl Write) -> io::Result<()> {
-        self.header(0, 0, 1, (0, 0), 0, "TRAILER!!!");
+        self.header(0, 0, 1, (0, 0), 0, "TRAILER!!!")?;
         out.write_all(&self.bytes)
     }
 }
@@ -166,10 +182,12 @@ mod tests {
     #[test]
     fn round_trips_files_dirs_and_devices() {
         let mut archive = NewcArchive::new();
-        archive.dir("proc", 0o755);
-        archive.file("init", 0o755, b"#!/bin/sh\necho hi\n");
-        archive.file("odd", 0o644, b"12345");
-        archive.char_device("dev/console", 0o600, 5, 1);
+        archive.dir("proc", 0o755).unwrap();
+        archive
+            .file("init", 0o755, b"#!/bin/sh\necho hi\n")
+            .unwrap();
+        archive.file("odd", 0o644, b"12345").unwrap();
+        archive.char_device("dev/console", 0o600, 5, 1).unwrap();
         let mut bytes = Vec::new();
         archive.finish(&mut bytes).unwrap();
         assert_eq!(bytes.len() % 4, 0);
@@ -188,7 +206,7 @@ mod tests {
     fn equal_inputs_give_identical_archives() {
         let build = || {
             let mut archive = NewcArchive::new();
-            archive.file("a", 0o644, b"x");
+            archive.file("a", 0o644, b"x").unwrap();
             let mut bytes = Vec::new();
             archive.finish(&mut bytes).unwrap();
             bytes
@@ -203,8 +221,8 @@ mod tests {
             return;
         }
         let mut archive = NewcArchive::new();
-        archive.dir("bin", 0o755);
-        archive.file("bin/hello", 0o755, b"hello");
+        archive.dir("bin", 0o755).unwrap();
+        archive.file("bin/hello", 0o755, b"hello").unwrap();
         let mut bytes = Vec::new();
         archive.finish(&mut bytes).unwrap();
         let mut child = std::process::Command::new("/bin/busybox")
