@@ -430,54 +430,7 @@ pub fn assemble(
     lock_exclusive(&lock).map_err(io_err("locking the image cache"))?;
     let cached = dir.join(READY).is_file();
     if !cached {
-        let mut archive = NewcArchive::new();
-        for path in [
-            "bin",
-            "dev",
-            "etc",
-            "etc/isobench",
-            "lib",
-            "lib/modules",
-            "proc",
-            "sys",
-            "tmp",
-        ] {
-            archive
-                .dir(path, 0o755)
-                .map_err(io_err("writing the cpio archive"))?;
-        }
-        // The kernel opens /dev/console for init before devtmpfs is mounted.
-        archive
-            .char_device("dev/console", 0o600, 5, 1)
-            .map_err(io_err("writing the cpio archive"))?;
-        archive
-            .file("init", 0o755, inputs.init.as_bytes())
-            .map_err(io_err("writing the cpio archive"))?;
-        archive
-            .file("bin/busybox", 0o755, &busybox_bytes)
-            .map_err(io_err("writing the cpio archive"))?;
-        archive
-            .file("bin/isobench-server", 0o755, &server_bytes)
-            .map_err(io_err("writing the cpio archive"))?;
-        archive
-            .file(
-                "etc/passwd",
-                0o644,
-                b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
-            )
-            .map_err(io_err("writing the cpio archive"))?;
-        archive
-            .file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
-            .map_err(io_err("writing the cpio archive"))?;
-        let mut order = String::new();
-        for (name, bytes) in &modules {
-            archive
-                .file(&format!("lib/modules/{name}.ko"), 0o644, bytes)
-                .map_err(io_err("writing the cpio archive"))?;
-            order.push_str(&format!("{name}.ko\n"));
-        }
-        archive
-            .file("etc/isobench/modules", 0o644, order.as_bytes())
+        let archive = initramfs_archive(inputs, &busybox_bytes, &server_bytes, &modules)
             .map_err(io_err("writing the cpio archive"))?;
 
         let cpio_path = dir.join("initramfs.cpio.tmp");
@@ -512,6 +465,48 @@ pub fn assemble(
             cached,
         },
     ))
+}
+
+/// The initramfs's members: directories, the console node, init, busybox, the server, the
+/// users the server runs as, and the modules with their load order.
+fn initramfs_archive(
+    inputs: &ImageInputs,
+    busybox_bytes: &[u8],
+    server_bytes: &[u8],
+    modules: &[(String, Vec<u8>)],
+) -> io::Result<NewcArchive> {
+    let mut archive = NewcArchive::new();
+    for path in [
+        "bin",
+        "dev",
+        "etc",
+        "etc/isobench",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+    ] {
+        archive.dir(path, 0o755)?;
+    }
+    // The kernel opens /dev/console for init before devtmpfs is mounted.
+    archive.char_device("dev/console", 0o600, 5, 1)?;
+    archive.file("init", 0o755, inputs.init.as_bytes())?;
+    archive.file("bin/busybox", 0o755, busybox_bytes)?;
+    archive.file("bin/isobench-server", 0o755, server_bytes)?;
+    archive.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )?;
+    archive.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")?;
+    let mut order = String::new();
+    for (name, bytes) in modules {
+        archive.file(&format!("lib/modules/{name}.ko"), 0o644, bytes)?;
+        order.push_str(&format!("{name}.ko\n"));
+    }
+    archive.file("etc/isobench/modules", 0o644, order.as_bytes())?;
+    Ok(archive)
 }
 
 /// Takes an exclusive `flock(2)` on `file`, waiting for other holders; released when the file
