@@ -216,3 +216,45 @@ fn bad_configuration_fails_with_a_message() {
     assert!(stderr.contains("max-memory-mb"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn health_answers_while_cpu_work_saturates_the_pool() {
+    let server = Server::start(&["--request-timeout-ms", "120000"]);
+    let pool = server.get_ok("/status")["pool_threads"].as_u64().unwrap();
+    // Twice as many long prime counts as the CPU pool has threads: if CPU work ran on the
+    // async workers, /health would queue behind it.
+    let url = server.url("/cpu?n=1000000");
+    let workers: Vec<_> = (0..2 * pool)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(120)))
+                    .build()
+                    .into();
+                agent.get(&url).call().map(|mut response| {
+                    let body: Value = response.body_mut().read_json().unwrap();
+                    body["primes_below_n"].as_u64()
+                })
+            })
+        })
+        .collect();
+    // Give the requests time to be admitted before probing.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        assert_eq!(server.get_ok("/health")["status"], "ok");
+        assert_eq!(
+            server.get_ok("/status")["version"],
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    assert!(
+        workers.iter().any(|worker| !worker.is_finished()),
+        "the CPU work finished before /health was probed: the test proved nothing"
+    );
+    for worker in workers {
+        // π(1 000 000) = 78 498.
+        assert_eq!(worker.join().unwrap().unwrap(), Some(78_498));
+    }
+    assert_eq!(server.stop_with(libc::SIGTERM), Some(0));
+}

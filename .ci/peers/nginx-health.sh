@@ -7,7 +7,7 @@
 #
 # Environment: ISOBENCH_SERVER_BIN (a built server; default: build the static release
 # binary), DURATION (default 10s), WARMUP (default 2s), CONNECTIONS (default 50),
-# THREADS (default 1), NGINX_PORT (default 18089).
+# THREADS (default 1), NGINX_PORT (default 18089), SERVER_PORT (default 18090).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,6 +16,7 @@ warmup="${WARMUP:-2s}"
 connections="${CONNECTIONS:-50}"
 threads="${THREADS:-1}"
 nginx_port="${NGINX_PORT:-18089}"
+server_port="${SERVER_PORT:-18090}"
 
 for tool in nginx wrk taskset curl; do
   command -v "$tool" >/dev/null || { echo "nginx-health: $tool is not installed" >&2; exit 2; }
@@ -51,19 +52,31 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-now_ns() { date +%s%N; }
+# Microseconds since the epoch, from a bash builtin (no process start in the measurement).
+now_us() { local t="$EPOCHREALTIME"; echo "${t/./}"; }
 
-# Polls $1 until it answers 200 (at most ~10 s); prints the milliseconds since $2 (ns).
+# One GET /health on 127.0.0.1:$1 through bash's /dev/tcp; succeeds on a 200.
+probe_health() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+  IFS= read -r -t 1 line <&3 || line=""
+  exec 3<&- 3>&-
+  [[ "$line" == "HTTP/1.1 200"* ]]
+}
+
+# Polls port $1 until /health answers 200 (at most ~10 s); prints the milliseconds since
+# $2 (microseconds since the epoch) with 0.1 ms resolution.
 first_200_ms() {
-  local url="$1" since="$2"
-  for _ in $(seq 5000); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" = 200 ]; then
-      echo "$(( ($(now_ns) - since) / 1000000 ))"
+  local port="$1" since="$2"
+  for _ in $(seq 10000); do
+    if probe_health "$port" 2>/dev/null; then
+      awk -v t="$(( $(now_us) - since ))" 'BEGIN { printf "%.1f", t / 1000 }'
       return 0
     fi
-    sleep 0.002
+    sleep 0.001
   done
-  echo "nginx-health: $url never answered 200" >&2
+  echo "nginx-health: port $port never answered 200" >&2
   return 1
 }
 
@@ -106,26 +119,23 @@ http {
 CONF
 
 echo "== nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on CPU $server_cpu, wrk -t$threads -c$connections -d$duration on CPU(s) $load_cpus" >&2
-started="$(now_ns)"
+started="$(now_us)"
 taskset -c "$server_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 nginx_pid=$!
 pids+=("$nginx_pid")
-nginx_start_ms="$(first_200_ms "http://127.0.0.1:$nginx_port/health" "$started")"
+nginx_start_ms="$(first_200_ms "$nginx_port" "$started")"
 nginx_rps="$(measure "http://127.0.0.1:$nginx_port/health")"
 kill -TERM "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
 
 echo "== isobench-server ($server_bin) on CPU $server_cpu" >&2
-started="$(now_ns)"
-RUST_LOG=warn taskset -c "$server_cpu" "$server_bin" --bind 127.0.0.1 --port 0 >"$work/server.out" &
+started="$(now_us)"
+RUST_LOG=warn taskset -c "$server_cpu" "$server_bin" --bind 127.0.0.1 --port "$server_port" >"$work/server.out" &
 server_pid=$!
 pids+=("$server_pid")
-for _ in $(seq 1000); do
-  grep -q '^listening on ' "$work/server.out" && break
-  sleep 0.005
-done
-address="$(sed -n 's/^listening on //p' "$work/server.out")"
-[ -n "$address" ] || { echo "nginx-health: isobench-server did not announce its address" >&2; exit 1; }
-server_start_ms="$(first_200_ms "http://$address/health" "$started")"
+server_start_ms="$(first_200_ms "$server_port" "$started")"
+grep -q "^listening on 127.0.0.1:$server_port\$" "$work/server.out" \
+  || { echo "nginx-health: isobench-server did not announce 127.0.0.1:$server_port" >&2; exit 1; }
+address="127.0.0.1:$server_port"
 sleep 0.5
 server_idle_rss="$(rss_kib "$server_pid")"
 server_rps="$(measure "http://$address/health")"

@@ -1,7 +1,16 @@
 //! Fuzzes the service's query-string parser (`isobench::service::query`) with arbitrary
 //! input: it must never panic, must keep every accepted value inside its bounds, must name
 //! a parameter in every error, and must accept its own canonical rendering of what it
-//! accepted. Run with `cargo +nightly fuzz run query` from `fuzz/`.
+//! accepted. Run with `cargo +nightly fuzz run query` from `fuzz/`; without cargo-fuzz:
+//!
+//! ```text
+//! RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+//!   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+//!   -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
+//!   --cfg fuzzing -Cdebug-assertions -Coverflow-checks" \
+//!   cargo +nightly build --release --bin query --target x86_64-unknown-linux-gnu
+//! target/x86_64-unknown-linux-gnu/release/query -max_total_time=60 -max_len=256
+//! ```
 #![no_main]
 
 use isobench::service::query::{UintParam, parse_uints};

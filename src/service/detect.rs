@@ -17,10 +17,10 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the service runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// No sign of a container or a hypervisor.
@@ -49,7 +49,7 @@ impl fmt::Display for Kind {
 }
 
 /// The verdict and what it rests on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detection {
     /// The environment detected.
     pub kind: Kind,
@@ -285,5 +285,7 @@ mod tests {
         assert!(!detection.evidence.is_empty());
         let json = serde_json::to_value(&detection).unwrap();
         assert!(["native", "container", "vm"].contains(&json["kind"].as_str().unwrap()));
+        let back: Detection = serde_json::from_value(json).unwrap();
+        assert_eq!(back, detection);
     }
 }

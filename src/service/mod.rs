@@ -1,13 +1,27 @@
 //! The service under test: a small axum app with `/health`, `/cpu`, `/memory`, `/parallel`
 //! and `/status`, answering JSON, with every input validated, every resource budgeted and
-//! every failure a JSON error (see the contract in the project README).
+//! every failure a JSON error.
 //!
 //! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`); [`serve`]
 //! runs it on a listener until a shutdown future resolves; [`run`] is the whole
-//! `isobench-server` binary: runtime, signals, bind, serve.
+//! `isobench-server` binary: runtime, signals, bind, serve. [`detect::detect`] is the
+//! environment detection `/status` reports, public so a harness can compare.
 //!
-//! Query strings are parsed strictly: unknown and repeated parameters are rejected with a
-//! 400 naming them, like malformed values, so a typo never silently runs the default.
+//! | answer | when |
+//! |---|---|
+//! | 200 | valid request |
+//! | 400 `{"error","param"}` | bad query: not a number, negative, zero, above the cap, overflowing, empty, unknown or repeated parameter, bad percent-encoding, not UTF-8 |
+//! | 404 / 405 `{"error"}` | unknown path / method other than GET (and HEAD) |
+//! | 414 / 431 `{"error"}` | target longer than `--max-uri-bytes` / headers larger than `--max-header-bytes` |
+//! | 503 `{"error"}` | over the `/memory` MiB budget or the CPU-task limit (refused at once, never queued), or the allocator refused |
+//! | 504 `{"error"}` | the request outlived `--request-timeout-ms` |
+//! | 500 `{"error"}` | a panic in a handler or a CPU task (details only in the log) |
+//!
+//! Query strings are parsed strictly ([`query`]): unknown and repeated parameters are
+//! rejected with a 400 naming them, like malformed values, so a typo never silently runs the
+//! default. Requests hyper itself cannot parse (a malformed request line, a target over
+//! 64 KiB, more than 100 headers, a head over about 400 KiB) are answered by hyper with a
+//! bodiless 400/414/431 before they reach the router: answered, never dropped, but not JSON.
 
 pub mod config;
 pub mod detect;

@@ -88,6 +88,9 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How long the runtime waits for blocking tasks once serving has stopped.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The CPUs this process may run on (its affinity mask and cgroup quota respected).
 fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -99,12 +102,19 @@ fn available_cpus() -> usize {
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.config.validate()?;
     let workers = available_cpus();
+    // The CPU pool, started now rather than by the first /cpu request, so that request's
+    // timing holds no thread start-up; one thread per available CPU, like the runtime.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|index| format!("cpu-pool-{index}"))
+        .build_global()
+        .context("starting the CPU pool")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let signals = ShutdownSignals::install().context("installing signal handlers")?;
         let address = SocketAddr::new(args.bind, args.port);
         let listener = TcpListener::bind(address)
@@ -120,7 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serve(listener, args.config, signals.recv())
             .await
             .context("serving")
-    })?;
+    });
+    // Dropping a runtime waits for every blocking task, and a /memory request can outlast
+    // the grace period: past it, the process exits and the kernel reclaims the rest.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -71,6 +71,17 @@ async fn health_is_exactly_ok() {
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&bytes[..], br#"{"status":"ok"}"#);
+    // An empty query is no parameter at all.
+    let (status, body) = get_json(app(Config::default()), "/health?").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    // HEAD answers like GET, without the body.
+    let response = app(Config::default())
+        .oneshot(Request::head("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(bytes.is_empty());
 }
 
 #[tokio::test]
@@ -293,4 +304,27 @@ async fn a_slow_request_times_out_with_json() {
     let (status, body) = get_json(router, "/sleepy").await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert!(body["error"].as_str().unwrap().contains("timed out"));
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_real_socket_and_stops_when_told() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, small_config(), async {
+        let _ = stopped.await;
+    }));
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }

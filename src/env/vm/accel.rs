@@ -1,0 +1,233 @@
+//! KVM or TCG: decided by booting, not by the presence of `/dev/kvm`.
+//!
+//! On some hosts `/dev/kvm` opens but guests hang right after the kernel decompresses, or QEMU
+//! aborts setting an MSR; only a boot that reaches `/health` proves KVM works. The probe
+//! boots the real image under KVM with a short timeout; if it does not answer, TCG (software
+//! emulation) is used. The decision is cached on disk under `target/isobench/vm/`, keyed by
+//! the host kernel, the QEMU version and the guest kernel, so each test process does not
+//! repeat the probe; a file lock makes parallel processes probe once.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::report::schema::Accel;
+
+/// Environment variable forcing the accelerator (`kvm` or `tcg`), skipping the probe.
+pub const ACCEL_ENV: &str = "ISOBENCH_VM_ACCEL";
+
+/// The accelerator to use and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccelDecision {
+    /// KVM or TCG.
+    pub accel: Accel,
+    /// Why, in words for the report: the probe's outcome, or that it was forced.
+    pub reason: String,
+    /// How long the KVM probe boot took, seconds, when one ran.
+    pub probe_seconds: Option<f64>,
+    /// What the decision is valid for: host kernel, QEMU version, guest kernel.
+    pub key: String,
+}
+
+impl AccelDecision {
+    /// The accelerator as QEMU's `-accel` names it.
+    pub fn qemu_name(&self) -> &'static str {
+        qemu_name(self.accel)
+    }
+}
+
+/// QEMU's `-accel` name for `accel` (the provider's choice is never QEMU's, so TCG for it).
+pub fn qemu_name(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg | Accel::Provider => "tcg",
+    }
+}
+
+/// The cache key: what a KVM probe's outcome depends on.
+pub fn cache_key(host_kernel: &str, qemu_version: &str, guest_kernel: &str) -> String {
+    format!("host {host_kernel}; {qemu_version}; guest {guest_kernel}")
+}
+
+fn cache_path(cache_root: &Path, key: &str) -> PathBuf {
+    let digest = Sha256::digest(key.as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    cache_root.join(format!("accel-{short}.json"))
+}
+
+/// The forced accelerator from [`ACCEL_ENV`], if set; an unknown value is an error.
+pub fn forced(key: &str) -> Result<Option<AccelDecision>, String> {
+    let Some(value) = std::env::var_os(ACCEL_ENV) else {
+        return Ok(None);
+    };
+    let accel = match value.to_string_lossy().to_ascii_lowercase().as_str() {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        other => return Err(format!("{ACCEL_ENV}={other}: expected kvm or tcg")),
+    };
+    Ok(Some(AccelDecision {
+        accel,
+        reason: format!("forced by {ACCEL_ENV}"),
+        probe_seconds: None,
+        key: key.to_owned(),
+    }))
+}
+
+/// Whether `/dev/kvm` can be opened read-write (necessary, not sufficient, for KVM).
+pub fn kvm_device_usable() -> Result<(), String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm cannot be opened: {e}"))
+}
+
+/// The decision cached for `key`, if a probe already ran.
+pub fn cached(cache_root: &Path, key: &str) -> Option<AccelDecision> {
+    let text = fs::read_to_string(cache_path(cache_root, key)).ok()?;
+    let decision: AccelDecision = serde_json::from_str(&text).ok()?;
+    (decision.key == key).then_some(decision)
+}
+
+/// Decides the accelerator for `key`: forced by [`ACCEL_ENV`], TCG without a usable
+/// `/dev/kvm`, the cached decision, or else the outcome of `probe_kvm` (a KVM boot that
+/// returns `Err(why)` when it does not reach `/health`), which is then cached. The boolean is
+/// whether a stored decision was reused.
+pub fn decide(
+    cache_root: &Path,
+    key: &str,
+    kvm_device: impl FnOnce() -> Result<(), String>,
+    probe_kvm: impl FnOnce() -> Result<(), String>,
+) -> io::Result<(AccelDecision, bool)> {
+    if let Some(decision) = forced(key).map_err(io::Error::other)? {
+        return Ok((decision, false));
+    }
+    if let Err(why) = kvm_device() {
+        return Ok((
+            AccelDecision {
+                accel: Accel::Tcg,
+                reason: format!("TCG: {why}"),
+                probe_seconds: None,
+                key: key.to_owned(),
+            },
+            false,
+        ));
+    }
+    fs::create_dir_all(cache_root)?;
+    let path = cache_path(cache_root, key);
+    let lock = File::create(path.with_extension("lock"))?;
+    // Parallel processes wait here for the first one's probe and then read its result.
+    super::image::lock_exclusive(&lock)?;
+    if let Some(decision) = cached(cache_root, key) {
+        return Ok((decision, true));
+    }
+    let started = Instant::now();
+    let outcome = probe_kvm();
+    let seconds = started.elapsed().as_secs_f64();
+    let decision = match outcome {
+        Ok(()) => AccelDecision {
+            accel: Accel::Kvm,
+            reason: format!("KVM: a probe boot answered /health after {seconds:.1} s"),
+            probe_seconds: Some(seconds),
+            key: key.to_owned(),
+        },
+        Err(why) => AccelDecision {
+            accel: Accel::Tcg,
+            // One line: the reason goes into labels and tables.
+            reason: format!(
+                "TCG: /dev/kvm opens, but a KVM probe boot failed ({})",
+                why.split('\n')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ),
+            probe_seconds: Some(seconds),
+            key: key.to_owned(),
+        },
+    };
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(&decision)?)?;
+    fs::rename(&tmp, &path)?;
+    Ok((decision, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    // ACCEL_ENV is read by `decide`; these tests assume it is unset, as in a normal test run.
+    fn skip_if_forced() -> bool {
+        std::env::var_os(ACCEL_ENV).is_some()
+    }
+
+    #[test]
+    fn a_probe_result_is_cached_and_reused() {
+        if skip_if_forced() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let key = cache_key("6.18", "QEMU emulator version 7.2.22", "6.1.0-57-amd64");
+        let probes = Cell::new(0);
+        let probe = || {
+            probes.set(probes.get() + 1);
+            Err("no answer within 20 s;\nconsole ends with:\nProbing EDD".to_owned())
+        };
+        let (first, reused) = decide(dir.path(), &key, || Ok(()), probe).unwrap();
+        assert!(!reused);
+        assert_eq!(first.accel, Accel::Tcg);
+        assert!(
+            first.reason.contains("no answer within 20 s"),
+            "{}",
+            first.reason
+        );
+        assert!(!first.reason.contains('\n'), "{}", first.reason);
+        assert!(first.probe_seconds.is_some());
+
+        let (second, reused) = decide(dir.path(), &key, || Ok(()), || unreachable!()).unwrap();
+        assert!(reused);
+        assert_eq!(second, first);
+        assert_eq!(probes.get(), 1);
+        assert_eq!(cached(dir.path(), &key), Some(first));
+
+        // Another key (say, a QEMU upgrade) probes again, and a success means KVM.
+        let other = cache_key("6.18", "QEMU emulator version 8.0", "6.1.0-57-amd64");
+        assert_eq!(cached(dir.path(), &other), None);
+        let (kvm, reused) = decide(dir.path(), &other, || Ok(()), || Ok(())).unwrap();
+        assert!(!reused);
+        assert_eq!(kvm.accel, Accel::Kvm);
+        assert_eq!(kvm.qemu_name(), "kvm");
+    }
+
+    #[test]
+    fn no_usable_kvm_device_means_tcg_without_a_probe() {
+        if skip_if_forced() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (decision, reused) = decide(
+            dir.path(),
+            "k",
+            || Err("/dev/kvm cannot be opened: No such file".into()),
+            || unreachable!(),
+        )
+        .unwrap();
+        assert!(!reused);
+        assert_eq!(decision.accel, Accel::Tcg);
+        assert_eq!(decision.qemu_name(), "tcg");
+        assert!(decision.reason.contains("/dev/kvm"));
+    }
+
+    #[test]
+    fn a_corrupt_cache_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(cache_path(dir.path(), "k"), "{not json").unwrap();
+        assert_eq!(cached(dir.path(), "k"), None);
+    }
+}
