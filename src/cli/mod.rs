@@ -41,17 +41,20 @@ pub enum Command {
 
 /// Runs the parsed command line; errors are printed once, by the binary.
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli
-        .command
-        .unwrap_or_else(|| match Cli::parse_from(["isobench", "run"]).command {
-            Some(command) => command,
-            None => unreachable!("`run` parses as a command"),
-        });
+    let command =
+        cli.command
+            .unwrap_or_else(|| match Cli::parse_from(["isobench", "run"]).command {
+                Some(command) => command,
+                None => unreachable!("`run` parses as a command"),
+            });
     match command {
         Command::Run(args) => {
             let output_dir = args.output_dir.clone();
             let artifact = run::run(args)?;
-            print!("{}", Table.render(&artifact).context("rendering the table")?);
+            print!(
+                "{}",
+                Table.render(&artifact).context("rendering the table")?
+            );
             eprintln!(
                 "wrote {}/{{{},{},{}}}",
                 output_dir.display(),

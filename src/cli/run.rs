@@ -32,7 +32,12 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub env: Vec<EnvName>,
     /// Scenarios to run against every instance.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "health,mixed,fixed-rate")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "health,mixed,fixed-rate"
+    )]
     pub scenarios: Vec<Scenario>,
     /// Repetitions: fresh instances of every environment, interleaved.
     #[arg(long, short = 'n')]
@@ -247,14 +252,23 @@ fn validate(args: &RunArgs, plan: &Plan) -> anyhow::Result<()> {
         plan.rate.is_finite() && plan.rate > 0.0,
         "--rate must be a positive number of requests per second"
     );
-    anyhow::ensure!(!args.scenarios.is_empty(), "--scenarios must name at least one");
+    anyhow::ensure!(
+        !args.scenarios.is_empty(),
+        "--scenarios must name at least one"
+    );
     Ok(())
 }
 
 fn prepared(
     name: EnvName,
     plan: &Plan,
-) -> Result<(Box<dyn Environment>, Vec<crate::report::schema::Preparation>), EnvError> {
+) -> Result<
+    (
+        Box<dyn Environment>,
+        Vec<crate::report::schema::Preparation>,
+    ),
+    EnvError,
+> {
     let budget = plan.budget.clone();
     let mut env: Box<dyn Environment> = match name {
         EnvName::Native => Box::new(NativeEnv::new(budget)),
@@ -275,7 +289,14 @@ fn measure_round(
     progress: &ProgressBar,
 ) -> anyhow::Result<(Round, Option<String>)> {
     let instance = env.start()?;
-    let outcome = measure_instance(instance.as_ref(), env.name(), round, scenarios, plan, progress);
+    let outcome = measure_instance(
+        instance.as_ref(),
+        env.name(),
+        round,
+        scenarios,
+        plan,
+        progress,
+    );
     let stopped = instance.stop();
     let measured = outcome?;
     stopped?;
@@ -297,7 +318,11 @@ fn measure_instance(
     let detected = health::detected_environment(instance.base_url()).ok();
     let mut runs = Vec::new();
     for &scenario in scenarios {
-        progress.set_message(format!("round {}: {env_name} {}", round + 1, scenario.name()));
+        progress.set_message(format!(
+            "round {}: {env_name} {}",
+            round + 1,
+            scenario.name()
+        ));
         let options = scenario.load_options(instance.base_url(), plan);
         let before = instance.resources()?;
         let report = load::run(&options)?;

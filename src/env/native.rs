@@ -79,13 +79,14 @@ impl Environment for NativeEnv {
             }
         };
         let base_url = format!("http://{address}");
-        let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
-            match child.try_wait() {
-                Ok(None) => Ok(()),
-                Ok(Some(status)) => bail!("the server exited during startup: {status}"),
-                Err(error) => Err(error.into()),
-            }
-        });
+        let startup =
+            health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
+                match child.try_wait() {
+                    Ok(None) => Ok(()),
+                    Ok(Some(status)) => bail!("the server exited during startup: {status}"),
+                    Err(error) => Err(error.into()),
+                }
+            });
         let startup = match startup {
             Ok(startup) => startup,
             Err(error) => {
@@ -131,7 +132,10 @@ impl Environment for NativeEnv {
 /// Reads the server's `listening on ADDR` line from its stdout, then keeps draining stdout
 /// on a thread so the server never blocks on a full pipe.
 fn announced_address(child: &mut Child) -> anyhow::Result<String> {
-    let stdout = child.stdout.take().context("the server's stdout was not piped")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the server's stdout was not piped")?;
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();

@@ -28,7 +28,10 @@ impl TryFrom<&ContainerStatsResponse> for ContainerReading {
     type Error = MissingStat;
 
     fn try_from(stats: &ContainerStatsResponse) -> Result<Self, Self::Error> {
-        let memory = stats.memory_stats.as_ref().ok_or(MissingStat("memory_stats"))?;
+        let memory = stats
+            .memory_stats
+            .as_ref()
+            .ok_or(MissingStat("memory_stats"))?;
         let usage = memory.usage.ok_or(MissingStat("memory_stats.usage"))?;
         let inactive = memory.stats.as_ref().and_then(|stats| {
             stats

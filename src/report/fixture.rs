@@ -246,6 +246,7 @@ fn scenario_run(
         keep_alive: true,
         timeout_ms: 5000.0,
         warmup_s: 1.0,
+        warmup_requests: 1000,
         elapsed_s: ELAPSED_S,
         requests_sent: ok + 2,
         responses: ok + 1,

@@ -52,7 +52,10 @@ pub fn record(
     for name in names {
         let merged = merge_trials(&dir.join(&name))?;
         if let Some(merged) = merged {
-            write_json(&dir.join(format!("{name}.json")), &artifact(vec![merged.clone()]))?;
+            write_json(
+                &dir.join(format!("{name}.json")),
+                &artifact(vec![merged.clone()]),
+            )?;
             environments.push(merged);
         }
     }

@@ -38,9 +38,7 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             let name = format!("{env}::{check}");
             Trial::test(name.clone(), move || {
                 let (environment, _) = envs::prepared(env)?;
-                envs::with_instance(&name, environment.as_ref(), |instance| {
-                    run(instance, env)
-                })
+                envs::with_instance(&name, environment.as_ref(), |instance| run(instance, env))
             })
         })
         .collect()
@@ -106,11 +104,15 @@ fn expect(condition: bool, message: impl FnOnce() -> String) -> Result<(), Faile
 fn expect_ok_json(instance: &dyn Instance, path: &str) -> Result<Value, Failed> {
     let response = get(instance, path)?;
     expect(response.status == 200, || {
-        format!("GET {path}: status {} body {}", response.status, response.body)
+        format!(
+            "GET {path}: status {} body {}",
+            response.status, response.body
+        )
     })?;
-    expect(response.content_type.starts_with("application/json"), || {
-        format!("GET {path}: content-type {:?}", response.content_type)
-    })?;
+    expect(
+        response.content_type.starts_with("application/json"),
+        || format!("GET {path}: content-type {:?}", response.content_type),
+    )?;
     response.json()
 }
 
@@ -118,15 +120,19 @@ fn expect_ok_json(instance: &dyn Instance, path: &str) -> Result<Value, Failed> 
 fn expect_bad_param(instance: &dyn Instance, path: &str, param: &str) -> Result<(), Failed> {
     let response = get(instance, path)?;
     expect(response.status == 400, || {
-        format!("GET {path}: expected 400, got {} {}", response.status, response.body)
+        format!(
+            "GET {path}: expected 400, got {} {}",
+            response.status, response.body
+        )
     })?;
     let body = response.json()?;
     expect(body["param"] == param, || {
         format!("GET {path}: expected param {param:?} in {body}")
     })?;
-    expect(body["error"].as_str().is_some_and(|e| !e.is_empty()), || {
-        format!("GET {path}: no error message in {body}")
-    })
+    expect(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        || format!("GET {path}: no error message in {body}"),
+    )
 }
 
 fn field_u64(body: &Value, field: &str) -> Result<u64, Failed> {
@@ -137,13 +143,16 @@ fn field_u64(body: &Value, field: &str) -> Result<u64, Failed> {
 
 fn health(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
     let response = get(instance, "/health")?;
-    expect(response.status == 200, || format!("status {}", response.status))?;
+    expect(response.status == 200, || {
+        format!("status {}", response.status)
+    })?;
     expect(response.body == r#"{"status":"ok"}"#, || {
         format!("body {:?}", response.body)
     })?;
-    expect(response.content_type.starts_with("application/json"), || {
-        format!("content-type {:?}", response.content_type)
-    })
+    expect(
+        response.content_type.starts_with("application/json"),
+        || format!("content-type {:?}", response.content_type),
+    )
 }
 
 fn cpu(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
@@ -157,11 +166,21 @@ fn cpu(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
         field_u64(&body, "elapsed_us")?;
     }
     let default = expect_ok_json(instance, "/cpu")?;
-    expect(field_u64(&default, "n")? > 0, || format!("default n in {default}"))
+    expect(field_u64(&default, "n")? > 0, || {
+        format!("default n in {default}")
+    })
 }
 
 fn cpu_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
-    for value in ["abc", "-5", "0", "1.5", "99999999999999999999999", "4000000000", ""] {
+    for value in [
+        "abc",
+        "-5",
+        "0",
+        "1.5",
+        "99999999999999999999999",
+        "4000000000",
+        "",
+    ] {
         expect_bad_param(instance, &format!("/cpu?n={value}"), "n")?;
     }
     Ok(())
@@ -186,11 +205,16 @@ fn memory_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
 
 fn parallel(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
     let body = expect_ok_json(instance, "/parallel?tasks=4&n=1000")?;
-    expect(field_u64(&body, "tasks")? == 4, || format!("tasks in {body}"))?;
-    expect(body["results"] == serde_json::json!([168, 168, 168, 168]), || {
-        format!("four tasks of π(1000) = 168: {body}")
+    expect(field_u64(&body, "tasks")? == 4, || {
+        format!("tasks in {body}")
     })?;
-    expect(field_u64(&body, "threads")? >= 1, || format!("threads in {body}"))?;
+    expect(
+        body["results"] == serde_json::json!([168, 168, 168, 168]),
+        || format!("four tasks of π(1000) = 168: {body}"),
+    )?;
+    expect(field_u64(&body, "threads")? >= 1, || {
+        format!("threads in {body}")
+    })?;
     field_u64(&body, "elapsed_us").map(drop)
 }
 
@@ -212,11 +236,14 @@ fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
     for field in ["pid", "cpus"] {
         field_u64(&body, field)?;
     }
-    expect(body["uptime_s"].is_number(), || format!("uptime_s in {body}"))?;
+    expect(body["uptime_s"].is_number(), || {
+        format!("uptime_s in {body}")
+    })?;
     for field in ["total_bytes", "available_bytes", "process_rss_bytes"] {
-        expect(body["memory"][field].as_u64().is_some_and(|v| v > 0), || {
-            format!("memory.{field} in {body}")
-        })?;
+        expect(
+            body["memory"][field].as_u64().is_some_and(|v| v > 0),
+            || format!("memory.{field} in {body}"),
+        )?;
     }
     let kind = body["environment"]["kind"].as_str().unwrap_or_default();
     expect(body["environment"]["evidence"].is_array(), || {
@@ -242,14 +269,18 @@ fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
 
 fn not_found(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
     let response = get(instance, "/no/such/path")?;
-    expect(response.status == 404, || format!("status {}", response.status))?;
+    expect(response.status == 404, || {
+        format!("status {}", response.status)
+    })?;
     let body = response.json()?;
     expect(body["error"].is_string(), || format!("error in {body}"))
 }
 
 fn method_not_allowed(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
     let response = request(instance, "POST", "/health")?;
-    expect(response.status == 405, || format!("status {}", response.status))?;
+    expect(response.status == 405, || {
+        format!("status {}", response.status)
+    })?;
     let body = response.json()?;
     expect(body["error"].is_string(), || format!("error in {body}"))
 }
@@ -273,25 +304,36 @@ fn container_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), 
         .iter()
         .filter_map(|(id, _)| engine.inspect_container(id).ok())
         .find(|inspect| {
-            let bindings = inspect.host_config.as_ref().and_then(|h| h.port_bindings.as_ref());
+            let bindings = inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.port_bindings.as_ref());
             let published = inspect
                 .network_settings
                 .as_ref()
                 .and_then(|n| n.ports.as_ref());
             bindings.is_some()
                 && published.is_some_and(|ports| {
-                    ports.values().flatten().flatten().any(|binding| {
-                        binding.host_port.as_deref() == Some(port.as_str())
-                    })
+                    ports
+                        .values()
+                        .flatten()
+                        .flatten()
+                        .any(|binding| binding.host_port.as_deref() == Some(port.as_str()))
                 })
         })
         .ok_or_else(|| format!("no container of this trial publishes port {port}"))?;
-    let user = inspect.config.and_then(|config| config.user).unwrap_or_default();
-    expect(!user.is_empty() && !user.starts_with("0") && user != "root", || {
-        format!("runs as user {user:?}")
-    })?;
+    let user = inspect
+        .config
+        .and_then(|config| config.user)
+        .unwrap_or_default();
+    expect(
+        !user.is_empty() && !user.starts_with("0") && user != "root",
+        || format!("runs as user {user:?}"),
+    )?;
     let host = inspect.host_config.unwrap_or_default();
-    expect(host.readonly_rootfs == Some(true), || "root filesystem is writable".into())?;
+    expect(host.readonly_rootfs == Some(true), || {
+        "root filesystem is writable".into()
+    })?;
     expect(host.cap_drop == Some(vec!["ALL".into()]), || {
         format!("capabilities dropped: {:?}", host.cap_drop)
     })?;
@@ -303,9 +345,11 @@ fn container_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), 
         || "no-new-privileges is not set".into(),
     )?;
     let bindings = host.port_bindings.unwrap_or_default();
-    let all_loopback = bindings.values().flatten().flatten().all(|binding| {
-        binding.host_ip.as_deref() == Some("127.0.0.1")
-    });
+    let all_loopback = bindings
+        .values()
+        .flatten()
+        .flatten()
+        .all(|binding| binding.host_ip.as_deref() == Some("127.0.0.1"));
     expect(!bindings.is_empty() && all_loopback, || {
         format!("port bindings {bindings:?} are not all on 127.0.0.1")
     })

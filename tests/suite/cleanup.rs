@@ -120,10 +120,9 @@ fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "left behind: processes {processes:?}, containers {containers:?}"
-            )
-            .into());
+            return Err(
+                format!("left behind: processes {processes:?}, containers {containers:?}").into(),
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

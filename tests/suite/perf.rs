@@ -34,13 +34,8 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
                 let (environment, preparation) = envs::prepared(env)?;
                 let short = is_emulated(environment.as_ref());
                 let rounds = measure(&name, environment.as_ref(), short)?;
-                let path = artifacts::record(
-                    measurement,
-                    environment.label(),
-                    preparation,
-                    rounds,
-                )
-                .map_err(|e| format!("recording {name}: {e:#}"))?;
+                let path = artifacts::record(measurement, environment.label(), preparation, rounds)
+                    .map_err(|e| format!("recording {name}: {e:#}"))?;
                 println!("    artifact: {}", path.display());
                 Ok(())
             })
@@ -84,7 +79,11 @@ fn startup(trial: &str, env: &dyn Environment, short: bool) -> Result<Vec<Round>
         .filter_map(|r| r.startup_ms)
         .map(|ms| format!("{ms:.1}"))
         .collect();
-    println!("    {}: startup ms over {repetitions} starts: {}", env.name(), startups.join(", "));
+    println!(
+        "    {}: startup ms over {repetitions} starts: {}",
+        env.name(),
+        startups.join(", ")
+    );
     Ok(rounds)
 }
 
@@ -179,7 +178,10 @@ fn scenario_round(
 fn check_report(report: &LoadReport) -> Result<(), Failed> {
     well_formed(report.ok > 0, "no request succeeded")?;
     well_formed(report.ok <= report.responses, "more ok than responses")?;
-    well_formed(report.responses <= report.requests_sent, "more responses than requests")?;
+    well_formed(
+        report.responses <= report.requests_sent,
+        "more responses than requests",
+    )?;
     well_formed(report.throughput_rps > 0.0, "throughput must be positive")?;
     let l = &report.latency;
     well_formed(
@@ -194,7 +196,12 @@ fn check_report(report: &LoadReport) -> Result<(), Failed> {
 fn print_summary(env: &str, scenario: &str, report: &LoadReport) {
     let rate = report
         .requested_rate_rps
-        .map(|rate| format!(" at {rate:.0} req/s requested, {:.0} achieved", report.achieved_rate_rps))
+        .map(|rate| {
+            format!(
+                " at {rate:.0} req/s requested, {:.0} achieved",
+                report.achieved_rate_rps
+            )
+        })
         .unwrap_or_default();
     println!(
         "    {env} {scenario}{rate}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, {} ok in {:.1} s",

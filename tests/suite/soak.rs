@@ -62,7 +62,8 @@ fn soak(trial: &str, env: &dyn Environment, length: Duration) -> Result<(), Fail
             growth * 100.0
         );
         let e = &report.errors;
-        let failed = e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io;
+        let failed =
+            e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io;
         if report.ok == 0 || failed > 0 {
             return Err(format!(
                 "{failed} of {} requests failed: {:?}",

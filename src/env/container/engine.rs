@@ -96,7 +96,10 @@ impl Engine {
 
     /// One stats sample of a running container.
     pub fn stats(&self, id: &str) -> anyhow::Result<ContainerStatsResponse> {
-        let options = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
         self.runtime.block_on(async {
             self.docker
                 .stats(id, Some(options))
@@ -116,7 +119,10 @@ impl Engine {
 
     /// Removes a container, running or not, with its anonymous volumes.
     pub fn force_remove(&self, id: &str) -> anyhow::Result<()> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self
             .runtime
             .block_on(self.docker.remove_container(id, Some(options)))

@@ -59,7 +59,11 @@ pub fn ensure_image(engine: &Engine, server: &Path) -> anyhow::Result<(BuiltImag
         Some(size) => size,
         None => {
             cached = false;
-            engine.build_image(build_context(&dockerfile, &binary)?, PREBUILT_STAGE, &reference)?;
+            engine.build_image(
+                build_context(&dockerfile, &binary)?,
+                PREBUILT_STAGE,
+                &reference,
+            )?;
             engine
                 .image_size(&reference)?
                 .context("the engine does not list the image it just built")?
@@ -86,7 +90,10 @@ fn content_tag(dockerfile: &[u8], binary: &[u8]) -> String {
     hasher.update(dockerfile);
     hasher.update(binary);
     let digest = hasher.finalize();
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A tar holding `Dockerfile` and `dist/isobench-server` (executable).

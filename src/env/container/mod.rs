@@ -148,7 +148,9 @@ struct ContainerInstance {
 
 impl ContainerInstance {
     fn id(&self) -> &str {
-        self.container.as_ref().map_or("", |container| container.id())
+        self.container
+            .as_ref()
+            .map_or("", |container| container.id())
     }
 }
 
@@ -192,4 +194,3 @@ impl Drop for ContainerInstance {
         }
     }
 }
-
