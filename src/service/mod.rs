@@ -27,6 +27,7 @@ pub mod config;
 pub mod detect;
 pub mod endpoints;
 pub mod error;
+pub mod fast_health;
 pub mod middleware;
 pub mod query;
 pub mod server;
