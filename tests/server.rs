@@ -258,3 +258,58 @@ fn health_answers_while_cpu_work_saturates_the_pool() {
     }
     assert_eq!(server.stop_with(libc::SIGTERM), Some(0));
 }
+
+#[test]
+fn over_capacity_is_503_and_slow_requests_time_out_with_504() {
+    // One CPU task admitted at a time, a short timeout, and a prime count far longer than it.
+    let server = Server::start(&[
+        "--max-cpu-jobs",
+        "1",
+        "--max-parallel-tasks",
+        "1",
+        "--default-parallel-tasks",
+        "1",
+        "--max-cpu-n",
+        "50000000",
+        "--request-timeout-ms",
+        "1500",
+        "--shutdown-grace-ms",
+        "100",
+    ]);
+    let url = server.url("/cpu?n=50000000");
+    let slow = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().unwrap();
+        let body: Value = response.body_mut().read_json().unwrap();
+        (response.status().as_u16(), body)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, content_type, body) = server.get("/cpu?n=10");
+    assert_eq!(
+        (status, content_type.as_str()),
+        (503, "application/json"),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("CPU task"),
+        "{body}"
+    );
+
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("timed out"),
+        "{body}"
+    );
+    // The timed-out work is still running and still holds its permit: the budget stays
+    // honest instead of admitting more work than the CPUs can take.
+    assert_eq!(server.get("/parallel?n=10").0, 503);
+    // /health does not need a permit.
+    assert_eq!(server.get_ok("/health")["status"], "ok");
+    // The grace period is short; the abandoned count does not hold up the exit.
+    assert_eq!(server.stop_with(libc::SIGTERM), Some(0));
+}

@@ -4,8 +4,10 @@
 //!
 //! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`); [`serve`]
 //! runs it on a listener until a shutdown future resolves; [`run`] is the whole
-//! `isobench-server` binary: runtime, signals, bind, serve. [`detect::detect`] is the
-//! environment detection `/status` reports, public so a harness can compare.
+//! `isobench-server` binary: runtime, signals, bind, serve. [`serve`] answers a plain
+//! `GET /health` in front of the router ([`fast_health`]), because it is the throughput
+//! probe; the answer is identical. [`detect::detect`] is the environment detection
+//! `/status` reports, public so a harness can compare.
 //!
 //! | answer | when |
 //! |---|---|
@@ -27,6 +29,7 @@ pub mod config;
 pub mod detect;
 pub mod endpoints;
 pub mod error;
+pub mod fast_health;
 pub mod middleware;
 pub mod query;
 pub mod server;

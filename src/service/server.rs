@@ -7,12 +7,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::ServiceExt;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::app;
 use super::config::{Args, Config};
+use super::fast_health::WithHealthFastPath;
 
 /// Serves [`app`]`(config)` on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish for at most the configured grace period.
@@ -22,7 +24,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace();
-    let router = app(config);
+    let max_header_bytes = config.max_header_bytes;
+    let service = WithHealthFastPath::new(app(config), max_header_bytes);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let listener = listener.tap_io(|stream| {
         // Small JSON answers on keep-alive connections: never wait for Nagle.
@@ -30,10 +33,11 @@ pub async fn serve(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    });
+    let server =
+        axum::serve(listener, service.into_make_service()).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        });
     tokio::select! {
         result = server.into_future() => result,
         () = async {
