@@ -1,14 +1,65 @@
 //! The service under test: a small axum app with `/health`, `/cpu`, `/memory`, `/parallel`
-//! and `/status`.
+//! and `/status`, answering JSON, with every input validated, every resource budgeted and
+//! every failure a JSON error (see the contract in the project README).
+//!
+//! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`); [`serve`]
+//! runs it on a listener until a shutdown future resolves; [`run`] is the whole
+//! `isobench-server` binary: runtime, signals, bind, serve.
+//!
+//! Query strings are parsed strictly: unknown and repeated parameters are rejected with a
+//! 400 naming them, like malformed values, so a typo never silently runs the default.
+
+pub mod config;
+pub mod detect;
+pub mod endpoints;
+pub mod error;
+pub mod middleware;
+pub mod query;
+pub mod server;
+pub mod state;
+pub mod work;
 
 use axum::Router;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
 
-/// Service configuration: caps and timeouts.
-#[derive(Debug, Clone, Default)]
-pub struct Config {}
+pub use config::{Args, Config};
+pub use error::ApiError;
+pub use server::{run, serve, shutdown_signal};
 
-/// Builds the router.
+use middleware::Limits;
+use state::AppState;
+
+/// Builds the service's router for `config` (assumed valid: see [`Config::validate`]).
 pub fn app(config: Config) -> Router {
-    let _ = config;
-    Router::new()
+    let limits = Limits {
+        max_uri_bytes: config.max_uri_bytes,
+        max_header_bytes: config.max_header_bytes,
+        timeout: config.request_timeout(),
+    };
+    let routes = Router::new()
+        .route("/health", get(endpoints::health::health))
+        .route("/cpu", get(endpoints::cpu::cpu))
+        .route("/memory", get(endpoints::memory::memory))
+        .route("/parallel", get(endpoints::parallel::parallel))
+        .route("/status", get(endpoints::status::status))
+        .with_state(AppState::new(config));
+    with_layers(routes, limits)
 }
+
+/// Wraps `routes` in what every route gets: JSON 404/405, size limits, the timeout and
+/// panic catching. Separate from [`app`] so tests can put a panicking route under the very
+/// same layers.
+fn with_layers(routes: Router, limits: Limits) -> Router {
+    routes
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            middleware::guard,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+}
+
+#[cfg(test)]
+mod tests;

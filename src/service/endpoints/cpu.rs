@@ -1,0 +1,61 @@
+//! `GET /cpu?n=N`: counts the primes below N by trial division on the CPU pool and says how
+//! long that took inside the service.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde::Serialize;
+
+use super::{micros, on_cpu_pool};
+use crate::service::error::ApiError;
+use crate::service::query::{UintParam, parse_uints};
+use crate::service::state::AppState;
+use crate::service::work::count_primes_below;
+
+/// The answer of `/cpu`.
+#[derive(Debug, Serialize)]
+pub struct CpuResponse {
+    /// The N worked on.
+    pub n: u64,
+    /// Primes below N.
+    pub primes_below_n: u64,
+    /// Time the counting took, microseconds.
+    pub elapsed_us: u64,
+    /// Time the task waited for a CPU-pool thread, microseconds.
+    pub queued_us: u64,
+}
+
+/// The `n` parameter with this configuration's default and cap.
+pub(crate) fn n_param(state: &AppState) -> UintParam {
+    UintParam {
+        name: "n",
+        default: state.config().default_cpu_n,
+        min: 1,
+        max: state.config().max_cpu_n,
+    }
+}
+
+/// Handles `/cpu`.
+pub async fn cpu(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<CpuResponse>, ApiError> {
+    let [n] = parse_uints(query.as_deref(), &[n_param(&state)])?;
+    let permit = state.admit_cpu(1)?;
+    let submitted = Instant::now();
+    let response = on_cpu_pool(move || {
+        let _permit = permit;
+        let queued = submitted.elapsed();
+        let started = Instant::now();
+        let primes = count_primes_below(n);
+        CpuResponse {
+            n,
+            primes_below_n: primes,
+            elapsed_us: micros(started.elapsed()),
+            queued_us: micros(queued),
+        }
+    })
+    .await?;
+    Ok(Json(response))
+}

@@ -1,0 +1,59 @@
+//! One file per endpoint, plus the helpers that move work off the async workers.
+
+pub mod cpu;
+pub mod health;
+pub mod memory;
+pub mod parallel;
+pub mod status;
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use super::error::ApiError;
+
+/// Runs CPU-bound `work` on rayon's pool (one thread per available CPU) and awaits it, so
+/// the tokio workers stay free for `/health`. A panic in `work` becomes a 500 instead of
+/// rayon's default of aborting the process.
+pub(crate) async fn on_cpu_pool<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(work));
+        // The request may have timed out and gone: nobody to tell, nothing to do.
+        let _ = sender.send(result);
+    });
+    match receiver.await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(panic)) => Err(ApiError::Internal(format!(
+            "CPU task panicked: {}",
+            panic_message(panic.as_ref())
+        ))),
+        Err(_) => Err(ApiError::Internal(
+            "CPU task ended without an answer".to_owned(),
+        )),
+    }
+}
+
+/// Runs blocking `work` (memory touching, /proc reads) on tokio's blocking pool.
+pub(crate) async fn on_blocking_pool<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::Internal(format!("blocking task failed: {error}")))
+}
+
+/// The text of a panic payload, when it has one.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
+/// Microseconds in `duration`, saturating.
+pub(crate) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,87 @@
+//! `GET /status`: what the service knows about itself and its host: version, uptime, pid,
+//! hostname, kernel, CPUs, memory (sysinfo) and the detected environment with its evidence.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde::Serialize;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::on_blocking_pool;
+use crate::service::detect::Detection;
+use crate::service::error::ApiError;
+use crate::service::query::parse_uints;
+use crate::service::state::AppState;
+
+/// The answer of `/status`.
+#[derive(Debug, Serialize)]
+pub struct StatusResponse {
+    /// The service's version (the crate version).
+    pub version: &'static str,
+    /// Seconds since the service started.
+    pub uptime_s: f64,
+    /// Process id (1 in a scratch container).
+    pub pid: u32,
+    /// Host name as the service sees it (`uname`), if readable.
+    pub hostname: Option<String>,
+    /// Kernel release (`uname -r`), if readable.
+    pub kernel: Option<String>,
+    /// CPUs the service may run on (affinity and cgroup quota respected).
+    pub cpus: usize,
+    /// Threads in the CPU pool that `/cpu` and `/parallel` run on.
+    pub pool_threads: usize,
+    /// Memory as the service sees it.
+    pub memory: MemoryStatus,
+    /// The detected environment and the evidence.
+    pub environment: Detection,
+}
+
+/// Memory figures of `/status`.
+#[derive(Debug, Serialize)]
+pub struct MemoryStatus {
+    /// Memory of the (virtual) machine, bytes.
+    pub total_bytes: u64,
+    /// Memory available for new allocations, bytes.
+    pub available_bytes: u64,
+    /// The service's own resident set size, bytes.
+    pub process_rss_bytes: Option<u64>,
+    /// The memory limit of the service's cgroup, bytes, when one is set.
+    pub cgroup_limit_bytes: Option<u64>,
+}
+
+/// Handles `/status`.
+pub async fn status(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<StatusResponse>, ApiError> {
+    parse_uints(query.as_deref(), &[])?;
+    let memory = on_blocking_pool(read_memory).await?;
+    Ok(Json(StatusResponse {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started().elapsed().as_secs_f64(),
+        pid: std::process::id(),
+        hostname: System::host_name(),
+        kernel: System::kernel_version(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        pool_threads: rayon::current_num_threads(),
+        memory,
+        environment: state.detection().clone(),
+    }))
+}
+
+/// Reads memory figures from /proc (blocking file reads).
+fn read_memory() -> MemoryStatus {
+    let mut system = System::new();
+    system.refresh_memory();
+    let pid = sysinfo::Pid::from_u32(std::process::id());
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    MemoryStatus {
+        total_bytes: system.total_memory(),
+        available_bytes: system.available_memory(),
+        process_rss_bytes: system.process(pid).map(|process| process.memory()),
+        cgroup_limit_bytes: system.cgroup_limits().map(|limits| limits.total_memory),
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared state of a running service: configuration, admission budgets and start time.
+//!
+//! Admission is `try_acquire` on tokio semaphores, never a wait: a request beyond capacity
+//! gets a 503 at once instead of queueing without bound. Permits are moved into the work
+//! itself, so a request that times out keeps its share of the budget until its work has
+//! really stopped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::config::Config;
+use super::detect::{self, Detection};
+use super::error::ApiError;
+
+/// State shared by all handlers (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    started: Instant,
+    /// Permits are MiB: all concurrent `/memory` requests together stay within the budget.
+    memory_budget: Arc<Semaphore>,
+    /// Permits are CPU tasks in flight (`/cpu` and `/parallel`).
+    cpu_jobs: Arc<Semaphore>,
+    /// Detected once: the environment of a running process does not change.
+    detection: Detection,
+}
+
+/// Permits are counted in `u32`; `Config::validate` keeps budgets far below this, and a
+/// larger number here only makes an over-large request fail admission.
+fn permits(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+impl AppState {
+    /// State for a service with `config`; detects the environment now.
+    pub fn new(config: Config) -> Self {
+        let memory_budget = Arc::new(Semaphore::new(permits(config.memory_budget_mb) as usize));
+        let cpu_jobs = Arc::new(Semaphore::new(permits(config.max_cpu_jobs) as usize));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                started: Instant::now(),
+                memory_budget,
+                cpu_jobs,
+                detection: detect::detect(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// When the service started.
+    pub fn started(&self) -> Instant {
+        self.inner.started
+    }
+
+    /// The environment detected at start.
+    pub fn detection(&self) -> &Detection {
+        &self.inner.detection
+    }
+
+    /// Admits a `/memory` request of `mb` MiB, or refuses with 503.
+    pub fn admit_memory(&self, mb: u64) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.inner
+            .memory_budget
+            .clone()
+            .try_acquire_many_owned(permits(mb))
+            .map_err(|_| {
+                ApiError::OverCapacity(format!(
+                    "{mb} MiB more would exceed the memory budget of {} MiB",
+                    self.inner.config.memory_budget_mb
+                ))
+            })
+    }
+
+    /// Admits `tasks` CPU tasks, or refuses with 503.
+    pub fn admit_cpu(&self, tasks: u64) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.inner
+            .cpu_jobs
+            .clone()
+            .try_acquire_many_owned(permits(tasks))
+            .map_err(|_| {
+                ApiError::OverCapacity(format!(
+                    "{tasks} more CPU task(s) would exceed the limit of {} in flight",
+                    self.inner.config.max_cpu_jobs
+                ))
+            })
+    }
+}
