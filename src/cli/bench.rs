@@ -139,7 +139,7 @@ fn split_url(url: &str) -> anyhow::Result<(String, String, String)> {
     Ok((base, path, format!("{host}:{port}")))
 }
 
-/// The load options `args` ask for, the display name of the target, and its base URL.
+/// The load options `args` ask for, and the display name of the target.
 pub fn options(args: &BenchArgs) -> anyhow::Result<(LoadOptions, String)> {
     let (base, path, host_port) = split_url(&args.url)?;
     let scenario = match &args.scenario {
