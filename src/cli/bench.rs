@@ -20,6 +20,8 @@ use crate::report::schema::{
 /// How long to wait for the target's `/status` when labelling the artifact; a target that
 /// does not answer quickly is simply not labelled.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
+/// An open-loop run that sent less than this share of the requested rate gets a warning.
+const RATE_SHORTFALL: f64 = 0.95;
 /// Measured window when neither `--duration` nor `--requests` is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -187,6 +189,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
              more CPUs (--cpus) or fewer connections",
             report.generator.cpu_utilisation * 100.0,
             report.generator.threads
+        );
+    }
+
+    if let Some(requested) = report.requested_rate_rps
+        && report.achieved_rate_rps < RATE_SHORTFALL * requested
+    {
+        eprintln!(
+            "warning: asked for {requested} req/s but only {:.1} req/s were sent: the server \
+             held the connections up (see the corrected latency) or there are too few \
+             connections (--connections) for this rate",
+            report.achieved_rate_rps
         );
     }
 
