@@ -35,7 +35,7 @@ trap cleanup EXIT INT TERM
 
 cpus="$(nproc)"
 last=$((cpus - 1))
-if ((cpus > 1)); then generator_cpus="0-$((last - 1))"; generator_count=$last
+if ((cpus > 2)); then generator_cpus="0-$((last - 1))"; generator_count=$last
 else generator_cpus="0"; generator_count=1; fi
 
 echo "== building release binaries"
@@ -146,13 +146,13 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "$requests $cpu" >>"$work/$tool.cpu"
     printf 'round %d  %-8s %10.0f req/s  %8d requests  %6.3f CPU s  %6.1f CPU µs/request %s\n' \
       "$round" "$tool" "$rps" "$requests" "$cpu" \
-      "$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", n > 0 ? c * 1e6 / n : 0 }')" \
+      "$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }')" \
       "${extra:-}"
   done
 done
 
 median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-per_request() { awk '{ c += $2; n += $1 } END { printf "%.1f", n > 0 ? c * 1e6 / n : 0 }' "$1"; }
+per_request() { awk '{ c += $2; n += $1 } END { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 echo "== medians over $ROUNDS round(s)"
