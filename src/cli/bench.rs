@@ -184,11 +184,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     drop(stdout);
     if report.generator.bottleneck {
         eprintln!(
-            "warning: the load generator was saturated (CPU utilisation {:.0}% of the {} \
-             thread(s) it had): these figures may be its limit, not the server's; give it \
-             more CPUs (--cpus) or fewer connections",
+            "warning: the load generator was saturated ({:.0}% of the CPUs it had, or one of \
+             its threads always busy): these figures may be its limit, not the server's; \
+             give it more CPUs (--cpus) or fewer connections",
             report.generator.cpu_utilisation * 100.0,
-            report.generator.threads
         );
     }
 
@@ -359,7 +358,8 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         error_summary(&report.errors)
     ));
     out.push_str(&format!(
-        "throughput {:.1} req/s · generator CPU {:.2} s ({:.0}% of {} thread(s))\n",
+        "throughput {:.1} req/s · generator CPU {:.2} s ({:.0}% of the CPUs it had, {} \
+         threads)\n",
         report.throughput_rps,
         report.generator.cpu_seconds,
         report.generator.cpu_utilisation * 100.0,

@@ -225,12 +225,7 @@ fn assemble(
         })
         .collect();
 
-    let pinned = plan.threads.iter().filter(|cpu| cpu.is_some()).count();
-    let cpus_available = if pinned == 0 {
-        crate::env::pin::current_affinity().map_or(1, |cpus| cpus.len().max(1))
-    } else {
-        pinned
-    };
+    let cpus_available = plan::generator_cpu_count(&plan.threads);
     let thread_busy: Vec<f64> = results
         .iter()
         .filter(|r| !r.wall.is_zero())
