@@ -37,6 +37,9 @@ cpus="$(nproc)"
 last=$((cpus - 1))
 if ((cpus > 2)); then generator_cpus="0-$((last - 1))"; generator_count=$last
 else generator_cpus="0"; generator_count=1; fi
+# wrk gets as many threads as isobench starts (one per generator CPU, at least two: see
+# load::plan::MIN_THREADS); oha runs with its own default (one per physical core).
+wrk_threads=$((generator_count > 2 ? generator_count : 2))
 
 echo "== building release binaries"
 timeout 1200 cargo build --release --locked --bin isobench >/dev/null
@@ -129,7 +132,7 @@ run_oha() {
 $(jq '[.statusCodeDistribution[]] | add' "$work/oha.json") $(cpu_s)"
 }
 run_wrk() {
-  timed timeout "$BOUND" taskset -c "$generator_cpus" "$WRK" -t "$generator_count" \
+  timed timeout "$BOUND" taskset -c "$generator_cpus" "$WRK" -t "$wrk_threads" \
     -c "$CONNECTIONS" -d "${DURATION}s" "$url" >"$work/wrk.txt"
   echo "$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt") \
 $(awk '/requests in/ {print $1}' "$work/wrk.txt") $(cpu_s)"
