@@ -284,12 +284,15 @@ fn generator_usage(
         None => (0.0, 0.0),
     };
     let busiest_thread = thread_busy.iter().copied().fold(0.0, f64::max);
+    // Over a few milliseconds, starting the runtimes dominates the CPU time; no verdict.
+    let judged = cpu_window.is_some_and(|(wall, _)| wall >= usage::MIN_JUDGED_WINDOW);
     GeneratorUsage {
         cpus,
         threads,
         cpu_seconds,
         cpu_utilisation,
-        bottleneck: cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED,
+        bottleneck: judged
+            && (cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED),
     }
 }
 
@@ -312,6 +315,8 @@ mod tests {
         assert!(busy.bottleneck);
         let one_thread = generator_usage(vec![], 2, 2, window(1000, 1000), &[0.97, 0.03]);
         assert!(one_thread.bottleneck);
+        let too_short = generator_usage(vec![], 2, 2, window(20, 40), &[1.0, 1.0]);
+        assert!(!too_short.bottleneck);
         let unmeasured = generator_usage(vec![], 1, 1, None, &[]);
         assert_eq!(unmeasured.cpu_seconds, 0.0);
         assert!(!unmeasured.bottleneck);
