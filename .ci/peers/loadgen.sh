@@ -21,7 +21,7 @@ BOUND=$((DURATION + 30))           # hard limit per tool run, seconds
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-work="$(mktemp -d)"
+work=""
 target_pid=""
 
 cleanup() {
@@ -29,7 +29,8 @@ cleanup() {
     kill "$target_pid" 2>/dev/null || true
     wait "$target_pid" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  [[ -n "$work" ]] && rm -rf "$work"
+  return 0
 }
 trap cleanup EXIT INT TERM
 
@@ -49,6 +50,10 @@ if timeout 1200 cargo build --release --locked --no-default-features --bin isobe
      >/dev/null 2>&1; then
   server="$root/target/release/isobench-server"
 fi
+
+# Scratch space inside target/, made after the build: shared /tmp may be swept by others.
+mkdir -p "$root/target"
+work="$(mktemp -d "$root/target/loadgen.XXXXXX")"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
