@@ -408,8 +408,8 @@ fn open_loop_keeps_the_requested_rate() {
     assert_eq!(report.requests_sent, 400);
     assert_eq!(report.ok, 400);
     let rate = report.achieved_rate_rps;
-    assert!((rate / 200.0 - 1.0).abs() <= 0.03, "achieved {rate} req/s");
-    assert!((report.throughput_rps / 200.0 - 1.0).abs() <= 0.03);
+    assert!((rate / 200.0 - 1.0).abs() <= 0.05, "achieved {rate} req/s");
+    assert!((report.throughput_rps / 200.0 - 1.0).abs() <= 0.05);
 }
 
 fn schema_path() -> PathBuf {

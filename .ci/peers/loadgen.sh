@@ -7,7 +7,8 @@
 # count and duration, and prints each one's req/s and the ratios. Bounded: every command runs
 # under `timeout`, and the target is stopped on any exit.
 #
-# Usage: .ci/peers/loadgen.sh            (env: DURATION=5 seconds, CONNECTIONS=50, TARGET_PATH=/health)
+# Usage: .ci/peers/loadgen.sh            (env: DURATION=5 seconds, CONNECTIONS=50, ROUNDS=3,
+#                                          TARGET_PATH=/health)
 set -euo pipefail
 
 DURATION="${DURATION:-5}"          # seconds, for all three tools
@@ -15,11 +16,12 @@ CONNECTIONS="${CONNECTIONS:-50}"
 TARGET_PATH="${TARGET_PATH:-/health}"
 OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 WRK="${WRK:-$(command -v wrk || true)}"
+ROUNDS="${ROUNDS:-3}"             # interleaved rounds (isobench, oha, wrk, isobench, …)
 BOUND=$((DURATION + 30))           # hard limit per tool run, seconds
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-work="$(mktemp -d)"
+work=""
 target_pid=""
 
 cleanup() {
@@ -27,14 +29,18 @@ cleanup() {
     kill "$target_pid" 2>/dev/null || true
     wait "$target_pid" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  [[ -n "$work" ]] && rm -rf "$work"
+  return 0
 }
 trap cleanup EXIT INT TERM
 
 cpus="$(nproc)"
 last=$((cpus - 1))
-if ((cpus > 1)); then generator_cpus="0-$((last - 1))"; generator_count=$last
+if ((cpus > 2)); then generator_cpus="0-$((last - 1))"; generator_count=$last
 else generator_cpus="0"; generator_count=1; fi
+# wrk gets as many threads as isobench starts (one per generator CPU, at least two: see
+# load::plan::MIN_THREADS); oha runs with its own default (one per physical core).
+wrk_threads=$((generator_count > 2 ? generator_count : 2))
 
 echo "== building release binaries"
 timeout 1200 cargo build --release --locked --bin isobench >/dev/null
@@ -44,6 +50,10 @@ if timeout 1200 cargo build --release --locked --no-default-features --bin isobe
      >/dev/null 2>&1; then
   server="$root/target/release/isobench-server"
 fi
+
+# Scratch space inside target/, made after the build: shared /tmp may be swept by others.
+mkdir -p "$root/target"
+work="$(mktemp -d "$root/target/loadgen.XXXXXX")"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -104,36 +114,65 @@ CONF
 fi
 
 echo "== target: $target at $url, pinned to CPU $last; generators pinned to CPU(s) $generator_cpus"
-echo "== $CONNECTIONS connections, ${DURATION}s each; the machine may be shared, so treat small differences as noise"
+echo "== $CONNECTIONS connections, ${DURATION}s each, $ROUNDS interleaved round(s); the machine may be"
+echo "== shared, so single figures are noisy: compare medians, and CPU per request (generator cost)"
 
-timeout "$BOUND" taskset -c "$generator_cpus" "$isobench" bench --url "$url" \
-  -c "$CONNECTIONS" -d "${DURATION}s" --warmup 0s --no-progress --output "$work/isobench.json" \
-  >"$work/isobench.txt"
-isobench_rps="$(jq '.environments[0].rounds[0].scenarios[0].load.throughput_rps' "$work/isobench.json")"
-bottleneck="$(jq '.environments[0].rounds[0].scenarios[0].load.generator.bottleneck' "$work/isobench.json")"
-echo "isobench: $isobench_rps req/s (generator bottleneck: $bottleneck)"
+# Each tool: prints "<req/s> <requests> <cpu seconds>"; CPU from GNU time (user + system).
+timed() { /usr/bin/time -f "%U %S" -o "$work/time" "$@"; }
+cpu_s() { awk '{ printf "%.3f", $1 + $2 }' "$work/time"; }
 
-oha_rps=""
-if [[ -x "$OHA" ]]; then
-  timeout "$BOUND" taskset -c "$generator_cpus" "$OHA" --no-tui --output-format json \
+run_isobench() {
+  timed timeout "$BOUND" taskset -c "$generator_cpus" "$isobench" bench --url "$url" \
+    -c "$CONNECTIONS" -d "${DURATION}s" --warmup 0s --no-progress \
+    --output "$work/isobench.json" >"$work/isobench.txt"
+  local load='.environments[0].rounds[0].scenarios[0].load'
+  echo "$(jq "$load.throughput_rps" "$work/isobench.json") \
+$(jq "$load.requests_sent" "$work/isobench.json") $(cpu_s) \
+bottleneck=$(jq "$load.generator.bottleneck" "$work/isobench.json")"
+}
+run_oha() {
+  timed timeout "$BOUND" taskset -c "$generator_cpus" "$OHA" --no-tui --output-format json \
     -c "$CONNECTIONS" -z "${DURATION}s" "$url" >"$work/oha.json"
-  oha_rps="$(jq '.summary.requestsPerSec' "$work/oha.json")"
-  echo "oha:      $oha_rps req/s"
-else
-  echo "oha:      not installed ($OHA)"
-fi
-
-wrk_rps=""
-if [[ -n "$WRK" ]]; then
-  timeout "$BOUND" taskset -c "$generator_cpus" "$WRK" -t "$generator_count" \
+  echo "$(jq '.summary.requestsPerSec' "$work/oha.json") \
+$(jq '[.statusCodeDistribution[]] | add' "$work/oha.json") $(cpu_s)"
+}
+run_wrk() {
+  timed timeout "$BOUND" taskset -c "$generator_cpus" "$WRK" -t "$wrk_threads" \
     -c "$CONNECTIONS" -d "${DURATION}s" "$url" >"$work/wrk.txt"
-  wrk_rps="$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")"
-  echo "wrk:      $wrk_rps req/s"
-else
-  echo "wrk:      not installed"
-fi
+  echo "$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt") \
+$(awk '/requests in/ {print $1}' "$work/wrk.txt") $(cpu_s)"
+}
 
+tools=(isobench)
+[[ -x "$OHA" ]] && tools+=(oha) || echo "oha: not installed ($OHA)"
+[[ -n "$WRK" ]] && tools+=(wrk) || echo "wrk: not installed"
+
+for round in $(seq 1 "$ROUNDS"); do
+  for tool in "${tools[@]}"; do
+    read -r rps requests cpu extra < <("run_$tool")
+    echo "$rps" >>"$work/$tool.rps"
+    echo "$requests $cpu" >>"$work/$tool.cpu"
+    printf 'round %d  %-8s %10.0f req/s  %8d requests  %6.3f CPU s  %6.1f CPU µs/request %s\n' \
+      "$round" "$tool" "$rps" "$requests" "$cpu" \
+      "$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }')" \
+      "${extra:-}"
+  done
+done
+
+median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+per_request() { awk '{ c += $2; n += $1 } END { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-[[ -n "$oha_rps" ]] && echo "isobench / oha = $(ratio "$isobench_rps" "$oha_rps") (goal >= 1.0)"
-[[ -n "$wrk_rps" ]] && echo "isobench / wrk = $(ratio "$isobench_rps" "$wrk_rps") (goal >= 0.9)"
+
+echo "== medians over $ROUNDS round(s)"
+for tool in "${tools[@]}"; do
+  printf '%-8s %10.0f req/s   %6s CPU µs/request\n' "$tool" "$(median "$work/$tool.rps")" \
+    "$(per_request "$work/$tool.cpu")"
+done
+mine="$(median "$work/isobench.rps")"
+if [[ -f "$work/oha.rps" ]]; then
+  echo "isobench / oha = $(ratio "$mine" "$(median "$work/oha.rps")") req/s (goal >= 1.0)"
+fi
+if [[ -f "$work/wrk.rps" ]]; then
+  echo "isobench / wrk = $(ratio "$mine" "$(median "$work/wrk.rps")") req/s (goal >= 0.9)"
+fi
 exit 0

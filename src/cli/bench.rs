@@ -20,6 +20,8 @@ use crate::report::schema::{
 /// How long to wait for the target's `/status` when labelling the artifact; a target that
 /// does not answer quickly is simply not labelled.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
+/// An open-loop run that sent less than this share of the requested rate gets a warning.
+const RATE_SHORTFALL: f64 = 0.95;
 /// Measured window when neither `--duration` nor `--requests` is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -139,7 +141,7 @@ fn split_url(url: &str) -> anyhow::Result<(String, String, String)> {
     Ok((base, path, format!("{host}:{port}")))
 }
 
-/// The load options `args` ask for, the display name of the target, and its base URL.
+/// The load options `args` ask for, and the display name of the target.
 pub fn options(args: &BenchArgs) -> anyhow::Result<(LoadOptions, String)> {
     let (base, path, host_port) = split_url(&args.url)?;
     let scenario = match &args.scenario {
@@ -182,11 +184,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     drop(stdout);
     if report.generator.bottleneck {
         eprintln!(
-            "warning: the load generator was saturated (CPU utilisation {:.0}% of the {} \
-             thread(s) it had): these figures may be its limit, not the server's; give it \
-             more CPUs (--cpus) or fewer connections",
+            "warning: the load generator was saturated ({:.0}% of the CPUs it had, or one of \
+             its threads always busy): these figures may be its limit, not the server's; \
+             give it more CPUs (--cpus) or fewer connections",
             report.generator.cpu_utilisation * 100.0,
-            report.generator.threads
+        );
+    }
+
+    if let Some(requested) = report.requested_rate_rps
+        && report.achieved_rate_rps < RATE_SHORTFALL * requested
+    {
+        eprintln!(
+            "warning: asked for {requested} req/s but only {:.1} req/s were sent: the server \
+             held the connections up (see the corrected latency) or there are too few \
+             connections (--connections) for this rate",
+            report.achieved_rate_rps
         );
     }
 
@@ -346,7 +358,8 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         error_summary(&report.errors)
     ));
     out.push_str(&format!(
-        "throughput {:.1} req/s · generator CPU {:.2} s ({:.0}% of {} thread(s))\n",
+        "throughput {:.1} req/s · generator CPU {:.2} s ({:.0}% of the CPUs it had, {} \
+         threads)\n",
         report.throughput_rps,
         report.generator.cpu_seconds,
         report.generator.cpu_utilisation * 100.0,

@@ -225,27 +225,19 @@ fn assemble(
         })
         .collect();
 
-    let cpus_available = plan.threads.iter().filter(|cpu| cpu.is_some()).count();
-    let cpus_available = if cpus_available == 0 {
-        crate::env::pin::current_affinity().map_or(1, |cpus| cpus.len().max(1))
-    } else {
-        cpus_available
-    };
-    let (cpu_seconds, cpu_utilisation) = match cpu_window {
-        Some((wall, cpu)) if !wall.is_zero() => (
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() / (wall.as_secs_f64() * cpus_available as f64),
-        ),
-        Some((_, cpu)) => (cpu.as_secs_f64(), 0.0),
-        None => (0.0, 0.0),
-    };
-    // A single worker thread that was busy nearly all the time limits its connections even
-    // when the process as a whole had CPU to spare.
-    let busiest_thread = results
+    let cpus_available = plan::generator_cpu_count(&plan.threads);
+    let thread_busy: Vec<f64> = results
         .iter()
         .filter(|r| !r.wall.is_zero())
         .map(|r| r.thread_cpu.as_secs_f64() / r.wall.as_secs_f64())
-        .fold(0.0, f64::max);
+        .collect();
+    let generator = generator_usage(
+        options.cpus.clone(),
+        plan.threads.len(),
+        cpus_available,
+        cpu_window,
+        &thread_busy,
+    );
 
     LoadReport {
         url: options.base_url.clone(),
@@ -267,13 +259,66 @@ fn assemble(
         uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
         per_path,
         histogram: recorder::encode(&latency),
-        generator: GeneratorUsage {
-            cpus: options.cpus.clone(),
-            threads: plan.threads.len(),
-            cpu_seconds,
-            cpu_utilisation,
-            bottleneck: cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED,
-        },
+        generator,
         errors: all.errors,
+    }
+}
+
+/// The generator's CPU use over the measured window (`cpu_window` = wall time, CPU time),
+/// and whether it was the bottleneck: the process used at least [`usage::SATURATED`] of the
+/// CPUs it had, or one worker thread was busy that share of its time (its connections then
+/// waited for it, whatever the other CPUs did).
+fn generator_usage(
+    cpus: Vec<usize>,
+    threads: usize,
+    cpus_available: usize,
+    cpu_window: Option<(Duration, Duration)>,
+    thread_busy: &[f64],
+) -> GeneratorUsage {
+    let (cpu_seconds, cpu_utilisation) = match cpu_window {
+        Some((wall, cpu)) if !wall.is_zero() => (
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / (wall.as_secs_f64() * cpus_available.max(1) as f64),
+        ),
+        Some((_, cpu)) => (cpu.as_secs_f64(), 0.0),
+        None => (0.0, 0.0),
+    };
+    let busiest_thread = thread_busy.iter().copied().fold(0.0, f64::max);
+    // Over a few milliseconds, starting the runtimes dominates the CPU time; no verdict.
+    let judged = cpu_window.is_some_and(|(wall, _)| wall >= usage::MIN_JUDGED_WINDOW);
+    GeneratorUsage {
+        cpus,
+        threads,
+        cpu_seconds,
+        cpu_utilisation,
+        bottleneck: judged
+            && (cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_of_the_process_or_one_thread_is_a_bottleneck() {
+        let window = |wall_ms, cpu_ms| {
+            Some((
+                Duration::from_millis(wall_ms),
+                Duration::from_millis(cpu_ms),
+            ))
+        };
+        let idle = generator_usage(vec![], 2, 2, window(1000, 400), &[0.2, 0.2]);
+        assert!((idle.cpu_utilisation - 0.2).abs() < 1e-9);
+        assert!(!idle.bottleneck);
+        let busy = generator_usage(vec![0, 1], 2, 2, window(1000, 1900), &[0.95, 0.95]);
+        assert!(busy.bottleneck);
+        let one_thread = generator_usage(vec![], 2, 2, window(1000, 1000), &[0.97, 0.03]);
+        assert!(one_thread.bottleneck);
+        let too_short = generator_usage(vec![], 2, 2, window(20, 40), &[1.0, 1.0]);
+        assert!(!too_short.bottleneck);
+        let unmeasured = generator_usage(vec![], 1, 1, None, &[]);
+        assert_eq!(unmeasured.cpu_seconds, 0.0);
+        assert!(!unmeasured.bottleneck);
     }
 }

@@ -36,6 +36,9 @@ pub fn thread_cpu() -> Duration {
 /// saturated: beyond it, latency includes time spent waiting for the generator itself.
 pub const SATURATED: f64 = 0.9;
 
+/// Shortest measured window over which saturation is judged at all.
+pub const MIN_JUDGED_WINDOW: Duration = Duration::from_millis(200);
+
 #[cfg(test)]
 mod tests {
     use super::*;
