@@ -75,7 +75,9 @@ pub fn current_affinity() -> io::Result<Vec<usize>> {
     }
     let max = 8 * std::mem::size_of_val(&set);
     // SAFETY: CPU_ISSET reads inside the set.
-    Ok((0..max).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
 }
 
 #[cfg(test)]

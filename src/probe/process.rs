@@ -41,7 +41,10 @@ impl ProcessProbe {
             ProcessRefreshKind::nothing().with_memory().with_cpu(),
         );
         let process = self.system.process(self.pid).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("process {} is gone", self.pid))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("process {} is gone", self.pid),
+            )
         })?;
         Ok(ProcessReading {
             rss_bytes: process.memory(),
