@@ -21,7 +21,7 @@ use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::load::{self, LoadOptions, PathWeight};
 use crate::report::schema::{
-    Artifact, EnvironmentResult, Round, SCHEMA_VERSION, ScenarioRun, Unavailable,
+    Artifact, EnvironmentLabel, EnvironmentResult, Round, SCHEMA_VERSION, ScenarioRun, Unavailable,
 };
 
 /// Options of `isobench run`.
@@ -188,25 +188,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         unavailable: Vec::new(),
         summary: None,
     };
+    let run_note = format!(
+        "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
+        args.seed, plan.repetitions, plan.duration
+    );
     let mut environments = Vec::new();
     for name in requested {
-        eprintln!("preparing {name:?}…");
-        match prepared(name, &plan) {
+        let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name:?}"));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let prepared = prepared(name, &plan);
+        spinner.finish_and_clear();
+        match prepared {
             Ok((env, preparation)) => {
-                let mut label = env.label();
-                label.notes.push(format!(
-                    "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
-                    args.seed, plan.repetitions, plan.duration
-                ));
                 artifact.environments.push(EnvironmentResult {
-                    label,
+                    label: label_of(env.as_ref(), &run_note, None),
                     preparation,
                     rounds: Vec::new(),
                 });
                 environments.push(env);
             }
             Err(error) => {
-                eprintln!("skipping {name:?}: {error:#}");
+                eprintln!("isobench: skipping {name:?}: {error:#}");
                 artifact.unavailable.push(Unavailable {
                     name: format!("{name:?}").to_lowercase(),
                     reason: format!("{error:#}"),
@@ -231,9 +233,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
             let measured = measure_round(env, round, &args.scenarios, &plan, &progress)
                 .with_context(|| format!("round {round} of {}", env.name()))?;
             let result = &mut artifact.environments[index];
-            if result.label.detected.is_none() {
-                result.label.detected = measured.1;
-            }
+            // Some of the label (how traffic reaches a container, say) is learnt by starting.
+            let detected = result.label.detected.take().or(measured.1);
+            result.label = label_of(env, &run_note, detected);
             result.rounds.push(measured.0);
             crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
             progress.inc(1);
@@ -242,6 +244,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     progress.finish_and_clear();
     crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
     Ok(artifact)
+}
+
+/// The environment's label plus what this run adds: its own note and the environment the
+/// service detected.
+fn label_of(env: &dyn Environment, run_note: &str, detected: Option<String>) -> EnvironmentLabel {
+    let mut label = env.label();
+    label.notes.push(run_note.to_owned());
+    label.detected = detected;
+    label
 }
 
 fn validate(args: &RunArgs, plan: &Plan) -> anyhow::Result<()> {

@@ -236,6 +236,11 @@ fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
     for field in ["pid", "cpus"] {
         field_u64(&body, field)?;
     }
+    // Least privilege: isolated services never run as root.
+    let uid = field_u64(&body, "uid")?;
+    if env != "native" {
+        expect(uid != 0, || format!("{env}: the service runs as root: {body}"))?;
+    }
     expect(body["uptime_s"].is_number(), || {
         format!("uptime_s in {body}")
     })?;

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod image;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use self::image::BuiltImage;
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
 use crate::probe::container::ContainerReading;
+use crate::probe::process::ProcessProbe;
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
 
 /// The port the server listens on inside the container.
@@ -35,6 +37,8 @@ pub struct ContainerEnv {
     engine: Engine,
     engine_version: String,
     image: Option<BuiltImage>,
+    /// How loopback traffic reaches the container, learnt at the first start.
+    proxy_note: std::sync::Mutex<Option<String>>,
 }
 
 impl ContainerEnv {
@@ -47,6 +51,7 @@ impl ContainerEnv {
             engine,
             engine_version,
             image: None,
+            proxy_note: std::sync::Mutex::new(None),
         })
     }
 }
@@ -99,6 +104,13 @@ impl Environment for ContainerEnv {
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .context("reading the container's published port")?;
         let base_url = format!("http://127.0.0.1:{port}");
+        let proxy = proxy::find(port);
+        let note = match proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus)) {
+            Some(Ok(())) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
+            Some(Err(error)) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
+            None => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
+        };
+        *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
         let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
             match container.is_running() {
                 Ok(true) => Ok(()),
@@ -110,6 +122,7 @@ impl Environment for ContainerEnv {
         })?;
         Ok(Box::new(ContainerInstance {
             container: Some(container),
+            proxy: proxy.map(|pid| std::sync::Mutex::new(ProcessProbe::new(pid))),
             engine: Engine::connect()?,
             base_url,
             startup,
@@ -118,6 +131,11 @@ impl Environment for ContainerEnv {
     }
 
     fn label(&self) -> EnvironmentLabel {
+        let proxy_note = self
+            .proxy_note
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         EnvironmentLabel {
             name: self.name().into(),
             kind: EnvKind::Container,
@@ -132,7 +150,10 @@ impl Environment for ContainerEnv {
             notes: vec![
                 "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it".into(),
                 "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(proxy_note)
+            .collect(),
         }
     }
 }
@@ -140,6 +161,8 @@ impl Environment for ContainerEnv {
 /// A running container; dropping it removes the container.
 struct ContainerInstance {
     container: Option<Container<GenericImage>>,
+    /// Docker's userland proxy for the published port, when the engine uses one.
+    proxy: Option<std::sync::Mutex<ProcessProbe>>,
     engine: Engine,
     base_url: String,
     startup: Duration,
@@ -166,11 +189,24 @@ impl Instance for ContainerInstance {
     fn resources(&self) -> Result<ResourceReading, EnvError> {
         let stats = self.engine.stats(self.id())?;
         let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
-        Ok(ResourceReading {
+        let mut total = ResourceReading {
             memory_bytes: reading.memory_bytes,
             peak_memory_bytes: reading.peak_memory_bytes,
             cpu_seconds: reading.cpu_seconds,
-        })
+        };
+        if let Some(proxy) = &self.proxy {
+            let proxy = proxy
+                .lock()
+                .map_err(|_| anyhow!("the proxy probe was poisoned"))?
+                .read()
+                .context("reading docker-proxy")?;
+            total.memory_bytes += proxy.rss_bytes;
+            total.peak_memory_bytes = total
+                .peak_memory_bytes
+                .map(|peak| peak + proxy.peak_rss_bytes.unwrap_or(proxy.rss_bytes));
+            total.cpu_seconds += proxy.cpu_seconds;
+        }
+        Ok(total)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

@@ -21,6 +21,8 @@ pub struct StatusResponse {
     pub uptime_s: f64,
     /// Process id (1 in a scratch container).
     pub pid: u32,
+    /// The user id the service runs as: least privilege is checked from outside through it.
+    pub uid: u32,
     /// Host name as the service sees it (`uname`), if readable.
     pub hostname: Option<String>,
     /// Kernel release (`uname -r`), if readable.
@@ -59,6 +61,8 @@ pub async fn status(
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started().elapsed().as_secs_f64(),
         pid: std::process::id(),
+        // SAFETY: getuid cannot fail and has no preconditions.
+        uid: unsafe { libc::getuid() },
         hostname: System::host_name(),
         kernel: System::kernel_version(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
