@@ -54,12 +54,22 @@ pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> S
         }
         let mut ratio_to_baseline = BTreeMap::new();
         if let Some(base) = &baseline {
-            let base_values = samples.iter().find(|(name, ..)| name == base).map(|s| &s.1);
-            for (name, values, _) in &samples {
+            let base_sample = samples.iter().find(|(name, ..)| name == base);
+            for (name, values, exact) in &samples {
                 if name == base {
                     continue;
                 }
-                if let Some(ratio) = base_values.and_then(|b| stats::ratio_estimate(values, b)) {
+                // The ratio of two exact values (image sizes) is exact too; resampling single
+                // values would only make it look noisy.
+                let ratio = match (base_sample, values.as_slice()) {
+                    (Some((_, base_values, true)), [value]) if *exact => match base_values[..] {
+                        [base_value] if base_value > 0.0 => Some(stats::exact(value / base_value)),
+                        _ => None,
+                    },
+                    (Some((_, base_values, _)), _) => stats::ratio_estimate(values, base_values),
+                    (None, _) => None,
+                };
+                if let Some(ratio) = ratio {
                     ratio_to_baseline.insert((*name).to_owned(), ratio);
                 }
             }
@@ -313,6 +323,27 @@ mod tests {
         let p99 = row(&summary, "p99 latency (health)");
         assert_eq!(p99.unit, "ms");
         assert!((p99.estimates["native"].median - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_ratio_of_two_exact_values_is_exact() {
+        let mut artifact = fixture::artifact();
+        let container_size = artifact
+            .environments
+            .iter()
+            .find(|e| e.label.name == "container")
+            .and_then(|e| e.label.image_size_bytes)
+            .unwrap();
+        let native = artifact
+            .environments
+            .iter_mut()
+            .find(|e| e.label.name == "native")
+            .unwrap();
+        native.label.image_size_bytes = Some(container_size / 2);
+        let summary = summarize(&artifact);
+        let ratio = &row(&summary, "image size").ratio_to_baseline["container"];
+        assert!((ratio.median - 2.0).abs() < 1e-6, "{ratio:?}");
+        assert_eq!((ratio.coverage, ratio.noisy), (1.0, false));
     }
 
     #[test]

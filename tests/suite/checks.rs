@@ -239,7 +239,9 @@ fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
     // Least privilege: isolated services never run as root.
     let uid = field_u64(&body, "uid")?;
     if env != "native" {
-        expect(uid != 0, || format!("{env}: the service runs as root: {body}"))?;
+        expect(uid != 0, || {
+            format!("{env}: the service runs as root: {body}")
+        })?;
     }
     expect(body["uptime_s"].is_number(), || {
         format!("uptime_s in {body}")
