@@ -22,7 +22,7 @@ color:#222;padding:0 1em}table{border-collapse:collapse;margin:1em 0;font-size:1
 th,td{border:1px solid #ccc;padding:4px 8px}td.n{text-align:right;white-space:nowrap}\
 th{background:#f3f3f3}.charts{display:flex;flex-wrap:wrap;gap:8px}\
 .swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}\
-.problem{color:#a00}footer{color:#666;font-size:13px}";
+.wide{overflow-x:auto}.problem{color:#a00}footer{color:#666;font-size:13px}";
 
 impl Exporter for Html {
     fn render(&self, artifact: &Artifact) -> Result<String, ExportError> {
@@ -59,7 +59,7 @@ impl Exporter for Html {
             .filter(|env| Some(env.label.name.as_str()) != baseline)
             .collect();
         let pair = summarize::container_vm_pair(artifact);
-        let _ = writeln!(out, "<h2>Comparison</h2>\n<table>\n<tr><th>metric</th>");
+        let _ = writeln!(out, "<h2>Comparison</h2>\n<div class=\"wide\"><table>\n<tr><th>metric</th>");
         for (index, env) in envs.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -103,7 +103,7 @@ impl Exporter for Html {
             }
             let _ = writeln!(out, "</tr>");
         }
-        let _ = writeln!(out, "</table>\n<ul>");
+        let _ = writeln!(out, "</table></div>\n<ul>");
         for note in method_notes(&summary, artifact) {
             let _ = writeln!(out, "<li>{}</li>", h(&note));
         }
@@ -149,7 +149,7 @@ impl Exporter for Html {
         // Environments.
         let _ = writeln!(
             out,
-            "<h2>Environments</h2>\n<table>\n<tr><th>environment</th><th>kind</th>\
+            "<h2>Environments</h2>\n<div class=\"wide\"><table>\n<tr><th>environment</th><th>kind</th>\
              <th>runtime</th><th>accelerator</th><th>service CPUs</th><th>generator CPUs</th>\
              <th>memory limit</th><th>kernel</th><th>detected</th><th>rounds</th>\
              <th>notes</th></tr>"
@@ -199,7 +199,7 @@ impl Exporter for Html {
                 notes.iter().map(|n| h(n)).collect::<Vec<_>>().join("<br>"),
             );
         }
-        let _ = writeln!(out, "</table>");
+        let _ = writeln!(out, "</table></div>");
         if !artifact.unavailable.is_empty() {
             let _ = writeln!(out, "<h2>Not measured</h2>\n<ul>");
             for unavailable in &artifact.unavailable {
