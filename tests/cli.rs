@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use isobench::report::schema::Artifact;
 
+#[path = "support/processes.rs"]
+mod processes;
+
+use processes::{MARKER_ENV, marked_servers};
+
 fn isobench() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_isobench"));
     command.stdin(Stdio::null());
@@ -18,23 +23,15 @@ fn read_artifact(path: &Path) -> Artifact {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn a_mock_run_writes_json_markdown_and_html() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `isobench run ARGS --output-dir DIR` with `envs` set, expects success, and returns
+/// the artifact it wrote.
+fn run_ok(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> Artifact {
     let output = isobench()
-        .args([
-            "run",
-            "--env",
-            "mock",
-            "-n",
-            "2",
-            "--duration",
-            "1s",
-            "--warmup",
-            "0s",
-        ])
+        .arg("run")
+        .args(args)
         .arg("--output-dir")
-        .arg(dir.path())
+        .arg(dir)
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -42,7 +39,23 @@ fn a_mock_run_writes_json_markdown_and_html() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let artifact = read_artifact(&dir.path().join("isobench.json"));
+    read_artifact(&dir.join("isobench.json"))
+}
+
+#[test]
+fn a_mock_run_writes_json_markdown_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--env",
+        "mock",
+        "-n",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    ];
+    let artifact = run_ok(&args, dir.path(), &[]);
     assert_eq!(artifact.environments.len(), 1);
     let mock = &artifact.environments[0];
     assert_eq!(mock.rounds.len(), 2);
@@ -74,28 +87,22 @@ fn a_mock_run_writes_json_markdown_and_html() {
 #[test]
 fn an_environment_that_cannot_run_is_listed_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let output = isobench()
-        .args([
-            "run",
-            "--env",
-            "mock,container",
-            "-n",
-            "1",
-            "--duration",
-            "1s",
-        ])
-        .args(["--warmup", "0s", "--scenarios", "health"])
-        .arg("--output-dir")
-        .arg(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let args = [
+        "--env",
+        "mock,container",
+        "-n",
+        "1",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    ];
+    let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let artifact = run_ok(
+        &[&args[..], &["--scenarios", "health"]].concat(),
+        dir.path(),
+        &no_engine,
     );
-    let artifact = read_artifact(&dir.path().join("isobench.json"));
     assert_eq!(artifact.unavailable.len(), 1);
     assert_eq!(artifact.unavailable[0].name, "container");
     assert!(!artifact.unavailable[0].reason.is_empty());
@@ -128,7 +135,7 @@ fn an_interrupted_run_cleans_up_and_keeps_what_it_wrote() {
         .args(["--warmup", "0s", "--scenarios", "health"])
         .arg("--output-dir")
         .arg(dir.path())
-        .env("ISOBENCH_CLEANUP_MARKER", &marker)
+        .env(MARKER_ENV, &marker)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -171,22 +178,4 @@ fn an_interrupted_run_cleans_up_and_keeps_what_it_wrote() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Server processes whose environment carries `marker` (they inherit isobench's).
-fn marked_servers(marker: &str) -> Vec<u32> {
-    let needle = format!("ISOBENCH_CLEANUP_MARKER={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-            exe.is_some_and(|exe| exe.ends_with("isobench-server"))
-                && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                    environ
-                        .split(|&byte| byte == 0)
-                        .any(|entry| entry == needle.as_bytes())
-                })
-        })
-        .collect()
 }

@@ -13,6 +13,8 @@ mod suite {
     pub mod cleanup;
     pub mod envs;
     pub mod perf;
+    #[path = "../support/processes.rs"]
+    pub mod processes;
     pub mod soak;
 }
 

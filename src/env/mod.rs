@@ -79,3 +79,15 @@ pub struct ResourceReading {
     /// CPU time used since start, seconds.
     pub cpu_seconds: f64,
 }
+
+impl From<crate::probe::process::ProcessReading> for ResourceReading {
+    /// A process's readings are the instance's where one process is the whole environment
+    /// (the native server, QEMU, a provider's VM process).
+    fn from(reading: crate::probe::process::ProcessReading) -> Self {
+        Self {
+            memory_bytes: reading.rss_bytes,
+            peak_memory_bytes: reading.peak_rss_bytes,
+            cpu_seconds: reading.cpu_seconds,
+        }
+    }
+}

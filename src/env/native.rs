@@ -98,7 +98,7 @@ impl Environment for NativeEnv {
         let probe = ProcessProbe::new(child.id());
         Ok(Box::new(NativeInstance {
             child,
-            probe: std::sync::Mutex::new(probe),
+            probe,
             base_url,
             startup,
             _registration: registration,
@@ -156,7 +156,7 @@ fn announced_address(child: &mut Child) -> anyhow::Result<String> {
 /// A running native server; dropping it kills the process.
 struct NativeInstance {
     child: Child,
-    probe: std::sync::Mutex<ProcessProbe>,
+    probe: ProcessProbe,
     base_url: String,
     startup: Duration,
     _registration: Registration,
@@ -172,17 +172,8 @@ impl Instance for NativeInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let reading = self
-            .probe
-            .lock()
-            .map_err(|_| anyhow!("the process probe was poisoned"))?
-            .read()
-            .context("reading the server process")?;
-        Ok(ResourceReading {
-            memory_bytes: reading.rss_bytes,
-            peak_memory_bytes: reading.peak_rss_bytes,
-            cpu_seconds: reading.cpu_seconds,
-        })
+        let reading = self.probe.read().context("reading the server process")?;
+        Ok(reading.into())
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

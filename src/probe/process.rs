@@ -18,10 +18,11 @@ pub struct ProcessReading {
     pub cpu_seconds: f64,
 }
 
-/// Reads one process repeatedly; keeps sysinfo's state between readings.
+/// Reads one process repeatedly; keeps sysinfo's state between readings (behind a lock, so
+/// an instance can be read through a shared reference).
 pub struct ProcessProbe {
     pid: Pid,
-    system: System,
+    system: std::sync::Mutex<System>,
 }
 
 impl ProcessProbe {
@@ -29,18 +30,20 @@ impl ProcessProbe {
     pub fn new(pid: u32) -> Self {
         Self {
             pid: Pid::from_u32(pid),
-            system: System::new(),
+            system: std::sync::Mutex::new(System::new()),
         }
     }
 
     /// Reads the process now; fails if it no longer exists.
-    pub fn read(&mut self) -> io::Result<ProcessReading> {
-        self.system.refresh_processes_specifics(
+    pub fn read(&self) -> io::Result<ProcessReading> {
+        // A panic while reading cannot leave sysinfo's cache inconsistent for our purpose.
+        let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[self.pid]),
             true,
             ProcessRefreshKind::nothing().with_memory().with_cpu(),
         );
-        let process = self.system.process(self.pid).ok_or_else(|| {
+        let process = system.process(self.pid).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("process {} is gone", self.pid),
@@ -68,7 +71,7 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let mut probe = ProcessProbe::new(std::process::id());
+        let probe = ProcessProbe::new(std::process::id());
         let reading = probe.read().unwrap();
         assert!(reading.rss_bytes > 0);
         assert!(reading.peak_rss_bytes.unwrap() >= reading.rss_bytes / 2);

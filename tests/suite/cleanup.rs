@@ -5,7 +5,6 @@
 //! labelled with the child's pid, and server processes carrying the child's marker in their
 //! environment (children inherit it).
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,7 @@ use isobench::env::container::engine::Engine;
 use libtest_mimic::{Failed, Trial};
 
 use super::envs::FAIL_ON_PURPOSE_ENV;
-
-const MARKER_ENV: &str = "ISOBENCH_CLEANUP_MARKER";
+use super::processes::{MARKER_ENV, marked_servers};
 
 /// The cleanup trials.
 pub fn trials() -> Vec<Trial> {
@@ -107,14 +105,14 @@ fn wait_with_deadline(
 }
 
 fn instance_exists(pid: u32, marker: &str) -> Result<bool, Failed> {
-    Ok(!marked_processes(marker).is_empty() || !containers_of(pid)?.is_empty())
+    Ok(!marked_servers(marker).is_empty() || !containers_of(pid)?.is_empty())
 }
 
 fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
     // Removal is asynchronous in the engine and the kernel; allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let processes = marked_processes(marker);
+        let processes = marked_servers(marker);
         let containers = containers_of(pid)?;
         if processes.is_empty() && containers.is_empty() {
             return Ok(());
@@ -136,33 +134,4 @@ fn containers_of(pid: u32) -> Result<Vec<String>, Failed> {
         .containers_labelled(OWNER_LABEL, &pid.to_string())
         .map_err(|e| format!("{e:#}"))?;
     Ok(containers.into_iter().map(|(id, _)| id).collect())
-}
-
-/// Pids of processes (other than the test children) whose environment holds the marker.
-fn marked_processes(marker: &str) -> Vec<u32> {
-    let needle = format!("{MARKER_ENV}={marker}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| is_server(pid) && environ_has(*pid, &needle))
-        .collect()
-}
-
-fn is_server(pid: &u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|exe| exe.file_name().map(|name| name.to_owned()))
-        .is_some_and(|name| Path::new(&name) == Path::new("isobench-server"))
-}
-
-fn environ_has(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|environ| {
-            environ
-                .split(|&byte| byte == 0)
-                .any(|entry| entry == needle.as_bytes())
-        })
-        .unwrap_or(false)
 }

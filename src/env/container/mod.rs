@@ -122,7 +122,7 @@ impl Environment for ContainerEnv {
         })?;
         Ok(Box::new(ContainerInstance {
             container: Some(container),
-            proxy: proxy.map(|pid| std::sync::Mutex::new(ProcessProbe::new(pid))),
+            proxy: proxy.map(ProcessProbe::new),
             engine: Engine::connect()?,
             base_url,
             startup,
@@ -162,7 +162,7 @@ impl Environment for ContainerEnv {
 struct ContainerInstance {
     container: Option<Container<GenericImage>>,
     /// Docker's userland proxy for the published port, when the engine uses one.
-    proxy: Option<std::sync::Mutex<ProcessProbe>>,
+    proxy: Option<ProcessProbe>,
     engine: Engine,
     base_url: String,
     startup: Duration,
@@ -195,11 +195,7 @@ impl Instance for ContainerInstance {
             cpu_seconds: reading.cpu_seconds,
         };
         if let Some(proxy) = &self.proxy {
-            let proxy = proxy
-                .lock()
-                .map_err(|_| anyhow!("the proxy probe was poisoned"))?
-                .read()
-                .context("reading docker-proxy")?;
+            let proxy = proxy.read().context("reading docker-proxy")?;
             total.memory_bytes += proxy.rss_bytes;
             total.peak_memory_bytes = total
                 .peak_memory_bytes

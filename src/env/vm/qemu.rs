@@ -204,7 +204,7 @@ fn boot(
                 return Ok(QemuInstance {
                     base_url: format!("http://127.0.0.1:{port}"),
                     startup,
-                    probe: Mutex::new(probe),
+                    probe,
                     child,
                     dir,
                 });
@@ -509,7 +509,7 @@ impl Environment for QemuVm {
 pub struct QemuInstance {
     base_url: String,
     startup: Duration,
-    probe: Mutex<ProcessProbe>,
+    probe: ProcessProbe,
     child: Supervised,
     // Dropped after the child (field order), so QEMU is gone before its files are removed.
     dir: tempfile::TempDir,
@@ -537,19 +537,10 @@ impl Instance for QemuInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let reading = self
-            .probe
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .read()
-            .map_err(|e| {
-                EnvError::Other(anyhow::Error::new(e).context("reading the QEMU process"))
-            })?;
-        Ok(ResourceReading {
-            memory_bytes: reading.rss_bytes,
-            peak_memory_bytes: reading.peak_rss_bytes,
-            cpu_seconds: reading.cpu_seconds,
-        })
+        let reading = self.probe.read().map_err(|e| {
+            EnvError::Other(anyhow::Error::new(e).context("reading the QEMU process"))
+        })?;
+        Ok(reading.into())
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

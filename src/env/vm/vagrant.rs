@@ -369,7 +369,7 @@ impl Environment for VagrantVm {
                 Ok(Box::new(VagrantInstance {
                     base_url,
                     startup,
-                    probe: Mutex::new(process.map(ProcessProbe::new)),
+                    probe: process.map(ProcessProbe::new),
                     destroy: Some(self.command(&["destroy", "-f"])),
                 }))
             }
@@ -443,7 +443,7 @@ fn provider_process(vagrant_dir: &Path, provider: Provider) -> Option<u32> {
 pub struct VagrantInstance {
     base_url: String,
     startup: Duration,
-    probe: Mutex<Option<ProcessProbe>>,
+    probe: Option<ProcessProbe>,
     destroy: Option<Command>,
 }
 
@@ -474,8 +474,7 @@ impl Instance for VagrantInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
-        let probe = probe.as_mut().ok_or_else(|| {
+        let probe = self.probe.as_ref().ok_or_else(|| {
             EnvError::Other(anyhow::anyhow!(
                 "the provider's VM process was not found or is not readable: resources unknown"
             ))
@@ -483,11 +482,7 @@ impl Instance for VagrantInstance {
         let reading = probe.read().map_err(|e| {
             EnvError::Other(anyhow::Error::new(e).context("reading the provider's VM process"))
         })?;
-        Ok(ResourceReading {
-            memory_bytes: reading.rss_bytes,
-            peak_memory_bytes: reading.peak_rss_bytes,
-            cpu_seconds: reading.cpu_seconds,
-        })
+        Ok(reading.into())
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

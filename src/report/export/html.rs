@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 
 use super::charts;
 use super::{
-    ExportError, Exporter, accel_text, env_title, escape_html, estimate_cell, improvement_cell,
-    method_notes, ratio_cell, summary_of,
+    ExportError, Exporter, accel_text, compared, env_title, escape_html, estimate_cell,
+    improvement_cell, method_notes, provenance, ratio_cell, summary_of,
 };
-use crate::report::schema::{Artifact, EnvironmentResult};
+use crate::report::schema::Artifact;
 use crate::report::summarize;
 
 /// A self-contained HTML page.
@@ -29,7 +29,6 @@ impl Exporter for Html {
         let summary = summary_of(artifact);
         let h = escape_html;
         let mut out = String::new();
-        let host = &artifact.host;
         // `write!` to a String cannot fail; the results are ignored on purpose.
         let _ = write!(
             out,
@@ -39,27 +38,19 @@ impl Exporter for Html {
         );
         let _ = writeln!(
             out,
-            "<p>Measured on <b>{}</b> ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by \
-             isobench {}.</p>",
-            h(&host.hostname),
-            h(&host.cpu_model),
-            host.logical_cpus,
-            host.memory_total_bytes as f64 / (1024.0 * 1024.0 * 1024.0),
-            h(&host.os),
-            h(&host.kernel),
-            h(&artifact.created_at),
-            h(&artifact.tool_version),
+            "<p>{}</p>",
+            provenance(artifact, escape_html, |host| format!("<b>{host}</b>"))
         );
 
         // The comparison table.
         let envs = &artifact.environments;
         let baseline = summary.baseline.as_deref();
-        let compared: Vec<&EnvironmentResult> = envs
-            .iter()
-            .filter(|env| Some(env.label.name.as_str()) != baseline)
-            .collect();
+        let compared = compared(artifact, &summary);
         let pair = summarize::container_vm_pair(artifact);
-        let _ = writeln!(out, "<h2>Comparison</h2>\n<div class=\"wide\"><table>\n<tr><th>metric</th>");
+        let _ = writeln!(
+            out,
+            "<h2>Comparison</h2>\n<div class=\"wide\"><table>\n<tr><th>metric</th>"
+        );
         for (index, env) in envs.iter().enumerate() {
             let _ = writeln!(
                 out,

@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 
 use super::{
-    ExportError, Exporter, accel_text, env_title, escape_markdown, estimate_cell, improvement_cell,
-    method_notes, ratio_cell, summary_of,
+    ExportError, Exporter, accel_text, compared, env_title, escape_markdown, estimate_cell,
+    improvement_cell, method_notes, provenance, ratio_cell, summary_of,
 };
-use crate::report::schema::{Artifact, EnvironmentResult};
+use crate::report::schema::Artifact;
 use crate::report::summarize;
 
 /// GitHub-flavoured markdown.
@@ -20,29 +20,17 @@ impl Exporter for Markdown {
         let summary = summary_of(artifact);
         let e = escape_markdown;
         let mut out = String::new();
-        let host = &artifact.host;
         // `write!` to a String cannot fail; the results are ignored on purpose.
         let _ = writeln!(out, "# isobench: what does isolation cost a web service?\n");
         let _ = writeln!(
             out,
-            "Measured on **{}** ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by \
-             isobench {}.\n",
-            e(&host.hostname),
-            e(&host.cpu_model),
-            host.logical_cpus,
-            host.memory_total_bytes as f64 / (1024.0 * 1024.0 * 1024.0),
-            e(&host.os),
-            e(&host.kernel),
-            e(&artifact.created_at),
-            e(&artifact.tool_version),
+            "{}\n",
+            provenance(artifact, escape_markdown, |host| format!("**{host}**"))
         );
 
         let envs = &artifact.environments;
         let baseline = summary.baseline.as_deref();
-        let compared: Vec<&EnvironmentResult> = envs
-            .iter()
-            .filter(|env| Some(env.label.name.as_str()) != baseline)
-            .collect();
+        let compared = compared(artifact, &summary);
         let pair = summarize::container_vm_pair(artifact);
 
         let mut header = vec!["metric".to_owned()];

@@ -13,7 +13,9 @@ pub use html::Html;
 pub use markdown::Markdown;
 pub use table::Table;
 
-use crate::report::schema::{Accel, Artifact, EnvironmentLabel, Estimate, Summary};
+use crate::report::schema::{
+    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, Summary,
+};
 use crate::report::stats::CONFIDENCE;
 use crate::report::summarize;
 
@@ -174,6 +176,41 @@ pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String
             .into(),
     );
     notes
+}
+
+/// "Measured on HOST (CPU, N CPUs, X GiB, OS, kernel K); written T by isobench V.", with
+/// every string from the artifact passed through `escape` and the host name emphasised by
+/// `strong` (both per output format).
+pub(crate) fn provenance(
+    artifact: &Artifact,
+    escape: fn(&str) -> String,
+    strong: fn(String) -> String,
+) -> String {
+    let host = &artifact.host;
+    format!(
+        "Measured on {} ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by isobench {}.",
+        strong(escape(&host.hostname)),
+        escape(&host.cpu_model),
+        host.logical_cpus,
+        host.memory_total_bytes as f64 / (1024.0 * 1024.0 * 1024.0),
+        escape(&host.os),
+        escape(&host.kernel),
+        escape(&artifact.created_at),
+        escape(&artifact.tool_version),
+    )
+}
+
+/// The environments compared against the baseline: all but the baseline itself.
+pub(crate) fn compared<'a>(
+    artifact: &'a Artifact,
+    summary: &Summary,
+) -> Vec<&'a EnvironmentResult> {
+    let baseline = summary.baseline.as_deref();
+    artifact
+        .environments
+        .iter()
+        .filter(|env| Some(env.label.name.as_str()) != baseline)
+        .collect()
 }
 
 /// Escapes text for HTML element content and attribute values.
