@@ -32,5 +32,7 @@ fn main() {
         trials.extend(suite::soak::trials(env));
     }
     trials.extend(suite::cleanup::trials());
-    libtest_mimic::run(&arguments, trials).exit();
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    isobench::env::cleanup::wait_if_interrupted();
+    conclusion.exit();
 }

@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     if let Err(error) = isobench::env::cleanup::install_signal_handlers() {
         eprintln!("isobench: warning: Ctrl-C will not clean up: {error}");
     }
-    match isobench::cli::main(cli) {
+    let outcome = isobench::cli::main(cli);
+    isobench::env::cleanup::wait_if_interrupted();
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("isobench: error: {error:#}");

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::env::container::engine::Engine;
 
@@ -30,6 +30,7 @@ pub enum Resource {
 }
 
 static LIVE: Mutex<BTreeMap<u64, Resource>> = Mutex::new(BTreeMap::new());
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Keeps a resource registered while alive; dropping it unregisters (the owner cleaned up).
@@ -125,11 +126,26 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
                     _ = terminate.recv() => 143,
                 }
             });
+            INTERRUPTED.store(true, Ordering::SeqCst);
             let released = release_all();
             eprintln!("isobench: interrupted; stopped {released} running instance(s)");
             std::process::exit(code);
         })?;
     Ok(())
+}
+
+/// Whether a signal is being handled: the process is about to exit with 128 + the signal.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Returns at once unless a signal is being handled; then blocks, so that the work the
+/// interrupt cut short (and now fails) does not exit with its own error before the handler
+/// has released everything and exited with the signal's code.
+pub fn wait_if_interrupted() {
+    while interrupted() {
+        std::thread::park();
+    }
 }
 
 /// Removes containers left by isobench processes that no longer exist (killed outright).

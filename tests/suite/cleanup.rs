@@ -2,23 +2,21 @@
 //!
 //! Each runs this very test binary as a child on one trial, makes it fail on purpose or
 //! interrupts it with SIGINT once its instance is up, then looks for leftovers: containers
-//! labelled with the child's pid, and server processes carrying the child's marker in their
-//! environment (children inherit it).
+//! labelled with the child's pid, and server or QEMU processes carrying the child's marker in
+//! their environment (children inherit it).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use isobench::env::cleanup::OWNER_LABEL;
-use isobench::env::container::engine::Engine;
 use libtest_mimic::{Failed, Trial};
 
 use super::envs::FAIL_ON_PURPOSE_ENV;
-use super::processes::{MARKER_ENV, marked_servers};
+use super::processes::{MARKER_ENV, containers_of, marked_processes};
 
 /// The cleanup trials.
 pub fn trials() -> Vec<Trial> {
     let mut trials = Vec::new();
-    for env in ["native", "container"] {
+    for &env in super::envs::ENVIRONMENTS {
         trials.push(Trial::test(
             format!("harness::{env}_failed_trial_leaves_nothing"),
             move || failed_trial_leaves_nothing(env),
@@ -105,14 +103,14 @@ fn wait_with_deadline(
 }
 
 fn instance_exists(pid: u32, marker: &str) -> Result<bool, Failed> {
-    Ok(!marked_servers(marker).is_empty() || !containers_of(pid)?.is_empty())
+    Ok(!marked_processes(marker).is_empty() || !containers_of(pid)?.is_empty())
 }
 
 fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
     // Removal is asynchronous in the engine and the kernel; allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let processes = marked_servers(marker);
+        let processes = marked_processes(marker);
         let containers = containers_of(pid)?;
         if processes.is_empty() && containers.is_empty() {
             return Ok(());
@@ -124,14 +122,4 @@ fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn containers_of(pid: u32) -> Result<Vec<String>, Failed> {
-    let Ok(engine) = Engine::connect() else {
-        return Ok(Vec::new());
-    };
-    let containers = engine
-        .containers_labelled(OWNER_LABEL, &pid.to_string())
-        .map_err(|e| format!("{e:#}"))?;
-    Ok(containers.into_iter().map(|(id, _)| id).collect())
 }
