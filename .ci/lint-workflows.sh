@@ -31,7 +31,10 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     echo "installing shellcheck (apt)" >&2
     sudo_cmd=()
     [ "$(id -u)" = 0 ] || sudo_cmd=(sudo -n)
-    "${sudo_cmd[@]}" apt-get install --yes --quiet shellcheck >/dev/null
+    # A fresh machine may have no package lists yet.
+    "${sudo_cmd[@]}" apt-get install --yes --quiet shellcheck >/dev/null 2>&1 \
+      || { "${sudo_cmd[@]}" apt-get update --quiet >/dev/null \
+        && "${sudo_cmd[@]}" apt-get install --yes --quiet shellcheck >/dev/null; }
   else
     echo "error: shellcheck is not installed and cannot be installed here; install it first" >&2
     exit 1
