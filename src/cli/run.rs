@@ -39,10 +39,12 @@ pub struct RunArgs {
         default_value = "health,mixed,fixed-rate"
     )]
     pub scenarios: Vec<Scenario>,
-    /// Repetitions: fresh instances of every environment, interleaved.
+    /// Repetitions: fresh instances of every environment, interleaved [default: 3; 2 with
+    /// --quick, 10 with --thorough].
     #[arg(long, short = 'n')]
     pub repetitions: Option<u32>,
-    /// Measured length of each scenario, e.g. `5s`.
+    /// Measured length of each scenario, e.g. `5s` [default: 5s; 2s with --quick, 10s with
+    /// --thorough].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Load sent before each scenario's measurement, not counted.
@@ -76,7 +78,8 @@ pub enum EnvName {
     Native,
     /// The server in a Docker container.
     Container,
-    /// The server in a VM (QEMU microVM; Vagrant with ISOBENCH_VM=vagrant).
+    /// The server in a VM (QEMU booting a kernel and an initramfs; Vagrant with
+    /// ISOBENCH_VM=vagrant).
     Vm,
     /// An in-process server with fixed readings, for trying the pipeline out.
     Mock,

@@ -96,7 +96,7 @@ pub struct EnvironmentLabel {
     pub name: String,
     /// The kind of isolation.
     pub kind: EnvKind,
-    /// What runs it, with versions: `process`, `docker 20.10.24`, `qemu 7.2.22 (microvm)`.
+    /// What runs it, with versions: `process`, `docker 20.10.24`, `qemu 7.2.22 (q35, TCG software emulation)`.
     pub runtime: String,
     /// For VMs: how the CPU is provided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
