@@ -90,16 +90,11 @@ fn options(base_url: &str, path: &str) -> LoadOptions {
     options
 }
 
-fn total_errors(report: &LoadReport) -> u64 {
-    let e = &report.errors;
-    e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io
-}
-
 /// Every measured request ends in exactly one outcome.
 fn assert_accounted(report: &LoadReport) {
     assert_eq!(
         report.requests_sent,
-        report.ok + total_errors(report),
+        report.ok + report.errors.total(),
         "{report:#?}"
     );
     assert_eq!(report.latency.count, report.ok);

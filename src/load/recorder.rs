@@ -182,17 +182,6 @@ fn add_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
     into.io += from.io;
 }
 
-/// All failures together.
-pub fn total_errors(errors: &ErrorCounts) -> u64 {
-    errors.connect
-        + errors.timeout
-        + errors.status_4xx
-        + errors.status_5xx
-        + errors.status_other
-        + errors.body
-        + errors.io
-}
-
 /// Summary statistics of a latency histogram (all zero when it is empty).
 pub fn stats(histogram: &Histogram<u64>) -> LatencyStats {
     if histogram.is_empty() {
@@ -275,7 +264,7 @@ mod tests {
         assert_eq!(a.sent(), 9);
         assert_eq!(a.ok(), 2);
         assert_eq!(a.responses, 6);
-        assert_eq!(total_errors(&a.errors), 7);
+        assert_eq!(a.errors.total(), 7);
         assert_eq!(
             a.errors.status_4xx + a.errors.status_5xx + a.errors.status_other,
             3

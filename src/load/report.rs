@@ -114,6 +114,19 @@ pub struct ErrorCounts {
     pub io: u64,
 }
 
+impl ErrorCounts {
+    /// All failures together.
+    pub fn total(&self) -> u64 {
+        self.connect
+            + self.timeout
+            + self.status_4xx
+            + self.status_5xx
+            + self.status_other
+            + self.body
+            + self.io
+    }
+}
+
 /// Per-path counts and latency.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]

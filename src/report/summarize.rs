@@ -235,7 +235,9 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
             ("p99.9 latency", "ms", false, |s| {
                 nonempty_latency(s).map(|_| s.load.latency.p999_us / 1000.0)
             }),
-            ("errors", "count", false, |s| Some(total_errors(s) as f64)),
+            ("errors", "count", false, |s| {
+                Some(s.load.errors.total() as f64)
+            }),
             ("CPU per 1k requests", "s", false, cpu_per_thousand),
         ];
         for (name, unit, higher, read) in per_scenario {
@@ -253,12 +255,6 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
 /// Latency percentiles of a run that recorded no successful response are meaningless zeros.
 fn nonempty_latency(run: &ScenarioRun) -> Option<()> {
     (run.load.latency.count > 0).then_some(())
-}
-
-/// All failed requests of a run, every kind together.
-pub fn total_errors(run: &ScenarioRun) -> u64 {
-    let e = &run.load.errors;
-    e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io
 }
 
 /// CPU-seconds the service spent per 1,000 successful requests.

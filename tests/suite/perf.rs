@@ -188,9 +188,10 @@ fn check_report(report: &LoadReport) -> Result<(), Failed> {
         l.min_us <= l.p50_us && l.p50_us <= l.p99_us && l.p99_us <= l.max_us,
         "latency percentiles out of order",
     )?;
-    let errors = &report.errors;
-    let failed = errors.connect + errors.timeout + errors.status_4xx + errors.status_5xx;
-    well_formed(failed == 0, "errors against a healthy service")
+    well_formed(
+        report.errors.total() == 0,
+        "errors against a healthy service",
+    )
 }
 
 fn print_summary(env: &str, scenario: &str, report: &LoadReport) {

@@ -65,9 +65,7 @@ fn soak(trial: &str, env: &dyn Environment, length: Duration) -> Result<(), Fail
             end.memory_bytes as f64 / f64::from(1 << 20),
             growth * 100.0
         );
-        let e = &report.errors;
-        let failed =
-            e.connect + e.timeout + e.status_4xx + e.status_5xx + e.status_other + e.body + e.io;
+        let failed = report.errors.total();
         if report.ok == 0 || failed > 0 {
             return Err(format!(
                 "{failed} of {} requests failed: {:?}",

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 
 use super::charts;
 use super::{
-    ExportError, Exporter, accel_text, compared, env_title, escape_html, estimate_cell,
-    improvement_cell, method_notes, provenance, ratio_cell, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, compared, env_title, environment_cells,
+    escape_html, estimate_cell, improvement_cell, method_notes, preparation_note, provenance,
+    ratio_cell, summary_of,
 };
 use crate::report::schema::Artifact;
 use crate::report::summarize;
@@ -138,57 +139,33 @@ impl Exporter for Html {
         let _ = writeln!(out, "</div>");
 
         // Environments.
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "<h2>Environments</h2>\n<div class=\"wide\"><table>\n<tr><th>environment</th><th>kind</th>\
-             <th>runtime</th><th>accelerator</th><th>service CPUs</th><th>generator CPUs</th>\
-             <th>memory limit</th><th>kernel</th><th>detected</th><th>rounds</th>\
-             <th>notes</th></tr>"
+            "<h2>Environments</h2>\n<div class=\"wide\"><table>\n<tr>"
         );
+        for column in ENVIRONMENT_COLUMNS.iter().chain(&["notes"]) {
+            let _ = write!(out, "<th>{column}</th>");
+        }
+        let _ = writeln!(out, "</tr>");
         for env in envs {
-            let label = &env.label;
-            let mut notes: Vec<String> = env
+            let notes: Vec<String> = env
                 .preparation
                 .iter()
-                .map(|p| {
-                    format!(
-                        "{} took {:.1} s{} (not part of startup)",
-                        p.what,
-                        p.seconds,
-                        if p.cached { ", cached" } else { "" }
-                    )
-                })
+                .map(preparation_note)
+                .chain(env.label.notes.iter().cloned())
+                .map(|note| h(&note))
                 .collect();
-            notes.extend(label.notes.iter().cloned());
-            let join = |cpus: &[usize]| {
-                if cpus.is_empty() {
-                    "none".to_owned()
+            let cells = environment_cells(env, h);
+            let _ = write!(out, "<tr>");
+            for (column, cell) in ENVIRONMENT_COLUMNS.iter().zip(&cells) {
+                let class = if *column == "rounds" {
+                    " class=\"n\""
                 } else {
-                    cpus.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                }
-            };
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                h(&label.name),
-                format!("{:?}", label.kind).to_lowercase(),
-                h(&label.runtime),
-                label.accel.map(accel_text).unwrap_or("—"),
-                join(&label.service_cpus),
-                join(&label.generator_cpus),
-                label
-                    .memory_limit_bytes
-                    .map(|b| format!("{} MiB", b / (1024 * 1024)))
-                    .unwrap_or_else(|| "none".into()),
-                h(label.kernel.as_deref().unwrap_or("—")),
-                h(label.detected.as_deref().unwrap_or("—")),
-                env.rounds.len(),
-                notes.iter().map(|n| h(n)).collect::<Vec<_>>().join("<br>"),
-            );
+                    ""
+                };
+                let _ = write!(out, "<td{class}>{cell}</td>");
+            }
+            let _ = writeln!(out, "<td>{}</td></tr>", notes.join("<br>"));
         }
         let _ = writeln!(out, "</table></div>");
         if !artifact.unavailable.is_empty() {

@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 
 use super::{
-    ExportError, Exporter, accel_text, compared, env_title, escape_markdown, estimate_cell,
-    improvement_cell, method_notes, provenance, ratio_cell, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, compared, env_title, environment_cells,
+    escape_markdown, estimate_cell, improvement_cell, method_notes, preparation_note, provenance,
+    ratio_cell, summary_of,
 };
 use crate::report::schema::Artifact;
 use crate::report::summarize;
@@ -77,55 +78,20 @@ impl Exporter for Markdown {
         }
 
         let _ = writeln!(out, "\n## Environments\n");
-        let _ = writeln!(
-            out,
-            "| environment | kind | runtime | accelerator | service CPUs | generator CPUs | \
-             memory limit | kernel | detected | rounds |"
-        );
-        let _ = writeln!(out, "|{}", " --- |".repeat(10));
+        let _ = writeln!(out, "| {} |", ENVIRONMENT_COLUMNS.join(" | "));
+        let _ = writeln!(out, "|{}", " --- |".repeat(ENVIRONMENT_COLUMNS.len()));
         for env in envs {
-            let label = &env.label;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                e(&label.name),
-                format!("{:?}", label.kind).to_lowercase(),
-                e(&label.runtime),
-                label.accel.map(accel_text).unwrap_or("—"),
-                cpus(&label.service_cpus),
-                cpus(&label.generator_cpus),
-                label
-                    .memory_limit_bytes
-                    .map(|b| format!("{} MiB", b / (1024 * 1024)))
-                    .unwrap_or_else(|| "none".into()),
-                label.kernel.as_deref().map(e).unwrap_or_else(|| "—".into()),
-                label
-                    .detected
-                    .as_deref()
-                    .map(e)
-                    .unwrap_or_else(|| "—".into()),
-                env.rounds.len(),
-            );
+            let _ = writeln!(out, "| {} |", environment_cells(env, e).join(" | "));
         }
         let notes: Vec<String> = envs
             .iter()
             .flat_map(|env| {
                 let name = &env.label.name;
-                let preparation = env.preparation.iter().map(move |p| {
-                    format!(
-                        "{}: {} took {:.1} s{} (not part of startup)",
-                        e(name),
-                        e(&p.what),
-                        p.seconds,
-                        if p.cached { ", cached" } else { "" }
-                    )
-                });
-                let notes = env
-                    .label
-                    .notes
+                env.preparation
                     .iter()
-                    .map(move |n| format!("{}: {}", e(name), e(n)));
-                preparation.chain(notes)
+                    .map(preparation_note)
+                    .chain(env.label.notes.iter().cloned())
+                    .map(move |note| format!("{}: {}", e(name), e(&note)))
             })
             .collect();
         if !notes.is_empty() {
@@ -156,16 +122,6 @@ impl Exporter for Markdown {
 }
 
 /// `1` or `0,2-3`-style list of CPUs; `none` when unpinned.
-fn cpus(list: &[usize]) -> String {
-    if list.is_empty() {
-        return "none".into();
-    }
-    list.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

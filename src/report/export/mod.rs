@@ -14,7 +14,7 @@ pub use markdown::Markdown;
 pub use table::Table;
 
 use crate::report::schema::{
-    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, Summary,
+    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, Preparation, Summary,
 };
 use crate::report::stats::CONFIDENCE;
 use crate::report::summarize;
@@ -197,6 +197,72 @@ pub(crate) fn provenance(
         escape(&host.kernel),
         escape(&artifact.created_at),
         escape(&artifact.tool_version),
+    )
+}
+
+/// Columns of the environments table, in the order of [`environment_cells`].
+pub(crate) const ENVIRONMENT_COLUMNS: [&str; 10] = [
+    "environment",
+    "kind",
+    "runtime",
+    "accelerator",
+    "service CPUs",
+    "generator CPUs",
+    "memory limit",
+    "kernel",
+    "detected",
+    "rounds",
+];
+
+/// One environment's row of the environments table, with the strings that come from the
+/// artifact passed through `escape`.
+pub(crate) fn environment_cells(
+    env: &EnvironmentResult,
+    escape: fn(&str) -> String,
+) -> [String; 10] {
+    let label = &env.label;
+    let cpus = |list: &[usize]| {
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    [
+        escape(&label.name),
+        format!("{:?}", label.kind).to_lowercase(),
+        escape(&label.runtime),
+        label.accel.map(accel_text).unwrap_or("—").to_owned(),
+        cpus(&label.service_cpus),
+        cpus(&label.generator_cpus),
+        label
+            .memory_limit_bytes
+            .map(|b| format!("{} MiB", b / (1024 * 1024)))
+            .unwrap_or_else(|| "none".into()),
+        label
+            .kernel
+            .as_deref()
+            .map(escape)
+            .unwrap_or_else(|| "—".into()),
+        label
+            .detected
+            .as_deref()
+            .map(escape)
+            .unwrap_or_else(|| "—".into()),
+        env.rounds.len().to_string(),
+    ]
+}
+
+/// "WHAT took N s[, cached] (not part of startup)" for one preparation step.
+pub(crate) fn preparation_note(preparation: &Preparation) -> String {
+    format!(
+        "{} took {:.1} s{} (not part of startup)",
+        preparation.what,
+        preparation.seconds,
+        if preparation.cached { ", cached" } else { "" }
     )
 }
 
