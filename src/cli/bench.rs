@@ -5,7 +5,7 @@
 //! so `isobench compare` reads it like any other run.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::load::{self, LoadOptions, LoadReport, PathWeight};
 use crate::report::schema::{
-    Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, Round, SCHEMA_VERSION, ScenarioRun,
+    Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun,
 };
 
 /// How long to wait for the target's `/status` when labelling the artifact; a target that
@@ -205,7 +205,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // Written before judging the run, so a failed run still leaves its evidence.
     if let Some(path) = &args.output {
         let artifact = artifact(report.clone(), &name, detected);
-        write_atomically(path, &artifact)
+        crate::report::write::json(path, &artifact)
             .with_context(|| format!("writing the artifact to {}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -233,9 +233,6 @@ fn detect(base_url: &str) -> Option<String> {
 
 /// The artifact for one bench run.
 pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Artifact {
-    let created_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "unknown".into());
     let mut notes = vec![format!(
         "isobench bench against {}; isobench did not start this service",
         report.url
@@ -243,57 +240,33 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
     if report.generator.bottleneck {
         notes.push("the load generator was saturated during this run".into());
     }
-    Artifact {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_at,
-        host: crate::probe::host::read(),
-        environments: vec![EnvironmentResult {
-            label: EnvironmentLabel {
-                name: name.into(),
-                kind: EnvKind::External,
-                runtime: "external".into(),
-                accel: None,
-                service_cpus: Vec::new(),
-                generator_cpus: report.generator.cpus.clone(),
-                memory_limit_bytes: None,
-                kernel: None,
-                image_size_bytes: None,
-                detected,
-                notes,
-            },
-            preparation: Vec::new(),
-            rounds: vec![Round {
-                round: 0,
-                startup_ms: None,
-                idle_memory_bytes: None,
-                scenarios: vec![ScenarioRun {
-                    scenario: "bench".into(),
-                    load: report,
-                    peak_memory_bytes: None,
-                    service_cpu_seconds: None,
-                }],
+    Artifact::now(vec![EnvironmentResult {
+        label: EnvironmentLabel {
+            name: name.into(),
+            kind: EnvKind::External,
+            runtime: "external".into(),
+            accel: None,
+            service_cpus: Vec::new(),
+            generator_cpus: report.generator.cpus.clone(),
+            memory_limit_bytes: None,
+            kernel: None,
+            image_size_bytes: None,
+            detected,
+            notes,
+        },
+        preparation: Vec::new(),
+        rounds: vec![Round {
+            round: 0,
+            startup_ms: None,
+            idle_memory_bytes: None,
+            scenarios: vec![ScenarioRun {
+                scenario: "bench".into(),
+                load: report,
+                peak_memory_bytes: None,
+                service_cpu_seconds: None,
             }],
         }],
-        unavailable: Vec::new(),
-        summary: None,
-    }
-}
-
-/// Writes `artifact` as pretty JSON through a temporary file in the same directory and a
-/// rename, so a reader never sees half a file.
-pub fn write_atomically(path: &Path, artifact: &Artifact) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    serde_json::to_writer_pretty(&mut file, artifact)?;
-    file.write_all(b"\n")?;
-    file.as_file().sync_all()?;
-    file.persist(path)?;
-    Ok(())
+    }])
 }
 
 fn error_summary(errors: &load::ErrorCounts) -> String {

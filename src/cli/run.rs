@@ -21,7 +21,7 @@ use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::load::{self, LoadOptions, PathWeight};
 use crate::report::schema::{
-    Artifact, EnvironmentLabel, EnvironmentResult, Round, SCHEMA_VERSION, ScenarioRun, Unavailable,
+    Artifact, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun, Unavailable,
 };
 
 /// Options of `isobench run`.
@@ -182,15 +182,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         args.env.clone()
     };
 
-    let mut artifact = Artifact {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_at: now_rfc3339(),
-        host: crate::probe::host::read(),
-        environments: Vec::new(),
-        unavailable: Vec::new(),
-        summary: None,
-    };
+    let mut artifact = Artifact::now(Vec::new());
     let run_note = format!(
         "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
         args.seed, plan.repetitions, plan.duration
@@ -360,11 +352,4 @@ fn measure_instance(
         scenarios: runs,
     };
     Ok((round, detected))
-}
-
-/// Now, RFC 3339 in UTC.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -38,6 +38,23 @@ pub struct Artifact {
     pub summary: Option<Summary>,
 }
 
+impl Artifact {
+    /// A new artifact of this isobench, written now on this host, holding `environments`.
+    pub fn now(environments: Vec<EnvironmentResult>) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| "unknown".into()),
+            host: crate::probe::host::read(),
+            environments,
+            unavailable: Vec::new(),
+            summary: None,
+        }
+    }
+}
+
 /// The machine the measurements were taken on.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]

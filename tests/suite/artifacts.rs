@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use isobench::env::server_binary;
-use isobench::report::schema::{
-    Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round, SCHEMA_VERSION,
-};
+use isobench::report::schema::{Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round};
+use isobench::report::write;
 
 /// `target/isobench/suite`.
 pub fn suite_dir() -> PathBuf {
@@ -35,12 +34,12 @@ pub fn record(
     lock.lock().context("locking the suite's artifacts")?;
 
     let env_name = label.name.clone();
-    let trial = artifact(vec![EnvironmentResult {
+    let trial = Artifact::now(vec![EnvironmentResult {
         label,
         preparation,
         rounds,
     }]);
-    write_json(&env_dir.join(format!("{measurement}.json")), &trial)?;
+    write::json(&env_dir.join(format!("{measurement}.json")), &trial)?;
 
     let mut environments = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(&dir)?
@@ -52,14 +51,14 @@ pub fn record(
     for name in names {
         let merged = merge_trials(&dir.join(&name))?;
         if let Some(merged) = merged {
-            write_json(
+            write::json(
                 &dir.join(format!("{name}.json")),
-                &artifact(vec![merged.clone()]),
+                &Artifact::now(vec![merged.clone()]),
             )?;
             environments.push(merged);
         }
     }
-    write_json(&dir.join("combined.json"), &artifact(environments))?;
+    write::json(&dir.join("combined.json"), &Artifact::now(environments))?;
     Ok(dir.join(format!("{env_name}.json")))
 }
 
@@ -92,28 +91,4 @@ fn merge_trials(env_dir: &Path) -> anyhow::Result<Option<EnvironmentResult>> {
         }
     }
     Ok(merged)
-}
-
-fn artifact(environments: Vec<EnvironmentResult>) -> Artifact {
-    Artifact {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-        host: isobench::probe::host::read(),
-        environments,
-        unavailable: Vec::new(),
-        summary: None,
-    }
-}
-
-/// Writes JSON atomically: a temporary file in the same directory, then a rename.
-fn write_json(path: &Path, artifact: &Artifact) -> anyhow::Result<()> {
-    let dir = path.parent().context("artifact path has no directory")?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer_pretty(&mut file, artifact)?;
-    file.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
