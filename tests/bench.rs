@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser as _;
 use isobench::cli::{Cli, Command};
-use isobench::load::{self, LoadOptions, LoadReport, PathWeight};
+use isobench::load::{self, ClientKind, LoadOptions, LoadReport, PathWeight};
 use isobench::report::schema::{Artifact, EnvKind};
 
 /// Runs whose latency or rate is asserted on take turns, so they do not compete for the CPU.
@@ -90,14 +90,16 @@ fn options(base_url: &str, path: &str) -> LoadOptions {
     options
 }
 
-/// Every measured request ends in exactly one outcome.
+/// Every measured request ends in exactly one outcome (or is counted unfinished at the end
+/// of a closed-loop window), and the corrected histogram holds every answer and every
+/// request that could not be sent.
 fn assert_accounted(report: &LoadReport) {
     assert_eq!(
         report.requests_sent,
-        report.ok + report.errors.total(),
+        report.ok + report.errors.total() + report.unfinished,
         "{report:#?}"
     );
-    assert_eq!(report.latency.count, report.ok);
+    assert_eq!(report.latency.count, report.ok + report.errors.unsent);
     let per_path: u64 = report.per_path.values().map(|p| p.requests).sum();
     assert_eq!(per_path, report.requests_sent);
 }
@@ -251,20 +253,24 @@ fn keep_alive_reuses_connections_and_can_be_turned_off() {
             async { "ok" }
         }),
     ));
-    let mut options = options(&fixture.base_url(), "/peer");
-    options.connections = 2;
-    options.duration = None;
-    options.requests = Some(40);
-    let report = load::run(&options).unwrap();
-    assert_eq!(report.ok, 40);
-    assert_eq!(peers.lock().unwrap().len(), 2);
+    for client in CLIENTS {
+        peers.lock().unwrap().clear();
+        let mut options = options(&fixture.base_url(), "/peer");
+        options.client = client;
+        options.connections = 2;
+        options.duration = None;
+        options.requests = Some(40);
+        let report = load::run(&options).unwrap();
+        assert_eq!(report.ok, 40, "{client:?}");
+        assert_eq!(peers.lock().unwrap().len(), 2, "{client:?}");
 
-    peers.lock().unwrap().clear();
-    options.keep_alive = false;
-    let report = load::run(&options).unwrap();
-    assert_eq!(report.ok, 40);
-    assert!(!report.keep_alive);
-    assert_eq!(peers.lock().unwrap().len(), 40);
+        peers.lock().unwrap().clear();
+        options.keep_alive = false;
+        let report = load::run(&options).unwrap();
+        assert_eq!(report.ok, 40, "{client:?}");
+        assert!(!report.keep_alive);
+        assert_eq!(peers.lock().unwrap().len(), 40, "{client:?}");
+    }
 }
 
 #[test]
@@ -319,20 +325,23 @@ fn status_classes_are_counted_per_kind_and_path() {
         "/boom",
         get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
     ));
-    let mut options = options(&fixture.base_url(), "/ok");
-    options.scenario = load::scenario::parse("/ok,/boom,/missing").unwrap();
-    options.connections = 1;
-    options.duration = None;
-    options.requests = Some(30);
-    let report = load::run(&options).unwrap();
-    assert_accounted(&report);
-    assert_eq!(report.ok, 10);
-    assert_eq!(report.errors.status_5xx, 10);
-    assert_eq!(report.errors.status_4xx, 10);
-    assert_eq!(report.responses, 30);
-    assert_eq!(report.per_path["/boom"].errors, 10);
-    assert_eq!(report.per_path["/missing"].errors, 10);
-    assert_eq!(report.per_path["/ok"].ok, 10);
+    for client in CLIENTS {
+        let mut options = options(&fixture.base_url(), "/ok");
+        options.client = client;
+        options.scenario = load::scenario::parse("/ok,/boom,/missing").unwrap();
+        options.connections = 1;
+        options.duration = None;
+        options.requests = Some(30);
+        let report = load::run(&options).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.ok, 10, "{client:?}");
+        assert_eq!(report.errors.status_5xx, 10);
+        assert_eq!(report.errors.status_4xx, 10);
+        assert_eq!(report.responses, 30);
+        assert_eq!(report.per_path["/boom"].errors, 10);
+        assert_eq!(report.per_path["/missing"].errors, 10);
+        assert_eq!(report.per_path["/ok"].ok, 10);
+    }
 }
 
 /// A 2xx whose body is cut short (the server promises 100 bytes, sends 5 and closes) is a
@@ -344,7 +353,7 @@ fn truncated_bodies_are_body_errors() {
     let addr = listener.local_addr().unwrap();
     // Detached: it serves exactly the connections this test makes, then ends.
     std::thread::spawn(move || {
-        for _ in 0..4 {
+        for _ in 0..4 * CLIENTS.len() {
             let Ok((mut stream, _)) = listener.accept() else {
                 return;
             };
@@ -353,15 +362,18 @@ fn truncated_bodies_are_body_errors() {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
         }
     });
-    let mut options = options(&format!("http://{addr}"), "/truncated");
-    options.connections = 1;
-    options.duration = None;
-    options.requests = Some(4);
-    options.timeout = Duration::from_secs(2);
-    let report = load::run(&options).unwrap();
-    assert_accounted(&report);
-    assert_eq!(report.errors.body, 4, "{:?}", report.errors);
-    assert_eq!(report.responses, 4);
+    for client in CLIENTS {
+        let mut options = options(&format!("http://{addr}"), "/truncated");
+        options.client = client;
+        options.connections = 1;
+        options.duration = None;
+        options.requests = Some(4);
+        options.timeout = Duration::from_secs(2);
+        let report = load::run(&options).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.errors.body, 4, "{client:?}: {:?}", report.errors);
+        assert_eq!(report.responses, 4);
+    }
 }
 
 #[test]
@@ -497,4 +509,360 @@ fn bench_output_validates_and_round_trips() {
     assert!(report.generator.cpu_seconds > 0.0);
     // Only the artifact is left in the directory: the temporary file was renamed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// Issue 11 item 4: a closed-loop window is the planned one. One request near the end that
+/// the server never answers must not stretch the window to its timeout (which would cut the
+/// reported throughput by the ratio of the two); it is counted as still in flight instead.
+#[test]
+fn closed_loop_window_is_not_stretched_by_a_straggler() {
+    let _turn = serial();
+    let epoch = Instant::now();
+    let hung = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fixture = Fixture::serve(Router::new().route(
+        "/straggle",
+        get(move || {
+            let hung = Arc::clone(&hung);
+            async move {
+                // The first request that arrives 600 ms in (inside the 1 s window) never gets
+                // an answer; every other one is answered at once.
+                if epoch.elapsed() >= Duration::from_millis(600)
+                    && !hung.swap(true, Ordering::SeqCst)
+                {
+                    std::future::pending::<()>().await;
+                }
+                "ok"
+            }
+        }),
+    ));
+    let mut options = options(&fixture.base_url(), "/straggle");
+    options.connections = 4;
+    options.duration = Some(Duration::from_secs(1));
+    options.timeout = Duration::from_secs(4);
+    let (report, window) = load::run_with_window(&options).unwrap();
+    assert_eq!(report.errors.timeout, 0, "{:?}", report.errors);
+    assert!(
+        (report.elapsed_s - 1.0).abs() < 1e-9,
+        "window {} s",
+        report.elapsed_s
+    );
+    assert_eq!(window.end - window.start, Duration::from_secs(1));
+    // The held request, and at most one per other connection cut off by the window's end.
+    assert!(
+        (1..=4).contains(&report.unfinished),
+        "{} unfinished",
+        report.unfinished
+    );
+    assert_accounted(&report);
+    assert!((report.throughput_rps - report.ok as f64).abs() < 1e-6);
+}
+
+/// Issue 11 item 5: an overloaded open loop cannot send most of its schedule. Those requests
+/// must be counted (`unsent`) and appear in the corrected histogram with their latency from
+/// the intended send time to the end of sending, not vanish.
+#[test]
+fn overloaded_open_loop_counts_unsent_requests() {
+    let _turn = serial();
+    let fixture = Fixture::serve(Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            "ok"
+        }),
+    ));
+    let mut options = options(&fixture.base_url(), "/slow");
+    options.connections = 2;
+    options.rate = Some(1000.0);
+    options.duration = Some(Duration::from_secs(1));
+    options.timeout = Duration::from_millis(300);
+    let report = load::run(&options).unwrap();
+    // The whole schedule is accounted for: what was sent plus what could not be.
+    assert_eq!(report.requests_sent, 1000, "{:?}", report.errors);
+    assert_accounted(&report);
+    // Two connections at 100 ms per answer send about 26 requests in the 1.3 s allowed.
+    assert!(report.errors.unsent >= 950, "{:?}", report.errors);
+    let histogram = load::recorder::decode(&report.histogram).unwrap();
+    assert_eq!(histogram.len(), report.latency.count);
+    // The earliest unsent request was due right at the start and was still unsent when
+    // sending stopped, window + timeout later: that is the tail.
+    let longest_us = (1.0 + 0.3) * 1e6;
+    assert!(
+        (report.latency.max_us / longest_us - 1.0).abs() < 0.05,
+        "{:?}",
+        report.latency
+    );
+    assert!(report.latency.p50_us >= 0.3e6, "{:?}", report.latency);
+    let sent = report.requests_sent - report.errors.unsent;
+    assert!((report.achieved_rate_rps - sent as f64 / report.elapsed_s).abs() < 1e-6);
+}
+
+/// Issue 11 item 8: open-loop counts are integer arithmetic: 1.1 s at 100 req/s is 110
+/// requests (a float `ceil` made it 111), 30 ms of warm-up at 100 req/s is 3.
+#[test]
+fn open_loop_schedule_counts_are_exact() {
+    let (fixture, hits) = counting_fixture();
+    let mut options = options(&fixture.base_url(), "/count");
+    options.connections = 4;
+    options.rate = Some(100.0);
+    options.duration = Some(Duration::from_millis(1100));
+    options.warmup = Duration::from_millis(30);
+    let report = load::run(&options).unwrap();
+    assert_accounted(&report);
+    assert_eq!(report.requests_sent, 110);
+    assert_eq!(report.warmup_requests, 3);
+    assert_eq!(hits.load(Ordering::SeqCst), 113);
+}
+
+/// Issue 11 item 9: a path listed twice would share one per-path entry (the second
+/// overwriting the first); it is refused, naming the path.
+#[test]
+fn a_path_listed_twice_is_refused() {
+    let mut options = options("http://127.0.0.1:9", "/a");
+    options.scenario = vec![
+        PathWeight {
+            path: "/a".into(),
+            weight: 1,
+        },
+        PathWeight {
+            path: "/a".into(),
+            weight: 3,
+        },
+    ];
+    options.duration = Some(Duration::from_millis(100));
+    match load::run(&options) {
+        Err(load::LoadError::InvalidOption { option, reason }) => {
+            assert_eq!(option, "scenario");
+            assert!(reason.contains("/a"), "{reason}");
+        }
+        other => panic!("accepted a duplicate path: {other:?}"),
+    }
+    let error = load::scenario::parse("health,/health:2").unwrap_err();
+    assert!(error.to_string().contains("/health"), "{error}");
+}
+
+/// Both HTTP clients; every test of answer handling runs with each.
+const CLIENTS: [ClientKind; 2] = [ClientKind::Lean, ClientKind::Hyper];
+
+/// A raw HTTP server on 127.0.0.1 that gives every request the same bytes, counting the
+/// connections it accepted; with `close`, it closes each connection after one answer.
+/// Stopped (and its threads ended) when dropped.
+struct RawServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn serve(answer: &'static [u8], close: bool) -> Self {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, stopped) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut connections = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let stopped = Arc::clone(&stopped);
+                connections.push(std::thread::spawn(move || {
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !stopped.load(Ordering::SeqCst) {
+                        match stream.read(&mut chunk) {
+                            Ok(0) => return,
+                            Ok(n) => request.extend_from_slice(&chunk[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                            Err(_) => return,
+                        }
+                        while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                            request.drain(..end + 4);
+                            if stream.write_all(answer).is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                }));
+            }
+            for connection in connections {
+                let _ = connection.join();
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn exact(base_url: &str, client: ClientKind, requests: u64) -> LoadOptions {
+    let mut options = options(base_url, "/x");
+    options.client = client;
+    options.connections = 2;
+    options.duration = None;
+    options.requests = Some(requests);
+    options.timeout = Duration::from_secs(2);
+    options
+}
+
+/// Chunked answers (with a chunk extension and a trailer) are read to their end, and the
+/// connection is kept for the next request.
+#[test]
+fn both_clients_read_chunked_answers_and_keep_the_connection() {
+    let server = RawServer::serve(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        false,
+    );
+    for client in CLIENTS {
+        let before = server.accepted.load(Ordering::SeqCst);
+        let report = load::run(&exact(&server.base_url(), client, 40)).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.ok, 40, "{client:?}: {:?}", report.errors);
+        assert_eq!(
+            server.accepted.load(Ordering::SeqCst) - before,
+            2,
+            "{client:?}"
+        );
+    }
+}
+
+/// `Connection: close` answers: every request gets a new connection, none fails.
+#[test]
+fn both_clients_follow_connection_close() {
+    let server = RawServer::serve(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        true,
+    );
+    for client in CLIENTS {
+        let before = server.accepted.load(Ordering::SeqCst);
+        let report = load::run(&exact(&server.base_url(), client, 30)).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.ok, 30, "{client:?}: {:?}", report.errors);
+        assert_eq!(
+            server.accepted.load(Ordering::SeqCst) - before,
+            30,
+            "{client:?}"
+        );
+    }
+}
+
+/// An HTTP/1.0 answer without a length ends when the server closes: a whole answer.
+#[test]
+fn both_clients_read_bodies_delimited_by_close() {
+    let server = RawServer::serve(b"HTTP/1.0 200 OK\r\n\r\nthe body ends at the close", true);
+    for client in CLIENTS {
+        let report = load::run(&exact(&server.base_url(), client, 10)).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.ok, 10, "{client:?}: {:?}", report.errors);
+    }
+}
+
+/// A chunked body cut off by the close is a body error for both clients.
+#[test]
+fn both_clients_count_a_cut_chunked_body_as_a_body_error() {
+    let server = RawServer::serve(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort",
+        true,
+    );
+    for client in CLIENTS {
+        let report = load::run(&exact(&server.base_url(), client, 6)).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.errors.body, 6, "{client:?}: {:?}", report.errors);
+        assert_eq!(report.responses, 6);
+    }
+}
+
+/// Large bodies (many reads) and streamed (chunked) ones from axum, and statuses by class.
+#[test]
+fn both_clients_agree_on_large_streamed_and_failing_answers() {
+    let fixture = Fixture::serve(
+        Router::new()
+            .route("/large", get(|| async { vec![b'x'; 300_000] }))
+            .route(
+                "/streamed",
+                get(|| async {
+                    let chunks = (0..50).map(|i| {
+                        Ok::<_, std::convert::Infallible>(bytes_of(format!("chunk {i}\n")))
+                    });
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            )
+            .route(
+                "/boom",
+                get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "no") }),
+            )
+            .route("/empty", get(|| async { StatusCode::NO_CONTENT })),
+    );
+    for client in CLIENTS {
+        let mut options = exact(&fixture.base_url(), client, 80);
+        // One connection: its picker alone makes the mix exact.
+        options.connections = 1;
+        options.scenario = load::scenario::parse("/large,/streamed,/boom,/empty,/missing").unwrap();
+        let report = load::run(&options).unwrap();
+        assert_accounted(&report);
+        assert_eq!(report.ok, 48, "{client:?}: {:?}", report.errors);
+        assert_eq!(report.errors.status_5xx, 16, "{client:?}");
+        assert_eq!(report.errors.status_4xx, 16, "{client:?}");
+        assert_eq!(report.responses, 80, "{client:?}");
+    }
+}
+
+fn bytes_of(text: String) -> axum::body::Bytes {
+    axum::body::Bytes::from(text)
+}
+
+/// Open loop at 50 000 req/s: whatever this machine manages, the run is well formed. The
+/// schedule's count is exact, every scheduled request is accounted for, the corrected
+/// histogram holds every answer and every unsent request and decodes to the reported count,
+/// and correction never makes a latency smaller than its uncorrected figure.
+#[test]
+fn open_loop_at_50k_keeps_a_well_formed_record() {
+    let _turn = serial();
+    let fixture = Fixture::serve(Router::new().route("/ok", get(|| async { "ok" })));
+    let mut options = options(&fixture.base_url(), "/ok");
+    options.connections = 64;
+    options.rate = Some(50_000.0);
+    options.duration = Some(Duration::from_secs(1));
+    options.warmup = Duration::from_millis(200);
+    let report = load::run(&options).unwrap();
+    eprintln!(
+        "50k open loop: achieved {:.0} req/s, {} unsent, corrected p99 {} µs",
+        report.achieved_rate_rps, report.errors.unsent, report.latency.p99_us
+    );
+    assert_accounted(&report);
+    assert_eq!(report.requests_sent, 50_000);
+    let uncorrected = report.uncorrected_latency.clone().expect("open loop");
+    assert_eq!(uncorrected.count, report.ok);
+    let histogram = load::recorder::decode(&report.histogram).unwrap();
+    assert_eq!(histogram.len(), report.latency.count);
+    assert!(report.latency.p50_us >= uncorrected.p50_us);
+    assert!(report.latency.p99_us >= uncorrected.p99_us);
+    assert!(report.latency.max_us >= uncorrected.max_us);
 }

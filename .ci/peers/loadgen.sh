@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Peer check of the load generator: does `isobench bench` keep up with oha and wrk?
 #
-# Starts one target pinned to the last CPU (the release isobench-server when it builds and
-# answers, else nginx-light answering `return 200` as a stand-in), then runs isobench bench,
-# oha and wrk in turn against it, each pinned to the other CPU(s), with the same connection
-# count and duration, and prints each one's req/s and the ratios. Bounded: every command runs
-# under `timeout`, and the target is stopped on any exit.
+# For each target in turn (the release isobench-server, then nginx-light answering
+# `return 200`), pinned to the last CPU, runs isobench bench, oha and wrk interleaved
+# (isobench, oha, wrk, isobench, …) for ROUNDS rounds, each pinned to the other CPU(s) with
+# the same connection count and duration. Prints per run and as medians: req/s, the
+# generator's CPU per request (GNU time, user + system) and the server's CPU per request over
+# the same run (/proc, the server and its children), then the ratios; and the load average
+# before and after, since the machine may be shared. Bounded: every command runs under
+# `timeout`, and each target is stopped on any exit.
 #
-# Usage: .ci/peers/loadgen.sh            (env: DURATION=5 seconds, CONNECTIONS=50, ROUNDS=3,
-#                                          TARGET_PATH=/health)
+# Usage: .ci/peers/loadgen.sh  (env: DURATION=5 seconds, CONNECTIONS=50, ROUNDS=3,
+#                               TARGET_PATH=/health, TARGETS="isobench-server nginx",
+#                               ISOBENCH_ARGS="" extra flags for isobench bench)
 set -euo pipefail
 
 DURATION="${DURATION:-5}"          # seconds, for all three tools
@@ -18,17 +22,23 @@ OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 WRK="${WRK:-$(command -v wrk || true)}"
 ROUNDS="${ROUNDS:-3}"             # interleaved rounds (isobench, oha, wrk, isobench, …)
 BOUND=$((DURATION + 30))           # hard limit per tool run, seconds
+TARGETS="${TARGETS:-isobench-server nginx}"
+ISOBENCH_ARGS="${ISOBENCH_ARGS:-}"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 work=""
 target_pid=""
 
-cleanup() {
+stop_target() {
   if [[ -n "$target_pid" ]] && kill -0 "$target_pid" 2>/dev/null; then
     kill "$target_pid" 2>/dev/null || true
     wait "$target_pid" 2>/dev/null || true
   fi
+  target_pid=""
+}
+cleanup() {
+  stop_target
   [[ -n "$work" ]] && rm -rf "$work"
   return 0
 }
@@ -67,27 +77,29 @@ wait_for() { # url: wait up to 5 s for a 200
   return 1
 }
 
-url=""
-target=""
-if [[ -n "$server" ]]; then
+start_isobench_server() {
+  [[ -n "$server" ]] || { echo "isobench-server did not build; skipped" >&2; return 1; }
+  : >"$work/server.log"
   taskset -c "$last" "$server" --bind 127.0.0.1 --port 0 >"$work/server.log" 2>&1 &
   target_pid=$!
+  local addr=""
   for _ in $(seq 1 100); do
     addr="$(sed -n 's/.*listening on \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$work/server.log" | head -1)"
     [[ -n "$addr" ]] && break
     sleep 0.05
   done
-  if [[ -n "${addr:-}" ]] && wait_for "http://$addr$TARGET_PATH"; then
+  if [[ -n "$addr" ]] && wait_for "http://$addr$TARGET_PATH"; then
     url="http://$addr$TARGET_PATH"
-    target="isobench-server (release)"
-  else
-    echo "isobench-server did not come up; falling back to nginx" >&2
-    kill "$target_pid" 2>/dev/null || true
-    wait "$target_pid" 2>/dev/null || true
-    target_pid=""
+    return 0
   fi
-fi
-if [[ -z "$url" ]]; then
+  echo "isobench-server did not come up; skipped" >&2
+  stop_target
+  return 1
+}
+
+start_nginx() {
+  command -v nginx >/dev/null || { echo "nginx: not installed; skipped" >&2; return 1; }
+  local port
   port="$(free_port)"
   cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -108,26 +120,39 @@ http {
 CONF
   taskset -c "$last" nginx -c "$work/nginx.conf" -p "$work" >"$work/nginx.out" 2>&1 &
   target_pid=$!
-  wait_for "http://127.0.0.1:$port$TARGET_PATH"
-  url="http://127.0.0.1:$port$TARGET_PATH"
-  target="nginx-light (stand-in)"
-fi
+  if wait_for "http://127.0.0.1:$port$TARGET_PATH"; then
+    url="http://127.0.0.1:$port$TARGET_PATH"
+    return 0
+  fi
+  echo "nginx did not come up; skipped" >&2
+  stop_target
+  return 1
+}
 
-echo "== target: $target at $url, pinned to CPU $last; generators pinned to CPU(s) $generator_cpus"
-echo "== $CONNECTIONS connections, ${DURATION}s each, $ROUNDS interleaved round(s); the machine may be"
-echo "== shared, so single figures are noisy: compare medians, and CPU per request (generator cost)"
+# CPU seconds (user + system) used so far by the target and its children (nginx's worker).
+ticks_per_s="$(getconf CLK_TCK)"
+server_cpu_s() {
+  local pids total=0 pid fields
+  pids="$target_pid $(pgrep -P "$target_pid" || true)"
+  for pid in $pids; do
+    fields="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    total=$((total + fields))
+  done
+  awk -v t="$total" -v hz="$ticks_per_s" 'BEGIN { printf "%.3f", t / hz }'
+}
 
-# Each tool: prints "<req/s> <requests> <cpu seconds>"; CPU from GNU time (user + system).
+# Each tool: prints "<req/s> <requests> <cpu seconds> [extra]"; CPU from GNU time.
 timed() { /usr/bin/time -f "%U %S" -o "$work/time" "$@"; }
 cpu_s() { awk '{ printf "%.3f", $1 + $2 }' "$work/time"; }
 
 run_isobench() {
+  # shellcheck disable=SC2086 # ISOBENCH_ARGS is a list of flags
   timed timeout "$BOUND" taskset -c "$generator_cpus" "$isobench" bench --url "$url" \
-    -c "$CONNECTIONS" -d "${DURATION}s" --warmup 0s --no-progress \
+    -c "$CONNECTIONS" -d "${DURATION}s" --warmup 0s --no-progress $ISOBENCH_ARGS \
     --output "$work/isobench.json" >"$work/isobench.txt"
   local load='.environments[0].rounds[0].scenarios[0].load'
   echo "$(jq "$load.throughput_rps" "$work/isobench.json") \
-$(jq "$load.requests_sent" "$work/isobench.json") $(cpu_s) \
+$(jq "$load.ok" "$work/isobench.json") $(cpu_s) \
 bottleneck=$(jq "$load.generator.bottleneck" "$work/isobench.json")"
 }
 run_oha() {
@@ -147,32 +172,56 @@ tools=(isobench)
 [[ -x "$OHA" ]] && tools+=(oha) || echo "oha: not installed ($OHA)"
 [[ -n "$WRK" ]] && tools+=(wrk) || echo "wrk: not installed"
 
-for round in $(seq 1 "$ROUNDS"); do
-  for tool in "${tools[@]}"; do
-    read -r rps requests cpu extra < <("run_$tool")
-    echo "$rps" >>"$work/$tool.rps"
-    echo "$requests $cpu" >>"$work/$tool.cpu"
-    printf 'round %d  %-8s %10.0f req/s  %8d requests  %6.3f CPU s  %6.1f CPU µs/request %s\n' \
-      "$round" "$tool" "$rps" "$requests" "$cpu" \
-      "$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }')" \
-      "${extra:-}"
-  done
-done
-
 median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-per_request() { awk '{ c += $2; n += $1 } END { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }' "$1"; }
+per_request() { awk -v col="$2" '{ c += $col; n += $1 } END { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-echo "== medians over $ROUNDS round(s)"
-for tool in "${tools[@]}"; do
-  printf '%-8s %10.0f req/s   %6s CPU µs/request\n' "$tool" "$(median "$work/$tool.rps")" \
-    "$(per_request "$work/$tool.cpu")"
+echo "== $CONNECTIONS connections, ${DURATION}s each, $ROUNDS interleaved round(s); generators"
+echo "== pinned to CPU(s) $generator_cpus, targets to CPU $last. The machine may be shared:"
+echo "== compare medians, and CPU per request. Load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+summary=""
+for target in $TARGETS; do
+  url=""
+  case "$target" in
+    isobench-server) start_isobench_server || continue ;;
+    nginx) start_nginx || continue ;;
+    *) echo "unknown target $target; skipped" >&2; continue ;;
+  esac
+  echo "== target: $target at $url"
+  for tool in "${tools[@]}"; do rm -f "$work/$tool.rps" "$work/$tool.cpu"; done
+  for round in $(seq 1 "$ROUNDS"); do
+    for tool in "${tools[@]}"; do
+      before="$(server_cpu_s)"
+      read -r rps requests cpu extra < <("run_$tool")
+      served="$(awk -v a="$before" -v b="$(server_cpu_s)" 'BEGIN { printf "%.3f", b - a }')"
+      echo "$rps" >>"$work/$tool.rps"
+      echo "$requests $cpu $served" >>"$work/$tool.cpu"
+      printf 'round %d  %-8s %10.0f req/s  %8d requests  gen %6.1f CPU µs/req  server %6.1f CPU µs/req %s\n' \
+        "$round" "$tool" "$rps" "$requests" \
+        "$(awk -v c="$cpu" -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }')" \
+        "$(awk -v c="$served" -v n="$requests" 'BEGIN { printf "%.1f", (n > 0 ? c * 1e6 / n : 0) }')" \
+        "${extra:-}"
+    done
+  done
+  stop_target
+  echo "== $target: medians over $ROUNDS round(s) (CPU per request: totals over all rounds)"
+  for tool in "${tools[@]}"; do
+    line="$(printf '%-16s %-8s %10.0f req/s   gen %6s CPU µs/req   server %6s CPU µs/req' "$target" "$tool" \
+      "$(median "$work/$tool.rps")" "$(per_request "$work/$tool.cpu" 2)" "$(per_request "$work/$tool.cpu" 3)")"
+    echo "$line"
+    summary+="$line"$'\n'
+  done
+  mine="$(median "$work/isobench.rps")"
+  if [[ -f "$work/oha.rps" ]]; then
+    line="$target: isobench / oha = $(ratio "$mine" "$(median "$work/oha.rps")") req/s (goal >= 1.2)"
+    echo "$line"; summary+="$line"$'\n'
+  fi
+  if [[ -f "$work/wrk.rps" ]]; then
+    line="$target: isobench / wrk = $(ratio "$mine" "$(median "$work/wrk.rps")") req/s (goal >= 1.0)"
+    echo "$line"; summary+="$line"$'\n'
+  fi
 done
-mine="$(median "$work/isobench.rps")"
-if [[ -f "$work/oha.rps" ]]; then
-  echo "isobench / oha = $(ratio "$mine" "$(median "$work/oha.rps")") req/s (goal >= 1.0)"
-fi
-if [[ -f "$work/wrk.rps" ]]; then
-  echo "isobench / wrk = $(ratio "$mine" "$(median "$work/wrk.rps")") req/s (goal >= 0.9)"
-fi
+echo "== summary (load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%s' "$summary"
 exit 0

@@ -82,6 +82,11 @@ pub struct BenchArgs {
     /// Never show the live progress display.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// HTTP client: `lean` (prepared requests, minimal parsing, the fast default) or
+    /// `hyper` (the full client, for comparison).
+    #[arg(long, value_enum, default_value_t = load::ClientKind::Lean)]
+    pub client: load::ClientKind,
 }
 
 /// A list of CPU numbers, written `0,2-3`.
@@ -164,6 +169,7 @@ pub fn options(args: &BenchArgs) -> anyhow::Result<(LoadOptions, String)> {
         keep_alive: !args.no_keep_alive,
         cpus: args.cpus.clone().map(|c| c.0).unwrap_or_default(),
         progress: !args.no_progress,
+        client: args.client,
     };
     Ok((options, args.name.clone().unwrap_or(host_port)))
 }
@@ -278,6 +284,7 @@ fn error_summary(errors: &load::ErrorCounts) -> String {
         ("other status", errors.status_other),
         ("body", errors.body),
         ("io", errors.io),
+        ("unsent", errors.unsent),
     ];
     let parts: Vec<String> = kinds
         .iter()
@@ -324,11 +331,19 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         report.warmup_requests,
     ));
     out.push_str(&format!(
-        "requests {} · responses {} · ok {} · errors: {}\n",
+        "requests {} · responses {} · ok {} · errors: {}{}\n",
         report.requests_sent,
         report.responses,
         report.ok,
-        error_summary(&report.errors)
+        error_summary(&report.errors),
+        if report.unfinished > 0 {
+            format!(
+                " · {} unanswered at the end of the window",
+                report.unfinished
+            )
+        } else {
+            String::new()
+        }
     ));
     out.push_str(&format!(
         "throughput {:.1} req/s · generator CPU {:.2} s ({:.0}% of the CPUs it had, {} \

@@ -1,22 +1,27 @@
-//! One HTTP/1.1 connection driven by hyper's low-level client: a `TcpStream` with
-//! TCP_NODELAY, `hyper::client::conn::http1::handshake`, no pool. This is the fast path oha
-//! uses: no connection-pool bookkeeping, no per-request allocation beyond the request itself.
-//!
-//! Each request is classified into exactly one [`Outcome`]; the connection is dropped after
-//! anything but a clean response, so the next request starts on a fresh one.
+//! What every connection sends, and the two HTTP/1.1 clients that can send it: the lean one
+//! (default, [`super::lean_client`]) and hyper ([`super::hyper_client`]). Both send the same
+//! GET requests and classify every answer into the same [`Outcome`]s; the test suite runs
+//! both against the same servers.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::header::{CONNECTION, HOST, HeaderValue};
-use http::{Request, Uri};
-use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use http::Uri;
+use http::header::HeaderValue;
 
 use super::recorder::Outcome;
+use super::{hyper_client, lean_client};
+
+/// Which HTTP client drives the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ClientKind {
+    /// Request bytes prepared once, responses parsed with `httparse` (status line and body
+    /// framing only) into one reused buffer per connection: no allocation per request.
+    #[default]
+    Lean,
+    /// hyper's low-level HTTP/1.1 client: a full client, the reference.
+    Hyper,
+}
 
 /// Where to connect and what to put in every request.
 #[derive(Debug)]
@@ -27,122 +32,97 @@ pub struct Target {
     pub host: HeaderValue,
     /// The scenario's request targets, by path index.
     pub uris: Vec<Uri>,
+    /// The scenario's complete requests (`GET … HTTP/1.1`, `Host`, `Connection: close` when
+    /// not keeping alive), by path index: built once, written as they are.
+    pub requests: Vec<Box<[u8]>>,
     /// Reuse connections between requests.
     pub keep_alive: bool,
+    /// The client that sends them.
+    pub client: ClientKind,
 }
 
-/// A connection that is (re)opened on demand.
-pub struct Connection<'a> {
-    target: &'a Target,
-    sender: Option<SendRequest<Empty<Bytes>>>,
+impl Target {
+    /// A target for `uris`, with each request's bytes prepared.
+    pub fn new(
+        addr: SocketAddr,
+        host: HeaderValue,
+        uris: Vec<Uri>,
+        keep_alive: bool,
+        client: ClientKind,
+    ) -> Self {
+        let requests = uris
+            .iter()
+            .map(|uri| request_bytes(uri, &host, keep_alive))
+            .collect();
+        Self {
+            addr,
+            host,
+            uris,
+            requests,
+            keep_alive,
+            client,
+        }
+    }
 }
 
-enum Failure {
-    Connect,
-    Io,
+/// One GET request as it goes on the wire.
+fn request_bytes(uri: &Uri, host: &HeaderValue, keep_alive: bool) -> Box<[u8]> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut bytes = Vec::with_capacity(64 + target.len());
+    bytes.extend_from_slice(b"GET ");
+    bytes.extend_from_slice(target.as_bytes());
+    bytes.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    bytes.extend_from_slice(host.as_bytes());
+    bytes.extend_from_slice(b"\r\n");
+    if !keep_alive {
+        bytes.extend_from_slice(b"Connection: close\r\n");
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes.into_boxed_slice()
+}
+
+/// One connection of either client, (re)opened on demand.
+pub enum Connection<'a> {
+    /// The lean client.
+    Lean(lean_client::Connection<'a>),
+    /// hyper.
+    Hyper(hyper_client::Connection<'a>),
 }
 
 impl<'a> Connection<'a> {
     /// Not connected yet; the first request connects.
     pub fn new(target: &'a Target) -> Self {
-        Self {
-            target,
-            sender: None,
+        match target.client {
+            ClientKind::Lean => Self::Lean(lean_client::Connection::new(target)),
+            ClientKind::Hyper => Self::Hyper(hyper_client::Connection::new(target)),
         }
     }
 
-    /// Sends one GET to path `path` and reads the whole response, within `timeout`
-    /// (connecting included when needed).
-    pub async fn request(&mut self, path: usize, timeout: Duration) -> Outcome {
-        match tokio::time::timeout(timeout, self.exchange(path)).await {
-            Ok(outcome) => {
-                if outcome != Outcome::Ok && !matches!(outcome, Outcome::Status(_)) {
-                    self.sender = None;
-                }
-                if !self.target.keep_alive {
-                    self.sender = None;
-                }
-                outcome
-            }
-            Err(_elapsed) => {
-                // The response may still arrive on this connection; never reuse it.
-                self.sender = None;
-                Outcome::Timeout
-            }
+    /// Sends one GET to path `path` and reads the whole response by `deadline` (connecting
+    /// included when needed); [`Outcome::Timeout`] when the deadline comes first.
+    pub async fn request(&mut self, path: usize, deadline: Instant) -> Outcome {
+        match self {
+            Self::Lean(connection) => connection.request(path, deadline).await,
+            Self::Hyper(connection) => connection.request(path, deadline).await,
         }
-    }
-
-    async fn exchange(&mut self, path: usize) -> Outcome {
-        let target = self.target;
-        let sender = match self.ready_sender().await {
-            Ok(sender) => sender,
-            Err(Failure::Connect) => return Outcome::Connect,
-            Err(Failure::Io) => return Outcome::Io,
-        };
-        let mut request = Request::new(Empty::<Bytes>::new());
-        *request.uri_mut() = target.uris[path].clone();
-        request.headers_mut().insert(HOST, target.host.clone());
-        if !target.keep_alive {
-            request
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(_) => return Outcome::Io,
-        };
-        let status = response.status();
-        let mut body = response.into_body();
-        // Read the body frame by frame and drop it: only its completeness matters, and
-        // collecting it would allocate for nothing.
-        let mut body_ok = true;
-        while let Some(frame) = body.frame().await {
-            if frame.is_err() {
-                body_ok = false;
-                break;
-            }
-        }
-        if !body_ok {
-            // The connection is unusable after a broken body whatever the status.
-            self.sender = None;
-        }
-        match (status.is_success(), body_ok) {
-            (true, true) => Outcome::Ok,
-            (true, false) => Outcome::Body,
-            (false, _) => Outcome::Status(status.as_u16()),
-        }
-    }
-
-    /// The current connection if it can take a request, else a fresh one. A kept-alive
-    /// connection the server closed while idle is replaced silently: that is not a failed
-    /// request, just the end of that connection's life.
-    async fn ready_sender(&mut self) -> Result<&mut SendRequest<Empty<Bytes>>, Failure> {
-        if let Some(sender) = &mut self.sender
-            && sender.ready().await.is_err()
-        {
-            self.sender = None;
-        }
-        if self.sender.is_none() {
-            let mut sender = connect(self.target.addr).await?;
-            sender.ready().await.map_err(|_| Failure::Io)?;
-            self.sender = Some(sender);
-        }
-        Ok(self.sender.as_mut().expect("connected just above"))
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Failure> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|_| Failure::Connect)?;
-    // Small requests must leave at once, not wait for Nagle's algorithm.
-    stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| Failure::Connect)?;
-    // The connection task ends when the sender is dropped or the peer closes.
-    tokio::task::spawn_local(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_complete_http11_gets() {
+        let uri: Uri = "/cpu?n=5".parse().unwrap();
+        let host = HeaderValue::from_static("127.0.0.1:80");
+        assert_eq!(
+            &*request_bytes(&uri, &host, true),
+            b"GET /cpu?n=5 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"
+        );
+        assert_eq!(
+            &*request_bytes(&uri, &host, false),
+            b"GET /cpu?n=5 HTTP/1.1\r\nHost: 127.0.0.1:80\r\nConnection: close\r\n\r\n"
+        );
+    }
 }

@@ -8,9 +8,30 @@
 //!
 //! [`run`] is synchronous: it builds its own runtimes on its own threads, pinned to the CPUs
 //! it is given, and returns when the run is over. Every run is bounded by a duration or a
-//! request count, and by a hard deadline, so it always stops by itself.
+//! request count, and by a hard deadline, so it always stops by itself. If one worker thread
+//! fails, every other one is stopped before the error is returned.
+//!
+//! # The measured window ([`MeasuredWindow`], from [`run_with_window`])
+//!
+//! - Closed loop bounded by a duration: exactly the planned window, from the end of the
+//!   warm-up for `duration`. Measured requests are those started in it. One still
+//!   unanswered when the window ends is cut off there and counted in
+//!   [`LoadReport::unfinished`], neither an answer nor a failure, and not in the latency
+//!   histogram: a straggler (say, a timeout) near the end cannot stretch the window and
+//!   divide the throughput. Its connection stops with the window.
+//! - Closed loop bounded by a count: from the end of the warm-up to the last answer (the
+//!   count defines the window).
+//! - Open loop: from the end of the warm-up to the later of the scheduled end and the last
+//!   measured answer; the counts cover the whole measured schedule. Requests a connection
+//!   could not send by the send limit (the server held it up) are counted
+//!   `errors.unsent` and enter the corrected histogram with their latency from their due
+//!   time to the send limit, as wrk2 counts them up to the end of its run.
+//!
+//! Throughput is `ok` over the window; the generator's CPU is read over the same window.
 
 mod client;
+mod hyper_client;
+mod lean_client;
 mod plan;
 mod progress;
 pub mod recorder;
@@ -19,6 +40,7 @@ pub mod scenario;
 mod usage;
 mod worker;
 
+pub use client::ClientKind;
 pub use report::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathReport, PathWeight};
 
 use std::collections::BTreeMap;
@@ -57,6 +79,8 @@ pub struct LoadOptions {
     pub cpus: Vec<usize>,
     /// Show a live progress display (only when stdout is a terminal).
     pub progress: bool,
+    /// The HTTP client that drives the connections.
+    pub client: ClientKind,
 }
 
 impl LoadOptions {
@@ -77,6 +101,7 @@ impl LoadOptions {
             keep_alive: true,
             cpus: Vec::new(),
             progress: false,
+            client: ClientKind::default(),
         }
     }
 }
@@ -111,9 +136,45 @@ const COLLECT_GRACE: Duration = Duration::from_secs(2);
 /// How often the progress display is refreshed.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
+/// The stretch of time a report's counts, throughput and generator CPU cover (see the
+/// module documentation for how it is defined in each mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasuredWindow {
+    /// When measuring began (the end of the warm-up).
+    pub start: Instant,
+    /// When measuring ended.
+    pub end: Instant,
+}
+
 /// Runs one load measurement and returns what the generator saw.
 pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
+    run_with_window(options).map(|(report, _)| report)
+}
+
+/// Runs one load measurement and returns what the generator saw and exactly the window its
+/// counts and throughput cover, so readings taken elsewhere (the server's CPU) can be put on
+/// the same interval.
+pub fn run_with_window(options: &LoadOptions) -> Result<(LoadReport, MeasuredWindow), LoadError> {
     let plan = Arc::new(plan::build(options)?);
+    drive(options, &plan, worker::spawn)
+}
+
+/// Starts a worker thread: `(plan, index, live counters, where to send the result)`.
+type Spawn = fn(
+    Arc<Plan>,
+    usize,
+    Arc<Live>,
+    mpsc::Sender<(usize, std::io::Result<WorkerResult>)>,
+) -> std::io::Result<()>;
+
+/// Runs `plan` on workers started by `spawn`, collects their results and assembles the
+/// report. When a worker (or starting one) fails, all of them are told to stop and are
+/// waited for before the error is returned.
+fn drive(
+    options: &LoadOptions,
+    plan: &Arc<Plan>,
+    spawn: Spawn,
+) -> Result<(LoadReport, MeasuredWindow), LoadError> {
     let goal = match (&plan.pacing, options.duration, options.requests) {
         (Pacing::Open { measured, .. }, _, _) => Goal::Requests(*measured),
         (Pacing::Closed { .. }, Some(window), _) => Goal::Time(window),
@@ -121,43 +182,79 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         (Pacing::Closed { .. }, None, None) => Goal::Time(Duration::ZERO),
     };
     let progress = Progress::new(options.progress, goal);
+    // A closed loop bounded by duration ends exactly at its planned end: the generator's CPU
+    // is read then, not when the last thread has wound down.
+    let planned_end = match plan.pacing {
+        Pacing::Closed { end, .. } if options.duration.is_some() => Some(end),
+        _ => None,
+    };
 
     let (sender, receiver) = mpsc::channel();
     let lives: Vec<Arc<Live>> = plan.threads.iter().map(|_| Arc::default()).collect();
+    let mut failure: Option<LoadError> = None;
+    let mut started = 0;
     for (index, live) in lives.iter().enumerate() {
-        worker::spawn(Arc::clone(&plan), index, Arc::clone(live), sender.clone())?;
+        match spawn(Arc::clone(plan), index, Arc::clone(live), sender.clone()) {
+            Ok(()) => started += 1,
+            Err(error) => {
+                failure = Some(error.into());
+                plan.stop.send_replace(true);
+                break;
+            }
+        }
     }
     drop(sender);
 
     let mut results: Vec<Option<WorkerResult>> = plan.threads.iter().map(|_| None).collect();
     let mut received = 0;
     let mut cpu_at_measure_start: Option<(Instant, Duration)> = None;
-    while received < results.len() {
+    let mut cpu_at_measure_end: Option<(Instant, Duration)> = None;
+    while received < started {
         let now = Instant::now();
         if cpu_at_measure_start.is_none() && now >= plan.measure_start {
             cpu_at_measure_start = Some((now, usage::process_cpu()));
         }
+        if let Some(end) = planned_end
+            && cpu_at_measure_end.is_none()
+            && now >= end
+        {
+            cpu_at_measure_end = Some((now, usage::process_cpu()));
+        }
         if now >= plan.hard_deadline + COLLECT_GRACE {
             progress.finish();
-            return Err(LoadError::Io(std::io::Error::other(
-                "load generator threads did not stop at the hard deadline",
-            )));
+            plan.stop.send_replace(true);
+            return Err(failure.unwrap_or_else(|| {
+                LoadError::Io(std::io::Error::other(
+                    "load generator threads did not stop at the hard deadline",
+                ))
+            }));
         }
         let mut wait = PROGRESS_TICK;
         if cpu_at_measure_start.is_none() {
             wait = wait.min(plan.measure_start.saturating_duration_since(now));
+        } else if let Some(end) = planned_end
+            && cpu_at_measure_end.is_none()
+        {
+            wait = wait.min(end.saturating_duration_since(now));
         }
         match receiver.recv_timeout(wait) {
-            Ok((index, result)) => {
-                results[index] = Some(result?);
+            Ok((index, Ok(result))) => {
+                results[index] = Some(result);
                 received += 1;
+            }
+            Ok((_, Err(error))) => {
+                received += 1;
+                // Nobody measures the others' load any more: stop them all, then report.
+                plan.stop.send_replace(true);
+                failure.get_or_insert(error.into());
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 progress.finish();
-                return Err(LoadError::Io(std::io::Error::other(
-                    "a load generator thread died",
-                )));
+                plan.stop.send_replace(true);
+                return Err(failure.unwrap_or_else(|| {
+                    LoadError::Io(std::io::Error::other("a load generator thread died"))
+                }));
             }
         }
         let (done, ok) = lives.iter().fold((0, 0), |(done, ok), live| {
@@ -169,15 +266,18 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         progress.update(plan.measure_start, done, ok);
     }
     progress.finish();
-    let finished = Instant::now();
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let finished = cpu_at_measure_end.unwrap_or_else(|| (Instant::now(), usage::process_cpu()));
     let cpu_window = cpu_at_measure_start.map(|(at, cpu)| {
         (
-            finished.saturating_duration_since(at),
-            usage::process_cpu().saturating_sub(cpu),
+            finished.0.saturating_duration_since(at),
+            finished.1.saturating_sub(cpu),
         )
     });
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
-    Ok(assemble(options, &plan, &results, cpu_window))
+    Ok(assemble(options, plan, &results, cpu_window))
 }
 
 /// Merges the workers' results into the report.
@@ -186,18 +286,34 @@ fn assemble(
     plan: &Plan,
     results: &[WorkerResult],
     cpu_window: Option<(Duration, Duration)>,
-) -> LoadReport {
+) -> (LoadReport, MeasuredWindow) {
     let mut all = Recorder::new(plan.weights.len(), plan.open_loop());
     for result in results {
         all.merge(&result.recorder);
     }
     let last_done = results.iter().filter_map(|r| r.last_done).max();
-    // The measured window runs until the last measured answer, but is never shorter than
-    // planned: an open-loop run that kept to its schedule has exactly the asked-for rate.
-    let elapsed = last_done
+    let until_last_answer = last_done
         .map(|last| last.saturating_duration_since(plan.measure_start))
-        .unwrap_or_default()
-        .max(plan.planned_window);
+        .unwrap_or_default();
+    let elapsed = match plan.pacing {
+        // Cut at its planned end: answers after it are not counted (see the module docs)...
+        // unless the request count ran out first.
+        Pacing::Closed { requests, .. } if options.duration.is_some() => {
+            if requests.is_some_and(|n| all.sent() >= n) {
+                until_last_answer.min(plan.planned_window)
+            } else {
+                plan.planned_window
+            }
+        }
+        Pacing::Closed { .. } => until_last_answer,
+        // Never shorter than planned: an open-loop run that kept to its schedule has exactly
+        // the asked-for rate.
+        Pacing::Open { .. } => until_last_answer.max(plan.planned_window),
+    };
+    let window = MeasuredWindow {
+        start: plan.measure_start,
+        end: plan.measure_start + elapsed,
+    };
     let elapsed_s = elapsed.as_secs_f64();
     let per_second = |n: u64| {
         if elapsed_s > 0.0 {
@@ -239,7 +355,7 @@ fn assemble(
         &thread_busy,
     );
 
-    LoadReport {
+    let report = LoadReport {
         url: options.base_url.clone(),
         scenario: options.scenario.clone(),
         connections: options.connections,
@@ -251,17 +367,19 @@ fn assemble(
         warmup_requests: all.warmup_sent,
         elapsed_s,
         requests_sent: all.sent(),
+        unfinished: all.unfinished,
         responses: all.responses,
         ok: all.ok(),
         throughput_rps: per_second(all.ok()),
-        achieved_rate_rps: per_second(all.sent()),
+        achieved_rate_rps: per_second(all.sent() - all.errors.unsent),
         latency: recorder::stats(&latency),
         uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
         per_path,
         histogram: recorder::encode(&latency),
         generator,
         errors: all.errors,
-    }
+    };
+    (report, window)
 }
 
 /// The generator's CPU use over the measured window (`cpu_window` = wall time, CPU time),
@@ -299,6 +417,83 @@ fn generator_usage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    /// A keep-alive HTTP/1.1 server on 127.0.0.1 answering every request `200 ok` and
+    /// counting them; it stops accepting when `stop` is set.
+    fn counting_server(stop: Arc<AtomicBool>) -> (String, Arc<AtomicU64>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&hits);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let counter = Arc::clone(&counter);
+                // Ends when the generator closes the connection.
+                std::thread::spawn(move || {
+                    let mut request = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut request) {
+                        if n == 0 {
+                            break;
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(answer).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (url, hits)
+    }
+
+    /// Worker 0 sends load; every other worker fails 200 ms in.
+    fn spawn_one_failing(
+        plan: Arc<Plan>,
+        index: usize,
+        live: Arc<Live>,
+        results: mpsc::Sender<(usize, std::io::Result<WorkerResult>)>,
+    ) -> std::io::Result<()> {
+        if index == 0 {
+            return worker::spawn(plan, index, live, results);
+        }
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = results.send((index, Err(std::io::Error::other("injected failure"))));
+        });
+        Ok(())
+    }
+
+    /// Issue 11 item 9: when one worker fails, the run stops every other worker before it
+    /// returns the error, so no load goes on that nobody measures.
+    #[test]
+    fn a_failing_worker_stops_all_the_others() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (url, hits) = counting_server(Arc::clone(&stop));
+        let mut options = LoadOptions::new(url);
+        options.connections = 4;
+        options.warmup = Duration::ZERO;
+        options.duration = Some(Duration::from_secs(5));
+        let plan = Arc::new(plan::build(&options).unwrap());
+        assert!(plan.threads.len() >= 2);
+        let error = drive(&options, &plan, spawn_one_failing).unwrap_err();
+        assert!(error.to_string().contains("injected failure"), "{error}");
+        // A request written just before the stop may still be read by the server.
+        std::thread::sleep(Duration::from_millis(100));
+        let at_return = hits.load(Ordering::SeqCst);
+        assert!(at_return > 0, "worker 0 never sent");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(hits.load(Ordering::SeqCst), at_return, "load went on");
+        stop.store(true, Ordering::SeqCst);
+    }
 
     #[test]
     fn saturation_of_the_process_or_one_thread_is_a_bottleneck() {

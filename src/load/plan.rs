@@ -7,7 +7,10 @@
 //! Open loop follows wrk2: request `k` (counted from the start of the warm-up, across all
 //! connections) is due at `start + k / rate`, and connection `i` sends requests
 //! `i, i + C, i + 2C, …`. The number of warm-up and measured requests is therefore fixed
-//! before the run starts, which makes request counts exact.
+//! before the run starts, which makes request counts exact. The rate is held as an integer
+//! number of requests per 10⁶ s ([`Rate`]) and every count and due time is integer
+//! arithmetic on nanoseconds, so 1.1 s at 100 req/s is exactly 110 requests (a float `ceil`
+//! of 110.00000000000001 made it 111).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -43,13 +46,14 @@ pub enum Pacing {
     /// Requests are due at a constant total rate.
     Open {
         /// Requests per second, all connections together.
-        rate: f64,
+        rate: Rate,
         /// Requests `0..warmup` are warm-up.
         warmup: u64,
         /// Requests `warmup..warmup + measured` are measured.
         measured: u64,
         /// A connection that is so far behind that it would still be sending at this instant
-        /// gives up the rest of its schedule.
+        /// gives up the rest of its schedule; its measured requests left are counted
+        /// `unsent`, with their latency up to this instant.
         send_limit: Instant,
     },
 }
@@ -76,6 +80,8 @@ pub struct Plan {
     pub pacing: Pacing,
     /// Workers are abandoned at this instant whatever happens.
     pub hard_deadline: Instant,
+    /// Set to `true` to make every worker stop at once (one of them failed).
+    pub stop: tokio::sync::watch::Sender<bool>,
     /// One worker thread per entry; `Some(cpu)` pins that thread.
     pub threads: Vec<Option<usize>>,
 }
@@ -87,8 +93,42 @@ impl Plan {
     }
 
     /// Due time of open-loop request `k`.
-    pub fn due(&self, k: u64, rate: f64) -> Instant {
-        self.start + Duration::from_secs_f64(k as f64 / rate)
+    pub fn due(&self, k: u64, rate: Rate) -> Instant {
+        self.start + rate.offset(k)
+    }
+}
+
+/// Nanoseconds in 10⁶ s: the unit of [`Rate`] times the unit of a due time.
+const NANOS_PER_MEGASECOND: u128 = 1_000_000_000_000_000;
+
+/// An open-loop rate as an integer: requests per 10⁶ seconds (micro-requests per second), so
+/// counts and due times need no floating point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    per_megasecond: u64,
+}
+
+impl Rate {
+    /// `per_second` rounded to a millionth of a request per second; `None` when that is not
+    /// a positive number that fits.
+    pub fn new(per_second: f64) -> Option<Self> {
+        let scaled = (per_second * 1e6).round();
+        // u64::MAX as f64 rounds up to 2^64, so `<` keeps the conversion exact.
+        (scaled.is_finite() && scaled >= 1.0 && scaled < u64::MAX as f64).then_some(Self {
+            per_megasecond: scaled as u64,
+        })
+    }
+
+    /// How many requests fall due in `span` (due times `0, 1/rate, …` before `span`).
+    pub fn count_in(self, span: Duration) -> u64 {
+        let numerator = span.as_nanos() * u128::from(self.per_megasecond);
+        u64::try_from(numerator.div_ceil(NANOS_PER_MEGASECOND)).unwrap_or(u64::MAX)
+    }
+
+    /// When request `k` is due, counted from the start of the schedule.
+    pub fn offset(self, k: u64) -> Duration {
+        let nanos = u128::from(k) * NANOS_PER_MEGASECOND / u128::from(self.per_megasecond);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 }
 
@@ -106,9 +146,22 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
         return Err(invalid("scenario", "no paths to send"));
     }
     let mut uris = Vec::with_capacity(options.scenario.len());
-    for path in &options.scenario {
+    for (index, path) in options.scenario.iter().enumerate() {
         if path.weight == 0 {
             return Err(invalid("scenario", format!("{}: weight 0", path.path)));
+        }
+        // Results are kept per path; a second entry would overwrite the first one's.
+        if options.scenario[..index]
+            .iter()
+            .any(|p| p.path == path.path)
+        {
+            return Err(invalid(
+                "scenario",
+                format!(
+                    "{} is listed twice; give it once with the sum of the weights",
+                    path.path
+                ),
+            ));
         }
         uris.push(
             scenario::validate_path(&path.path).map_err(|e| invalid("scenario", e.to_string()))?,
@@ -132,18 +185,19 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
     if options.requests == Some(0) {
         return Err(invalid("requests", "must be at least 1"));
     }
-    if let Some(rate) = options.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        return Err(invalid(
-            "rate",
-            "must be a positive number of requests per second",
-        ));
-    }
+    let rate = match options.rate {
+        None => None,
+        Some(rate) => Some(Rate::new(rate).ok_or_else(|| {
+            invalid(
+                "rate",
+                "must be a positive number of requests per second (at least 0.000001)",
+            )
+        })?),
+    };
     let threads = threads(options)?;
 
     let start = Instant::now() + SPIN_UP;
-    let (measure_start, planned_window, pacing, last_send) = match options.rate {
+    let (measure_start, planned_window, pacing, last_send) = match rate {
         None => {
             let measure_start = start + options.warmup;
             let window = options.duration.unwrap_or(MAX_COUNT_ONLY_RUN);
@@ -157,28 +211,27 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
             (measure_start, planned, pacing, end)
         }
         Some(rate) => {
-            let warmup = (options.warmup.as_secs_f64() * rate).ceil() as u64;
-            let by_duration = options
-                .duration
-                .map(|d| ((d.as_secs_f64() * rate).ceil() as u64).max(1));
+            let warmup = rate.count_in(options.warmup);
+            let by_duration = options.duration.map(|d| rate.count_in(d).max(1));
             let measured = match (by_duration, options.requests) {
                 (Some(d), Some(n)) => d.min(n),
                 (Some(d), None) => d,
                 (None, Some(n)) => n,
                 (None, None) => unreachable!("checked above"),
             };
-            let span = Duration::from_secs_f64((warmup + measured) as f64 / rate);
+            let span = rate.offset(warmup.saturating_add(measured));
             if span > MAX_COUNT_ONLY_RUN + options.warmup {
                 return Err(invalid(
                     "requests",
                     format!(
-                        "at {rate} req/s this schedule takes {span:?}, longer than the \
-                         {MAX_COUNT_ONLY_RUN:?} a run may last"
+                        "at {} req/s this schedule takes {span:?}, longer than the \
+                         {MAX_COUNT_ONLY_RUN:?} a run may last",
+                        options.rate.unwrap_or_default()
                     ),
                 ));
             }
-            let measure_start = start + Duration::from_secs_f64(warmup as f64 / rate);
-            let window = Duration::from_secs_f64(measured as f64 / rate);
+            let measure_start = start + rate.offset(warmup);
+            let window = span - rate.offset(warmup);
             let send_limit = start + span + options.timeout;
             let pacing = Pacing::Open {
                 rate,
@@ -190,12 +243,7 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
         }
     };
     Ok(Plan {
-        target: Target {
-            addr,
-            host,
-            uris,
-            keep_alive: options.keep_alive,
-        },
+        target: Target::new(addr, host, uris, options.keep_alive, options.client),
         weights: options.scenario.iter().map(|p| p.weight).collect(),
         connections: options.connections,
         timeout: options.timeout,
@@ -204,6 +252,7 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
         planned_window,
         pacing,
         hard_deadline: last_send + options.timeout + DEADLINE_MARGIN,
+        stop: tokio::sync::watch::Sender::new(false),
         threads,
     })
 }
@@ -341,6 +390,31 @@ mod tests {
         }
         assert_eq!(plan.planned_window, Duration::from_secs(2));
         assert!(plan.hard_deadline > plan.measure_start + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn rates_count_and_schedule_in_integers() {
+        let rate = Rate::new(100.0).unwrap();
+        assert_eq!(rate.count_in(Duration::from_millis(1100)), 110);
+        assert_eq!(rate.count_in(Duration::from_millis(30)), 3);
+        assert_eq!(rate.count_in(Duration::from_micros(10_001)), 2);
+        assert_eq!(rate.offset(110), Duration::from_millis(1100));
+        let third = Rate::new(1.0 / 3.0).unwrap();
+        assert_eq!(third.count_in(Duration::from_secs(3)), 1);
+        assert_eq!(third.offset(1), Duration::from_nanos(3_000_003_000));
+        assert_eq!(Rate::new(0.0), None);
+        assert_eq!(Rate::new(1e-9), None);
+        assert_eq!(Rate::new(f64::INFINITY), None);
+        let mut o = options("http://127.0.0.1:9");
+        o.rate = Some(100.0);
+        o.duration = Some(Duration::from_millis(1100));
+        o.warmup = Duration::from_millis(30);
+        match build(&o).unwrap().pacing {
+            Pacing::Open {
+                warmup, measured, ..
+            } => assert_eq!((warmup, measured), (3, 110)),
+            Pacing::Closed { .. } => panic!("closed"),
+        }
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct Recorder {
     pub responses: u64,
     /// Warm-up requests sent (not measured).
     pub warmup_sent: u64,
+    /// Closed loop: measured requests still unanswered when the window ended.
+    pub unfinished: u64,
 }
 
 impl Recorder {
@@ -94,6 +96,7 @@ impl Recorder {
             errors: ErrorCounts::default(),
             responses: 0,
             warmup_sent: 0,
+            unfinished: 0,
         }
     }
 
@@ -133,6 +136,24 @@ impl Recorder {
         record.errors += 1;
     }
 
+    /// Records one measured open-loop request to path `path` that was due but never sent;
+    /// `latency` runs from its due time to when sending stopped, and goes into the
+    /// corrected histogram like an answer that late would.
+    pub fn record_unsent(&mut self, path: usize, latency: Duration) {
+        let record = &mut self.paths[path];
+        record.sent += 1;
+        record.errors += 1;
+        record.latency.saturating_record(micros(latency));
+        self.errors.unsent += 1;
+    }
+
+    /// Records one measured closed-loop request to path `path` that was still unanswered
+    /// when the window ended.
+    pub fn record_unfinished(&mut self, path: usize) {
+        self.paths[path].sent += 1;
+        self.unfinished += 1;
+    }
+
     /// Adds another worker's records to this one.
     pub fn merge(&mut self, other: &Recorder) {
         for (mine, theirs) in self.paths.iter_mut().zip(&other.paths) {
@@ -149,6 +170,7 @@ impl Recorder {
         add_errors(&mut self.errors, &other.errors);
         self.responses += other.responses;
         self.warmup_sent += other.warmup_sent;
+        self.unfinished += other.unfinished;
     }
 
     /// Measured requests sent, all paths.
@@ -180,6 +202,7 @@ fn add_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
     into.status_other += from.status_other;
     into.body += from.body;
     into.io += from.io;
+    into.unsent += from.unsent;
 }
 
 /// Summary statistics of a latency histogram (all zero when it is empty).
@@ -254,6 +277,8 @@ mod tests {
         b.record(0, Outcome::Connect, Duration::ZERO, Duration::ZERO);
         b.record(0, Outcome::Body, Duration::ZERO, Duration::ZERO);
         b.record(1, Outcome::Io, Duration::ZERO, Duration::ZERO);
+        b.record_unsent(0, Duration::from_millis(8));
+        b.record_unfinished(1);
         b.record(
             1,
             Outcome::Ok,
@@ -261,20 +286,22 @@ mod tests {
             Duration::from_millis(4),
         );
         a.merge(&b);
-        assert_eq!(a.sent(), 9);
+        assert_eq!(a.sent(), 11);
         assert_eq!(a.ok(), 2);
         assert_eq!(a.responses, 6);
-        assert_eq!(a.errors.total(), 7);
+        assert_eq!(a.errors.total(), 8);
+        assert_eq!((a.errors.unsent, a.unfinished), (1, 1));
         assert_eq!(
             a.errors.status_4xx + a.errors.status_5xx + a.errors.status_other,
             3
         );
-        assert_eq!(a.paths[0].sent, 4);
+        assert_eq!(a.paths[0].sent, 5);
         assert_eq!(a.paths[1].errors, 4);
+        // The unsent request is in the corrected histogram, the unfinished one nowhere.
         let latency = stats(&a.latency());
-        assert_eq!(latency.count, 2);
+        assert_eq!(latency.count, 3);
         assert!((latency.min_us - 2000.0).abs() <= 2.0);
-        assert!((latency.max_us - 4000.0).abs() <= 4.0);
+        assert!((latency.max_us - 8000.0).abs() <= 8.0);
         assert_eq!(stats(a.uncorrected.as_ref().unwrap()).count, 2);
     }
 

@@ -42,8 +42,15 @@ pub struct LoadReport {
     pub warmup_requests: u64,
     /// Length of the measured window, in seconds.
     pub elapsed_s: f64,
-    /// Requests started in the measured window.
+    /// Measured requests: closed loop, those started in the measured window; open loop, the
+    /// whole measured schedule, including requests that were due but never sent
+    /// (`errors.unsent`). Always `ok + errors.total() + unfinished`.
     pub requests_sent: u64,
+    /// Closed loop: requests started in the measured window and still unanswered when it
+    /// ended. The window is cut at its planned end (a straggler must not stretch it), so
+    /// these are neither answers nor failures; they are not in the latency histogram.
+    #[serde(default)]
+    pub unfinished: u64,
     /// Requests that got a complete HTTP response (any status).
     pub responses: u64,
     /// Responses with a 2xx status and a well-formed body.
@@ -52,11 +59,13 @@ pub struct LoadReport {
     pub errors: ErrorCounts,
     /// `ok` responses per second of the measured window.
     pub throughput_rps: f64,
-    /// Requests started per second of the measured window (equals the achieved rate in open
-    /// loop).
+    /// Requests actually sent per second of the measured window (`requests_sent` less
+    /// `errors.unsent`): the achieved rate in open loop.
     pub achieved_rate_rps: f64,
     /// Latency of `ok` responses. Open loop: from each request's intended send time
-    /// (coordinated omission corrected). Closed loop: from the actual send time.
+    /// (coordinated omission corrected), and it also holds every `errors.unsent` request
+    /// with its latency from its intended send time to the end of sending (a lower bound, as
+    /// wrk2 does), so overload shows in the tail. Closed loop: from the actual send time.
     pub latency: LatencyStats,
     /// Open loop only: latency from the actual send time, the figure a naive tool reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +121,10 @@ pub struct ErrorCounts {
     pub body: u64,
     /// I/O errors on an established connection.
     pub io: u64,
+    /// Open loop: measured requests that were due but never sent, because the connections
+    /// were still held up by the server when sending had to stop (overload).
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 impl ErrorCounts {
@@ -124,6 +137,7 @@ impl ErrorCounts {
             + self.status_other
             + self.body
             + self.io
+            + self.unsent
     }
 }
 

@@ -42,6 +42,12 @@ pub enum ScenarioError {
         /// The item as written.
         item: String,
     },
+    /// The same path twice (perhaps once by its short name): its results would be one entry.
+    #[error("{path:?} is listed twice; give it once with the sum of the weights")]
+    Duplicate {
+        /// The path.
+        path: String,
+    },
     /// A path that is not a valid request target.
     #[error("{path:?} is not a valid path and query: {reason}")]
     BadPath {
@@ -80,6 +86,9 @@ pub fn parse(spec: &str) -> Result<Vec<PathWeight>, ScenarioError> {
                 .join(", "),
         })?;
         validate_path(&path)?;
+        if scenario.iter().any(|p: &PathWeight| p.path == path) {
+            return Err(ScenarioError::Duplicate { path });
+        }
         scenario.push(PathWeight { path, weight });
     }
     if scenario.is_empty() {
@@ -203,6 +212,12 @@ mod tests {
             Err(ScenarioError::ZeroWeight { .. })
         ));
         assert!(matches!(parse("/a b"), Err(ScenarioError::BadPath { .. })));
+        assert_eq!(
+            parse("health,/health:2"),
+            Err(ScenarioError::Duplicate {
+                path: "/health".into()
+            })
+        );
         assert!(matches!(
             parse("/a#frag"),
             Err(ScenarioError::BadPath { .. })

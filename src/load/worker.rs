@@ -3,6 +3,9 @@
 //! into the thread's own [`Recorder`]. No lock or shared counter on the hot path except the
 //! thread's own progress counters (its own cache line) and, when a closed-loop run is
 //! bounded by count, the shared ticket counter that makes the count exact.
+//!
+//! Every worker also watches the plan's stop signal: when one worker fails, the run sets it
+//! and the others stop sending at once instead of loading the server with nobody measuring.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +15,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::client::Connection;
-use super::plan::{Pacing, Plan};
+use super::plan::{Pacing, Plan, Rate};
 use super::recorder::{Outcome, Recorder};
 use super::scenario::Picker;
 use super::usage;
@@ -72,6 +75,7 @@ fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Resu
         plan.open_loop(),
     )));
     let last_done: Rc<RefCell<Option<Instant>>> = Rc::new(RefCell::new(None));
+    let mut stop = plan.stop.subscribe();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let threads = plan.threads.len();
@@ -93,9 +97,12 @@ fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Resu
                 let _ = task.await;
             }
         };
-        // Past the hard deadline the remaining tasks are dropped with the runtime: a server
-        // that never answers cannot keep the run alive.
-        let _ = tokio::time::timeout_at(plan.hard_deadline.into(), all).await;
+        // Past the hard deadline, or when told to stop, the remaining tasks are dropped with
+        // the runtime: a server that never answers cannot keep the run alive.
+        tokio::select! {
+            _ = tokio::time::timeout_at(plan.hard_deadline.into(), all) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
     });
     drop(local);
     drop(runtime);
@@ -139,7 +146,9 @@ impl Task {
     }
 
     /// Closed loop: send, wait for the answer, send again. Whether a request is warm-up or
-    /// measured is decided when it starts.
+    /// measured is decided when it starts. A measured request still unanswered at `end` (the
+    /// end of the window) is cut off there and counted unfinished, so the window never
+    /// stretches to wait for a straggler.
     async fn closed(&self, end: Instant, requests: Option<u64>, claimed: &AtomicU64) {
         let plan = &self.plan;
         let mut connection = Connection::new(&plan.target);
@@ -160,9 +169,16 @@ impl Task {
                 }
             }
             let path = picker.next_index();
-            let outcome = connection.request(path, plan.timeout).await;
+            let timeout_at = sent_at + plan.timeout;
+            let cut_off = measured && end < timeout_at;
+            let deadline = if cut_off { end } else { timeout_at };
+            let outcome = connection.request(path, deadline).await;
             let done = Instant::now();
             if measured {
+                if cut_off && outcome == Outcome::Timeout {
+                    self.recorder.borrow_mut().record_unfinished(path);
+                    break;
+                }
                 let latency = done - sent_at;
                 self.record(path, outcome, latency, latency, done);
             } else {
@@ -177,7 +193,11 @@ impl Task {
     /// coordinated-omission correction. When the connection was idle and merely woke a
     /// little late (timer granularity), the generator caused the delay, so latency counts
     /// from the actual send instead.
-    async fn open(&self, rate: f64, warmup: u64, measured: u64, send_limit: Instant) {
+    ///
+    /// A connection still held up at `send_limit` sends nothing more: each measured request
+    /// left in its schedule is counted `unsent` and recorded in the corrected histogram with
+    /// its latency from its due time to `send_limit`, so overload shows instead of vanishing.
+    async fn open(&self, rate: Rate, warmup: u64, measured: u64, send_limit: Instant) {
         let plan = &self.plan;
         let mut connection = Connection::new(&plan.target);
         let mut picker = Picker::new(&plan.weights, self.connection);
@@ -188,6 +208,15 @@ impl Task {
             let due = plan.due(k, rate);
             let now = Instant::now();
             if now >= send_limit {
+                self.give_up(
+                    &mut picker,
+                    k,
+                    step,
+                    warmup + measured,
+                    warmup,
+                    rate,
+                    send_limit,
+                );
                 break;
             }
             // Behind schedule (the server held us up): send at once, without a timer turn.
@@ -196,7 +225,7 @@ impl Task {
             }
             let sent_at = Instant::now();
             let path = picker.next_index();
-            let outcome = connection.request(path, plan.timeout).await;
+            let outcome = connection.request(path, sent_at + plan.timeout).await;
             let done = Instant::now();
             if k >= warmup {
                 let from = if previous_done > due { due } else { sent_at };
@@ -205,6 +234,31 @@ impl Task {
                 self.recorder.borrow_mut().warmup_sent += 1;
             }
             previous_done = done;
+            k += step;
+        }
+    }
+
+    /// Counts requests `k, k + step, …` below `end` as never sent (the measured ones, from
+    /// `warmup` on), each with its latency from its due time to `send_limit`.
+    #[allow(clippy::too_many_arguments)]
+    fn give_up(
+        &self,
+        picker: &mut Picker,
+        mut k: u64,
+        step: u64,
+        end: u64,
+        warmup: u64,
+        rate: Rate,
+        send_limit: Instant,
+    ) {
+        let mut recorder = self.recorder.borrow_mut();
+        while k < end {
+            let path = picker.next_index();
+            if k >= warmup {
+                let due = self.plan.due(k, rate);
+                recorder.record_unsent(path, send_limit.saturating_duration_since(due));
+                self.live.done.fetch_add(1, Ordering::Relaxed);
+            }
             k += step;
         }
     }

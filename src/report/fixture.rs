@@ -249,6 +249,7 @@ fn scenario_run(
         warmup_requests: 1000,
         elapsed_s: ELAPSED_S,
         requests_sent: ok + 2,
+        unfinished: 0,
         responses: ok + 1,
         ok,
         errors: ErrorCounts {
