@@ -112,37 +112,66 @@ pub(crate) fn limit_legend() -> String {
     )
 }
 
-/// Which side limited any figure of `summary`, as words for a report's notes, e.g.
-/// `the load generator limited throughput (health) of native`; empty when nothing did.
+/// Which side limited which environment's scenarios, one line per environment and kind, e.g.
+/// `native: the load generator was saturated in health (2 rounds); bottleneck: the load
+/// generator.`; when nothing was limited, one line saying so.
 pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
-    let mut notes = Vec::new();
+    use std::collections::BTreeMap;
+    // (environment, kind) → side and the scenarios with their rounds, from the estimates of
+    // every scenario row (all rows of one scenario carry the same limits).
+    let mut found: BTreeMap<(&str, LimitKind), (Side, Vec<(String, usize)>)> = BTreeMap::new();
     for row in &summary.rows {
+        let Some(scenario) = row
+            .metric
+            .rsplit_once(" (")
+            .and_then(|(_, rest)| rest.strip_suffix(')'))
+        else {
+            continue;
+        };
         for (env, estimate) in &row.estimates {
             for limit in &estimate.limits {
-                let side = match limit.bottleneck {
-                    Side::Generator => "the load generator",
-                    Side::Service => "the service",
-                };
-                let what = match limit.kind {
-                    LimitKind::GeneratorSaturated => "was saturated",
-                    LimitKind::RateNotKept => "did not keep the rate",
-                    LimitKind::Errors => "had failed requests",
-                };
-                notes.push(format!(
-                    "{} of {env}: {what} in {} round(s); bottleneck: {side}.",
-                    row.metric, limit.rounds
-                ));
+                let entry = found
+                    .entry((env.as_str(), limit.kind))
+                    .or_insert_with(|| (limit.bottleneck, Vec::new()));
+                if limit.bottleneck == Side::Generator {
+                    entry.0 = Side::Generator;
+                }
+                if !entry.1.iter().any(|(name, _)| name == scenario) {
+                    entry.1.push((scenario.to_owned(), limit.rounds));
+                }
             }
         }
     }
+    let mut notes: Vec<String> = found
+        .into_iter()
+        .map(|((env, kind), (side, scenarios))| {
+            let what = match kind {
+                LimitKind::GeneratorSaturated => "the load generator was saturated",
+                LimitKind::RateNotKept => "the open loop did not keep its rate",
+                LimitKind::Errors => "requests failed",
+            };
+            let side = match side {
+                Side::Generator => "the load generator",
+                Side::Service => "the service",
+            };
+            let scenarios: Vec<String> = scenarios
+                .iter()
+                .map(|(name, rounds)| format!("{name} ({rounds} rounds)"))
+                .collect();
+            format!(
+                "{env}: {what} in {}; bottleneck: {side}.",
+                scenarios.join(", ")
+            )
+        })
+        .collect();
     let loaded = summary
         .rows
         .iter()
         .any(|row| row.metric.starts_with("throughput ("));
     if notes.is_empty() && loaded {
         notes.push(
-            "Load generator verdict: never saturated in any measured window, every open loop \
-             kept its rate, no request failed; the service was the bottleneck throughout."
+            "Load generator verdict: never saturated in any measured window; every open loop \
+             kept its rate; no request failed."
                 .into(),
         );
     }

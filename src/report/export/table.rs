@@ -148,10 +148,19 @@ mod tests {
             .lines()
             .skip_while(|l| !l.starts_with("host:"))
             .collect();
+        // Host, the limit marks' legend, one line per environment whose requests failed (the
+        // fixture has a timeout and a 5xx in every run), improvement, not measured.
         assert_eq!(
             legend.len(),
-            3,
-            "host, improvement and not-measured lines: {legend:?}"
+            7,
+            "host, limits, improvement and not-measured lines: {legend:?}"
+        );
+        assert!(
+            legend.contains(
+                &"native: requests failed in health (3 rounds), fixed-rate (3 rounds); \
+                  bottleneck: the service."
+            ),
+            "{legend:?}"
         );
     }
 
