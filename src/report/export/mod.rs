@@ -119,7 +119,9 @@ pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
     use std::collections::BTreeMap;
     // (environment, kind) → side and the scenarios with their rounds, from the estimates of
     // every scenario row (all rows of one scenario carry the same limits).
-    let mut found: BTreeMap<(&str, LimitKind), (Side, Vec<(String, usize)>)> = BTreeMap::new();
+    /// The side a kind of limit points at, and the scenarios (with rounds) it happened in.
+    type Found = (Side, Vec<(String, usize)>);
+    let mut found: BTreeMap<(&str, LimitKind), Found> = BTreeMap::new();
     for row in &summary.rows {
         let Some(scenario) = row
             .metric
