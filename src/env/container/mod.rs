@@ -310,7 +310,8 @@ impl Environment for ContainerEnv {
         if let Some(port) = host_port {
             // The image's command binds 0.0.0.0, which on the host's network would be every
             // interface of the machine.
-            request = request.with_cmd(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            let port = port.to_string();
+            request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
         }
         let container = request
             .start()

@@ -27,7 +27,7 @@ pub struct RegisteredRuntime {
 impl RegisteredRuntime {
     /// Whether this is gVisor's `runsc`, by name or by binary.
     pub fn is_gvisor(&self) -> bool {
-        self.name == "runsc" || Path::new(&self.path).file_name() == Some("runsc".as_ref())
+        self.name == "runsc" || Path::new(&self.path).file_name() == Some(std::ffi::OsStr::new("runsc"))
     }
 
     /// Whether every engine has it (runc, containerd's shims): no rung of its own.

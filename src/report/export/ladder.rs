@@ -29,7 +29,7 @@ fn cell_lines(cost: Option<&Cost>) -> Vec<String> {
     let mut lines = vec![
         cost.value
             .as_ref()
-            .map(|v| estimate_cell(v, ""))
+            .map(|v| estimate_cell(v, cost.metric.unit()))
             .unwrap_or_else(|| "—".into()),
     ];
     if let Some(ratio) = &cost.ratio_over_below {
@@ -78,9 +78,15 @@ pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header());
     for row in rows(&ladder) {
-        table.add_row(row.iter().map(|lines| {
-            super::sanitize_terminal(&lines.join("\n"))
-        }));
+        let cells: Vec<String> = row
+            .iter()
+            .map(|lines| {
+                let lines: Vec<String> =
+                    lines.iter().map(|l| super::sanitize_terminal(l)).collect();
+                lines.join("\n")
+            })
+            .collect();
+        table.add_row(cells);
     }
     for index in 1..table.column_count() {
         if let Some(column) = table.column_mut(index) {
@@ -167,7 +173,7 @@ mod tests {
                 EnvKind::Native => rung(position::NATIVE, "baseline", None),
                 EnvKind::Container => rung(
                     position::CONTAINER_BRIDGE,
-                    "Docker's <network> path",
+                    "the <network> path",
                     Some("native"),
                 ),
                 _ => vm_rung("the hypervisor".into()),
@@ -192,7 +198,7 @@ mod tests {
             assert!(out.contains("step "), "{out}");
             assert!(out.contains("vs native "), "{out}");
         }
-        assert!(page.contains("Docker's &lt;network&gt; path"), "escaped");
+        assert!(page.contains("the &lt;network&gt; path"), "escaped");
         assert_eq!(page.matches("<svg").count(), 2, "two ladder charts");
     }
 
