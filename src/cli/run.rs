@@ -291,7 +291,8 @@ fn constructed(
     budget: &Budget,
 ) -> Vec<(String, Result<Box<dyn Environment>, EnvError>)> {
     let budget = budget.clone();
-    let boxed = |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
+    let boxed =
+        |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
     let one = |env: Result<Box<dyn Environment>, EnvError>| {
         let value = name.to_possible_value().map(|v| v.get_name().to_owned());
         vec![(value.unwrap_or_else(|| format!("{name:?}")), env)]

@@ -196,9 +196,7 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
     if rungs.len() < 2 {
         return None;
     }
-    rungs.sort_by(|a, b| {
-        (a.1.position, &a.0.label.name).cmp(&(b.1.position, &b.0.label.name))
-    });
+    rungs.sort_by(|a, b| (a.1.position, &a.0.label.name).cmp(&(b.1.position, &b.0.label.name)));
     let native = rungs
         .iter()
         .find(|(env, rung)| rung.position == position::NATIVE || env.label.name == "native")
@@ -396,7 +394,10 @@ mod tests {
                 continue;
             };
             let over_native = container.cost(metric).unwrap().ratio_over_native.as_ref();
-            assert!((over_native.unwrap().median - c / n).abs() < 1e-9, "{metric:?}");
+            assert!(
+                (over_native.unwrap().median - c / n).abs() < 1e-9,
+                "{metric:?}"
+            );
             let vm_cost = vm.cost(metric).unwrap();
             assert!((vm_cost.ratio_over_below.as_ref().unwrap().median - v / c).abs() < 1e-9);
             assert!((vm_cost.delta_over_below.unwrap() - (v - c)).abs() < 1e-9);
@@ -420,7 +421,10 @@ mod tests {
         let mut artifact = laddered();
         artifact.environments.truncate(1);
         assert!(ladder(&artifact).is_none());
-        assert!(ladder(&fixture::artifact()).is_none(), "no rungs, no ladder");
+        assert!(
+            ladder(&fixture::artifact()).is_none(),
+            "no rungs, no ladder"
+        );
     }
 
     #[test]

@@ -373,7 +373,9 @@ impl Environment for ContainerEnv {
             Some(registered) if registered.is_gvisor() => {
                 "memory is the cgroup working set of the whole sandbox (sentry, gofer and the server), as docker stats shows it"
             }
-            _ => "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it",
+            _ => {
+                "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it"
+            }
         };
         EnvironmentLabel {
             name: self.name().into(),
@@ -388,7 +390,8 @@ impl Environment for ContainerEnv {
             detected: None,
             notes: vec![
                 memory_note.into(),
-                "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
+                "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534"
+                    .into(),
             ]
             .into_iter()
             .chain(proxy_note)

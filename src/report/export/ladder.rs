@@ -106,7 +106,11 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
     let e = escape_markdown;
     let mut out = String::from("\n## The cost ladder\n\n");
     let header = header();
-    let _ = writeln!(out, "| {} |", header.iter().map(|h| e(h)).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        out,
+        "| {} |",
+        header.iter().map(|h| e(h)).collect::<Vec<_>>().join(" | ")
+    );
     let alignment: Vec<&str> = (0..header.len())
         .map(|i| if i == 0 { ":---" } else { "---:" })
         .collect();

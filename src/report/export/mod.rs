@@ -3,8 +3,8 @@
 //! terminal, markdown and HTML say the same thing the same way.
 
 mod charts;
-mod ladder;
 mod html;
+mod ladder;
 mod markdown;
 mod table;
 
