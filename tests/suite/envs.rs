@@ -62,7 +62,7 @@ pub fn skip_reason(env: &str) -> Option<String> {
     if required {
         return None;
     }
-    match ContainerEnv::gvisor(Budget::for_host()) {
+    match isobench::env::container::ContainerEnv::gvisor(Budget::for_host()) {
         Err(isobench::env::EnvError::Unavailable { reason, .. }) => Some(reason),
         _ => None,
     }
