@@ -31,9 +31,10 @@ use crate::report::schema::{Artifact, Unavailable};
 /// throughput across 7 × 2 s rounds was MEASURED_CV.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Environments to run, comma-separated: native, container, vm, mock. Default: native,
-    /// container and vm, each when this machine can run it (those that cannot are listed
-    /// with the reason).
+    /// Environments to run, comma-separated: native, container-host, container, gvisor,
+    /// runtimes (one per other registered runtime), vm, mock. Default: the whole ladder
+    /// (all but mock), each when this machine can run it (those that cannot are listed with
+    /// the reason).
     #[arg(long, value_delimiter = ',')]
     pub env: Vec<EnvName>,
     /// Scenarios to run against every instance: health (closed loop on /health, the
@@ -135,8 +136,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     for name in requested {
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let outcome = factory::prepared(name, plan.budget.clone());
+        // `runtimes` stands for one environment per registered runtime.
+        let outcomes = factory::prepared_all(name, plan.budget.clone());
         spinner.finish_and_clear();
+        for (name, outcome) in outcomes {
         match outcome {
             Ok((env, preparation)) => prepared.push(Prepared { env, preparation }),
             Err(error) => {
@@ -146,6 +149,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
                     reason: format!("{error:#}"),
                 });
             }
+        }
         }
     }
     anyhow::ensure!(!prepared.is_empty(), "no environment could run");

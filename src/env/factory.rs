@@ -15,8 +15,16 @@ use crate::report::schema::Preparation;
 pub enum EnvName {
     /// The server as a plain process.
     Native,
-    /// The server in a Docker container.
+    /// The server in a Docker container on the host's network (namespaces and cgroups
+    /// without Docker's network path), bound to 127.0.0.1.
+    ContainerHost,
+    /// The server in a Docker container behind the bridge, its port published on 127.0.0.1.
     Container,
+    /// The bridge container under gVisor, when the engine has a runsc runtime registered.
+    Gvisor,
+    /// The bridge container under every other runtime the engine has registered (crun,
+    /// kata, …), one environment each (`container-<runtime>`).
+    Runtimes,
     /// The server in a VM (QEMU booting a kernel and an initramfs; Vagrant with
     /// `ISOBENCH_VM=vagrant`).
     Vm,
@@ -26,16 +34,34 @@ pub enum EnvName {
 
 impl EnvName {
     /// Every name, in the order `isobench run` lists them.
-    pub const ALL: [EnvName; 4] = [Self::Native, Self::Container, Self::Vm, Self::Mock];
+    pub const ALL: [EnvName; 7] = [
+        Self::Native,
+        Self::ContainerHost,
+        Self::Container,
+        Self::Gvisor,
+        Self::Runtimes,
+        Self::Vm,
+        Self::Mock,
+    ];
 
-    /// What `isobench run` measures when no environment is named.
-    pub const DEFAULT: [EnvName; 3] = [Self::Native, Self::Container, Self::Vm];
+    /// What `isobench run` measures when no environment is named: the whole ladder.
+    pub const DEFAULT: [EnvName; 6] = [
+        Self::Native,
+        Self::ContainerHost,
+        Self::Container,
+        Self::Gvisor,
+        Self::Runtimes,
+        Self::Vm,
+    ];
 
     /// The name as written on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Native => "native",
+            Self::ContainerHost => "container-host",
             Self::Container => "container",
+            Self::Gvisor => "gvisor",
+            Self::Runtimes => "runtimes",
             Self::Vm => "vm",
             Self::Mock => "mock",
         }
@@ -50,7 +76,10 @@ impl fmt::Display for EnvName {
 
 /// A name that is not an environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown environment {given:?}: expected one of native, container, vm, mock")]
+#[error(
+    "unknown environment {given:?}: expected one of native, container-host, container, gvisor, \
+     runtimes, vm, mock"
+)]
 pub struct UnknownEnv {
     /// The name as given.
     pub given: String,
@@ -68,20 +97,62 @@ impl FromStr for EnvName {
     }
 }
 
+/// A prepared environment with its timed preparation steps.
+pub type Prepared = (Box<dyn Environment>, Vec<Preparation>);
+
 /// The environment `name` on `budget`, prepared (builds, images), with its timed preparation
-/// steps; `EnvError::Unavailable` when this machine cannot run it.
-pub fn prepared(
-    name: EnvName,
-    budget: Budget,
-) -> Result<(Box<dyn Environment>, Vec<Preparation>), EnvError> {
-    let mut env: Box<dyn Environment> = match name {
-        EnvName::Native => Box::new(NativeEnv::new(budget)),
-        EnvName::Container => Box::new(ContainerEnv::new(budget)?),
-        EnvName::Vm => crate::env::vm::from_env(budget)?,
-        EnvName::Mock => Box::new(MockEnv::new("mock", budget, MockReadings::default())),
+/// steps; `EnvError::Unavailable` when this machine cannot run it. `runtimes` stands for
+/// several environments: use [`prepared_all`] for it.
+pub fn prepared(name: EnvName, budget: Budget) -> Result<Prepared, EnvError> {
+    let mut all = prepared_all(name, budget);
+    match all.len() {
+        1 => all.remove(0).1,
+        n => Err(EnvError::Unavailable {
+            env: name.to_string(),
+            reason: format!("{name} stands for {n} environments here, not one"),
+        }),
+    }
+}
+
+/// Every environment `name` stands for, by its own name, each prepared or with the reason
+/// it cannot run: one for most names, one per registered runtime (possibly none) for
+/// `runtimes`.
+pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepared, EnvError>)> {
+    let boxed = |env: Result<ContainerEnv, EnvError>| {
+        env.map(|env| Box::new(env) as Box<dyn Environment>)
     };
-    let preparation = env.prepare()?;
-    Ok((env, preparation))
+    let built: Vec<(String, Result<Box<dyn Environment>, EnvError>)> = match name {
+        EnvName::Native => vec![(name.to_string(), Ok(Box::new(NativeEnv::new(budget))))],
+        EnvName::ContainerHost => {
+            vec![(name.to_string(), boxed(ContainerEnv::host_network(budget)))]
+        }
+        EnvName::Container => vec![(name.to_string(), boxed(ContainerEnv::new(budget)))],
+        EnvName::Gvisor => vec![(name.to_string(), boxed(ContainerEnv::gvisor(budget)))],
+        EnvName::Runtimes => ContainerEnv::other_runtimes(&budget)
+            .into_iter()
+            .map(|env| {
+                let own = env
+                    .as_ref()
+                    .map_or_else(|_| name.to_string(), |env| env.spec().name.clone());
+                (own, boxed(env))
+            })
+            .collect(),
+        EnvName::Vm => vec![(name.to_string(), crate::env::vm::from_env(budget))],
+        EnvName::Mock => vec![(
+            name.to_string(),
+            Ok(Box::new(MockEnv::new("mock", budget, MockReadings::default()))),
+        )],
+    };
+    built
+        .into_iter()
+        .map(|(own, env)| {
+            let prepared = env.and_then(|mut env| {
+                let preparation = env.prepare()?;
+                Ok((env, preparation))
+            });
+            (own, prepared)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ fn label(
             .into(),
         ),
         notes: Vec::new(),
+        rung: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod charts;
 mod html;
+mod ladder;
 mod markdown;
 mod table;
 
