@@ -19,6 +19,8 @@ pub mod env;
 #[cfg(feature = "harness")]
 pub mod load;
 #[cfg(feature = "harness")]
+pub mod measure;
+#[cfg(feature = "harness")]
 pub mod probe;
 #[cfg(feature = "harness")]
 pub mod report;

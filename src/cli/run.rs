@@ -15,11 +15,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::env::cleanup::{self, Phase};
 use crate::env::container::ContainerEnv;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::load::{self, LoadOptions, PathWeight};
+use crate::measure::soak::{self, SoakPlan};
 use crate::report::schema::{
     Artifact, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun, Unavailable,
 };
@@ -63,7 +65,9 @@ pub struct RunArgs {
     /// Fewer and shorter repetitions (2 × 2 s): a smoke test, not a measurement.
     #[arg(long, conflicts_with = "thorough")]
     pub quick: bool,
-    /// More and longer repetitions (10 × 10 s) for tight intervals.
+    /// More and longer repetitions (10 × 10 s) for tight intervals, then a 10-minute soak of
+    /// every environment at saturation (RSS, open fds and threads sampled; growth beyond
+    /// noise fails the run with exit code 1).
     #[arg(long)]
     pub thorough: bool,
     /// Seed of the per-round shuffle of environments (recorded in the artifact's notes).
@@ -174,8 +178,14 @@ impl Plan {
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let plan = Plan::from_args(&args);
     validate(&args, &plan)?;
-    std::fs::create_dir_all(&args.output_dir)
-        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    // Before anything starts: a full disk or a read-only directory is found in a second,
+    // not after the first round.
+    crate::cli::check_output_dir(&args.output_dir)?;
+    let swept = cleanup::sweep_orphans();
+    let swept_note = swept.note();
+    if let Some(note) = &swept_note {
+        eprintln!("isobench: {note}");
+    }
     let requested = if args.env.is_empty() {
         vec![EnvName::Native, EnvName::Container, EnvName::Vm]
     } else {
@@ -183,14 +193,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     };
 
     let mut artifact = Artifact::now(Vec::new());
-    let run_note = format!(
+    let mut run_note = format!(
         "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
         args.seed, plan.repetitions, plan.duration
     );
+    if let Some(note) = swept_note {
+        run_note.push_str(&format!("; before this run, the orphan sweep {note}"));
+    }
     let mut environments = Vec::new();
     for name in requested {
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name:?}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
+        cleanup::enter_phase(Phase::Preparing);
         let prepared = prepared(name, &plan);
         spinner.finish_and_clear();
         match prepared {
@@ -232,13 +246,58 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
             let detected = result.label.detected.take().or(measured.1);
             result.label = label_of(env, &run_note, detected);
             result.rounds.push(measured.0);
+            cleanup::enter_phase(Phase::Writing);
             crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
             progress.inc(1);
         }
     }
     progress.finish_and_clear();
+    if args.thorough {
+        for (index, env) in environments.iter().enumerate() {
+            let note = soak_environment(env.as_ref(), &plan, &args.output_dir)
+                .with_context(|| format!("the soak of {}", env.name()))?;
+            eprintln!("isobench: {}: {note}", env.name());
+            artifact.environments[index].label.notes.push(note);
+        }
+    }
+    cleanup::enter_phase(Phase::Writing);
     crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
     Ok(artifact)
+}
+
+/// Start of the note of a soak that found failed requests or growth beyond noise.
+pub const SOAK_FAILED_NOTE: &str = "soak FAILED";
+
+/// `--thorough`'s long soak of a fresh instance of `env` ([`crate::measure::soak`]): its
+/// samples go to `soak-<env>.json` in `output_dir`, its verdict into the returned note.
+fn soak_environment(
+    env: &dyn Environment,
+    plan: &Plan,
+    output_dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let soak_plan = SoakPlan::long(plan.budget.generator_cpus.clone());
+    cleanup::record_phase(Phase::Starting);
+    let instance = env.start()?;
+    cleanup::enter_phase(Phase::Loading);
+    let result = soak::soak(instance.base_url(), &soak_plan);
+    instance.stop()?;
+    let result = result?;
+    cleanup::enter_phase(Phase::Writing);
+    let path = output_dir.join(format!("soak-{}.json", env.name()));
+    let json = serde_json::to_vec_pretty(&result).context("serializing the soak")?;
+    crate::report::write::atomic(&path, &json)?;
+    let problems = result.problems();
+    let verdict = if problems.is_empty() {
+        "no growth beyond noise".to_owned()
+    } else {
+        format!("{SOAK_FAILED_NOTE}: {}", problems.join("; "))
+    };
+    Ok(format!(
+        "soak of {:?} at saturation ({}): {}; {verdict}",
+        soak_plan.length,
+        path.display(),
+        result.describe()
+    ))
 }
 
 /// The environment's label plus what this run adds: its own note and the environment the
@@ -294,6 +353,8 @@ fn measure_round(
     plan: &Plan,
     progress: &ProgressBar,
 ) -> anyhow::Result<(Round, Option<String>)> {
+    // Environments pause (cleanup::pause_point) once they have started something.
+    cleanup::record_phase(Phase::Starting);
     let instance = env.start()?;
     let outcome = measure_instance(
         instance.as_ref(),
@@ -331,6 +392,7 @@ fn measure_instance(
         ));
         let options = scenario.load_options(instance.base_url(), plan);
         let before = instance.resources()?;
+        cleanup::enter_phase(Phase::Loading);
         let report = load::run(&options)?;
         let after = instance.resources()?;
         runs.push(ScenarioRun {

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod cleanup;
 pub mod container;
 pub mod health;
+pub mod logs;
 pub mod mock;
 pub mod native;
 pub mod pin;
@@ -67,6 +68,13 @@ pub trait Instance: Send {
 
     /// Stops the instance and releases everything it held.
     fn stop(self: Box<Self>) -> Result<(), EnvError>;
+
+    /// The last `lines` lines the service logged (stdout and stderr), oldest first, for the
+    /// record of a failed repetition; empty where the environment cannot read them.
+    fn log_tail(&self, lines: usize) -> String {
+        let _ = lines;
+        String::new()
+    }
 }
 
 /// Resource readings of an instance at one moment.

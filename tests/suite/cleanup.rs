@@ -85,7 +85,7 @@ fn interrupted_trial_leaves_nothing(env: &str) -> Result<(), Failed> {
     expect_nothing_left(pid, &marker)
 }
 
-fn wait_with_deadline(
+pub fn wait_with_deadline(
     child: &mut Child,
     limit: Duration,
 ) -> Result<std::process::ExitStatus, Failed> {
@@ -106,7 +106,9 @@ fn instance_exists(pid: u32, marker: &str) -> Result<bool, Failed> {
     Ok(!marked_processes(marker).is_empty() || !containers_of(pid)?.is_empty())
 }
 
-fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
+/// Waits up to 10 s for everything `pid` (containers) and `marker` (processes) started to
+/// be gone; fails naming what is left.
+pub fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
     // Removal is asynchronous in the engine and the kernel; allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

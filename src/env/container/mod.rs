@@ -21,7 +21,9 @@ use testcontainers::{Container, GenericImage, ImageExt};
 use self::engine::Engine;
 use self::image::BuiltImage;
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
-use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
+use crate::env::{
+    Budget, EnvError, Environment, Instance, ResourceReading, health, logs, server_binary,
+};
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
@@ -83,6 +85,9 @@ impl Environment for ContainerEnv {
             .with_cap_drop("ALL")
             .with_security_opt("no-new-privileges")
             .with_startup_timeout(STARTUP_TIMEOUT)
+            // The service derives its /memory caps from this (it could read the cgroup too;
+            // saying it is what every environment does alike).
+            .with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string())
             .with_host_config_modifier(move |host| {
                 host.cpuset_cpus = Some(cpuset.clone());
                 host.memory = Some(memory);
@@ -100,6 +105,7 @@ impl Environment for ContainerEnv {
             .start()
             .with_context(|| format!("starting a container from {}", image.reference()))?;
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
+        cleanup::pause_point(cleanup::Phase::Starting);
         let port = container
             .get_host_port_ipv4(SERVICE_PORT.tcp())
             .context("reading the container's published port")?;
@@ -203,6 +209,20 @@ impl Instance for ContainerInstance {
             total.cpu_seconds += proxy.cpu_seconds;
         }
         Ok(total)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let Some(container) = &self.container else {
+            return String::new();
+        };
+        // The engine keeps the container's output; the server writes only its address to
+        // stdout, so stdout first and then stderr is the order it was written in.
+        let mut text = String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default())
+            .into_owned();
+        text.push_str(&String::from_utf8_lossy(
+            &container.stderr_to_vec().unwrap_or_default(),
+        ));
+        logs::last_lines(&text, lines)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
