@@ -299,7 +299,6 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    #[test]
     fn fixed_limit(limit_mb: u64) -> impl FnOnce() -> std::io::Result<MemoryLimit> {
         move || {
             Ok(MemoryLimit {

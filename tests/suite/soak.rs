@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use isobench::env::{Budget, server_binary};
 use isobench::measure::soak::{self, SoakPlan};
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::Trial;
 
 use super::envs;
 
