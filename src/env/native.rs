@@ -210,6 +210,11 @@ impl Instance for NativeInstance {
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // A server that died on its own (killed, crashed) must not read as one that failed
+        // to stop.
+        if let Some(status) = self.child.try_wait().context("waiting for the server")? {
+            return Err(anyhow!("the server had exited before it was stopped: {status}").into());
+        }
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + STOP_GRACE;

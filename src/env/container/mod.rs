@@ -181,6 +181,26 @@ impl ContainerInstance {
             .as_ref()
             .map_or("", |container| container.id())
     }
+
+    /// How the container ended, if it is no longer running: status, exit code, OOM kill.
+    fn stopped(&self) -> Option<String> {
+        let state = self.engine.inspect_container(self.id()).ok()?.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(format!(
+            "the container is no longer running: {}, exit code {}{}",
+            state
+                .status
+                .map_or_else(|| "unknown status".to_owned(), |s| s.to_string()),
+            state.exit_code.unwrap_or_default(),
+            if state.oom_killed == Some(true) {
+                ", killed by the kernel's OOM killer"
+            } else {
+                ""
+            }
+        ))
+    }
 }
 
 impl Instance for ContainerInstance {
@@ -193,8 +213,15 @@ impl Instance for ContainerInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let stats = self.engine.stats(self.id())?;
-        let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
+        let reading = self
+            .engine
+            .stats(self.id())
+            .and_then(|stats| Ok(ContainerReading::try_from(&stats)?))
+            // A stopped container has no stats: say that, not what the stats lack.
+            .map_err(|error| match self.stopped() {
+                Some(stopped) => anyhow!(stopped),
+                None => error,
+            })?;
         let mut total = ResourceReading {
             memory_bytes: reading.memory_bytes,
             peak_memory_bytes: reading.peak_memory_bytes,
