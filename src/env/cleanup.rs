@@ -290,7 +290,10 @@ fn sweep_containers(swept: &mut Swept) {
         }
     };
     for (id, labels) in containers {
-        let Some(owner) = labels.get(OWNER_LABEL).and_then(|pid| pid.parse::<u32>().ok()) else {
+        let Some(owner) = labels
+            .get(OWNER_LABEL)
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
             continue;
         };
         if owner_alive(owner) {
@@ -301,9 +304,7 @@ fn sweep_containers(swept: &mut Swept) {
             Ok(()) => swept
                 .removed
                 .push(format!("container {short} (owner pid {owner})")),
-            Err(error) => swept
-                .failed
-                .push(format!("container {short}: {error:#}")),
+            Err(error) => swept.failed.push(format!("container {short}: {error:#}")),
         }
     }
 }
@@ -333,7 +334,11 @@ fn sweep_qemu(swept: &mut Swept) {
         return;
     };
     for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let is_qemu = std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| {
@@ -451,7 +456,10 @@ mod tests {
     #[test]
     fn qemu_owner_is_read_from_its_name() {
         let name = qemu_name(4242);
-        assert_eq!(qemu_owner(&["qemu-system-x86_64", "-name", &name, "-m", "1G"]), Some(4242));
+        assert_eq!(
+            qemu_owner(&["qemu-system-x86_64", "-name", &name, "-m", "1G"]),
+            Some(4242)
+        );
         let with_options = format!("guest={name},debug-threads=on");
         assert_eq!(qemu_owner(&["qemu", "-name", &with_options]), Some(4242));
         assert_eq!(qemu_owner(&["qemu", "-name", "someone-elses-vm"]), None);
@@ -475,7 +483,10 @@ mod tests {
             failed: vec![],
         };
         let note = swept.note().unwrap();
-        assert!(note.contains("removed 1") && note.contains("container abc"), "{note}");
+        assert!(
+            note.contains("removed 1") && note.contains("container abc"),
+            "{note}"
+        );
     }
 
     #[test]
@@ -486,8 +497,14 @@ mod tests {
             .args(["-c", "test \"$ISOBENCH_RELEASE_TEST\" = yes"])
             .env("ISOBENCH_RELEASE_TEST", "yes")
             .current_dir(&dir);
-        ReleaseCommand::from_command("a test", &command).run().unwrap();
+        ReleaseCommand::from_command("a test", &command)
+            .run()
+            .unwrap();
         command.env("ISOBENCH_RELEASE_TEST", "no");
-        assert!(ReleaseCommand::from_command("a test", &command).run().is_err());
+        assert!(
+            ReleaseCommand::from_command("a test", &command)
+                .run()
+                .is_err()
+        );
     }
 }

@@ -49,7 +49,12 @@ impl LogTail {
     pub fn last(&self, count: usize) -> String {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         let skip = lines.len().saturating_sub(count);
-        lines.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
+        lines
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

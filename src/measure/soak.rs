@@ -201,7 +201,8 @@ pub fn soak(base_url: &str, plan: &SoakPlan) -> anyhow::Result<SoakResult> {
         let load = scope.spawn(|| load::run(&options));
         let mut samples = Vec::new();
         let mut error = None;
-        let mut next = Duration::ZERO;
+        // The first sample one interval in, once the load's connections are all open.
+        let mut next = plan.sample_every;
         while !load.is_finished() {
             let now = started.elapsed();
             if now >= next {
@@ -213,14 +214,15 @@ pub fn soak(base_url: &str, plan: &SoakPlan) -> anyhow::Result<SoakResult> {
             }
             std::thread::sleep(Duration::from_millis(50).min(plan.sample_every));
         }
-        let report = load.join().map_err(|_| anyhow::anyhow!("the soak's load panicked"));
+        let report = load
+            .join()
+            .map_err(|_| anyhow::anyhow!("the soak's load panicked"));
         (report, samples_or(samples, error))
     });
     let report: LoadReport = report?.context("the soak's load")?;
-    let mut samples = samples?;
-    // One more after the load: the state the service is left in.
-    samples.push(sample(base_url, started.elapsed())?);
-    Ok(evaluate(samples, &report))
+    // Only samples under load: after it, the connections are closed and fewer descriptors
+    // would hide growth.
+    Ok(evaluate(samples?, &report))
 }
 
 fn samples_or(samples: Vec<Sample>, error: Option<anyhow::Error>) -> anyhow::Result<Vec<Sample>> {
@@ -235,11 +237,18 @@ fn samples_or(samples: Vec<Sample>, error: Option<anyhow::Error>) -> anyhow::Res
 /// The median of `values` (the lower one of an even count).
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
-    values.get((values.len().saturating_sub(1)) / 2).copied().unwrap_or(0)
+    values
+        .get((values.len().saturating_sub(1)) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Start, end and growth of one quantity over `samples`.
-fn growth(samples: &[Sample], value: impl Fn(&Sample) -> u64, noise: impl Fn(u64) -> u64) -> Growth {
+fn growth(
+    samples: &[Sample],
+    value: impl Fn(&Sample) -> u64,
+    noise: impl Fn(u64) -> u64,
+) -> Growth {
     let edge = EDGE_SAMPLES.min(samples.len().div_ceil(2)).max(1);
     let start = median(samples.iter().take(edge).map(&value).collect());
     let end = median(samples.iter().rev().take(edge).map(&value).collect());

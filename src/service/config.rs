@@ -312,7 +312,9 @@ mod tests {
     fn defaults_are_valid_and_match_clap() {
         Config::default().validate().unwrap();
         let args = Args::try_parse_from(["isobench-server"]).unwrap();
-        let resolved = args.resolve_with(fixed_limit(DEFAULT_MEMORY_LIMIT_MB)).unwrap();
+        let resolved = args
+            .resolve_with(fixed_limit(DEFAULT_MEMORY_LIMIT_MB))
+            .unwrap();
         assert_eq!(
             resolved,
             Config {
@@ -350,7 +352,10 @@ mod tests {
         let args = Args::try_parse_from(["isobench-server"]).unwrap();
         // A 24 GiB host: 18 GiB for /memory.
         let config = args.resolve_with(fixed_limit(24 * 1024)).unwrap();
-        assert_eq!((config.max_memory_mb, config.memory_budget_mb), (18432, 18432));
+        assert_eq!(
+            (config.max_memory_mb, config.memory_budget_mb),
+            (18432, 18432)
+        );
         // A 128 MiB container: 64 MiB, and the default request shrinks to fit.
         let config = args.resolve_with(fixed_limit(128)).unwrap();
         assert_eq!((config.max_memory_mb, config.memory_budget_mb), (64, 64));
@@ -362,8 +367,7 @@ mod tests {
         let error = args.resolve_with(fixed_limit(50)).unwrap_err().to_string();
         assert!(error.contains("leaves nothing"), "{error}");
         // The explicit limit beats the machine's.
-        let args =
-            Args::try_parse_from(["isobench-server", "--memory-limit-mb", "1024"]).unwrap();
+        let args = Args::try_parse_from(["isobench-server", "--memory-limit-mb", "1024"]).unwrap();
         let config = args.resolve_with(fixed_limit(24 * 1024)).unwrap();
         assert_eq!(config.memory_limit.source, LimitSource::Explicit);
         assert_eq!(config.memory_budget_mb, 768);
@@ -396,7 +400,10 @@ mod tests {
             "1024",
         ])
         .unwrap();
-        let error = args.resolve_with(fixed_limit(24 * 1024)).unwrap_err().to_string();
+        let error = args
+            .resolve_with(fixed_limit(24 * 1024))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("max-memory-mb"), "{error}");
     }
 

@@ -158,7 +158,8 @@ fn cgroup_limits(root: &Path, membership: &str) -> Vec<(u64, LimitSource)> {
     let mut limits = Vec::new();
     for line in membership.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -169,7 +170,11 @@ fn cgroup_limits(root: &Path, membership: &str) -> Vec<(u64, LimitSource)> {
                 LimitSource::CgroupV1,
             )
         } else if controllers.is_empty() {
-            (root.join("sys/fs/cgroup"), "memory.max", LimitSource::CgroupV2)
+            (
+                root.join("sys/fs/cgroup"),
+                "memory.max",
+                LimitSource::CgroupV2,
+            )
         } else {
             continue;
         };

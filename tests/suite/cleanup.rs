@@ -200,7 +200,8 @@ fn container_exists(id: &str) -> Result<bool, Failed> {
 fn sweep_removes_only_orphans() -> Result<(), Failed> {
     use isobench::env::container::{engine::Engine, image};
     let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
-    let (server, _) = isobench::env::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
+    let (server, _) =
+        isobench::env::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
     let (built, _) = image::ensure_image(&engine, &server).map_err(|e| format!("{e:#}"))?;
     let dead = dead_pid()?;
     let alive = std::process::id();
@@ -236,7 +237,8 @@ fn sweep_removes_only_orphans() -> Result<(), Failed> {
     if owned_child.try_wait()?.is_some() {
         return Err("the sweep killed a QEMU whose owner is alive".into());
     }
-    if !note.contains(&format!("owner pid {dead}")) || note.contains(&format!("owner pid {alive}")) {
+    if !note.contains(&format!("owner pid {dead}")) || note.contains(&format!("owner pid {alive}"))
+    {
         return Err(format!("the note does not say what was removed: {note}").into());
     }
     Ok(())

@@ -161,7 +161,14 @@ impl Run {
         let marker = format!("fault-{}-{:?}", std::process::id(), Instant::now());
         let mut child = Command::new(env!("CARGO_BIN_EXE_isobench"))
             .args(["run", "--env", env, "-n", &rounds.to_string()])
-            .args(["--duration", "2s", "--warmup", "0s", "--scenarios", "health"])
+            .args([
+                "--duration",
+                "2s",
+                "--warmup",
+                "0s",
+                "--scenarios",
+                "health",
+            ])
             .arg("--output-dir")
             .arg(output_dir)
             .env(MARKER_ENV, &marker)
@@ -493,7 +500,9 @@ fn output_fault(
     if !stderr.contains(message) {
         return Err(format!("expected `{message}`:\n{stderr}").into());
     }
-    let artifact = run.artifact()?.ok_or("the first round's artifact is gone")?;
+    let artifact = run
+        .artifact()?
+        .ok_or("the first round's artifact is gone")?;
     let rounds = rounds(&artifact)?;
     if rounds.len() != 1 {
         return Err(format!("expected the first round only, got {}", rounds.len()).into());

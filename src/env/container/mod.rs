@@ -244,8 +244,8 @@ impl Instance for ContainerInstance {
         };
         // The engine keeps the container's output; the server writes only its address to
         // stdout, so stdout first and then stderr is the order it was written in.
-        let mut text = String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default())
-            .into_owned();
+        let mut text =
+            String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default()).into_owned();
         text.push_str(&String::from_utf8_lossy(
             &container.stderr_to_vec().unwrap_or_default(),
         ));

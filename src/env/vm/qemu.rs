@@ -592,7 +592,8 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-nodefaults -no-reboot"), "{joined}");
-        let owner = crate::env::cleanup::qemu_owner(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let owner =
+            crate::env::cleanup::qemu_owner(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(owner, Some(std::process::id()));
         let kvm = qemu_command(&qemu, &image, &budget, Accel::Kvm, 40000, Path::new("/d"));
         let joined: Vec<String> = kvm

@@ -498,7 +498,9 @@ pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
     if cleanup::owner_alive(owner) {
         return None;
     }
-    let vagrant = lines.next().map_or_else(|| PathBuf::from("vagrant"), PathBuf::from);
+    let vagrant = lines
+        .next()
+        .map_or_else(|| PathBuf::from("vagrant"), PathBuf::from);
     let mut command = Command::new(vagrant);
     command.args(["destroy", "-f"]);
     vagrant_env(&mut command, vagrant_dir);
@@ -630,7 +632,10 @@ mod tests {
         let calls = fs::read_to_string(tools.path().join("calls")).unwrap();
         assert_eq!(
             calls.trim(),
-            format!("{} destroy -f", machine.path().canonicalize().unwrap().display())
+            format!(
+                "{} destroy -f",
+                machine.path().canonicalize().unwrap().display()
+            )
         );
         assert!(!owner_file(machine.path()).exists());
     }
