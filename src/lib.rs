@@ -2,7 +2,7 @@
 //!
 //! The same small axum service ([`service`]) runs as a native process, in a Docker container
 //! and in a virtual machine ([`env`]); a load generator ([`load`]) drives it while [`probe`]
-//! reads its resources, and [`report`] turns the measurements into JSON artifacts and a
+//! reads its resources, [`measure`] runs the one measurement protocol over them, and [`report`] turns the measurements into JSON artifacts and a
 //! side-by-side comparison. Data flows one way only: the service knows nothing of
 //! environments, environments know nothing of load, and the report reads measurements and
 //! nothing else.

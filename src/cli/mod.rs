@@ -105,16 +105,24 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-/// [`exit::PARTIAL`] when a finished run recorded a failure (a soak that found growth),
-/// else [`exit::OK`].
+/// [`exit::PARTIAL`] when a finished run recorded a failure (a failed repetition, a soak
+/// that found growth), else [`exit::OK`].
 pub fn run_exit_code(artifact: &Artifact) -> u8 {
+    let round_failed = artifact
+        .environments
+        .iter()
+        .any(|env| env.rounds.iter().any(|round| round.failure.is_some()));
     let soak_failed = artifact.environments.iter().any(|env| {
         env.label
             .notes
             .iter()
             .any(|note| note.contains(run::SOAK_FAILED_NOTE))
     });
-    if soak_failed { exit::PARTIAL } else { exit::OK }
+    if round_failed || soak_failed {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
 }
 
 /// Name of the file [`check_output_dir`] writes and removes.

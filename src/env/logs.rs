@@ -45,23 +45,21 @@ impl LogTail {
         }
     }
 
-    /// The last `count` lines, oldest first, joined by newlines.
-    pub fn last(&self, count: usize) -> String {
+    /// The last `count` lines, oldest first.
+    pub fn last(&self, count: usize) -> Vec<String> {
         let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         let skip = lines.len().saturating_sub(count);
-        lines
-            .iter()
-            .skip(skip)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines.iter().skip(skip).cloned().collect()
     }
 }
 
 /// The last `count` lines of `text`, oldest first.
-pub fn last_lines(text: &str, count: usize) -> String {
+pub fn last_lines(text: &str, count: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(count)..].join("\n")
+    lines[lines.len().saturating_sub(count)..]
+        .iter()
+        .map(|line| (*line).to_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,22 +70,22 @@ mod tests {
     fn keeps_the_last_lines_in_order() {
         let tail = LogTail::new();
         tail.drain(&b"one\ntwo\r\nthree\n"[..]);
-        assert_eq!(tail.last(2), "two\nthree");
-        assert_eq!(tail.last(10), "one\ntwo\nthree");
-        assert_eq!(tail.last(0), "");
+        assert_eq!(tail.last(2), ["two", "three"]);
+        assert_eq!(tail.last(10), ["one", "two", "three"]);
+        assert!(tail.last(0).is_empty());
         for index in 0..KEPT_LINES + 5 {
             tail.push(index.to_string());
         }
-        assert_eq!(tail.last(1), (KEPT_LINES + 4).to_string());
-        assert_eq!(tail.last(usize::MAX).lines().count(), KEPT_LINES);
-        assert_eq!(tail.last(usize::MAX).lines().next(), Some("5"));
+        assert_eq!(tail.last(1), [(KEPT_LINES + 4).to_string()]);
+        assert_eq!(tail.last(usize::MAX).len(), KEPT_LINES);
+        assert_eq!(tail.last(usize::MAX)[0], "5");
     }
 
     #[test]
     fn invalid_utf8_does_not_stop_the_tail() {
         let tail = LogTail::new();
         tail.drain(&b"a\xff\nb\n"[..]);
-        assert_eq!(tail.last(2), "a\u{fffd}\nb");
-        assert_eq!(last_lines("x\ny\nz\n", 2), "y\nz");
+        assert_eq!(tail.last(2), ["a\u{fffd}", "b"]);
+        assert_eq!(last_lines("x\ny\nz\n", 2), ["y", "z"]);
     }
 }

@@ -149,7 +149,7 @@ const STARTUP_ERROR_LINES: usize = 20;
 fn with_log_tail(error: anyhow::Error, logs: &LogTail) -> anyhow::Error {
     // The drain threads may still be reading what the server wrote just before it exited.
     std::thread::sleep(Duration::from_millis(50));
-    let tail = logs.last(STARTUP_ERROR_LINES);
+    let tail = logs.last(STARTUP_ERROR_LINES).join("\n");
     if tail.is_empty() {
         error
     } else {
@@ -230,7 +230,7 @@ impl Instance for NativeInstance {
         Err(anyhow!("the server did not exit within {STOP_GRACE:?} of SIGTERM; killed").into())
     }
 
-    fn log_tail(&self, lines: usize) -> String {
+    fn log_tail(&self, lines: usize) -> Vec<String> {
         self.logs.last(lines)
     }
 }
