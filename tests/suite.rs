@@ -12,6 +12,7 @@ mod suite {
     pub mod checks;
     pub mod cleanup;
     pub mod envs;
+    pub mod faults;
     pub mod perf;
     #[path = "../support/processes.rs"]
     pub mod processes;
@@ -25,11 +26,17 @@ fn main() {
     if let Err(error) = isobench::env::cleanup::install_signal_handlers() {
         eprintln!("could not install signal handlers: {error}");
     }
+    // Every suite starts by removing what isobench processes that died left behind (never
+    // what a live one owns).
+    if let Some(note) = isobench::env::cleanup::sweep_orphans().note() {
+        eprintln!("isobench suite: {note}");
+    }
     let mut trials: Vec<Trial> = Vec::new();
     for env in suite::envs::ENVIRONMENTS {
         trials.extend(suite::checks::trials(env));
         trials.extend(suite::perf::trials(env));
         trials.extend(suite::soak::trials(env));
+        trials.extend(suite::faults::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.

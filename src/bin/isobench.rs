@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("isobench: error: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(isobench::cli::exit_code(&error))
         }
     }
 }

@@ -2,6 +2,16 @@
 //!
 //! The binary parses these options and calls [`main`]; everything else lives in the library
 //! so the tests drive the same code.
+//!
+//! Exit codes ([`exit`]):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every repetition of every environment succeeded; the outputs are written |
+//! | 1 | the run finished and its outputs are written, but some repetitions failed (recorded in the artifact with the reason and the service's last log lines) or an environment failed every time and was dropped |
+//! | 2 | the run could not go on: bad options, no environment could run, an error outside a repetition (the message says which); outputs written so far stay valid |
+//! | 3 | the outputs could not be written (disk full, read-only or missing directory); files written before stay valid, nothing is left running |
+//! | 130 / 143 | interrupted by SIGINT / SIGTERM; everything started was stopped, outputs written so far stay valid |
 
 pub mod bench;
 pub mod compare;
@@ -62,11 +72,80 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 write::MARKDOWN_FILE,
                 write::HTML_FILE
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(run_exit_code(&artifact)))
         }
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
     }
+}
+
+/// Exit codes of `isobench` (see the module documentation).
+pub mod exit {
+    /// Everything succeeded.
+    pub const OK: u8 = 0;
+    /// Finished with failed repetitions or a dropped environment, recorded in the artifact.
+    pub const PARTIAL: u8 = 1;
+    /// Could not go on.
+    pub const ERROR: u8 = 2;
+    /// The outputs could not be written.
+    pub const OUTPUT: u8 = 3;
+    /// SIGINT (128 + 2).
+    pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM (128 + 15).
+    pub const TERMINATED: u8 = 143;
+}
+
+/// The exit code for a command that failed with `error`: [`exit::OUTPUT`] when an output
+/// file could not be written, [`exit::ERROR`] otherwise.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|cause| cause.is::<write::WriteError>()) {
+        exit::OUTPUT
+    } else {
+        exit::ERROR
+    }
+}
+
+/// [`exit::PARTIAL`] when a finished run recorded a failure (a failed repetition, a soak
+/// that found growth), else [`exit::OK`].
+pub fn run_exit_code(artifact: &Artifact) -> u8 {
+    let round_failed = artifact
+        .environments
+        .iter()
+        .any(|env| env.rounds.iter().any(|round| round.failure.is_some()));
+    let soak_failed = artifact.environments.iter().any(|env| {
+        env.label
+            .notes
+            .iter()
+            .any(|note| note.contains(run::SOAK_FAILED_NOTE))
+    });
+    if round_failed || soak_failed {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    }
+}
+
+/// Name of the file [`check_output_dir`] writes and removes.
+const WRITE_CHECK_FILE: &str = ".isobench-write-check";
+
+/// Creates `dir` if needed and checks that a file can be written in it (and removes it), so
+/// a read-only or full output directory is reported before anything is started.
+pub fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
+    let io = |source| write::WriteError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(io)
+        .with_context(|| format!("creating the output directory {}", dir.display()))?;
+    let probe = dir.join(WRITE_CHECK_FILE);
+    // Some bytes, not an empty file: a full file system still accepts an empty one.
+    write::atomic(&probe, &[b'\n'; 4096])
+        .with_context(|| format!("the output directory {} is not writable", dir.display()))?;
+    std::fs::remove_file(&probe)
+        .map_err(io)
+        .with_context(|| format!("removing {}", probe.display()))?;
+    Ok(())
 }
 
 /// Summarises the artifact as it stands and writes its JSON, markdown and HTML into `dir`,

@@ -12,12 +12,15 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::env::Environment;
+use crate::env::cleanup::{self, Phase};
 use crate::env::factory::{self, EnvName};
 use crate::measure::Plan;
 use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW};
 use crate::measure::protocol::Observer;
 use crate::measure::rounds::{self, Prepared};
 use crate::measure::scenario::{BUILT_IN, Scenario};
+use crate::measure::soak::{self, SoakPlan};
 use crate::report::schema::{Artifact, Unavailable};
 
 /// Options of `isobench run`.
@@ -69,7 +72,9 @@ pub struct RunArgs {
     /// cover 50%, and say so).
     #[arg(long, conflicts_with = "thorough")]
     pub quick: bool,
-    /// More and longer repetitions (15 × 5 s) for tight intervals.
+    /// More and longer repetitions (15 × 5 s) for tight intervals, then a 10-minute soak of
+    /// every environment at saturation (RSS, open fds and threads sampled; growth beyond
+    /// noise fails the run with exit code 1).
     #[arg(long)]
     pub thorough: bool,
     /// Seed of the per-round shuffle of environments (recorded in the artifact's notes).
@@ -123,8 +128,13 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
 /// Runs the comparison and writes its outputs; returns the artifact.
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let plan = plan_from_args(&args)?;
-    std::fs::create_dir_all(&args.output_dir)
-        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    // Before anything starts: a full disk or a read-only directory is found in a second,
+    // not after the first round.
+    crate::cli::check_output_dir(&args.output_dir)?;
+    let swept = cleanup::sweep_orphans().note();
+    if let Some(note) = &swept {
+        eprintln!("isobench: {note}");
+    }
     let requested = if args.env.is_empty() {
         EnvName::DEFAULT.to_vec()
     } else {
@@ -133,15 +143,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
 
     let mut artifact = Artifact::now(Vec::new());
     let mut prepared = Vec::new();
-    for name in requested {
+    let mut prepared_names = Vec::new();
+    for kind in requested {
+        let name = kind;
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
+        cleanup::enter_phase(Phase::Preparing);
         // `runtimes` stands for one environment per registered runtime.
         let outcomes = factory::prepared_all(name, plan.budget.clone());
         spinner.finish_and_clear();
         for (name, outcome) in outcomes {
         match outcome {
-            Ok((env, preparation)) => prepared.push(Prepared { env, preparation }),
+            Ok((env, preparation)) => {
+                prepared_names.push((kind, name));
+                prepared.push(Prepared { env, preparation });
+            }
             Err(error) => {
                 eprintln!("isobench: skipping {name}: {error:#}");
                 artifact.unavailable.push(Unavailable {
@@ -161,9 +177,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     );
     let mut observer = Progress(&progress);
     let output_dir = args.output_dir.clone();
+    // The write error itself, kept whole: its type decides the exit code.
+    let mut write_error = None;
     let mut after_round = |artifact: &mut Artifact| -> Result<(), BoxedError> {
-        crate::cli::write_outputs(artifact, &output_dir)
-            .map_err(|error| BoxedError::from(format!("{error:#}")))?;
+        cleanup::enter_phase(Phase::Writing);
+        if let Err(error) = crate::cli::write_outputs(artifact, &output_dir) {
+            let message = BoxedError::from(format!("{error:#}"));
+            write_error = Some(error);
+            return Err(message);
+        }
         progress.set_position(
             artifact
                 .environments
@@ -181,6 +203,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         &mut after_round,
     );
     progress.finish_and_clear();
+    if let Some(error) = write_error {
+        return Err(error);
+    }
     outcome?;
     for result in &artifact.environments {
         for round in &result.rounds {
@@ -194,6 +219,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
                 );
             }
         }
+    }
+    let mut notes = Vec::new();
+    if let Some(note) = swept {
+        notes.push(format!("before this run, the orphan sweep {note}"));
+    }
+    if args.thorough {
+        for (kind, name) in &prepared_names {
+            // Prepared again: cached, so only the environment object is new.
+            let (env, _) = factory::prepared_all(*kind, plan.budget.clone())
+                .into_iter()
+                .find(|(prepared, _)| prepared == name)
+                .map(|(_, outcome)| outcome)
+                .ok_or_else(|| anyhow::anyhow!("{name} is no longer available for the soak"))??;
+            let note = soak_environment(env.as_ref(), &plan, &args.output_dir)
+                .with_context(|| format!("the soak of {}", env.name()))?;
+            eprintln!("isobench: {}: {note}", env.name());
+            if let Some(result) = artifact
+                .environments
+                .iter_mut()
+                .find(|result| result.label.name == env.name())
+            {
+                result.label.notes.push(note);
+            }
+        }
+    }
+    if !notes.is_empty() || args.thorough {
+        for result in &mut artifact.environments {
+            result.label.notes.extend(notes.iter().cloned());
+        }
+        cleanup::enter_phase(Phase::Writing);
+        crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
     }
     anyhow::ensure!(
         !artifact.environments.is_empty(),
@@ -213,9 +269,51 @@ struct Progress<'a>(&'a ProgressBar);
 
 impl Observer for Progress<'_> {
     fn phase(&mut self, round: u32, env: &str, phase: &str) {
+        // The run's phases, for interrupts and fault injection: environments pause once they
+        // have started something, a scenario where its load begins.
+        match phase {
+            "start" => cleanup::record_phase(Phase::Starting),
+            _ if phase.starts_with("scenario:") => cleanup::enter_phase(Phase::Loading),
+            _ => {}
+        }
         self.0
             .set_message(format!("round {}: {env} {phase}", round + 1));
     }
+}
+
+/// Start of the note of a soak that found failed requests or growth beyond noise.
+pub const SOAK_FAILED_NOTE: &str = "soak FAILED";
+
+/// `--thorough`'s long soak of a fresh instance of `env` ([`crate::measure::soak`]): its
+/// samples go to `soak-<env>.json` in `output_dir`, its verdict into the returned note.
+fn soak_environment(
+    env: &dyn Environment,
+    plan: &Plan,
+    output_dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let soak_plan = SoakPlan::long(plan.budget.generator_cpus.clone());
+    cleanup::record_phase(Phase::Starting);
+    let instance = env.start()?;
+    cleanup::enter_phase(Phase::Loading);
+    let result = soak::soak(instance.base_url(), &soak_plan);
+    instance.stop()?;
+    let result = result?;
+    cleanup::enter_phase(Phase::Writing);
+    let path = output_dir.join(format!("soak-{}.json", env.name()));
+    let json = serde_json::to_vec_pretty(&result).context("serializing the soak")?;
+    crate::report::write::atomic(&path, &json)?;
+    let problems = result.problems();
+    let verdict = if problems.is_empty() {
+        "no growth beyond noise".to_owned()
+    } else {
+        format!("{SOAK_FAILED_NOTE}: {}", problems.join("; "))
+    };
+    Ok(format!(
+        "soak of {:?} at saturation ({}): {}; {verdict}",
+        soak_plan.length,
+        path.display(),
+        result.describe()
+    ))
 }
 
 /// The per-round hook's error, as [`rounds::run`] takes it.

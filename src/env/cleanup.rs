@@ -4,14 +4,24 @@
 //! when it stops. [`install_signal_handlers`] makes SIGINT and SIGTERM release whatever is
 //! still registered before the process exits, since neither `Drop` nor unwinding runs on a
 //! signal. Children are additionally started with `PR_SET_PDEATHSIG` (see
-//! [`kill_with_parent`]) so even a SIGKILLed isobench leaves no process behind; containers
-//! carry an owner label so a later run can sweep those of a dead owner ([`sweep_orphans`]).
+//! [`kill_with_parent`]) so even a SIGKILLed isobench leaves no process behind. What the
+//! kernel cannot reclaim for us carries its owner's pid: containers an owner label
+//! ([`OWNER_LABEL`]), QEMU a `-name` ([`qemu_name`]), a Vagrant machine an owner file; every
+//! run and every suite starts with [`sweep_orphans`], which removes those whose owner is
+//! gone, and only those (other isobench processes may be running beside this one).
+//!
+//! The run also records which [`Phase`] it is in, so an interrupt says what it cut short;
+//! `ISOBENCH_PAUSE_AT=<phase>` holds the run at the start of that phase for a moment, so
+//! fault-injection tests can send their signal inside a given phase.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::env::container::engine::Engine;
 
@@ -27,6 +37,66 @@ pub enum Resource {
     Process(u32),
     /// A container (force-removed).
     Container(String),
+    /// Something released by running a command (a Vagrant machine: `vagrant destroy -f`).
+    Command(ReleaseCommand),
+}
+
+/// A command that releases a resource, recorded so it can run from the signal handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseCommand {
+    /// What it releases, for messages.
+    pub what: String,
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    dir: Option<PathBuf>,
+}
+
+/// How long a release command may run before it is abandoned (and reported).
+const RELEASE_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl ReleaseCommand {
+    /// Records `command` (program, arguments, environment, directory) to release `what`.
+    pub fn from_command(what: impl Into<String>, command: &Command) -> Self {
+        Self {
+            what: what.into(),
+            program: command.get_program().to_owned(),
+            args: command.get_args().map(ToOwned::to_owned).collect(),
+            envs: command
+                .get_envs()
+                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+                .collect(),
+            dir: command.get_current_dir().map(ToOwned::to_owned),
+        }
+    }
+
+    /// Runs the command to completion (bounded by a timeout).
+    pub fn run(&self) -> anyhow::Result<()> {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn()?;
+        let deadline = Instant::now() + RELEASE_COMMAND_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                anyhow::ensure!(status.success(), "{status}");
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("did not finish within {RELEASE_COMMAND_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 static LIVE: Mutex<BTreeMap<u64, Resource>> = Mutex::new(BTreeMap::new());
@@ -55,9 +125,10 @@ pub fn register(resource: Resource) -> Registration {
     Registration(key)
 }
 
-/// Releases every registered resource now; returns how many there were.
+/// Releases every registered resource now, the latest first (like destructors: what was
+/// started inside another is released before it); returns how many there were.
 pub fn release_all() -> usize {
-    let mut resources: Vec<Resource> = std::mem::take(&mut *live()).into_values().collect();
+    let mut resources: Vec<Resource> = std::mem::take(&mut *live()).into_values().rev().collect();
     let mut engine = None;
     // A container is registered once its start returns; one interrupted while starting (a
     // gVisor sandbox takes seconds to start) is found by its owner label instead.
@@ -83,6 +154,11 @@ pub fn release_all() -> usize {
                     && let Err(error) = engine.force_remove(id)
                 {
                     eprintln!("isobench: could not remove container {id}: {error:#}");
+                }
+            }
+            Resource::Command(command) => {
+                if let Err(error) = command.run() {
+                    eprintln!("isobench: could not release {}: {error:#}", command.what);
                 }
             }
         }
@@ -140,8 +216,10 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
                 }
             });
             INTERRUPTED.store(true, Ordering::SeqCst);
+            let phase = current_phase();
             let released = release_all();
-            eprintln!("isobench: interrupted; stopped {released} running instance(s)");
+            let during = phase.map_or(String::new(), |phase| format!(" while {}", phase.name()));
+            eprintln!("isobench: interrupted{during}; stopped {released} running instance(s)");
             std::process::exit(code);
         })?;
     Ok(())
@@ -161,22 +239,285 @@ pub fn wait_if_interrupted() {
     }
 }
 
-/// Removes containers left by isobench processes that no longer exist (killed outright).
-pub fn sweep_orphans() -> anyhow::Result<usize> {
-    let engine = match Engine::connect() {
-        Ok(engine) => engine,
-        Err(_) => return Ok(0),
+/// What [`sweep_orphans`] found: each thing it removed, and what it could not remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// One line per removed container, QEMU process or Vagrant machine.
+    pub removed: Vec<String>,
+    /// One line per orphan that could not be removed, with the reason.
+    pub failed: Vec<String>,
+}
+
+impl Swept {
+    /// A sentence for stderr and the artifact's notes, `None` when nothing was found.
+    pub fn note(&self) -> Option<String> {
+        if self.removed.is_empty() && self.failed.is_empty() {
+            return None;
+        }
+        let mut note = format!(
+            "removed {} left by isobench processes that no longer exist",
+            self.removed.len()
+        );
+        if !self.removed.is_empty() {
+            note.push_str(&format!(": {}", self.removed.join("; ")));
+        }
+        if !self.failed.is_empty() {
+            note.push_str(&format!("; could not remove: {}", self.failed.join("; ")));
+        }
+        Some(note)
+    }
+}
+
+/// Whether the isobench process `pid` still exists. A pid reused by another process counts
+/// as alive: the sweep then leaves an orphan in place, never removes what someone owns.
+pub fn owner_alive(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes what isobench processes that no longer exist left behind: containers with
+/// isobench's label whose owner pid is gone, QEMU processes named for a gone owner
+/// ([`qemu_name`]), the Vagrant machine a gone owner brought up. Never touches anything whose
+/// owner is alive, nor anything without an owner mark. Errors are reported, not fatal.
+pub fn sweep_orphans() -> Swept {
+    let mut swept = Swept::default();
+    sweep_containers(&mut swept);
+    sweep_qemu(&mut swept);
+    match crate::env::vm::vagrant::sweep_orphan() {
+        Some(Ok(removed)) => swept.removed.push(removed),
+        Some(Err(failed)) => swept.failed.push(failed),
+        None => {}
+    }
+    swept
+}
+
+fn sweep_containers(swept: &mut Swept) {
+    // No engine, no containers to sweep.
+    let Ok(engine) = Engine::connect() else {
+        return;
     };
-    let mut removed = 0;
-    for (id, labels) in engine.containers_labelled(CONTAINER_LABEL, "1")? {
-        let owner_alive = labels
+    let containers = match engine.containers_labelled(CONTAINER_LABEL, "1") {
+        Ok(containers) => containers,
+        Err(error) => {
+            swept.failed.push(format!("listing containers: {error:#}"));
+            return;
+        }
+    };
+    for (id, labels) in containers {
+        let Some(owner) = labels
             .get(OWNER_LABEL)
             .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if !owner_alive {
-            engine.force_remove(&id)?;
-            removed += 1;
+        else {
+            continue;
+        };
+        if owner_alive(owner) {
+            continue;
+        }
+        let short = &id[..id.len().min(12)];
+        match engine.force_remove(&id) {
+            Ok(()) => swept
+                .removed
+                .push(format!("container {short} (owner pid {owner})")),
+            Err(error) => swept.failed.push(format!("container {short}: {error:#}")),
         }
     }
-    Ok(removed)
+}
+
+/// Prefix of the `-name` QEMU gets, followed by the owner's pid.
+const QEMU_NAME_PREFIX: &str = "isobench-owner-";
+
+/// The `-name` argument of a QEMU that isobench process `owner` starts: marks the process
+/// so a sweep can tell whose it is (QEMU shows the name in `ps` as well).
+pub fn qemu_name(owner: u32) -> String {
+    format!("{QEMU_NAME_PREFIX}{owner}")
+}
+
+/// The owner pid in a QEMU command line (`-name isobench-owner-PID`), if it has one.
+pub fn qemu_owner(args: &[&str]) -> Option<u32> {
+    args.windows(2).find_map(|pair| {
+        let ["-name", value] = pair else { return None };
+        // QEMU's -name takes options after a comma (`guest=…,debug-threads=on`).
+        let guest = value.split(',').next()?;
+        let guest = guest.strip_prefix("guest=").unwrap_or(guest);
+        guest.strip_prefix(QEMU_NAME_PREFIX)?.parse().ok()
+    })
+}
+
+fn sweep_qemu(swept: &mut Swept) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_qemu = std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("qemu-system"))
+        });
+        if !is_qemu {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        let args: Vec<&str> = text.split('\0').collect();
+        let Some(owner) = qemu_owner(&args) else {
+            continue;
+        };
+        if owner_alive(owner) {
+            continue;
+        }
+        // SAFETY: a plain syscall; the process is a QEMU whose isobench is gone.
+        if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+            swept
+                .removed
+                .push(format!("QEMU process {pid} (owner pid {owner})"));
+        } else {
+            swept.failed.push(format!(
+                "QEMU process {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+}
+
+/// The phases of a run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Preparing environments (builds, images).
+    Preparing = 1,
+    /// Starting an instance.
+    Starting = 2,
+    /// Putting load on an instance.
+    Loading = 3,
+    /// Writing the artifact and the reports.
+    Writing = 4,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [
+        Phase::Preparing,
+        Phase::Starting,
+        Phase::Loading,
+        Phase::Writing,
+    ];
+
+    /// The phase's name, as `ISOBENCH_PAUSE_AT` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Preparing => "preparing",
+            Phase::Starting => "starting",
+            Phase::Loading => "loading",
+            Phase::Writing => "writing",
+        }
+    }
+}
+
+static PHASE: AtomicU8 = AtomicU8::new(0);
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Environment variable naming a phase to pause at, once, for [`PAUSE`]: lets a test send
+/// a signal while the run is certainly in that phase.
+pub const PAUSE_AT_ENV: &str = "ISOBENCH_PAUSE_AT";
+/// How long [`PAUSE_AT_ENV`] holds the run.
+pub const PAUSE: Duration = Duration::from_secs(20);
+/// Environment variable that, set to anything, makes the run print `isobench: phase NAME`
+/// on stderr at each phase it enters (tests inject faults in a given phase by it).
+pub const TRACE_PHASES_ENV: &str = "ISOBENCH_TRACE_PHASES";
+
+/// Records that the run enters `phase`, then pauses there if [`PAUSE_AT_ENV`] says so.
+pub fn enter_phase(phase: Phase) {
+    record_phase(phase);
+    pause_point(phase);
+}
+
+/// Records that the run enters `phase` without pausing: for phases whose interesting
+/// moment comes later (starting: once something was started; see [`pause_point`]).
+pub fn record_phase(phase: Phase) {
+    PHASE.store(phase as u8, Ordering::SeqCst);
+    if std::env::var_os(TRACE_PHASES_ENV).is_some() {
+        eprintln!("isobench: phase {}", phase.name());
+    }
+}
+
+/// Pauses for [`PAUSE`] if [`PAUSE_AT_ENV`] names `phase` and no pause happened yet.
+pub fn pause_point(phase: Phase) {
+    if std::env::var(PAUSE_AT_ENV).is_ok_and(|name| name == phase.name())
+        && !PAUSED.swap(true, Ordering::SeqCst)
+    {
+        eprintln!("isobench: paused at {} ({PAUSE_AT_ENV})", phase.name());
+        std::thread::sleep(PAUSE);
+    }
+}
+
+/// The phase the run is in, if it has entered one.
+pub fn current_phase() -> Option<Phase> {
+    let value = PHASE.load(Ordering::SeqCst);
+    Phase::ALL.into_iter().find(|phase| *phase as u8 == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_owner_is_read_from_its_name() {
+        let name = qemu_name(4242);
+        assert_eq!(
+            qemu_owner(&["qemu-system-x86_64", "-name", &name, "-m", "1G"]),
+            Some(4242)
+        );
+        let with_options = format!("guest={name},debug-threads=on");
+        assert_eq!(qemu_owner(&["qemu", "-name", &with_options]), Some(4242));
+        assert_eq!(qemu_owner(&["qemu", "-name", "someone-elses-vm"]), None);
+        assert_eq!(qemu_owner(&["qemu", "-m", &name]), None);
+        assert_eq!(qemu_owner(&["qemu", "-name"]), None);
+    }
+
+    #[test]
+    fn owners_are_alive_or_not() {
+        assert!(owner_alive(std::process::id()));
+        assert!(!owner_alive(0));
+        // Pids are below 2^22 on Linux (pid_max's ceiling).
+        assert!(!owner_alive(u32::MAX - 1));
+    }
+
+    #[test]
+    fn the_sweep_note_says_what_was_removed() {
+        assert_eq!(Swept::default().note(), None);
+        let swept = Swept {
+            removed: vec!["container abc (owner pid 7)".into()],
+            failed: vec![],
+        };
+        let note = swept.note().unwrap();
+        assert!(
+            note.contains("removed 1") && note.contains("container abc"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn release_commands_run_with_their_environment() {
+        let dir = std::env::temp_dir();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "test \"$ISOBENCH_RELEASE_TEST\" = yes"])
+            .env("ISOBENCH_RELEASE_TEST", "yes")
+            .current_dir(&dir);
+        ReleaseCommand::from_command("a test", &command)
+            .run()
+            .unwrap();
+        command.env("ISOBENCH_RELEASE_TEST", "no");
+        assert!(
+            ReleaseCommand::from_command("a test", &command)
+                .run()
+                .is_err()
+        );
+    }
 }

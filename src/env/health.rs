@@ -49,34 +49,43 @@ pub fn wait_until_healthy(
         .to_owned();
     let url = format!("{base_url}/health");
     let deadline = since + timeout;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One worker thread drives the attempts, so their answers are timed as they arrive even
+    // while this thread asks `alive` (which may block on a runtime of its own).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("building the health poller's runtime")?;
-    runtime.block_on(async {
-        let mut attempts = JoinSet::new();
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                Some(answered) = attempts.join_next(), if !attempts.is_empty() => {
-                    if let Ok(Some(at)) = answered {
-                        let at: Instant = at;
-                        return Ok(at.saturating_duration_since(since));
-                    }
-                }
-                _ = tick.tick() => {
-                    alive()?;
-                    if Instant::now() >= deadline {
-                        bail!("{url} did not answer 200 within {timeout:?}");
-                    }
-                    if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT {
-                        attempts.spawn(attempt(authority.clone()));
-                    }
+    let mut attempts = JoinSet::new();
+    loop {
+        if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT {
+            attempts.spawn_on(attempt(authority.clone()), runtime.handle());
+        }
+        let answered = runtime.block_on(first_answer(&mut attempts, POLL_INTERVAL));
+        if let Some(at) = answered {
+            return Ok(at.saturating_duration_since(since));
+        }
+        alive()?;
+        if Instant::now() >= deadline {
+            bail!("{url} did not answer 200 within {timeout:?}");
+        }
+    }
+}
+
+/// Waits up to `slice` for an attempt to bring a 200; the moment it arrived, or `None`.
+async fn first_answer(attempts: &mut JoinSet<Option<Instant>>, slice: Duration) -> Option<Instant> {
+    let sleep = tokio::time::sleep(slice);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            Some(answered) = attempts.join_next(), if !attempts.is_empty() => {
+                if let Ok(Some(at)) = answered {
+                    return Some(at);
                 }
             }
+            () = &mut sleep => return None,
         }
-    })
+    }
 }
 
 /// One GET of `/health` on a fresh connection: the moment a 200 arrived, or `None`.
@@ -173,6 +182,20 @@ mod tests {
             wait_until_healthy(&base_url, started, Duration::from_secs(10), || Ok(())).unwrap();
         assert!(startup >= ready_after, "{startup:?}");
         assert!(startup < Duration::from_millis(450), "{startup:?}");
+    }
+
+    #[test]
+    fn alive_may_block_on_a_runtime_of_its_own() {
+        // testcontainers' blocking `is_running` does; it must not run inside the poller's.
+        let (base_url, started) = late_server(Duration::from_millis(50));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let startup = wait_until_healthy(&base_url, started, Duration::from_secs(10), || {
+            runtime.block_on(async { Ok(()) })
+        })
+        .unwrap();
+        assert!(startup >= Duration::from_millis(50), "{startup:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod container;
 pub mod factory;
 pub mod health;
+pub mod logs;
 pub mod mock;
 pub mod native;
 pub mod server_binary;

@@ -2,7 +2,9 @@
 //!
 //! No memory limit is applied: a process has no equivalent of a container's or VM's memory
 //! cap short of creating a cgroup, which needs privileges a user's machine may not grant. The
-//! label says so, so nobody reads the native figures as capped.
+//! label says so, so nobody reads the native figures as capped. The service is still told
+//! the budget's limit (`ISOBENCH_MEMORY_LIMIT_MB`), so it accepts the same `/memory` requests
+//! as in the container and the VM.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 
 use crate::env::cleanup::{self, Registration, Resource};
+use crate::env::logs::LogTail;
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
 };
@@ -60,8 +63,12 @@ impl Environment for NativeEnv {
         command
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .stdin(Stdio::null())
+            .env(
+                "ISOBENCH_MEMORY_LIMIT_MB",
+                (self.budget.memory_limit_bytes >> 20).to_string(),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         pin::pin_command(&mut command, &self.budget.service_cpus);
         cleanup::kill_with_parent(&mut command);
 
@@ -70,12 +77,17 @@ impl Environment for NativeEnv {
             .spawn()
             .with_context(|| format!("spawning {}", server.display()))?;
         let registration = cleanup::register(Resource::Process(child.id()));
-        let address = match announced_address(&mut child) {
+        cleanup::pause_point(cleanup::Phase::Starting);
+        let logs = LogTail::new();
+        if let Some(stderr) = child.stderr.take() {
+            logs.follow(stderr);
+        }
+        let address = match announced_address(&mut child, &logs) {
             Ok(address) => address,
             Err(error) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(error.into());
+                return Err(with_log_tail(error, &logs).into());
             }
         };
         let base_url = format!("http://{address}");
@@ -92,7 +104,7 @@ impl Environment for NativeEnv {
             Err(error) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(error.into());
+                return Err(with_log_tail(error, &logs).into());
             }
         };
         let probe = ProcessProbe::new(child.id());
@@ -101,6 +113,7 @@ impl Environment for NativeEnv {
             probe,
             base_url,
             startup,
+            logs,
             _registration: registration,
         }))
     }
@@ -134,24 +147,43 @@ impl Environment for NativeEnv {
     }
 }
 
+/// Lines of the server's output quoted in a startup error.
+const STARTUP_ERROR_LINES: usize = 20;
+
+/// `error` with the server's last output lines, which usually say why it did not start.
+fn with_log_tail(error: anyhow::Error, logs: &LogTail) -> anyhow::Error {
+    // The drain threads may still be reading what the server wrote just before it exited.
+    std::thread::sleep(Duration::from_millis(50));
+    let tail = logs.last(STARTUP_ERROR_LINES).join("\n");
+    if tail.is_empty() {
+        error
+    } else {
+        error.context(format!("the server's last output:\n{tail}"))
+    }
+}
+
 /// Reads the server's `listening on ADDR` line from its stdout, then keeps draining stdout
-/// on a thread so the server never blocks on a full pipe.
-fn announced_address(child: &mut Child) -> anyhow::Result<String> {
+/// on a thread (into `logs`, like every line) so the server never blocks on a full pipe.
+fn announced_address(child: &mut Child, logs: &LogTail) -> anyhow::Result<String> {
     let stdout = child
         .stdout
         .take()
         .context("the server's stdout was not piped")?;
     let (sender, receiver) = mpsc::channel();
+    let logs = logs.clone();
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if let Some(address) = line.trim().strip_prefix("listening on ") {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while matches!(reader.read_line(&mut line), Ok(read) if read > 0) {
+            let text = line.trim_end().to_owned();
+            line.clear();
+            logs.push(text.clone());
+            if let Some(address) = text.trim().strip_prefix("listening on ") {
                 let _ = sender.send(address.to_owned());
                 break;
             }
         }
-        for _ in lines {}
+        logs.drain(reader);
     });
     receiver
         .recv_timeout(STARTUP_TIMEOUT)
@@ -164,6 +196,7 @@ struct NativeInstance {
     probe: ProcessProbe,
     base_url: String,
     startup: Duration,
+    logs: LogTail,
     _registration: Registration,
 }
 
@@ -182,6 +215,11 @@ impl Instance for NativeInstance {
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // A server that died on its own (killed, crashed) must not read as one that failed
+        // to stop.
+        if let Some(status) = self.child.try_wait().context("waiting for the server")? {
+            return Err(anyhow!("the server had exited before it was stopped: {status}").into());
+        }
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + STOP_GRACE;
@@ -195,6 +233,10 @@ impl Instance for NativeInstance {
             std::thread::sleep(Duration::from_millis(10));
         }
         Err(anyhow!("the server did not exit within {STOP_GRACE:?} of SIGTERM; killed").into())
+    }
+
+    fn log_tail(&self, lines: usize) -> Vec<String> {
+        self.logs.last(lines)
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`window`]: peak memory and CPU time over exactly the load's measured window;
 //! - [`rounds`]: shuffled, interleaved rounds over several environments, the artifact handed
 //!   back after every round;
-//! - [`artifact`]: `Artifact::now`, which stamps an artifact with this host.
+//! - [`artifact`]: `Artifact::now`, which stamps an artifact with this host;
+//! - [`soak`]: one instance held at saturation, RSS, open fds and threads sampled.
 //!
 //! This is the only module that drives environments, the load generator and the probes
 //! together.
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod protocol;
 pub mod rounds;
 pub mod scenario;
+pub mod soak;
 pub mod window;
 
 pub use plan::Plan;

@@ -198,7 +198,11 @@ pub fn measure_scenario(
     Ok(ScenarioRun {
         scenario: scenario.name.clone(),
         peak_memory_bytes: readings.peak_memory_bytes,
-        peak_memory_method: Some(window::peak_method(readings.readings, plan.sample_interval)),
+        peak_memory_method: Some(window::peak_method(
+            readings.readings,
+            plan.sample_interval,
+            &measured,
+        )),
         service_cpu_seconds: readings.cpu_seconds,
         load: report,
     })

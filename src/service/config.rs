@@ -1,9 +1,15 @@
 //! The service's configuration: every cap, budget and timeout, settable by command-line flag
 //! or environment variable (`ISOBENCH_*`), with defaults that keep a 2-core, 24 GiB host
 //! safe however the endpoints are called.
+//!
+//! The `/memory` caps are not fixed: [`Args::resolve`] derives them from the memory limit
+//! read at startup ([`super::memory_limit`]), so that whatever the service accepts fits in
+//! the memory it has.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use super::memory_limit::{self, LimitSource, MemoryCaps, MemoryLimit};
 
 /// Default `/cpu` size: about one millisecond of trial division in release mode on the
 /// development host (see [`super::work`]).
@@ -12,10 +18,13 @@ pub const DEFAULT_CPU_N: u64 = 50_000;
 pub const DEFAULT_MAX_CPU_N: u64 = 5_000_000;
 /// Default `/memory` size in MiB.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
-/// Default cap on one `/memory` request, MiB.
-pub const DEFAULT_MAX_MEMORY_MB: u64 = 1024;
-/// Default budget for all concurrent `/memory` requests together, MiB.
-pub const DEFAULT_MEMORY_BUDGET_MB: u64 = 2048;
+/// The memory limit [`Config::default`] assumes, MiB: isobench's budget for every
+/// environment (1 GiB). A running server reads its real limit instead ([`Args::resolve`]).
+pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 1024;
+/// Cap on one `/memory` request under [`DEFAULT_MEMORY_LIMIT_MB`], MiB.
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 768;
+/// Budget of all concurrent `/memory` requests under [`DEFAULT_MEMORY_LIMIT_MB`], MiB.
+pub const DEFAULT_MEMORY_BUDGET_MB: u64 = 768;
 /// Default number of `/parallel` tasks.
 pub const DEFAULT_PARALLEL_TASKS: u64 = 8;
 /// Default cap on `/parallel` tasks per request.
@@ -43,12 +52,17 @@ pub struct Config {
     /// `/memory`: `mb` when the query does not give one (MiB).
     #[arg(long, env = "ISOBENCH_DEFAULT_MEMORY_MB", default_value_t = DEFAULT_MEMORY_MB)]
     pub default_memory_mb: u64,
-    /// `/memory`: largest accepted `mb` (MiB).
-    #[arg(long, env = "ISOBENCH_MAX_MEMORY_MB", default_value_t = DEFAULT_MAX_MEMORY_MB)]
+    /// `/memory`: largest accepted `mb` (MiB); set by [`Args::resolve`] from the memory
+    /// limit or `--max-memory-mb`.
+    #[arg(skip = DEFAULT_MAX_MEMORY_MB)]
     pub max_memory_mb: u64,
-    /// `/memory`: MiB all concurrent requests may hold together; beyond it, 503.
-    #[arg(long, env = "ISOBENCH_MEMORY_BUDGET_MB", default_value_t = DEFAULT_MEMORY_BUDGET_MB)]
+    /// `/memory`: MiB all concurrent requests may hold together; beyond it, 503. Set by
+    /// [`Args::resolve`] from the memory limit or `--memory-budget-mb`.
+    #[arg(skip = DEFAULT_MEMORY_BUDGET_MB)]
     pub memory_budget_mb: u64,
+    /// The memory limit the `/memory` caps were derived from (reported by `/status`).
+    #[arg(skip = MemoryLimit { limit_mb: DEFAULT_MEMORY_LIMIT_MB, source: LimitSource::Default })]
+    pub memory_limit: MemoryLimit,
     /// `/parallel`: `tasks` when the query does not give one.
     #[arg(long, env = "ISOBENCH_DEFAULT_PARALLEL_TASKS", default_value_t = DEFAULT_PARALLEL_TASKS)]
     pub default_parallel_tasks: u64,
@@ -82,6 +96,10 @@ impl Default for Config {
             default_memory_mb: DEFAULT_MEMORY_MB,
             max_memory_mb: DEFAULT_MAX_MEMORY_MB,
             memory_budget_mb: DEFAULT_MEMORY_BUDGET_MB,
+            memory_limit: MemoryLimit {
+                limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+                source: LimitSource::Default,
+            },
             default_parallel_tasks: DEFAULT_PARALLEL_TASKS,
             max_parallel_tasks: DEFAULT_MAX_PARALLEL_TASKS,
             max_cpu_jobs: DEFAULT_MAX_CPU_JOBS,
@@ -183,6 +201,23 @@ impl Config {
     }
 }
 
+/// How the `/memory` caps are set: from the memory limit unless given outright.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct MemoryArgs {
+    /// Memory the service may use, MiB; the `/memory` caps are derived from it, keeping a
+    /// quarter (at least 64 MiB) as headroom. Default: the smallest of the cgroup memory
+    /// limits and the machine's MemTotal, read at startup.
+    #[arg(long, env = "ISOBENCH_MEMORY_LIMIT_MB")]
+    pub memory_limit_mb: Option<u64>,
+    /// `/memory`: largest accepted `mb` (MiB) [default: the whole budget].
+    #[arg(long, env = "ISOBENCH_MAX_MEMORY_MB")]
+    pub max_memory_mb: Option<u64>,
+    /// `/memory`: MiB all concurrent requests may hold together; beyond it, 503 [default:
+    /// the memory limit minus the headroom; more is refused].
+    #[arg(long, env = "ISOBENCH_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<u64>,
+}
+
 /// Command-line arguments of `isobench-server`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -197,9 +232,66 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, env = "ISOBENCH_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
+    /// The memory limit and the `/memory` caps.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// Caps, budgets and timeouts.
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Args {
+    /// The configuration to serve with: the `/memory` caps derived from the memory limit
+    /// (explicit, else read from this machine), or the explicit caps when they fit in it;
+    /// then validated.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        self.resolve_with(memory_limit::detect)
+    }
+
+    /// [`Args::resolve`] with the machine's limit read by `detect` (tests pass a fixed one).
+    pub fn resolve_with(
+        &self,
+        detect: impl FnOnce() -> std::io::Result<MemoryLimit>,
+    ) -> Result<Config, ConfigError> {
+        let limit = match self.memory.memory_limit_mb {
+            Some(limit_mb) => MemoryLimit {
+                limit_mb,
+                source: LimitSource::Explicit,
+            },
+            None => detect().map_err(|error| {
+                ConfigError(format!(
+                    "cannot read the memory limit ({error}); pass --memory-limit-mb"
+                ))
+            })?,
+        };
+        let caps = MemoryCaps::for_limit(limit.limit_mb)
+            .map_err(|error| ConfigError(format!("--memory-limit-mb: {error}")))?;
+        let budget_mb = self.memory.memory_budget_mb.unwrap_or(caps.budget_mb);
+        if budget_mb > caps.budget_mb {
+            return Err(ConfigError(format!(
+                "--memory-budget-mb ({budget_mb}) must not exceed {} MiB: the memory limit \
+                 ({} MiB, {:?}) minus {} MiB headroom",
+                caps.budget_mb,
+                limit.limit_mb,
+                limit.source,
+                MemoryCaps::headroom_mb(limit.limit_mb)
+            )));
+        }
+        let max_memory_mb = self
+            .memory
+            .max_memory_mb
+            .unwrap_or(caps.max_request_mb.min(budget_mb));
+        let config = Config {
+            max_memory_mb,
+            memory_budget_mb: budget_mb,
+            memory_limit: limit,
+            // A default above a small limit's cap would make a plain `/memory` a 400.
+            default_memory_mb: self.config.default_memory_mb.min(max_memory_mb.max(1)),
+            ..self.config.clone()
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[cfg(test)]
@@ -207,11 +299,32 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    fn fixed_limit(limit_mb: u64) -> impl FnOnce() -> std::io::Result<MemoryLimit> {
+        move || {
+            Ok(MemoryLimit {
+                limit_mb,
+                source: LimitSource::MemTotal,
+            })
+        }
+    }
+
     #[test]
     fn defaults_are_valid_and_match_clap() {
         Config::default().validate().unwrap();
         let args = Args::try_parse_from(["isobench-server"]).unwrap();
-        assert_eq!(args.config, Config::default());
+        let resolved = args
+            .resolve_with(fixed_limit(DEFAULT_MEMORY_LIMIT_MB))
+            .unwrap();
+        assert_eq!(
+            resolved,
+            Config {
+                memory_limit: MemoryLimit {
+                    limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+                    source: LimitSource::MemTotal
+                },
+                ..Config::default()
+            }
+        );
         assert_eq!(args.port, 8080);
         assert_eq!(args.bind.to_string(), "0.0.0.0");
     }
@@ -229,13 +342,75 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.port, 0);
-        assert_eq!(args.config.max_memory_mb, 16);
+        let config = args.resolve_with(fixed_limit(1024)).unwrap();
+        assert_eq!(config.max_memory_mb, 16);
+        assert_eq!(config.memory_budget_mb, 768);
+    }
+
+    #[test]
+    fn caps_follow_the_memory_limit() {
+        let args = Args::try_parse_from(["isobench-server"]).unwrap();
+        // A 24 GiB host: 18 GiB for /memory.
+        let config = args.resolve_with(fixed_limit(24 * 1024)).unwrap();
+        assert_eq!(
+            (config.max_memory_mb, config.memory_budget_mb),
+            (18432, 18432)
+        );
+        // A 128 MiB container: 64 MiB, and the default request shrinks to fit.
+        let config = args.resolve_with(fixed_limit(128)).unwrap();
+        assert_eq!((config.max_memory_mb, config.memory_budget_mb), (64, 64));
+        assert_eq!(config.default_memory_mb, 64);
+        let config = args.resolve_with(fixed_limit(100)).unwrap();
+        assert_eq!(config.max_memory_mb, 36);
+        assert_eq!(config.default_memory_mb, 36);
+        // Too small for anything.
+        let error = args.resolve_with(fixed_limit(50)).unwrap_err().to_string();
+        assert!(error.contains("leaves nothing"), "{error}");
+        // The explicit limit beats the machine's.
+        let args = Args::try_parse_from(["isobench-server", "--memory-limit-mb", "1024"]).unwrap();
+        let config = args.resolve_with(fixed_limit(24 * 1024)).unwrap();
+        assert_eq!(config.memory_limit.source, LimitSource::Explicit);
+        assert_eq!(config.memory_budget_mb, 768);
+        // So does an unreadable machine not matter then, and matters otherwise.
+        let unreadable = || Err(std::io::Error::other("no /proc"));
+        assert!(args.resolve_with(unreadable).is_ok());
+        let args = Args::try_parse_from(["isobench-server"]).unwrap();
+        let error = args.resolve_with(unreadable).unwrap_err().to_string();
+        assert!(error.contains("--memory-limit-mb"), "{error}");
+    }
+
+    #[test]
+    fn an_explicit_budget_beyond_the_limit_is_refused() {
+        let args = Args::try_parse_from([
+            "isobench-server",
+            "--memory-limit-mb",
+            "1024",
+            "--memory-budget-mb",
+            "2048",
+        ])
+        .unwrap();
+        let error = args.resolve_with(fixed_limit(1)).unwrap_err().to_string();
+        assert!(error.contains("--memory-budget-mb (2048)"), "{error}");
+        // A cap above an explicit budget is a contradiction, as before.
+        let args = Args::try_parse_from([
+            "isobench-server",
+            "--max-memory-mb",
+            "4096",
+            "--memory-budget-mb",
+            "1024",
+        ])
+        .unwrap();
+        let error = args
+            .resolve_with(fixed_limit(24 * 1024))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("max-memory-mb"), "{error}");
     }
 
     #[test]
     fn contradictions_are_rejected() {
         let config = Config {
-            max_memory_mb: 4096,
+            max_memory_mb: DEFAULT_MEMORY_BUDGET_MB + 1,
             ..Config::default()
         };
         let error = config.validate().unwrap_err().to_string();

@@ -30,6 +30,7 @@ pub mod detect;
 pub mod endpoints;
 pub mod error;
 pub mod fast_health;
+pub mod memory_limit;
 pub mod middleware;
 pub mod query;
 pub mod server;

@@ -100,11 +100,12 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The whole `isobench-server`: validates the configuration, builds a multi-thread runtime
+/// The whole `isobench-server`: resolves the configuration (the `/memory` caps from the
+/// memory limit) and validates it, builds a multi-thread runtime
 /// with one worker per available CPU, installs signal handlers, binds, prints
 /// `listening on ADDR` (the real port when `--port 0`) and serves until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    args.config.validate()?;
+    let config = args.resolve()?;
     let workers = available_cpus();
     // The CPU pool, started now rather than by the first /cpu request, so that request's
     // timing holds no thread start-up; one thread per available CPU, like the runtime.
@@ -125,13 +126,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {address}"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
-        tracing::info!(%bound, workers, config = ?args.config, "isobench-server starting");
+        tracing::info!(%bound, workers, ?config, "isobench-server starting");
         {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "listening on {bound}").context("writing to stdout")?;
             stdout.flush().context("flushing stdout")?;
         }
-        serve(listener, args.config, signals.recv())
+        serve(listener, config, signals.recv())
             .await
             .context("serving")
     });

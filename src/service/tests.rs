@@ -137,6 +137,13 @@ async fn status_reports_itself_and_the_detected_environment() {
     assert!(total > 0);
     assert!(memory["available_bytes"].as_u64().unwrap() <= total);
     assert!(memory["process_rss_bytes"].as_u64().unwrap() > 0);
+    // The caps the configuration derived, and the limit they came from.
+    assert_eq!(memory["max_request_mb"], 8);
+    assert_eq!(memory["budget_mb"], 8);
+    assert!(memory["limit"]["limit_mb"].as_u64().unwrap() > 0);
+    assert!(body["threads"].as_u64().unwrap() >= 1);
+    // stdin, stdout, stderr at least.
+    assert!(body["open_fds"].as_u64().unwrap() >= 3);
     let detected = detect::detect();
     assert_eq!(body["environment"]["kind"], detected.kind.as_str());
     assert_eq!(

@@ -15,7 +15,10 @@ use super::processes::{MARKER_ENV, containers_of, marked_processes};
 
 /// The cleanup trials.
 pub fn trials() -> Vec<Trial> {
-    let mut trials = Vec::new();
+    let mut trials = vec![Trial::test(
+        "harness::sweep_removes_only_orphans",
+        sweep_removes_only_orphans,
+    )];
     for &env in super::envs::ENVIRONMENTS {
         trials.push(Trial::test(
             format!("harness::{env}_failed_trial_leaves_nothing"),
@@ -85,7 +88,7 @@ fn interrupted_trial_leaves_nothing(env: &str) -> Result<(), Failed> {
     expect_nothing_left(pid, &marker)
 }
 
-fn wait_with_deadline(
+pub fn wait_with_deadline(
     child: &mut Child,
     limit: Duration,
 ) -> Result<std::process::ExitStatus, Failed> {
@@ -106,7 +109,9 @@ fn instance_exists(pid: u32, marker: &str) -> Result<bool, Failed> {
     Ok(!marked_processes(marker).is_empty() || !containers_of(pid)?.is_empty())
 }
 
-fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
+/// Waits up to 10 s for everything `pid` (containers) and `marker` (processes) started to
+/// be gone; fails naming what is left.
+pub fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
     // Removal is asynchronous in the engine and the kernel; allow a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -122,4 +127,119 @@ fn expect_nothing_left(pid: u32, marker: &str) -> Result<(), Failed> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A pid that no process has: a child that has exited and been reaped.
+fn dead_pid() -> Result<u32, Failed> {
+    let mut child = Command::new("true").spawn()?;
+    let pid = child.id();
+    child.wait()?;
+    Ok(pid)
+}
+
+/// A container or process this trial made, removed on drop whatever the sweep did.
+enum Made {
+    Container(String),
+    Process(Child),
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        match self {
+            Made::Container(id) => {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", id.as_str()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            Made::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn container_owned_by(owner: u32, image: &str) -> Result<Made, Failed> {
+    use isobench::env::cleanup::{CONTAINER_LABEL, OWNER_LABEL};
+    let output = Command::new("docker")
+        .args(["create", "--label", &format!("{CONTAINER_LABEL}=1")])
+        .args(["--label", &format!("{OWNER_LABEL}={owner}"), image])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("docker create: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(Made::Container(
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    ))
+}
+
+fn qemu_owned_by(owner: u32) -> Result<Made, Failed> {
+    let child = Command::new("qemu-system-x86_64")
+        .args(["-M", "none", "-nodefaults", "-display", "none", "-S"])
+        .args(["-name", &isobench::env::cleanup::qemu_name(owner)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Made::Process(child))
+}
+
+fn container_exists(id: &str) -> Result<bool, Failed> {
+    Ok(Command::new("docker")
+        .args(["inspect", id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success())
+}
+
+/// The sweep removes containers and QEMU processes of a dead owner, and leaves those of a
+/// live one (this trial) alone.
+fn sweep_removes_only_orphans() -> Result<(), Failed> {
+    use isobench::env::container::{engine::Engine, image};
+    let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
+    let (server, _) =
+        isobench::env::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
+    let (built, _) = image::ensure_image(&engine, &server).map_err(|e| format!("{e:#}"))?;
+    let dead = dead_pid()?;
+    let alive = std::process::id();
+    let orphan = container_owned_by(dead, &built.reference())?;
+    let owned = container_owned_by(alive, &built.reference())?;
+    let mut orphan_qemu = qemu_owned_by(dead)?;
+    let mut owned_qemu = qemu_owned_by(alive)?;
+    // QEMU reads its command line at once; give /proc a moment to show the process.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let swept = isobench::env::cleanup::sweep_orphans();
+    let note = swept.note().unwrap_or_default();
+    println!("    {note}");
+
+    let (Made::Container(orphan_id), Made::Container(owned_id)) = (&orphan, &owned) else {
+        unreachable!()
+    };
+    if container_exists(orphan_id)? {
+        return Err(format!("the dead owner's container is still there: {note}").into());
+    }
+    if !container_exists(owned_id)? {
+        return Err("the sweep removed a container whose owner is alive".into());
+    }
+    let (Made::Process(orphan_child), Made::Process(owned_child)) =
+        (&mut orphan_qemu, &mut owned_qemu)
+    else {
+        unreachable!()
+    };
+    let exited = wait_with_deadline(orphan_child, Duration::from_secs(5))?;
+    if exited.success() {
+        return Err("the orphan QEMU exited by itself, not killed by the sweep".into());
+    }
+    if owned_child.try_wait()?.is_some() {
+        return Err("the sweep killed a QEMU whose owner is alive".into());
+    }
+    if !note.contains(&format!("owner pid {dead}")) || note.contains(&format!("owner pid {alive}"))
+    {
+        return Err(format!("the note does not say what was removed: {note}").into());
+    }
+    Ok(())
 }

@@ -31,7 +31,9 @@ use self::engine::Engine;
 use self::image::BuiltImage;
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
-use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
+use crate::env::{
+    Budget, EnvError, Environment, Instance, ResourceReading, health, logs, server_binary,
+};
 use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
@@ -288,6 +290,9 @@ impl Environment for ContainerEnv {
             .with_cap_drop("ALL")
             .with_security_opt("no-new-privileges")
             .with_startup_timeout(STARTUP_TIMEOUT)
+            // The service derives its /memory caps from this (it could read the cgroup too;
+            // saying it is what every environment does alike).
+            .with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string())
             .with_host_config_modifier(move |host| {
                 host.cpuset_cpus = Some(cpuset.clone());
                 host.memory = Some(memory);
@@ -318,6 +323,7 @@ impl Environment for ContainerEnv {
             .start()
             .with_context(|| format!("starting a container from {}", image.reference()))?;
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
+        cleanup::pause_point(cleanup::Phase::Starting);
         let port = match host_port {
             Some(port) => port,
             None => container
@@ -435,6 +441,26 @@ impl ContainerInstance {
             .as_ref()
             .map_or("", |container| container.id())
     }
+
+    /// How the container ended, if it is no longer running: status, exit code, OOM kill.
+    fn stopped(&self) -> Option<String> {
+        let state = self.engine.inspect_container(self.id()).ok()?.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(format!(
+            "the container is no longer running: {}, exit code {}{}",
+            state
+                .status
+                .map_or_else(|| "unknown status".to_owned(), |s| s.to_string()),
+            state.exit_code.unwrap_or_default(),
+            if state.oom_killed == Some(true) {
+                ", killed by the kernel's OOM killer"
+            } else {
+                ""
+            }
+        ))
+    }
 }
 
 impl Instance for ContainerInstance {
@@ -448,25 +474,33 @@ impl Instance for ContainerInstance {
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
         // The same working set either way: usage minus inactive file cache.
-        let mut total = match &self.cgroup {
-            Some(cgroup) => {
-                let reading = cgroup.read().context("reading the container's cgroup")?;
-                ResourceReading {
-                    memory_bytes: reading.memory_bytes,
-                    peak_memory_bytes: None,
-                    cpu_seconds: reading.cpu_seconds,
+        let read = || -> anyhow::Result<ResourceReading> {
+            Ok(match &self.cgroup {
+                Some(cgroup) => {
+                    let reading = cgroup.read().context("reading the container's cgroup")?;
+                    ResourceReading {
+                        memory_bytes: reading.memory_bytes,
+                        peak_memory_bytes: None,
+                        cpu_seconds: reading.cpu_seconds,
+                    }
                 }
-            }
-            None => {
-                let stats = self.engine.stats(self.id())?;
-                let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
-                ResourceReading {
-                    memory_bytes: reading.memory_bytes,
-                    peak_memory_bytes: reading.peak_memory_bytes,
-                    cpu_seconds: reading.cpu_seconds,
+                None => {
+                    let stats = self.engine.stats(self.id())?;
+                    let reading =
+                        ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
+                    ResourceReading {
+                        memory_bytes: reading.memory_bytes,
+                        peak_memory_bytes: reading.peak_memory_bytes,
+                        cpu_seconds: reading.cpu_seconds,
+                    }
                 }
-            }
+            })
         };
+        // A stopped container has neither cgroup nor stats: say that, not what is missing.
+        let mut total = read().map_err(|error| match self.stopped() {
+            Some(stopped) => anyhow!(stopped),
+            None => error,
+        })?;
         if let Some(proxy) = &self.proxy {
             let proxy = proxy.read().context("reading docker-proxy")?;
             total.memory_bytes += proxy.rss_bytes;
@@ -476,6 +510,20 @@ impl Instance for ContainerInstance {
             total.cpu_seconds += proxy.cpu_seconds;
         }
         Ok(total)
+    }
+
+    fn log_tail(&self, lines: usize) -> Vec<String> {
+        let Some(container) = &self.container else {
+            return Vec::new();
+        };
+        // The engine keeps the container's output; the server writes only its address to
+        // stdout, so stdout first and then stderr is the order it was written in.
+        let mut text =
+            String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default()).into_owned();
+        text.push_str(&String::from_utf8_lossy(
+            &container.stderr_to_vec().unwrap_or_default(),
+        ));
+        logs::last_lines(&text, lines)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

@@ -142,6 +142,9 @@ fn qemu_command(
         ])
         .args(["-smp", &vcpus.to_string(), "-m", &format!("{memory_mib}M")])
         .args(["-nodefaults", "-no-reboot", "-display", "none"])
+        // Marks whose QEMU this is, for the orphan sweep (crate::env::cleanup::sweep_orphans).
+        .arg("-name")
+        .arg(crate::env::cleanup::qemu_name(std::process::id()))
         .arg("-serial")
         .arg(format!("file:{}", dir.join("console.log").display()))
         .arg("-kernel")
@@ -597,6 +600,9 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-nodefaults -no-reboot"), "{joined}");
+        let owner =
+            crate::env::cleanup::qemu_owner(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(owner, Some(std::process::id()));
         let kvm = qemu_command(&qemu, &image, &budget, Accel::Kvm, 40000, Path::new("/d"));
         let joined: Vec<String> = kvm
             .get_args()

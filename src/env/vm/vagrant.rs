@@ -8,6 +8,10 @@
 //! the first 200 on `/health`, so it includes the box import and the provisioning, which is
 //! what starting a Vagrant VM costs. Resources are read from the provider's VM process (found
 //! by the machine id Vagrant records) where this user can read it.
+//!
+//! A machine being brought up is registered for cleanup (an interrupt runs `vagrant destroy
+//! -f`) and marked with its owner's pid in `.vagrant/isobench-owner`, so that
+//! [`sweep_orphan`] can destroy a machine whose isobench died without cleaning up.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::child::spawn_supervised;
+use crate::env::cleanup::{self, Registration, ReleaseCommand, Resource};
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
 use crate::probe::process::ProcessProbe;
 use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation};
@@ -338,11 +343,21 @@ impl Environment for VagrantVm {
         let log = fs::File::create(&log_path).map_err(|e| EnvError::Other(e.into()))?;
         let log_err = log.try_clone().map_err(|e| EnvError::Other(e.into()))?;
 
+        // Registered and marked before `vagrant up`: an interrupt during the up destroys it,
+        // and a sweep can tell it from a machine a live isobench is using.
+        write_owner(&self.vagrant_dir, &self.vagrant)
+            .map_err(|e| EnvError::Other(anyhow::anyhow!("marking the Vagrant machine: {e}")))?;
+        let destroy_registration = cleanup::register(Resource::Command(
+            ReleaseCommand::from_command("the Vagrant machine", &self.command(&["destroy", "-f"])),
+        ));
         let requested = Instant::now();
         let mut up = self.command(&["up", "--provider", self.provider.name()]);
         up.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let mut up = spawn_supervised(up)
             .map_err(|e| EnvError::Other(anyhow::anyhow!("starting vagrant up: {e}")))?;
+        // Released before the destroy (latest first): vagrant refuses to destroy a machine
+        // another vagrant process is still bringing up.
+        let up_registration = cleanup::register(Resource::Process(up.pid()));
         let base_url = format!("http://127.0.0.1:{}", self.port);
         let mut up_status = None;
         let healthy = health::wait_until_healthy(&base_url, requested, UP_TIMEOUT, || {
@@ -365,17 +380,25 @@ impl Environment for VagrantVm {
         });
         match finish {
             Ok(startup) => {
+                drop(up_registration);
                 let process = provider_process(&self.vagrant_dir, self.provider);
                 Ok(Box::new(VagrantInstance {
                     base_url,
                     startup,
                     probe: process.map(ProcessProbe::new),
                     destroy: Some(self.command(&["destroy", "-f"])),
+                    vagrant_dir: self.vagrant_dir.clone(),
+                    _registration: destroy_registration,
                 }))
             }
             Err(error) => {
                 drop(up);
+                drop(up_registration);
                 let destroyed = self.destroy().err().unwrap_or_default();
+                if destroyed.is_empty() {
+                    remove_owner(&self.vagrant_dir);
+                }
+                drop(destroy_registration);
                 let log_text = fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<&str> = log_text.lines().rev().take(10).collect();
                 Err(EnvError::Other(anyhow::anyhow!(
@@ -443,12 +466,71 @@ fn provider_process(vagrant_dir: &Path, provider: Provider) -> Option<u32> {
         })
 }
 
+/// The file in a Vagrantfile's directory naming the isobench that brought the machine up
+/// (pid, then the `vagrant` binary, one a line).
+fn owner_file(vagrant_dir: &Path) -> PathBuf {
+    vagrant_dir.join(".vagrant").join("isobench-owner")
+}
+
+fn write_owner(vagrant_dir: &Path, vagrant: &Path) -> std::io::Result<()> {
+    let path = owner_file(vagrant_dir);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(
+        path,
+        format!("{}\n{}\n", std::process::id(), vagrant.display()),
+    )
+}
+
+fn remove_owner(vagrant_dir: &Path) {
+    let _ = fs::remove_file(owner_file(vagrant_dir));
+}
+
+/// Destroys the machine of isobench's Vagrantfile if the isobench that brought it up is
+/// gone: `None` when there is none to destroy (no mark, or its owner is alive), else what
+/// was destroyed or why it could not be.
+pub fn sweep_orphan() -> Option<Result<String, String>> {
+    sweep_orphan_in(&server_binary::manifest_dir().join("vm"))
+}
+
+/// [`sweep_orphan`] for the Vagrantfile in `vagrant_dir`.
+pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
+    let text = fs::read_to_string(owner_file(vagrant_dir)).ok()?;
+    let mut lines = text.lines();
+    let owner: u32 = lines.next()?.trim().parse().ok()?;
+    if cleanup::owner_alive(owner) {
+        return None;
+    }
+    let vagrant = lines
+        .next()
+        .map_or_else(|| PathBuf::from("vagrant"), PathBuf::from);
+    let mut command = Command::new(vagrant);
+    command.args(["destroy", "-f"]);
+    vagrant_env(&mut command, vagrant_dir);
+    let what = format!(
+        "Vagrant machine in {} (owner pid {owner})",
+        vagrant_dir.display()
+    );
+    Some(match run(command, DESTROY_TIMEOUT) {
+        Ok(output) if output.status.success() => {
+            remove_owner(vagrant_dir);
+            Ok(what)
+        }
+        Ok(output) => Err(format!("{what}: {}", output.stderr.trim())),
+        Err(error) => Err(format!("{what}: {error}")),
+    })
+}
+
 /// A running Vagrant VM; dropping it destroys the machine.
 pub struct VagrantInstance {
     base_url: String,
     startup: Duration,
     probe: Option<ProcessProbe>,
     destroy: Option<Command>,
+    vagrant_dir: PathBuf,
+    /// Destroys the machine on an interrupt; dropped once it is destroyed.
+    _registration: Registration,
 }
 
 impl VagrantInstance {
@@ -458,6 +540,7 @@ impl VagrantInstance {
         };
         let output = run(command, DESTROY_TIMEOUT)?;
         if output.status.success() {
+            remove_owner(&self.vagrant_dir);
             Ok(())
         } else {
             Err(format!(
@@ -512,6 +595,53 @@ mod tests {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// A stand-in `vagrant` that records its arguments and working directory.
+    fn fake_vagrant(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("vagrant");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$(pwd) $*\" >> {}\n",
+                dir.join("calls").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    #[test]
+    fn the_sweep_destroys_a_dead_owners_machine_only() {
+        let tools = tempfile::tempdir().unwrap();
+        let vagrant = fake_vagrant(tools.path());
+        let machine = tempfile::tempdir().unwrap();
+        // No mark: nothing to do.
+        assert_eq!(sweep_orphan_in(machine.path()), None);
+        // A live owner (this test): left alone.
+        write_owner(machine.path(), &vagrant).unwrap();
+        assert_eq!(sweep_orphan_in(machine.path()), None);
+        assert!(!tools.path().join("calls").exists());
+        // A dead owner: destroyed, and the mark removed.
+        let dead = u32::MAX - 1;
+        fs::write(
+            owner_file(machine.path()),
+            format!("{dead}\n{}\n", vagrant.display()),
+        )
+        .unwrap();
+        let removed = sweep_orphan_in(machine.path()).unwrap().unwrap();
+        assert!(removed.contains(&format!("owner pid {dead}")), "{removed}");
+        let calls = fs::read_to_string(tools.path().join("calls")).unwrap();
+        assert_eq!(
+            calls.trim(),
+            format!(
+                "{} destroy -f",
+                machine.path().canonicalize().unwrap().display()
+            )
+        );
+        assert!(!owner_file(machine.path()).exists());
     }
 
     #[test]

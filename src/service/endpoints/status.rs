@@ -9,6 +9,7 @@ use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 use super::on_blocking_pool;
 use crate::service::detect::Detection;
 use crate::service::error::ApiError;
+use crate::service::memory_limit::MemoryLimit;
 use crate::service::query::parse_uints;
 use crate::service::state::AppState;
 
@@ -33,6 +34,10 @@ pub struct StatusResponse {
     pub pool_threads: usize,
     /// Memory as the service sees it.
     pub memory: MemoryStatus,
+    /// Threads of the service process (`/proc/self/status`), if readable: a soak samples it.
+    pub threads: Option<u64>,
+    /// Open file descriptors of the service process (`/proc/self/fd`), if readable.
+    pub open_fds: Option<u64>,
     /// The detected environment and the evidence.
     pub environment: Detection,
 }
@@ -48,6 +53,12 @@ pub struct MemoryStatus {
     pub process_rss_bytes: Option<u64>,
     /// The memory limit of the service's cgroup, bytes, when one is set.
     pub cgroup_limit_bytes: Option<u64>,
+    /// The memory limit the `/memory` caps were derived from, and where it came from.
+    pub limit: MemoryLimit,
+    /// Largest `/memory` request accepted, MiB.
+    pub max_request_mb: u64,
+    /// MiB all concurrent `/memory` requests may hold together.
+    pub budget_mb: u64,
 }
 
 /// Handles `/status`.
@@ -56,7 +67,20 @@ pub async fn status(
     RawQuery(query): RawQuery,
 ) -> Result<Json<StatusResponse>, ApiError> {
     parse_uints(query.as_deref(), &[])?;
-    let memory = on_blocking_pool(read_memory).await?;
+    let config = state.config();
+    let (limit, max_request_mb, budget_mb) = (
+        config.memory_limit,
+        config.max_memory_mb,
+        config.memory_budget_mb,
+    );
+    let (memory, threads, open_fds) = on_blocking_pool(move || {
+        (
+            read_memory(limit, max_request_mb, budget_mb),
+            read_threads(),
+            read_open_fds(),
+        )
+    })
+    .await?;
     Ok(Json(StatusResponse {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started().elapsed().as_secs_f64(),
@@ -68,12 +92,28 @@ pub async fn status(
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         pool_threads: rayon::current_num_threads(),
         memory,
+        threads,
+        open_fds,
         environment: state.detection().clone(),
     }))
 }
 
-/// Reads memory figures from /proc (blocking file reads).
-fn read_memory() -> MemoryStatus {
+/// The `Threads:` count of `/proc/self/status`.
+fn read_threads() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:")?.trim().parse().ok())
+}
+
+/// Entries of `/proc/self/fd`, less the one reading the directory holds.
+fn read_open_fds() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(entries.saturating_sub(1))
+}
+
+/// Reads memory figures from /proc (blocking file reads); the caps are the configuration's.
+fn read_memory(limit: MemoryLimit, max_request_mb: u64, budget_mb: u64) -> MemoryStatus {
     let mut system = System::new();
     system.refresh_memory();
     let pid = sysinfo::Pid::from_u32(std::process::id());
@@ -87,5 +127,8 @@ fn read_memory() -> MemoryStatus {
         available_bytes: system.available_memory(),
         process_rss_bytes: system.process(pid).map(|process| process.memory()),
         cgroup_limit_bytes: system.cgroup_limits().map(|limits| limits.total_memory),
+        limit,
+        max_request_mb,
+        budget_mb,
     }
 }
