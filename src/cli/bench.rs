@@ -264,6 +264,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
                 load: report,
                 peak_memory_bytes: None,
                 service_cpu_seconds: None,
+                sweep: None,
             }],
         }],
     }])

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod gate;
 pub mod run;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::report::export::{Exporter, Table};
 use crate::report::schema::Artifact;
 use crate::report::{self, write};
+
 
 /// What does isolation cost a web service? isobench runs the same small service natively,
 /// in a Docker container and in a VM, checks it, and measures startup, memory, throughput
@@ -62,17 +64,22 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 write::MARKDOWN_FILE,
                 write::HTML_FILE
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(gate::report_checks(&artifact))
         }
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
     }
 }
 
-/// Summarises the artifact as it stands and writes its JSON, markdown and HTML into `dir`,
-/// each atomically, so an interrupt at any moment leaves the previous complete files.
-pub fn write_outputs(artifact: &mut Artifact, dir: &Path) -> anyhow::Result<()> {
-    artifact.summary = Some(report::summarize(artifact));
+/// Summarises the artifact as it stands, evaluates the checks, and writes its JSON, markdown
+/// and HTML into `dir`, each atomically, so an interrupt at any moment leaves the previous
+/// complete files.
+pub fn write_outputs(
+    artifact: &mut Artifact,
+    dir: &Path,
+    settings: &gate::ReportSettings,
+) -> anyhow::Result<()> {
+    settings.apply(artifact);
     report::write::report_files(dir, artifact)
         .with_context(|| format!("writing the report into {}", dir.display()))?;
     Ok(())

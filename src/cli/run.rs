@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// Seed of the per-round shuffle of environments (recorded in the artifact's notes).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Checks and report options.
+    #[command(flatten)]
+    pub gate: crate::cli::gate::GateArgs,
 }
 
 /// An environment `isobench run` can start.
@@ -174,6 +177,8 @@ impl Plan {
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let plan = Plan::from_args(&args);
     validate(&args, &plan)?;
+    // Check files are read before anything is measured, so a typo costs nothing.
+    let settings = args.gate.settings(None)?;
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let requested = if args.env.is_empty() {
@@ -232,12 +237,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
             let detected = result.label.detected.take().or(measured.1);
             result.label = label_of(env, &run_note, detected);
             result.rounds.push(measured.0);
-            crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
+            crate::cli::write_outputs(&mut artifact, &args.output_dir, &settings)?;
             progress.inc(1);
         }
     }
     progress.finish_and_clear();
-    crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
+    crate::cli::write_outputs(&mut artifact, &args.output_dir, &settings)?;
     Ok(artifact)
 }
 
@@ -343,6 +348,7 @@ fn measure_instance(
             ),
             service_cpu_seconds: Some((after.cpu_seconds - before.cpu_seconds).max(0.0)),
             load: report,
+            sweep: None,
         });
     }
     let round = Round {

@@ -168,6 +168,7 @@ fn scenario_round(
                 peak_memory_bytes: after.peak_memory_bytes.or(Some(after.memory_bytes)),
                 service_cpu_seconds: Some(cpu_seconds),
                 load: report,
+                sweep: None,
             }],
         });
         Ok(())
