@@ -137,10 +137,7 @@ fn two_runs(
     };
     let old_label = describe(&args.files[0], &old);
     let new_label = describe(&args.files[1], &new);
-    print!(
-        "{}",
-        comparison::terminal(&result, &old_label, &new_label)
-    );
+    print!("{}", comparison::terminal(&result, &old_label, &new_label));
     if let Some(path) = &args.markdown {
         let mut text = comparison::markdown(&result, &old_label, &new_label);
         if !new.checks.is_empty() {
@@ -231,7 +228,10 @@ mod tests {
             crate::report::check::parse("vm startup < 0.5s").unwrap(),
             crate::report::check::parse("container/native throughput >= 0.3").unwrap(),
         ];
-        assert_eq!(run(a).unwrap(), ExitCode::from(crate::report::check::EXIT_CHECK_FAILED));
+        assert_eq!(
+            run(a).unwrap(),
+            ExitCode::from(crate::report::check::EXIT_CHECK_FAILED)
+        );
         // The artifact records every check's outcome.
         let written = merge::load(&dir.path().join("out").join(write::JSON_FILE)).unwrap();
         let statuses: Vec<_> = written.checks.iter().map(|c| c.status).collect();
@@ -244,11 +244,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = two_run_files(dir.path(), &fixture::artifact());
         let check_file = dir.path().join("checks.txt");
-        std::fs::write(&check_file, "# gate\nvm startup < 2s\nvm startup < 2 parsecs\n").unwrap();
+        std::fs::write(
+            &check_file,
+            "# gate\nvm startup < 2s\nvm startup < 2 parsecs\n",
+        )
+        .unwrap();
         let mut a = args(files, None);
         a.gate.check_file = vec![check_file];
         let err = format!("{:#}", run(a).unwrap_err());
-        assert!(err.contains("checks.txt, line 3") && err.contains("unknown unit `parsecs`"), "{err}");
+        assert!(
+            err.contains("checks.txt, line 3") && err.contains("unknown unit `parsecs`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,6 @@ use crate::report::export::{Exporter, Table};
 use crate::report::schema::Artifact;
 use crate::report::{self, write};
 
-
 /// What does isolation cost a web service? isobench runs the same small service natively,
 /// in a Docker container and in a VM, checks it, and measures startup, memory, throughput
 /// and latency side by side.

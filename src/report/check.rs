@@ -251,8 +251,13 @@ fn family_of(base: &str) -> Option<(String, Family)> {
         other => other.to_owned(),
     };
     let family = match normalised.as_str() {
-        "startup" | "response time" | "mean response time" | "p50 latency" | "p99 latency"
-        | "p99.9 latency" | "CPU per 1k requests" => Family::Time,
+        "startup"
+        | "response time"
+        | "mean response time"
+        | "p50 latency"
+        | "p99 latency"
+        | "p99.9 latency"
+        | "CPU per 1k requests" => Family::Time,
         "memory" | "idle memory" | "peak memory" | "image size" => Family::Memory,
         "throughput" => Family::Rate,
         "errors" => Family::Count,
@@ -770,11 +775,17 @@ mod tests {
         assert_eq!(c.threshold, 0.3);
         let c = parse("vm startup < 2s").unwrap();
         assert_eq!((c.environment.as_str(), c.over.as_deref()), ("vm", None));
-        assert_eq!((c.operator, c.threshold, c.unit.as_str()), (Operator::Less, 2.0, "s"));
+        assert_eq!(
+            (c.operator, c.threshold, c.unit.as_str()),
+            (Operator::Less, 2.0, "s")
+        );
         let c = parse("  vm   p99 (fixed-rate) <= 500 us ").unwrap();
         assert_eq!(c.metric, "p99 latency (fixed-rate)");
         assert_eq!(c.unit, "us");
-        assert_eq!(parse("vm/native startup ≤ 100x").unwrap().operator, Operator::LessOrEqual);
+        assert_eq!(
+            parse("vm/native startup ≤ 100x").unwrap().operator,
+            Operator::LessOrEqual
+        );
     }
 
     #[test]
@@ -798,13 +809,19 @@ mod tests {
         let err = parse_lines("checks.txt", "# gate\n\nvm startup < 2s\nvm startup 2s\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("checks.txt, line 4: check `vm startup 2s`"), "{err}");
+        assert!(
+            err.starts_with("checks.txt, line 4: check `vm startup 2s`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_check_file_skips_comments_and_blanks() {
-        let checks = parse_lines("f", "# c\n\nvm startup < 2s\n container/native throughput >= 0.3\n")
-            .unwrap();
+        let checks = parse_lines(
+            "f",
+            "# c\n\nvm startup < 2s\n container/native throughput >= 0.3\n",
+        )
+        .unwrap();
         assert_eq!(checks.len(), 2);
     }
 
@@ -828,7 +845,12 @@ mod tests {
         assert_eq!(outcome.unit, "ms");
         assert!((outcome.excess_pct.unwrap() - 100.0).abs() < 1e-9);
         let line = &outcome_lines(&[outcome])[0];
-        assert!(line.starts_with("FAIL   vm startup < 0.5s: 1000 ms [900, 1100], 100.0% past the threshold"), "{line}");
+        assert!(
+            line.starts_with(
+                "FAIL   vm startup < 0.5s: 1000 ms [900, 1100], 100.0% past the threshold"
+            ),
+            "{line}"
+        );
     }
 
     #[test]
@@ -836,11 +858,19 @@ mod tests {
         // vm startup 1000 ms [900, 1100]: the median passes 1050 ms, the interval crosses it.
         let outcome = run("vm startup < 1050ms");
         assert_eq!(outcome.status, CheckStatus::Inconclusive);
-        assert!(outcome.notes[0].contains("crosses the threshold"), "{:?}", outcome.notes);
+        assert!(
+            outcome.notes[0].contains("crosses the threshold"),
+            "{:?}",
+            outcome.notes
+        );
         // vm p99 (health) is noisy: 5 ms [3, 7].
         let outcome = run("vm p99 latency (health) < 20ms");
         assert_eq!(outcome.status, CheckStatus::Inconclusive);
-        assert!(outcome.notes.iter().any(|n| n.starts_with("noisy")), "{:?}", outcome.notes);
+        assert!(
+            outcome.notes.iter().any(|n| n.starts_with("noisy")),
+            "{:?}",
+            outcome.notes
+        );
     }
 
     #[test]
@@ -850,20 +880,37 @@ mod tests {
             round.scenarios[0].load.generator.bottleneck = true;
         }
         let summary = summarize(&artifact);
-        let outcome = evaluate(&artifact, &summary, &parse("container throughput > 100 rps").unwrap());
+        let outcome = evaluate(
+            &artifact,
+            &summary,
+            &parse("container throughput > 100 rps").unwrap(),
+        );
         assert_eq!(outcome.status, CheckStatus::Inconclusive);
-        assert!(outcome.notes.iter().any(|n| n.contains("generator was saturated in 3 of 3")), "{:?}", outcome.notes);
+        assert!(
+            outcome
+                .notes
+                .iter()
+                .any(|n| n.contains("generator was saturated in 3 of 3")),
+            "{:?}",
+            outcome.notes
+        );
     }
 
     #[test]
     fn missing_figures_fail_with_a_reason() {
         let outcome = run("gvisor startup < 2s");
         assert_eq!(outcome.status, CheckStatus::Fail);
-        assert!(outcome.notes[0].starts_with("gvisor was not measured (have: native, container, vm)"));
+        assert!(
+            outcome.notes[0].starts_with("gvisor was not measured (have: native, container, vm)")
+        );
         let outcome = run("native image size < 1 MiB");
         assert_eq!(outcome.status, CheckStatus::Fail);
         let outcome = run("vm p99 < 1s");
-        assert!(outcome.notes[0].contains("name one: p99 latency (health), p99 latency (fixed-rate)"), "{:?}", outcome.notes);
+        assert!(
+            outcome.notes[0].contains("name one: p99 latency (health), p99 latency (fixed-rate)"),
+            "{:?}",
+            outcome.notes
+        );
     }
 
     #[test]
@@ -872,7 +919,10 @@ mod tests {
         assert!((threshold_in(&check, "s") - 0.06).abs() < 1e-12);
         let outcome = run("vm CPU per 1k requests (health) < 60 ms");
         assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
-        assert_eq!(run("vm CPU per 1k requests (health) < 40 ms").status, CheckStatus::Fail);
+        assert_eq!(
+            run("vm CPU per 1k requests (health) < 40 ms").status,
+            CheckStatus::Fail
+        );
         let check = parse("vm memory < 1 GiB").unwrap();
         assert_eq!(threshold_in(&check, "MiB"), 1024.0);
         assert_eq!(run("vm memory < 64 MiB").status, CheckStatus::Pass);

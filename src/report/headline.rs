@@ -69,8 +69,12 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
     let specs: [(&'static str, Option<(&SummaryRow, String)>, [&str; 2]); 4] = [
         (
             "Startup",
-            row(summary, "startup")
-                .map(|r| (r, "from the request to start to the first 200 on /health".into())),
+            row(summary, "startup").map(|r| {
+                (
+                    r,
+                    "from the request to start to the first 200 on /health".into(),
+                )
+            }),
             ["slower to start", "faster to start"],
         ),
         (
@@ -130,7 +134,9 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
                         name: name.to_owned(),
                         value: value_text(estimate, &row.unit),
                         ratio: ratio.cloned(),
-                        words: if estimate.noisy || ratio.is_some_and(|r| r.noisy) {
+                        words: if estimate.n < 2 && estimate.coverage < 1.0 {
+                            format!("{words} (one sample: spread unknown)")
+                        } else if estimate.noisy || ratio.is_some_and(|r| r.noisy) {
                             format!("{words} (noisy)")
                         } else {
                             words
@@ -219,7 +225,7 @@ fn throughput_row(summary: &Summary) -> Option<(&SummaryRow, String)> {
                 .rows
                 .iter()
                 .find(|r| r.metric.starts_with("throughput ("))?;
-            Some((r, format!("requests per second, {}", scenario_of(&r.metric))))
+            Some((r, r.metric.clone()))
         })
 }
 
@@ -248,7 +254,7 @@ fn response_row<'a>(artifact: &Artifact, summary: &'a Summary) -> Option<(&'a Su
         .rows
         .iter()
         .find(|r| r.metric.starts_with("mean response time ("))?;
-    Some((r, format!("mean, {}", scenario_of(&r.metric))))
+    Some((r, r.metric.clone()))
 }
 
 /// `health` from `throughput (health)`.
@@ -271,17 +277,17 @@ mod tests {
         let summary = summarize(&artifact);
         let questions = headline(&artifact, &summary);
         let titles: Vec<_> = questions.iter().map(|q| q.title).collect();
-        assert_eq!(
-            titles,
-            ["Startup", "Memory", "Throughput", "Response time"]
-        );
+        assert_eq!(titles, ["Startup", "Memory", "Throughput", "Response time"]);
         let startup = &questions[0];
         assert_eq!(startup.answers.len(), 3);
         assert_eq!(startup.answers[0].words, "baseline");
         assert_eq!(startup.answers[0].ratio, None);
         assert_eq!(startup.answers[1].value, "100 ms");
         let ratio = startup.answers[1].ratio.as_ref().unwrap();
-        assert_eq!(ratio_text(ratio, Some("native")), "9.09× native [7.92, 11.0]");
+        assert_eq!(
+            ratio_text(ratio, Some("native")),
+            "9.09× native [7.92, 11.0]"
+        );
         assert_eq!(startup.answers[1].words, "slower to start (noisy)");
         assert_eq!(startup.answers[1].better, Some(false));
         assert_eq!(startup.answers[2].environment, "vm (TCG, emulated)");
@@ -291,13 +297,17 @@ mod tests {
         assert_eq!(questions[2].answers[1].better, Some(false));
         // Response time: the open-loop scenario's p99 at its requested rate.
         assert_eq!(questions[3].metric, "p99 latency (fixed-rate)");
-        assert!(questions[3].measured.contains("at 1000 req/s"), "{:?}", questions[3]);
+        assert!(
+            questions[3].measured.contains("at 1000 req/s"),
+            "{:?}",
+            questions[3]
+        );
     }
 
     #[test]
     fn an_interval_holding_one_is_no_clear_difference() {
-        let ratio = crate::report::stats::ratio_estimate(&[9.0, 10.0, 11.0], &[10.0, 10.5, 9.5])
-            .unwrap();
+        let ratio =
+            crate::report::stats::ratio_estimate(&[9.0, 10.0, 11.0], &[10.0, 10.5, 9.5]).unwrap();
         assert_eq!(direction(&ratio), Direction::Unclear);
         let mut artifact = fixture::artifact();
         // Make the container's startup equal native's, round for round.
@@ -312,7 +322,9 @@ mod tests {
         let summary = summarize(&artifact);
         let questions = headline(&artifact, &summary);
         assert!(
-            questions[0].answers[1].words.starts_with("no clear difference"),
+            questions[0].answers[1]
+                .words
+                .starts_with("no clear difference"),
             "{:?}",
             questions[0].answers[1]
         );
@@ -326,6 +338,10 @@ mod tests {
         let titles: Vec<_> = questions.iter().map(|q| q.title).collect();
         assert_eq!(titles, ["Throughput", "Response time"]);
         assert_eq!(questions[1].metric, "mean response time (bench)");
+        assert_eq!(
+            questions[0].answers[1].words,
+            "serves fewer requests (one sample: spread unknown)"
+        );
     }
 
     #[test]

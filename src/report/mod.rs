@@ -12,8 +12,8 @@ pub mod headline;
 pub mod merge;
 pub mod schema;
 pub mod stats;
-pub mod sweep;
 pub mod summarize;
+pub mod sweep;
 pub mod verdict;
 pub mod write;
 

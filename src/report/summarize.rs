@@ -189,7 +189,11 @@ pub fn scenario_names(artifact: &Artifact) -> Vec<String> {
 /// The per-round samples behind `metric` (a summary row's name) for one environment, and
 /// whether they are exact (measured once, no spread); `None` when the artifact has no such
 /// metric. This is what [`summarize`] reduced to an estimate, for comparisons of two runs.
-pub fn samples(artifact: &Artifact, metric: &str, env: &EnvironmentResult) -> Option<(Vec<f64>, bool)> {
+pub fn samples(
+    artifact: &Artifact,
+    metric: &str,
+    env: &EnvironmentResult,
+) -> Option<(Vec<f64>, bool)> {
     metrics(artifact)
         .into_iter()
         .find(|m| m.name == metric)

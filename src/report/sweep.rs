@@ -102,7 +102,9 @@ pub fn curves(artifact: &Artifact) -> Vec<Curve> {
                     Some(Point {
                         fraction: runs[0].sweep.as_ref()?.fraction,
                         requested_rps: median(&|r| {
-                            r.load.requested_rate_rps.unwrap_or(r.load.achieved_rate_rps)
+                            r.load
+                                .requested_rate_rps
+                                .unwrap_or(r.load.achieved_rate_rps)
                         })?,
                         achieved_rps: median(&|r| r.load.achieved_rate_rps)?,
                         // A step where nothing was answered has no latency: infinitely bad.
@@ -213,7 +215,12 @@ mod tests {
         assert!((half.p99_ms - 1.0 / 0.55).abs() < 1e-9, "{half:?}");
         assert!((half.p50_ms - half.p99_ms / 3.0).abs() < 1e-9);
         assert_eq!(half.rounds, 3);
-        assert!(native.points.windows(2).all(|w| w[0].fraction < w[1].fraction));
+        assert!(
+            native
+                .points
+                .windows(2)
+                .all(|w| w[0].fraction < w[1].fraction)
+        );
     }
 
     #[test]

@@ -130,13 +130,18 @@ pub struct Comparison {
 /// rather than pieces to put side by side (the seed's bench files): both hold an environment
 /// isobench started itself, and they share at least one environment name.
 pub fn are_two_runs(old: &Artifact, new: &Artifact) -> bool {
-    let started = |a: &Artifact| a.environments.iter().any(|e| e.label.kind != EnvKind::External);
+    let started = |a: &Artifact| {
+        a.environments
+            .iter()
+            .any(|e| e.label.kind != EnvKind::External)
+    };
     started(old)
         && started(new)
-        && new
-            .environments
-            .iter()
-            .any(|e| old.environments.iter().any(|o| o.label.name == e.label.name))
+        && new.environments.iter().any(|e| {
+            old.environments
+                .iter()
+                .any(|o| o.label.name == e.label.name)
+        })
 }
 
 /// Compares OLD and NEW; `old_summary` and `new_summary` are their summaries (same
@@ -203,7 +208,10 @@ pub fn compare(
         }
     }
     let names = |a: &Artifact| -> Vec<String> {
-        a.environments.iter().map(|e| e.label.name.clone()).collect()
+        a.environments
+            .iter()
+            .map(|e| e.label.name.clone())
+            .collect()
     };
     let (old_names, new_names) = (names(old), names(new));
     Comparison {
@@ -239,6 +247,7 @@ pub fn summary_lines(comparison: &Comparison) -> Vec<String> {
     }
     let (better, worse): (Vec<&Change>, Vec<&Change>) = significant
         .iter()
+        .copied()
         .partition(|c| c.verdict == Verdict::Better);
     let mut lines = vec![format!(
         "{} better, {} worse, {} unchanged or undecided (noise threshold {:.0}%):",
@@ -318,7 +327,11 @@ mod tests {
         let startup = change(&comparison, "startup", "vm");
         assert_eq!(startup.verdict, Verdict::Worse);
         assert_eq!(startup.words(), "slower");
-        assert!(startup.change_text().starts_with("+100.0% ["), "{}", startup.change_text());
+        assert!(
+            startup.change_text().starts_with("+100.0% ["),
+            "{}",
+            startup.change_text()
+        );
         let factor = startup.factor_text();
         assert!(
             factor.starts_with("2.00 [") && factor.ends_with("] times slower"),
@@ -335,7 +348,10 @@ mod tests {
         assert!(lines[0].starts_with("1 better, 1 worse"), "{lines:?}");
         assert!(lines[1].starts_with("  vm: startup is 2.00 ["), "{lines:?}");
         assert!(lines[1].ends_with("times slower than before"), "{lines:?}");
-        assert!(lines[2].starts_with("  vm: throughput (health) is 1.50"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("  vm: throughput (health) is 1.50"),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -347,12 +363,22 @@ mod tests {
         let comparison = compare_fixture(&new);
         let startup = change(&comparison, "startup", "native");
         assert_eq!(startup.verdict, Verdict::Better);
-        assert!(startup.change_text().starts_with("-50.0% ["), "{}", startup.change_text());
+        assert!(
+            startup.change_text().starts_with("-50.0% ["),
+            "{}",
+            startup.change_text()
+        );
         // The ratio 0.5 reads as "2 times faster"; the interval's ends swap when inverted.
         let factor = startup.factor_text();
-        assert!(factor.starts_with("2.00 [") && factor.ends_with("times faster"), "{factor}");
+        assert!(
+            factor.starts_with("2.00 [") && factor.ends_with("times faster"),
+            "{factor}"
+        );
         let (low, high) = (1.0 / startup.ratio.ci_high, 1.0 / startup.ratio.ci_low);
-        assert!(factor.contains(&format!("[{}, {}]", number(low), number(high))), "{factor}");
+        assert!(
+            factor.contains(&format!("[{}, {}]", number(low), number(high))),
+            "{factor}"
+        );
     }
 
     #[test]

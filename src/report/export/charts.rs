@@ -465,8 +465,8 @@ mod tests {
     fn latency_under_load_draws_both_percentiles_and_the_limit() {
         let artifact = fixture::with_sweep();
         let curves = crate::report::sweep::curves(&artifact);
-        let svg = latency_under_load(&curves[2], "vm (TCG, emulated)", (0.1, 1000.0), 10.0)
-            .unwrap();
+        let svg =
+            latency_under_load(&curves[2], "vm (TCG, emulated)", (0.1, 1000.0), 10.0).unwrap();
         assert!(svg.contains("viewBox"), "scales with the page");
         assert!(svg.contains("p99 limit 10.0 ms"));
         assert!(svg.contains("own ceiling"));

@@ -48,8 +48,11 @@ fn notes(comparison: &Comparison) -> Vec<String> {
 
 /// The comparison for a terminal.
 pub fn terminal(comparison: &Comparison, old: &str, new: &str) -> String {
-    let mut out = sanitize_terminal(&format!("OLD: {old}\nNEW: {new}"));
-    out.push_str("\n\n");
+    let mut out = format!(
+        "OLD: {}\nNEW: {}\n\n",
+        sanitize_terminal(old),
+        sanitize_terminal(new)
+    );
     for line in summary_lines(comparison) {
         out.push_str(&sanitize_terminal(&line));
         out.push('\n');
@@ -141,7 +144,12 @@ mod tests {
         let comparison = slower_vm();
         let text = markdown(&comparison, "main", "this run");
         let rows = text.lines().filter(|l| l.starts_with("| ")).count();
-        assert_eq!(rows, comparison.changes.len() + 1, "header and one row per change");
-        assert!(text.contains("- vm: startup is 2.00 ["), "{text}");
+        assert_eq!(
+            rows,
+            comparison.changes.len() + 2,
+            "header, alignment and one row per change"
+        );
+        // Brackets are escaped in markdown; they render as brackets.
+        assert!(text.contains("- vm: startup is 2.00 \\["), "{text}");
     }
 }

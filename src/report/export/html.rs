@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use super::charts;
 use super::{
     ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
-    environment_cells, escape_html, estimate_cell, headline_title, improvement_cell,
-    method_notes, preparation_note, provenance, ratio_cell, row_groups, summary_of,
+    environment_cells, escape_html, estimate_cell, headline_title, improvement_cell, method_notes,
+    preparation_note, provenance, ratio_cell, row_groups, summary_of,
 };
 use crate::report::schema::{Artifact, CheckStatus, Summary};
 use crate::report::{headline, summarize, sweep};
@@ -213,11 +213,7 @@ fn checks_section(out: &mut String, artifact: &Artifact) {
             CheckStatus::Inconclusive => "check-inconclusive",
             CheckStatus::Fail => "check-fail",
         };
-        let _ = writeln!(
-            out,
-            "<li class=\"{class}\">{}</li>",
-            escape_html(&line)
-        );
+        let _ = writeln!(out, "<li class=\"{class}\">{}</li>", escape_html(&line));
     }
     let _ = writeln!(out, "</ul>");
 }
@@ -479,8 +475,15 @@ mod tests {
     fn sweep_charts_and_capacity_appear_with_how_to_read() {
         let html = Html.render(&fixture::with_sweep()).unwrap();
         assert!(html.contains("<h2>Latency under load</h2>"));
-        assert_eq!(html.matches("latency under load (").count(), 0, "no chart error text");
-        assert!(html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms)"), "capacity");
+        assert_eq!(
+            html.matches("latency under load (").count(),
+            0,
+            "no chart error text"
+        );
+        assert!(
+            html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms)"),
+            "capacity"
+        );
         // Every chart block has its explanation: bars, the sweep, one percentile chart per
         // scenario (health and fixed-rate).
         assert_eq!(html.matches("<div class=\"how\">").count(), 1 + 1 + 2);

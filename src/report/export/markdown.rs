@@ -7,9 +7,8 @@ use std::fmt::Write as _;
 
 use super::{
     ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
-    environment_cells,
-    escape_markdown, estimate_cell, headline_title, improvement_cell, method_notes,
-    preparation_note, provenance, ratio_cell, row_groups, summary_of,
+    environment_cells, escape_markdown, estimate_cell, headline_title, improvement_cell,
+    method_notes, preparation_note, provenance, ratio_cell, row_groups, summary_of,
 };
 use crate::report::schema::Artifact;
 use crate::report::{headline, summarize};
@@ -39,7 +38,8 @@ impl Exporter for Markdown {
         let questions = headline::headline(artifact, &summary);
         if !questions.is_empty() {
             let _ = writeln!(out, "## Headline\n\n{}\n", e(&headline_title(&summary)));
-            let ratio_title = baseline.map_or_else(|| "ratio".to_owned(), |b| format!("× {}", e(b)));
+            let ratio_title =
+                baseline.map_or_else(|| "ratio".to_owned(), |b| format!("× {}", e(b)));
             let _ = writeln!(
                 out,
                 "| question | environment | median | {ratio_title} [95% interval] | in words |"
@@ -89,7 +89,7 @@ impl Exporter for Markdown {
         }
 
         let _ = writeln!(out, "## All measurements\n");
-        let mut header = vec![String::new()];
+        let mut header = vec!["metric".to_owned()];
         header.extend(envs.iter().map(|env| e(&env_title(&env.label))));
         if let Some(baseline) = baseline {
             header.extend(
@@ -115,7 +115,6 @@ impl Exporter for Markdown {
                     e(&group.description)
                 );
             }
-            header[0] = "metric".to_owned();
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "| {} |", alignment.join(" | "));
             for (label, row) in &group.rows {

@@ -293,7 +293,10 @@ pub(crate) fn headline_title(summary: &Summary) -> String {
 
 /// The latency-under-load capacity, when a sweep ran: a title and one line per environment,
 /// `native: 9000 req/s (at 10000 req/s: p99 10.0 ms)`.
-pub(crate) fn capacity_lines(artifact: &Artifact, summary: &Summary) -> Option<(String, Vec<String>)> {
+pub(crate) fn capacity_lines(
+    artifact: &Artifact,
+    summary: &Summary,
+) -> Option<(String, Vec<String>)> {
     let limit = summary.p99_limit_ms?;
     if summary.capacity.is_empty() {
         return None;

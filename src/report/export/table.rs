@@ -7,8 +7,8 @@ use comfy_table::{CellAlignment, ContentArrangement, presets};
 
 use super::{
     ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, RowGroup, capacity_lines, env_title,
-    estimate_cell,
-    headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal, summary_of,
+    estimate_cell, headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal,
+    summary_of,
 };
 use crate::report::schema::Artifact;
 use crate::report::{headline, summarize};
@@ -167,10 +167,7 @@ mod tests {
         assert!(position("Response time — ") < position("every instance"));
         assert!(position("every instance") < position("health (closed loop"));
         assert!(position("health (closed loop") < position("fixed-rate (open loop at 1000"));
-        let header = text
-            .lines()
-            .find(|l| l.contains("every instance"))
-            .unwrap();
+        let header = text.lines().find(|l| l.contains("every instance")).unwrap();
         for column in [
             "native",
             "container",
