@@ -66,7 +66,7 @@ pub fn direction(ratio: &Estimate) -> Direction {
 /// The four questions answered from the artifact's summary; questions whose row is missing
 /// (a `bench` artifact has no startup) are left out.
 pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
-    let specs: [(&'static str, Option<(&SummaryRow, String)>, [&str; 2]); 4] = [
+    let specs: [(&'static str, Option<Picked<'_>>, [&str; 2]); 4] = [
         (
             "Startup",
             row(summary, "startup").map(|r| {
@@ -210,6 +210,9 @@ pub fn ratio_text(ratio: &Estimate, baseline: Option<&str>) -> String {
 fn value_text(estimate: &Estimate, unit: &str) -> String {
     format!("{} {unit}", number(estimate.median))
 }
+
+/// A summary row picked for a question, and what it measured in words.
+type Picked<'a> = (&'a SummaryRow, String);
 
 fn row<'a>(summary: &'a Summary, metric: &str) -> Option<&'a SummaryRow> {
     summary.rows.iter().find(|r| r.metric == metric)

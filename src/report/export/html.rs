@@ -493,6 +493,33 @@ mod tests {
         assert!(at("<h2>All measurements</h2>") < at("<h2>Latency percentiles</h2>"));
     }
 
+    /// Writes the fixture's page (with a sweep) under `target/isobench/fixture-report/`, the
+    /// page the report's browser screenshots are taken of.
+    #[test]
+    fn the_fixture_page_is_written_for_a_browser_check() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/isobench/fixture-report");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut artifact = fixture::with_sweep();
+        let summary = crate::report::summarize::summarize(&artifact);
+        artifact.checks = crate::report::check::evaluate_all(
+            &artifact,
+            &summary,
+            &[
+                crate::report::check::parse("container/native throughput >= 0.3").unwrap(),
+                crate::report::check::parse("vm startup < 0.5s").unwrap(),
+                crate::report::check::parse("vm startup < 1050ms").unwrap(),
+            ],
+        );
+        artifact.summary = Some(summary);
+        let html = Html.render(&artifact).unwrap();
+        let path = dir.join("report.html");
+        std::fs::write(&path, &html).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), html);
+        assert!(html.contains("check-fail") && html.contains("check-pass"));
+        assert!(html.contains("check-inconclusive"));
+    }
+
     #[test]
     fn responsive_and_printable() {
         let html = Html.render(&fixture::artifact()).unwrap();
