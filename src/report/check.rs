@@ -18,14 +18,17 @@
 //!
 //! A check compares the **median**. It passes only when the whole interval meets the
 //! threshold on a clean cell; a median that meets it on a noisy cell, with an interval
-//! crossing the threshold, or on a cell the generator (not the service) limited, is
+//! crossing the threshold, or on a cell the load generator (not the service) limited — the
+//! per-cell limits the measurement protocol records in `Estimate::limits` — is
 //! [`CheckStatus::Inconclusive`] and says why — never a silent pass. A missing figure fails.
 
 use std::path::Path;
 
 use crate::report::export::number;
 use crate::report::headline;
-use crate::report::schema::{Artifact, CheckOutcome, CheckStatus, Estimate, Summary};
+use crate::report::schema::{
+    Artifact, CheckOutcome, CheckStatus, Estimate, LimitKind, Side, Summary,
+};
 use crate::report::stats;
 use crate::report::summarize;
 
@@ -545,7 +548,8 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
     } else {
         value.ci_low
     };
-    if holds && !check.operator.holds(far_end, threshold) {
+    let crosses = holds && !check.operator.holds(far_end, threshold);
+    if crosses {
         notes.push(format!(
             "the interval [{}, {}] crosses the threshold",
             number(value.ci_low),
@@ -559,17 +563,22 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
             "noisy: the interval is wider than ±10% of the median".to_owned()
         });
     }
-    let mut limited = cell_limits(artifact, &row_name, &check.environment);
-    if let Some(over) = &check.over {
-        limited.extend(cell_limits(artifact, &row_name, over));
+    // Limits come from each environment's own cell of the row, a ratio's from both.
+    let mut generator_limited = false;
+    for name in std::iter::once(&check.environment).chain(&check.over) {
+        if let Some(estimate) = row.estimates.get(name) {
+            let (limit_notes, generator) = limit_notes(name, estimate);
+            notes.extend(limit_notes);
+            generator_limited |= generator;
+        }
     }
-    notes.extend(limited);
+    let uncertain = value.noisy || generator_limited || crosses;
     let status = if !holds {
         CheckStatus::Fail
-    } else if notes.is_empty() {
-        CheckStatus::Pass
-    } else {
+    } else if uncertain {
         CheckStatus::Inconclusive
+    } else {
+        CheckStatus::Pass
     };
     let excess_pct = (threshold != 0.0).then(|| {
         let past = if check.operator.is_upper_bound() {
@@ -649,61 +658,33 @@ fn ratio(
     }
 }
 
-/// What limited a cell other than the service itself, read from the raw runs of its scenario:
-/// a saturated generator, an open-loop rate not kept, failed requests. Empty for rows that
-/// belong to no scenario.
-pub fn cell_limits(artifact: &Artifact, metric: &str, environment: &str) -> Vec<String> {
-    let scenario = headline::scenario_of(metric);
-    if scenario.is_empty() {
-        return Vec::new();
-    }
-    let Some(env) = artifact
-        .environments
-        .iter()
-        .find(|e| e.label.name == environment)
-    else {
-        return Vec::new();
-    };
-    let runs: Vec<_> = env
-        .rounds
-        .iter()
-        .flat_map(|r| &r.scenarios)
-        .filter(|s| s.scenario == scenario && s.sweep.is_none())
-        .collect();
+/// The limits of an environment's cell (`Estimate::limits`, from the measurement protocol) as
+/// notes, and whether any points at the load generator — then the figure may be the
+/// generator's limit, not the service's, and a passing check cannot be relied on. Limits that
+/// point at the service (its errors, a rate it could not keep) describe the service itself:
+/// they are noted but do not make the outcome uncertain.
+fn limit_notes(environment: &str, estimate: &Estimate) -> (Vec<String>, bool) {
     let mut notes = Vec::new();
-    let saturated = runs.iter().filter(|r| r.load.generator.bottleneck).count();
-    if saturated > 0 {
+    let mut generator = false;
+    for limit in &estimate.limits {
+        let what = match limit.kind {
+            LimitKind::GeneratorSaturated => "the load generator was saturated",
+            LimitKind::RateNotKept => "the open loop did not keep its rate",
+            LimitKind::Errors => "requests failed",
+        };
+        let side = match limit.bottleneck {
+            Side::Generator => {
+                generator = true;
+                "the figure may be the generator's limit, not the service's"
+            }
+            Side::Service => "bottleneck: the service",
+        };
         notes.push(format!(
-            "{environment}: the load generator was saturated in {saturated} of {} rounds, so the \
-             figure may be its limit, not the service's",
-            runs.len()
+            "{environment}: {what} in {} of {} rounds ({side})",
+            limit.rounds, estimate.n
         ));
     }
-    let unkept = runs
-        .iter()
-        .filter(|r| {
-            r.load.open_loop
-                && r.load
-                    .requested_rate_rps
-                    .is_some_and(|rate| r.load.achieved_rate_rps < 0.95 * rate)
-        })
-        .count();
-    if unkept > 0 {
-        notes.push(format!(
-            "{environment}: the requested rate was not kept in {unkept} of {} rounds",
-            runs.len()
-        ));
-    }
-    // A handful of failures among tens of thousands of requests does not change a figure;
-    // more than 0.1% of them does (a throughput that counts only successes, say).
-    let errors: u64 = runs.iter().map(|r| r.load.errors.total()).sum();
-    let sent: u64 = runs.iter().map(|r| r.load.requests_sent).sum();
-    if errors as f64 > 0.001 * sent as f64 && !metric.starts_with("errors") {
-        notes.push(format!(
-            "{environment}: {errors} of {sent} requests failed in this scenario"
-        ));
-    }
-    notes
+    (notes, generator)
 }
 
 /// One line per outcome: `FAIL  vm startup < 2s: 2.31 s, 15.5% over [notes]`.
