@@ -47,7 +47,7 @@ padding:8px 12px;margin:0}.how h4{margin:0 0 4px;font-size:14px}.how p{margin:.3
 .check-inconclusive{color:#8a5200}.problem{color:#a00}footer{color:#666;font-size:13px;\
 margin-top:2em}\
 @media (max-width:640px){body{font-size:15px;padding:0 10px 2em}h1{font-size:1.3em}\
-table{font-size:12.5px}th,td{padding:3px 5px}.chart .how{font-size:13px}}\
+table{font-size:12.5px}th,td{padding:3px 5px}td.n{white-space:normal}.chart .how{font-size:13px}}\
 @media print{body{max-width:none;font-size:10pt;padding:0;color:#000}\
 h2{break-after:avoid;page-break-after:avoid}.wide{overflow:visible}\
 table{font-size:8pt}th,td{padding:2px 4px}tr{break-inside:avoid;page-break-inside:avoid}\
