@@ -273,6 +273,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
                 peak_memory_bytes: None,
                 peak_memory_method: None,
                 service_cpu_seconds: None,
+                sweep: None,
             }],
             failure: None,
         }],

@@ -1,40 +1,76 @@
-//! `isobench compare A.json B.json …`: reads artifacts written by `isobench run` or
-//! `isobench bench --output`, merges them, prints the comparison table and optionally writes
-//! the JSON, markdown and HTML reports. This is the seed report's workflow (bench the
-//! container to `docker_results.json`, the VM to `vm_results.json`, then compare) with
-//! intervals and a legend.
+//! `isobench compare A.json B.json …`: two ways to read saved artifacts.
+//!
+//! - **Two runs** (`compare OLD.json NEW.json`, both from `isobench run` and sharing
+//!   environments): per metric and environment, the change from OLD to NEW with its interval
+//!   and a verdict — faster, slower, no significant change — in the style of hyperfine's
+//!   comparisons and critcmp ([`crate::report::verdict`]).
+//! - **Side by side** (any other set, or `--side-by-side`): the artifacts are merged and
+//!   compared as environments, the seed report's workflow (bench the container to
+//!   `docker_results.json`, the VM to `vm_results.json`, then compare).
+//!
+//! Both evaluate `--check`s against the newest figures (NEW, or the merged artifact) and exit
+//! with code 4 when one fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::report::export::{Exporter, Table};
+use crate::cli::gate::{self, GateArgs};
+use crate::report::export::{Exporter, Table, comparison};
 use crate::report::merge::{self, origin_of};
-use crate::report::summarize::summarize_with_baseline;
-use crate::report::write;
+use crate::report::schema::Artifact;
+use crate::report::{verdict, write};
 
 /// Options of `isobench compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// Artifacts to compare (JSON from `isobench run` or `isobench bench --output`).
+    /// Artifacts to compare (JSON from `isobench run` or `isobench bench --output`); two runs
+    /// of the same environments are compared OLD → NEW.
     #[arg(required = true, value_name = "ARTIFACT")]
     pub files: Vec<PathBuf>,
-    /// Also write the merged artifact, markdown and HTML reports into this directory.
+    /// Also write the (newest or merged) artifact, markdown and HTML reports into this
+    /// directory.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// Environment to take ratios against (default: `native`, else the first environment).
     #[arg(long, value_name = "NAME")]
     pub baseline: Option<String>,
+    /// Put two runs side by side as environments instead of comparing OLD → NEW.
+    #[arg(long)]
+    pub side_by_side: bool,
+    /// Smallest change, in percent, that earns a faster/slower verdict.
+    #[arg(long, value_name = "PERCENT", default_value_t = 2.0)]
+    pub noise_threshold: f64,
+    /// Also write what was printed as GitHub markdown to this file (for a CI job summary).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Checks and report options.
+    #[command(flatten)]
+    pub gate: GateArgs,
 }
 
-/// Runs `isobench compare`: success when every file was read and the report was made.
+/// Runs `isobench compare`: success when every file was read, the report was made and no
+/// check failed.
 pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.noise_threshold.is_finite() && args.noise_threshold >= 0.0,
+        "--noise-threshold must be a percentage of at least 0"
+    );
+    let settings = args.gate.settings(args.baseline.clone())?;
     let mut inputs = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let artifact = merge::load(path)?;
         inputs.push((origin_of(path), artifact));
     }
+    if let [(_, old), (_, new)] = inputs.as_slice()
+        && !args.side_by_side
+        && verdict::are_two_runs(old, new)
+    {
+        let (old, new) = (old.clone(), new.clone());
+        return two_runs(&args, &settings, old, new);
+    }
+
     let mut artifact = merge::merge(inputs).context("merging the artifacts")?;
     if artifact.environments.is_empty() {
         anyhow::bail!(
@@ -54,6 +90,72 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    check_baseline(&args, &artifact)?;
+    settings.apply(&mut artifact);
+
+    print!(
+        "{}",
+        Table.render(&artifact).context("rendering the table")?
+    );
+    if let Some(path) = &args.markdown {
+        let text = crate::report::export::Markdown
+            .render(&artifact)
+            .context("rendering markdown")?;
+        write::atomic(path, text.as_bytes())?;
+    }
+    write_report(&args, &artifact)?;
+    Ok(ExitCode::from(gate::report_checks(&artifact)))
+}
+
+/// OLD → NEW: verdicts per metric and environment, then the checks on NEW.
+fn two_runs(
+    args: &CompareArgs,
+    settings: &gate::ReportSettings,
+    mut old: Artifact,
+    mut new: Artifact,
+) -> anyhow::Result<ExitCode> {
+    check_baseline(args, &new)?;
+    settings.apply(&mut old);
+    settings.apply(&mut new);
+    let (Some(old_summary), Some(new_summary)) = (&old.summary, &new.summary) else {
+        unreachable!("apply always sets the summary");
+    };
+    let result = verdict::compare(
+        &old,
+        old_summary,
+        &new,
+        new_summary,
+        args.noise_threshold / 100.0,
+    );
+    let describe = |path: &Path, artifact: &Artifact| {
+        format!(
+            "{} (written {} on {})",
+            path.display(),
+            artifact.created_at,
+            artifact.host.hostname
+        )
+    };
+    let old_label = describe(&args.files[0], &old);
+    let new_label = describe(&args.files[1], &new);
+    print!("{}", comparison::terminal(&result, &old_label, &new_label));
+    if let Some(path) = &args.markdown {
+        let mut text = comparison::markdown(&result, &old_label, &new_label);
+        if !new.checks.is_empty() {
+            text.push_str("\n### Checks\n\n");
+            for line in crate::report::check::outcome_lines(&new.checks) {
+                text.push_str(&format!(
+                    "- {}\n",
+                    crate::report::export::escape_markdown(&line)
+                ));
+            }
+        }
+        write::atomic(path, text.as_bytes())?;
+    }
+    write_report(args, &new)?;
+    Ok(ExitCode::from(gate::report_checks(&new)))
+}
+
+fn check_baseline(args: &CompareArgs, artifact: &Artifact) -> anyhow::Result<()> {
     if let Some(baseline) = &args.baseline
         && !artifact
             .environments
@@ -70,14 +172,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    artifact.summary = Some(summarize_with_baseline(&artifact, args.baseline.as_deref()));
+    Ok(())
+}
 
-    print!(
-        "{}",
-        Table.render(&artifact).context("rendering the table")?
-    );
+fn write_report(args: &CompareArgs, artifact: &Artifact) -> anyhow::Result<()> {
     if let Some(dir) = &args.output_dir {
-        let written = write::report_files(dir, &artifact)
+        let written = write::report_files(dir, artifact)
             .with_context(|| format!("writing the report into {}", dir.display()))?;
         println!(
             "wrote {}, {} and {}",
@@ -86,7 +186,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             written.html.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -95,11 +195,67 @@ mod tests {
     use crate::report::fixture;
 
     fn args(files: Vec<PathBuf>, output_dir: Option<PathBuf>) -> CompareArgs {
-        CompareArgs {
-            files,
-            output_dir,
-            baseline: None,
-        }
+        use clap::Parser as _;
+        let mut cli = crate::cli::Cli::parse_from(["isobench", "compare", "x.json"]);
+        let Some(crate::cli::Command::Compare(mut parsed)) = cli.command.take() else {
+            unreachable!("`compare` parses as compare");
+        };
+        parsed.files = files;
+        parsed.output_dir = output_dir;
+        parsed
+    }
+
+    fn two_run_files(dir: &Path, new: &Artifact) -> Vec<PathBuf> {
+        let old_path = dir.join("old.json");
+        let new_path = dir.join("new.json");
+        write::json(&old_path, &fixture::artifact()).unwrap();
+        write::json(&new_path, new).unwrap();
+        vec![old_path, new_path]
+    }
+
+    #[test]
+    fn two_runs_are_compared_and_a_failed_check_exits_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = two_run_files(dir.path(), &fixture::artifact());
+        let mut a = args(files.clone(), Some(dir.path().join("out")));
+        a.markdown = Some(dir.path().join("comparison.md"));
+        assert_eq!(run(a).unwrap(), ExitCode::SUCCESS);
+        let md = std::fs::read_to_string(dir.path().join("comparison.md")).unwrap();
+        assert!(md.contains("No significant change"), "{md}");
+
+        let mut a = args(files, Some(dir.path().join("out")));
+        a.gate.checks = vec![
+            crate::report::check::parse("vm startup < 0.5s").unwrap(),
+            crate::report::check::parse("container/native throughput >= 0.3").unwrap(),
+        ];
+        assert_eq!(
+            run(a).unwrap(),
+            ExitCode::from(crate::report::check::EXIT_CHECK_FAILED)
+        );
+        // The artifact records every check's outcome.
+        let written = merge::load(&dir.path().join("out").join(write::JSON_FILE)).unwrap();
+        let statuses: Vec<_> = written.checks.iter().map(|c| c.status).collect();
+        use crate::report::schema::CheckStatus;
+        assert_eq!(statuses, [CheckStatus::Fail, CheckStatus::Pass]);
+    }
+
+    #[test]
+    fn a_bad_check_file_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = two_run_files(dir.path(), &fixture::artifact());
+        let check_file = dir.path().join("checks.txt");
+        std::fs::write(
+            &check_file,
+            "# gate\nvm startup < 2s\nvm startup < 2 parsecs\n",
+        )
+        .unwrap();
+        let mut a = args(files, None);
+        a.gate.check_file = vec![check_file];
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(
+            err.contains("checks.txt, line 3") && err.contains("unknown unit `parsecs`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! | 1 | the run finished and its outputs are written, but some repetitions failed (recorded in the artifact with the reason and the service's last log lines) or an environment failed every time and was dropped |
 //! | 2 | the run could not go on: bad options, no environment could run, an error outside a repetition (the message says which); outputs written so far stay valid |
 //! | 3 | the outputs could not be written (disk full, read-only or missing directory); files written before stay valid, nothing is left running |
+//! | 4 | a `--check` failed (the run finished; its outcome is in the artifact's `checks`) |
 //! | 130 / 143 | interrupted by SIGINT / SIGTERM; everything started was stopped, outputs written so far stay valid |
 
 pub mod bench;
 pub mod compare;
+pub mod gate;
 pub mod run;
 
 use std::path::Path;
@@ -72,7 +74,14 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 write::MARKDOWN_FILE,
                 write::HTML_FILE
             );
-            Ok(ExitCode::from(run_exit_code(&artifact)))
+            // A failed check is the gate's verdict and wins over a partial run's code.
+            let checks = gate::report_checks(&artifact);
+            let code = if checks != exit::OK {
+                checks
+            } else {
+                run_exit_code(&artifact)
+            };
+            Ok(ExitCode::from(code))
         }
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
@@ -89,6 +98,8 @@ pub mod exit {
     pub const ERROR: u8 = 2;
     /// The outputs could not be written.
     pub const OUTPUT: u8 = 3;
+    /// A `--check` failed (the run itself finished).
+    pub const CHECK_FAILED: u8 = crate::report::check::EXIT_CHECK_FAILED;
     /// SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// SIGTERM (128 + 15).
@@ -148,10 +159,15 @@ pub fn check_output_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Summarises the artifact as it stands and writes its JSON, markdown and HTML into `dir`,
-/// each atomically, so an interrupt at any moment leaves the previous complete files.
-pub fn write_outputs(artifact: &mut Artifact, dir: &Path) -> anyhow::Result<()> {
-    artifact.summary = Some(report::summarize(artifact));
+/// Summarises the artifact as it stands, evaluates the checks, and writes its JSON, markdown
+/// and HTML into `dir`, each atomically, so an interrupt at any moment leaves the previous
+/// complete files.
+pub fn write_outputs(
+    artifact: &mut Artifact,
+    dir: &Path,
+    settings: &gate::ReportSettings,
+) -> anyhow::Result<()> {
+    settings.apply(artifact);
     report::write::report_files(dir, artifact)
         .with_context(|| format!("writing the report into {}", dir.display()))?;
     Ok(())

@@ -80,6 +80,13 @@ pub struct RunArgs {
     /// Seed of the per-round shuffle of environments (recorded in the artifact's notes).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Skip the latency-under-load sweep (open loop from a tenth of each environment's own
+    /// ceiling to past it; run after the scenarios when `health` is among them).
+    #[arg(long)]
+    pub no_sweep: bool,
+    /// Checks and report options.
+    #[command(flatten)]
+    pub gate: crate::cli::gate::GateArgs,
 }
 
 /// The plan `args` ask for: presets applied, scenarios resolved, this host's budget.
@@ -112,6 +119,15 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
     plan.window = args.duration.unwrap_or(window);
     plan.warmup = args.warmup.unwrap_or(DEFAULT_WARMUP);
     plan.seed = args.seed;
+    // The sweep takes its ceiling from `health`; without it there is nothing to sweep from.
+    if !args.no_sweep
+        && plan
+            .scenarios
+            .iter()
+            .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
+    {
+        plan.sweep = Some(crate::measure::scenario::Sweep::default());
+    }
     plan.validate().map_err(|error| {
         // Name the flag behind each plan field.
         let text = error
@@ -128,6 +144,8 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
 /// Runs the comparison and writes its outputs; returns the artifact.
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let plan = plan_from_args(&args)?;
+    // Check files are read before anything is measured, so a typo costs nothing.
+    let settings = args.gate.settings(None)?;
     // Before anything starts: a full disk or a read-only directory is found in a second,
     // not after the first round.
     crate::cli::check_output_dir(&args.output_dir)?;
@@ -181,7 +199,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let mut write_error = None;
     let mut after_round = |artifact: &mut Artifact| -> Result<(), BoxedError> {
         cleanup::enter_phase(Phase::Writing);
-        if let Err(error) = crate::cli::write_outputs(artifact, &output_dir) {
+        if let Err(error) = crate::cli::write_outputs(artifact, &output_dir, &settings) {
             let message = BoxedError::from(format!("{error:#}"));
             write_error = Some(error);
             return Err(message);
@@ -249,7 +267,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
             result.label.notes.extend(notes.iter().cloned());
         }
         cleanup::enter_phase(Phase::Writing);
-        crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
+        crate::cli::write_outputs(&mut artifact, &args.output_dir, &settings)?;
     }
     anyhow::ensure!(
         !artifact.environments.is_empty(),

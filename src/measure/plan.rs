@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::env::Budget;
-use crate::measure::scenario::Scenario;
+use crate::measure::scenario::{Scenario, Sweep};
 
 /// Default repetitions. Seven rounds is the smallest n whose [min, max] interval covers a
 /// median with at least 97.5% (1 − 2·0.5⁷ = 98.4%), so that the ratio of two environments'
@@ -47,6 +47,8 @@ pub struct Plan {
     pub budget: Budget,
     /// Seed of the per-round shuffle of environments.
     pub seed: u64,
+    /// The latency-under-load sweep run after the scenarios; needs the `health` scenario.
+    pub sweep: Option<Sweep>,
 }
 
 /// A plan that cannot be run, and why.
@@ -67,6 +69,7 @@ impl Plan {
             request_timeout: REQUEST_TIMEOUT,
             budget: Budget::for_host(),
             seed: 1,
+            sweep: None,
         }
     }
 
@@ -87,6 +90,16 @@ impl Plan {
         }
         for scenario in &self.scenarios {
             scenario.validate().map_err(PlanError)?;
+        }
+        if let Some(sweep) = &self.sweep {
+            sweep.validate().map_err(PlanError)?;
+            if !self
+                .scenarios
+                .iter()
+                .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
+            {
+                return bad("the latency sweep needs the health scenario (its ceiling)");
+            }
         }
         let mut names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
         names.sort_unstable();

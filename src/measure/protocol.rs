@@ -144,7 +144,49 @@ fn measure_instance(
             }
         }
     }
+    if let Some(sweep) = &plan.sweep
+        && round.failure.is_none()
+    {
+        run_sweep(instance, env_name, plan, sweep, round, observer);
+    }
     detected
+}
+
+/// The sweep's steps, each open loop at a fraction of this round's own `health` throughput.
+fn run_sweep(
+    instance: &dyn Instance,
+    env_name: &str,
+    plan: &Plan,
+    sweep: &crate::measure::scenario::Sweep,
+    round: &mut Round,
+    observer: &mut dyn Observer,
+) {
+    let Some(ceiling) = round
+        .scenarios
+        .iter()
+        .find(|s| s.scenario == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
+        .map(|s| s.load.throughput_rps)
+        .filter(|rps| *rps > 0.0)
+    else {
+        return;
+    };
+    for &fraction in &sweep.fractions {
+        let phase = format!("sweep:{fraction}");
+        observer.phase(round.round, env_name, &phase);
+        match measure_scenario(instance, &sweep.step(ceiling, fraction), plan) {
+            Ok(mut run) => {
+                run.sweep = Some(crate::report::schema::SweepStep {
+                    ceiling_rps: ceiling,
+                    fraction,
+                });
+                round.scenarios.push(run);
+            }
+            Err(error) => {
+                round.failure = Some(failure(&phase, &error, instance.log_tail(LOG_TAIL_LINES)));
+                break;
+            }
+        }
+    }
 }
 
 /// The failure record: the error with its causes (each once), and the log's tail.
@@ -205,6 +247,7 @@ pub fn measure_scenario(
         )),
         service_cpu_seconds: readings.cpu_seconds,
         load: report,
+        sweep: None,
     })
 }
 

@@ -161,6 +161,63 @@ impl Scenario {
     }
 }
 
+/// A latency-under-load sweep (wrk2's way of looking at latency): after the scenarios, open
+/// loop on `/health` at each fraction of the instance's own ceiling — the throughput of the
+/// closed-loop `health` scenario in the same round — from light load to past saturation. Each
+/// step is recorded as a `sweep` scenario run with its
+/// [`SweepStep`](crate::report::schema::SweepStep); `report::sweep` reads the curves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Requested rates as fractions of the ceiling, rising.
+    pub fractions: Vec<f64>,
+    /// Connections the open loop spreads its schedule over.
+    pub connections: usize,
+}
+
+/// Name of the scenario the sweep takes its ceiling from.
+pub const SWEEP_CEILING_SCENARIO: &str = "health";
+
+impl Default for Sweep {
+    /// A tenth of the ceiling to a quarter past it; denser near the knee.
+    fn default() -> Self {
+        Self {
+            fractions: vec![0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3],
+            connections: 2 * FIXED_RATE_CONNECTIONS,
+        }
+    }
+}
+
+impl Sweep {
+    /// The open-loop scenario of one step.
+    pub fn step(&self, ceiling_rps: f64, fraction: f64) -> Scenario {
+        Scenario {
+            name: "sweep".into(),
+            paths: vec![path("/health", 1)],
+            connections: self.connections,
+            rate_rps: Some(ceiling_rps * fraction),
+            expected_status: 200,
+        }
+    }
+
+    /// Checks the sweep; the error names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.fractions.is_empty() {
+            return Err("the sweep needs at least one step".into());
+        }
+        if self.fractions.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
+            return Err("sweep steps must be positive fractions of the ceiling".into());
+        }
+        if self.fractions.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("sweep steps must rise".into());
+        }
+        if self.connections == 0 {
+            return Err("the sweep needs at least one connection".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +249,20 @@ mod tests {
         s = Scenario::health(1);
         s.paths[0].path = "health".into();
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn sweep_steps_are_open_loop_fractions_of_the_ceiling() {
+        let sweep = Sweep::default();
+        sweep.validate().unwrap();
+        let step = sweep.step(1000.0, 0.5);
+        assert_eq!((step.name.as_str(), step.rate_rps), ("sweep", Some(500.0)));
+        step.validate().unwrap();
+        let falling = Sweep {
+            fractions: vec![0.5, 0.25],
+            connections: 1,
+        };
+        assert!(falling.validate().unwrap_err().contains("rise"));
     }
 
     #[test]

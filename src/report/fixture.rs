@@ -98,6 +98,7 @@ pub fn artifact() -> Artifact {
             reason: "vagrant trials need --features vm".into(),
         }],
         summary: None,
+        checks: Vec::new(),
     }
 }
 
@@ -282,7 +283,46 @@ fn scenario_run(
         peak_memory_bytes,
         peak_memory_method: None,
         service_cpu_seconds: cpu_per_thousand_s.map(|c| c * ok as f64 / 1000.0),
+        sweep: None,
     }
+}
+
+/// Fractions of each round's own ceiling the fixture sweep requests.
+pub const SWEEP_FRACTIONS: [f64; 8] = [0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25];
+
+/// [`artifact`] with a latency-under-load sweep in every round: each step's rate is a
+/// fraction of that round's `health` throughput; up to the ceiling the rate is kept and
+/// p99 = base / (1 − 0.9·fraction) (base: native 1 ms, container 1.2 ms, vm 5 ms), so with a
+/// 10 ms limit native holds up to 0.9 (9000 req/s), container to 0.9 (8100 req/s) and the VM
+/// to 0.5 (1500 req/s); past the ceiling the achieved rate stays at the ceiling and p99 is
+/// 100 × base.
+pub fn with_sweep() -> Artifact {
+    let mut artifact = artifact();
+    for (env, base_ms) in artifact.environments.iter_mut().zip([1.0, 1.2, 5.0]) {
+        for round in &mut env.rounds {
+            let ceiling = round.scenarios[0].load.throughput_rps;
+            for fraction in SWEEP_FRACTIONS {
+                let requested = ceiling * fraction;
+                let (achieved, p99_ms) = if fraction <= 1.0 {
+                    (requested, base_ms / (1.0 - 0.9 * fraction))
+                } else {
+                    (ceiling, base_ms * 100.0)
+                };
+                let mut run = scenario_run("sweep", achieved, p99_ms * 1000.0, 1.0, None, None);
+                run.load.open_loop = true;
+                run.load.requested_rate_rps = Some(requested);
+                run.load.achieved_rate_rps = achieved;
+                run.load.latency.p50_us = p99_ms * 1000.0 / 3.0;
+                run.load.errors = ErrorCounts::default();
+                run.sweep = Some(crate::report::schema::SweepStep {
+                    ceiling_rps: ceiling,
+                    fraction,
+                });
+                round.scenarios.push(run);
+            }
+        }
+    }
+    artifact
 }
 
 /// An HdrHistogram (µs) with 90% of samples near p50, then p90, p99, p99.9 and max, encoded

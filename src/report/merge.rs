@@ -115,6 +115,7 @@ pub fn merge(inputs: Vec<(String, Artifact)>) -> Result<Artifact, MergeError> {
     let (first_origin, first) = inputs.next().ok_or(MergeError::Empty)?;
     let mut merged = Artifact {
         summary: None,
+        checks: Vec::new(),
         environments: Vec::new(),
         unavailable: Vec::new(),
         ..first.clone()

@@ -2,14 +2,20 @@
 //!
 //! The pipeline reads top to bottom: [`merge::load`] artifacts (or take the one `run` just
 //! made), [`merge::merge`] them, [`summarize::summarize`] into per-metric estimates
-//! ([`stats`]), render with an [`export::Exporter`], and [`write`] the files atomically.
+//! ([`stats`]), pick the [`headline`], render with an [`export::Exporter`], and [`write`] the
+//! files atomically. [`verdict`] compares two runs, [`check`] gates on thresholds, and
+//! [`sweep`] reads the latency-under-load curves.
 
+pub mod check;
 pub mod export;
+pub mod headline;
 pub mod ladder;
 pub mod merge;
 pub mod schema;
 pub mod stats;
 pub mod summarize;
+pub mod sweep;
+pub mod verdict;
 pub mod write;
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct Artifact {
     /// Summary statistics over the repetitions, when the writer computed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// Every threshold check (`--check`) evaluated against this artifact, with its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckOutcome>,
 }
 
 impl Artifact {
@@ -53,6 +56,7 @@ impl Artifact {
             environments,
             unavailable: Vec::new(),
             summary: None,
+            checks: Vec::new(),
         }
     }
 }
@@ -246,6 +250,23 @@ pub struct ScenarioRun {
     /// seconds: the same window the load's counts cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_cpu_seconds: Option<f64>,
+    /// Set when this run is one step of a latency-under-load sweep: open loop at a rate
+    /// derived from the environment's own measured ceiling. Sweep steps are read by
+    /// `report::sweep`, not summarized as scenarios of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepStep>,
+}
+
+/// One step of a latency-under-load sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepStep {
+    /// The ceiling the rate was derived from: the environment's closed-loop `health`
+    /// throughput, in requests per second.
+    pub ceiling_rps: f64,
+    /// The requested rate as a fraction of `ceiling_rps` (1.0 = the ceiling; above 1 is
+    /// past saturation).
+    pub fraction: f64,
 }
 
 /// An environment that could not run, and why.
@@ -268,6 +289,71 @@ pub struct Summary {
     pub baseline: Option<String>,
     /// One row per metric.
     pub rows: Vec<SummaryRow>,
+    /// The p99 limit the latency-under-load capacity is read against, in milliseconds
+    /// (`--p99-under`); absent when no sweep ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_limit_ms: Option<f64>,
+    /// Per environment: the highest swept rate whose p99 stayed under `p99_limit_ms`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity: BTreeMap<String, Capacity>,
+}
+
+/// The highest rate of a latency-under-load sweep at which an environment still answered
+/// within the p99 limit, with the rate kept and (almost) no errors.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// The highest requested rate that met the limit, and every lower step did too, in
+    /// requests per second; `None` when even the lowest step missed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_rate_rps: Option<f64>,
+    /// The first step that missed the limit, in requests per second; `None` when every step
+    /// met it (the sweep did not find the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_miss_rps: Option<f64>,
+    /// Why that step missed: `p99 35.2 ms`, `rate not kept (81% of requested)`, `2.1% errors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_miss_reason: Option<String>,
+}
+
+/// Whether a threshold check held.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// The median meets the threshold, and so does its whole interval, on a clean cell.
+    Pass,
+    /// The median meets the threshold, but the interval crosses it, or the cell is noisy or
+    /// limited by something other than the service: do not rely on it.
+    Inconclusive,
+    /// The median misses the threshold, or there is no such figure.
+    Fail,
+}
+
+/// The outcome of one threshold check (`--check`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckOutcome {
+    /// The check as written.
+    pub check: String,
+    /// The summary row it was evaluated on (`throughput (health)`), when it resolved to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Pass, inconclusive or fail.
+    pub status: CheckStatus,
+    /// The figure compared: a median, or a ratio of medians; absent when there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Estimate>,
+    /// The threshold, in `unit`.
+    pub threshold: f64,
+    /// Unit of `value` and `threshold` (`ms`, `req/s`, `×` for a ratio).
+    pub unit: String,
+    /// How far the median is past the threshold, in percent of the threshold: positive when
+    /// it fails, negative (the headroom) when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excess_pct: Option<f64>,
+    /// Everything that makes the outcome less than certain, or why it failed without a value.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// One metric across environments.

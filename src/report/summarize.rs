@@ -12,7 +12,7 @@ use crate::report::schema::{
     Artifact, EnvKind, EnvironmentResult, Estimate, Limit, LimitKind, ScenarioRun, Side, Summary,
     SummaryRow,
 };
-use crate::report::stats;
+use crate::report::{stats, sweep};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -26,10 +26,34 @@ pub fn summarize(artifact: &Artifact) -> Summary {
     summarize_with_baseline(artifact, None)
 }
 
+/// What a summary is taken against.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    /// The environment ratios are taken against; `None` (or a name the artifact does not
+    /// have) for [`default_baseline`].
+    pub baseline: Option<String>,
+    /// The p99 limit a latency sweep's capacity is read against, in ms;
+    /// [`sweep::DEFAULT_P99_LIMIT_MS`] when `None`.
+    pub p99_limit_ms: Option<f64>,
+}
+
 /// Summarizes with the named baseline, or the default one when `baseline` is `None` or names
 /// no environment of the artifact.
 pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> Summary {
-    let baseline = baseline
+    summarize_with(
+        artifact,
+        &Options {
+            baseline: baseline.map(str::to_owned),
+            p99_limit_ms: None,
+        },
+    )
+}
+
+/// Summarizes with `options`.
+pub fn summarize_with(artifact: &Artifact, options: &Options) -> Summary {
+    let baseline = options
+        .baseline
+        .as_deref()
         .filter(|name| artifact.environments.iter().any(|e| e.label.name == *name))
         .map(str::to_owned)
         .or_else(|| default_baseline(artifact));
@@ -107,10 +131,14 @@ pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> S
             container_vs_vm_improvement_pct,
         });
     }
+    let limit = options.p99_limit_ms.unwrap_or(sweep::DEFAULT_P99_LIMIT_MS);
+    let capacity = sweep::capacities(artifact, limit);
     Summary {
         method: stats::method_description(),
         baseline,
         rows,
+        p99_limit_ms: (!capacity.is_empty()).then_some(limit),
+        capacity,
     }
 }
 
@@ -159,20 +187,36 @@ pub fn improvement_pct(container: f64, vm: f64, higher_is_better: bool) -> Optio
     Some(better_by / vm * 100.0)
 }
 
-/// Scenario names in order of first appearance across all environments and rounds.
+/// Scenario names in order of first appearance across all environments and rounds; the
+/// steps of a latency sweep are not scenarios of their own (see [`sweep`]).
 pub fn scenario_names(artifact: &Artifact) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let runs = artifact
         .environments
         .iter()
         .flat_map(|e| &e.rounds)
-        .flat_map(|r| &r.scenarios);
+        .flat_map(|r| &r.scenarios)
+        .filter(|s| s.sweep.is_none());
     for run in runs {
         if !names.contains(&run.scenario) {
             names.push(run.scenario.clone());
         }
     }
     names
+}
+
+/// The per-round samples behind `metric` (a summary row's name) for one environment, and
+/// whether they are exact (measured once, no spread); `None` when the artifact has no such
+/// metric. This is what [`summarize`] reduced to an estimate, for comparisons of two runs.
+pub fn samples(
+    artifact: &Artifact,
+    metric: &str,
+    env: &EnvironmentResult,
+) -> Option<(Vec<f64>, bool)> {
+    metrics(artifact)
+        .into_iter()
+        .find(|m| m.name == metric)
+        .map(|m| m.samples(env))
 }
 
 /// A ratio's limits: the environment's own, then the baseline's of any other kind (a
@@ -315,7 +359,7 @@ impl Metric {
             }
             Source::Scenario(scenario, read) => rounds
                 .flat_map(|r| &r.scenarios)
-                .filter(|s| &s.scenario == scenario)
+                .filter(|s| &s.scenario == scenario && s.sweep.is_none())
                 .filter_map(read)
                 .collect(),
         };
@@ -617,6 +661,36 @@ mod tests {
         assert!(startup.ratio_to_baseline.contains_key("native"));
         let fallback = summarize_with_baseline(&artifact, Some("nonexistent"));
         assert_eq!(fallback.baseline.as_deref(), Some("native"));
+    }
+
+    #[test]
+    fn sweep_steps_are_not_scenarios_and_yield_capacity() {
+        let artifact = fixture::with_sweep();
+        let plain = summarize(&fixture::artifact());
+        let summary = summarize(&artifact);
+        assert_eq!(
+            summary.rows, plain.rows,
+            "the sweep adds no row and changes none"
+        );
+        assert_eq!(summary.p99_limit_ms, Some(sweep::DEFAULT_P99_LIMIT_MS));
+        assert_eq!(summary.capacity.len(), 3);
+        assert_eq!(plain.p99_limit_ms, None);
+        let strict = summarize_with(
+            &artifact,
+            &Options {
+                baseline: None,
+                p99_limit_ms: Some(0.5),
+            },
+        );
+        assert_eq!(strict.capacity["native"].highest_rate_rps, None);
+    }
+
+    #[test]
+    fn samples_are_the_rounds_figures() {
+        let artifact = fixture::artifact();
+        let (values, exact) = samples(&artifact, "startup", &artifact.environments[0]).unwrap();
+        assert_eq!((values, exact), (vec![10.0, 12.0, 11.0], false));
+        assert!(samples(&artifact, "no such metric", &artifact.environments[0]).is_none());
     }
 
     #[test]

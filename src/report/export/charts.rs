@@ -371,6 +371,113 @@ pub(crate) fn ladder_steps(
     Ok(Some(svg))
 }
 
+/// One environment's latency-under-load curve: p99 (solid, with points) and p50 (dashed)
+/// against the requested rate, the p99 limit as a horizontal line and the environment's own
+/// ceiling as a vertical one. `y_range_ms` is shared by every environment's chart so they
+/// compare at a glance; the latency axis is logarithmic because latency past saturation is
+/// orders of magnitude above the unloaded figure.
+pub(crate) fn latency_under_load(
+    curve: &crate::report::sweep::Curve,
+    title: &str,
+    y_range_ms: (f64, f64),
+    p99_limit_ms: f64,
+) -> Result<String, ExportError> {
+    let chart_name = format!("latency under load ({title})");
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: chart_name.clone(),
+        reason: e.to_string(),
+    };
+    // Infinite latencies (no answer at all) are drawn at the top of the axis.
+    let clamp = |ms: f64| ms.clamp(y_range_ms.0, y_range_ms.1);
+    let p99: Vec<(f64, f64)> = curve
+        .points
+        .iter()
+        .map(|p| (p.requested_rps, clamp(p.p99_ms)))
+        .collect();
+    let p50: Vec<(f64, f64)> = curve
+        .points
+        .iter()
+        .map(|p| (p.requested_rps, clamp(p.p50_ms)))
+        .collect();
+    let max_x = curve
+        .points
+        .iter()
+        .map(|p| p.requested_rps)
+        .fold(curve.ceiling_rps, f64::max)
+        * 1.05;
+    let color = color(curve.index);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..max_x, (y_range_ms.0..y_range_ms.1).log_scale())
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("requested rate (req/s)")
+            .y_desc("latency (ms)")
+            .x_labels(5)
+            .y_labels(6)
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&|x| super::number(*x))
+            .y_label_formatter(&|y| super::number(*y))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        let limit_style = RGBColor(120, 120, 120).stroke_width(1);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, p99_limit_ms), (max_x, p99_limit_ms)],
+                4,
+                4,
+                limit_style,
+            ))
+            .map_err(|e| fail(&e))?
+            .label(format!("p99 limit {} ms", super::number(p99_limit_ms)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], limit_style));
+        chart
+            .draw_series(LineSeries::new(
+                [
+                    (curve.ceiling_rps, y_range_ms.0),
+                    (curve.ceiling_rps, y_range_ms.1),
+                ],
+                BLACK.mix(0.3).stroke_width(1),
+            ))
+            .map_err(|e| fail(&e))?
+            .label("own ceiling (closed loop)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+        chart
+            .draw_series(LineSeries::new(p99.clone(), color.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label("p99")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(p99.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(DashedLineSeries::new(p50, 6, 3, color.stroke_width(1)))
+            .map_err(|e| fail(&e))?
+            .label("p50")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
 /// Decodes the artifact's base64 V2-deflate histogram.
 fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -469,6 +576,24 @@ mod tests {
         let svg = bars(&artifact, startup).unwrap().unwrap();
         assert!(svg.contains("\nnative\n"), "{svg}");
         assert!(svg.matches("<rect").count() >= 2, "background and the bar");
+    }
+
+    #[test]
+    fn latency_under_load_draws_both_percentiles_and_the_limit() {
+        let artifact = fixture::with_sweep();
+        let curves = crate::report::sweep::curves(&artifact);
+        let svg =
+            latency_under_load(&curves[2], "vm (TCG, emulated)", (0.1, 1000.0), 10.0).unwrap();
+        assert!(svg.contains("viewBox"), "scales with the page");
+        assert!(svg.contains("p99 limit 10.0 ms"));
+        assert!(svg.contains("own ceiling"));
+        // p99 line, ceiling line; p50 and the limit are dashed (many short paths).
+        assert!(svg.matches("<polyline").count() >= 2, "{svg}");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            fixture::SWEEP_FRACTIONS.len(),
+            "one marker per p99 point"
+        );
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! The markdown report: the comparison as a GitHub table, then a legend with everything a
-//! reader needs to interpret it (method, samples, host, cpusets, accelerator). Appended to the
+//! The markdown report: the headline (four questions), the full comparison as GitHub tables
+//! grouped by scenario, then a legend with everything a reader needs to interpret it
+//! (method, samples, host, cpusets, accelerator). Appended to the
 //! GitHub Actions job summary by the report workflow.
 
 use std::fmt::Write as _;
 
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, compared, env_title, environment_cells,
-    escape_markdown, estimate_cell, improvement_cell, method_notes, preparation_note, provenance,
-    ratio_cell, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
+    environment_cells, escape_markdown, estimate_cell, headline_title, improvement_cell,
+    method_notes, preparation_note, provenance, ratio_cell, row_groups, summary_of,
 };
 use crate::report::schema::Artifact;
-use crate::report::summarize;
+use crate::report::{headline, summarize};
 
 /// GitHub-flavoured markdown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +35,60 @@ impl Exporter for Markdown {
         let compared = compared(artifact, &summary);
         let pair = summarize::container_vm_pair(artifact);
 
+        let questions = headline::headline(artifact, &summary);
+        if !questions.is_empty() {
+            let _ = writeln!(out, "## Headline\n\n{}\n", e(&headline_title(&summary)));
+            let ratio_title =
+                baseline.map_or_else(|| "ratio".to_owned(), |b| format!("× {}", e(b)));
+            let _ = writeln!(
+                out,
+                "| question | environment | median | {ratio_title} [95% interval] | in words |"
+            );
+            let _ = writeln!(out, "| :--- | :--- | ---: | ---: | :--- |");
+            for question in &questions {
+                for (index, answer) in question.answers.iter().enumerate() {
+                    let title = if index == 0 {
+                        format!("**{}**", question.title)
+                    } else {
+                        String::new()
+                    };
+                    let ratio = answer
+                        .ratio
+                        .as_ref()
+                        .map(|r| e(&headline::ratio_text(r, None)))
+                        .unwrap_or_else(|| "—".into());
+                    let _ = writeln!(
+                        out,
+                        "| {title} | {} | {} | {ratio} | {} |",
+                        e(&answer.environment),
+                        e(&answer.value),
+                        e(&answer.words)
+                    );
+                }
+            }
+            out.push('\n');
+            for question in &questions {
+                let _ = writeln!(out, "- {}: {}.", question.title, e(&question.measured));
+            }
+            out.push('\n');
+        }
+
+        if let Some((title, lines)) = capacity_lines(artifact, &summary) {
+            let _ = writeln!(out, "## Latency under load\n\n{}\n", e(&title));
+            for line in lines {
+                let _ = writeln!(out, "- {}", e(&line));
+            }
+            out.push('\n');
+        }
+        if !artifact.checks.is_empty() {
+            let _ = writeln!(out, "## Checks\n");
+            for line in crate::report::check::outcome_lines(&artifact.checks) {
+                let _ = writeln!(out, "- {}", e(&line));
+            }
+            out.push('\n');
+        }
+
+        let _ = writeln!(out, "## All measurements\n");
         let mut header = vec!["metric".to_owned()];
         header.extend(envs.iter().map(|env| e(&env_title(&env.label))));
         if let Some(baseline) = baseline {
@@ -46,41 +101,54 @@ impl Exporter for Markdown {
         if let Some((container, vm)) = &pair {
             header.push(format!("{} vs {}", e(container), e(vm)));
         }
-        let _ = writeln!(out, "| {} |", header.join(" | "));
         let alignment: Vec<&str> = (0..header.len())
             .map(|i| if i == 0 { ":---" } else { "---:" })
             .collect();
-        let _ = writeln!(out, "| {} |", alignment.join(" | "));
-        for row in &summary.rows {
-            let mut cells = vec![e(&row.metric)];
-            for env in envs {
-                cells.push(
-                    row.estimates
-                        .get(&env.label.name)
-                        .map(|est| estimate_cell(est, &row.unit))
-                        .unwrap_or_else(|| "—".into()),
+        for group in row_groups(artifact, &summary) {
+            if group.description.is_empty() {
+                let _ = writeln!(out, "### {}\n", e(&group.title));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "### Scenario {}\n\n{}.\n",
+                    e(&group.title),
+                    e(&group.description)
                 );
             }
-            if baseline.is_some() {
-                for env in &compared {
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "| {} |", alignment.join(" | "));
+            for (label, row) in &group.rows {
+                let mut cells = vec![e(label)];
+                for env in envs {
                     cells.push(
-                        row.ratio_to_baseline
+                        row.estimates
                             .get(&env.label.name)
-                            .map(ratio_cell)
+                            .map(|est| estimate_cell(est, &row.unit))
                             .unwrap_or_else(|| "—".into()),
                     );
                 }
+                if baseline.is_some() {
+                    for env in &compared {
+                        cells.push(
+                            row.ratio_to_baseline
+                                .get(&env.label.name)
+                                .map(ratio_cell)
+                                .unwrap_or_else(|| "—".into()),
+                        );
+                    }
+                }
+                if pair.is_some() {
+                    cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+                }
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
             }
-            if pair.is_some() {
-                cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
-            }
-            let _ = writeln!(out, "| {} |", cells.join(" | "));
+            out.push('\n');
         }
 
         if let Some(section) = super::ladder::markdown(artifact) {
             out.push_str(&section);
         }
-        let _ = writeln!(out, "\n## Environments\n");
+        let _ = writeln!(out, "## Environments\n");
         let _ = writeln!(out, "| {} |", ENVIRONMENT_COLUMNS.join(" | "));
         let _ = writeln!(out, "|{}", " --- |".repeat(ENVIRONMENT_COLUMNS.len()));
         for env in envs {

@@ -1,14 +1,17 @@
-//! The terminal table (comfy-table): one row per metric, one column per environment, then
-//! the ratios to the baseline and the container-vs-VM column, and a short legend below.
+//! The terminal report: the headline (four questions, one line per environment), then the
+//! full table (comfy-table) grouped by scenario — one row per metric, one column per
+//! environment, then the ratios to the baseline and the container-vs-VM column — and a short
+//! legend below.
 
 use comfy_table::{CellAlignment, ContentArrangement, presets};
 
 use super::{
-    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, env_title, estimate_cell,
-    improvement_cell, ratio_cell, sanitize_terminal, summary_of,
+    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, RowGroup, capacity_lines, env_title,
+    estimate_cell, headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal,
+    summary_of,
 };
 use crate::report::schema::Artifact;
-use crate::report::summarize;
+use crate::report::{headline, summarize};
 
 /// The table printed by `isobench compare` and `isobench run`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,55 +33,86 @@ impl Exporter for Table {
             .collect();
         let pair = summarize::container_vm_pair(artifact);
 
-        let mut header = vec!["metric".to_owned()];
-        header.extend(artifact.environments.iter().map(|e| env_title(&e.label)));
-        if let Some(baseline) = baseline {
-            header.extend(compared.iter().map(|n| format!("{n} / {baseline}")));
+        let mut out = String::new();
+        let questions = headline::headline(artifact, &summary);
+        if !questions.is_empty() {
+            out.push_str(&sanitize_terminal(&headline_title(&summary)));
+            out.push('\n');
+            for line in headline::lines(&questions, baseline) {
+                out.push_str(&sanitize_terminal(&line));
+                out.push('\n');
+            }
+            out.push('\n');
         }
-        if let Some((container, vm)) = &pair {
-            header.push(format!("{container} vs {vm}"));
+        if let Some((title, lines)) = capacity_lines(artifact, &summary) {
+            out.push_str(&sanitize_terminal(&title));
+            out.push('\n');
+            for line in lines {
+                out.push_str(&sanitize_terminal(&format!("  {line}")));
+                out.push('\n');
+            }
+            out.push('\n');
         }
 
-        let mut table = comfy_table::Table::new();
-        table
-            .load_preset(presets::UTF8_FULL_CONDENSED)
-            // Fixed layout: the output does not depend on the terminal's width, so it is
-            // the same on a terminal, in a pipe and in CI logs.
-            .set_content_arrangement(ContentArrangement::Disabled)
-            .set_header(header.iter().map(|h| sanitize_terminal(h)));
-        for row in &summary.rows {
-            let mut cells = vec![sanitize_terminal(&row.metric)];
-            for name in &names {
-                cells.push(
-                    row.estimates
-                        .get(*name)
-                        .map(|e| estimate_cell(e, &row.unit))
-                        .unwrap_or_else(|| "—".into()),
+        for group in row_groups(artifact, &summary) {
+            let mut header = vec![sanitize_terminal(&group_title(&group))];
+            header.extend(
+                artifact
+                    .environments
+                    .iter()
+                    .map(|e| sanitize_terminal(&env_title(&e.label))),
+            );
+            if let Some(baseline) = baseline {
+                header.extend(
+                    compared
+                        .iter()
+                        .map(|n| sanitize_terminal(&format!("{n} / {baseline}"))),
                 );
             }
-            if baseline.is_some() {
-                for name in &compared {
+            if let Some((container, vm)) = &pair {
+                header.push(sanitize_terminal(&format!("{container} vs {vm}")));
+            }
+            let mut table = comfy_table::Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                // Fixed layout: the output does not depend on the terminal's width, so it is
+                // the same on a terminal, in a pipe and in CI logs.
+                .set_content_arrangement(ContentArrangement::Disabled)
+                .set_header(header);
+            for (label, row) in &group.rows {
+                let mut cells = vec![sanitize_terminal(label)];
+                for name in &names {
                     cells.push(
-                        row.ratio_to_baseline
+                        row.estimates
                             .get(*name)
-                            .map(ratio_cell)
+                            .map(|e| estimate_cell(e, &row.unit))
                             .unwrap_or_else(|| "—".into()),
                     );
                 }
+                if baseline.is_some() {
+                    for name in &compared {
+                        cells.push(
+                            row.ratio_to_baseline
+                                .get(*name)
+                                .map(ratio_cell)
+                                .unwrap_or_else(|| "—".into()),
+                        );
+                    }
+                }
+                if pair.is_some() {
+                    cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+                }
+                table.add_row(cells);
             }
-            if pair.is_some() {
-                cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+            for index in 1..table.column_count() {
+                if let Some(column) = table.column_mut(index) {
+                    column.set_cell_alignment(CellAlignment::Right);
+                }
             }
-            table.add_row(cells);
-        }
-        for index in 1..table.column_count() {
-            if let Some(column) = table.column_mut(index) {
-                column.set_cell_alignment(CellAlignment::Right);
-            }
+            out.push_str(&table.to_string());
+            out.push('\n');
         }
 
-        let mut out = table.to_string();
-        out.push('\n');
         let host = &artifact.host;
         out.push_str(&sanitize_terminal(&format!(
             "host: {} ({} CPUs, kernel {}); {LOW_COVERAGE_MARK} interval below 95% coverage \
@@ -124,17 +158,38 @@ impl Exporter for Table {
     }
 }
 
+/// A group's header cell: `health (closed loop, 50 connections: /health)`.
+fn group_title(group: &RowGroup<'_>) -> String {
+    if group.description.is_empty() {
+        group.title.clone()
+    } else {
+        format!("{} ({})", group.title, group.description)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::fixture;
 
     #[test]
-    fn table_names_the_accelerator_and_has_every_column() {
+    fn headline_first_then_tables_grouped_by_scenario() {
         let text = Table.render(&fixture::artifact()).unwrap();
-        let header = text.lines().nth(1).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("What isolation costs"), "{first}");
+        let position = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from {text}"))
+        };
+        // Headline in the seed's order, then the groups in the order the scenarios ran.
+        assert!(position("Startup — ") < position("Memory — "));
+        assert!(position("Memory — ") < position("Throughput — "));
+        assert!(position("Throughput — ") < position("Response time — "));
+        assert!(position("Response time — ") < position("every instance"));
+        assert!(position("every instance") < position("health (closed loop"));
+        assert!(position("health (closed loop") < position("fixed-rate (open loop at 1000"));
+        let header = text.lines().find(|l| l.contains("every instance")).unwrap();
         for column in [
-            "metric",
             "native",
             "container",
             "vm (TCG, emulated)",
@@ -165,6 +220,11 @@ mod tests {
             ),
             "{legend:?}"
         );
+    }
+
+    #[test]
+    fn terminal_report_snapshot() {
+        insta::assert_snapshot!(Table.render(&fixture::artifact()).unwrap());
     }
 
     #[test]
