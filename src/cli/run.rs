@@ -28,10 +28,11 @@ use crate::report::schema::{Artifact, Unavailable};
 /// Why the defaults (7 rounds × 2 s windows, 0.5 s warm-up): an interval for a median needs
 /// n ≥ 6 rounds to reach 95% (order statistics: [min, max] covers 1 − 2·0.5ⁿ), and a ratio
 /// of two environments, bounded by both medians' intervals, needs n ≥ 7 on each side
-/// (0.984² ≥ 95%). Seven short rounds cost about the wall time three 5 s rounds did, and
-/// the spread of throughput between repetitions is set by the instance more than by the
-/// window: measured on a busy 2-CPU machine, the coefficient of variation of health
-/// throughput across 7 × 2 s rounds was MEASURED_CV.
+/// (0.984² ≥ 95%). Seven 2 s rounds cost about the measuring time three 5 s rounds did
+/// (7 × 2.5 s vs 3 × 6 s per scenario). Shorter windows widen the spread between rounds only
+/// where the machine is disturbed; every round's throughput is in the artifact, so the
+/// spread (goal: a coefficient of variation of at most 3% natively) can be checked, and
+/// `±noisy` marks a median whose interval is wider than ±10%.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Environments to run, comma-separated: native, container-host, container, gvisor,
