@@ -22,3 +22,5 @@ pub mod load;
 pub mod probe;
 #[cfg(feature = "harness")]
 pub mod report;
+#[cfg(feature = "harness")]
+pub mod subject;

@@ -110,12 +110,17 @@ def micros(seconds):
     return int(seconds * 1e6)
 
 
+def usable_cpus():
+    """CPUs this process may run on (its affinity, as a container's cpuset sets it)."""
+    return len(os.sched_getaffinity(0))
+
+
 def pool():
     """One process pool per gunicorn worker, made on first use: the GIL would serialise
     threads, so /parallel needs processes to run in parallel at all."""
     global _pool
     if _pool is None:
-        _pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1)
+        _pool = ProcessPoolExecutor(max_workers=usable_cpus())
     return _pool
 
 
@@ -172,7 +177,7 @@ def parallel():
         tasks=tasks,
         n=n,
         results=results,
-        pool_processes=os.cpu_count() or 1,
+        pool_processes=usable_cpus(),
         elapsed_us=micros(time.perf_counter() - started),
     )
 
@@ -188,7 +193,7 @@ def status():
         uid=os.getuid(),
         hostname=platform.node(),
         kernel=platform.release(),
-        cpus=len(os.sched_getaffinity(0)),
+        cpus=usable_cpus(),
         memory={"process_max_rss_bytes": usage.ru_maxrss * 1024},
         server="gunicorn + Flask",
     )

@@ -4,3 +4,4 @@
 pub mod container;
 pub mod host;
 pub mod process;
+pub mod tree;

@@ -1,0 +1,382 @@
+//! Native for an image: the image's own root filesystem (exported once through the engine,
+//! [`crate::subject::rootfs`]) run with `chroot`, with the image's entrypoint, command,
+//! environment, working directory and user — the same bytes as in the container, but no
+//! namespaces and no cgroups: the service shares the host's network, process table and
+//! memory, pinned to the service's CPUs like the native server.
+//!
+//! Sharing the host's network means the service binds its own fixed port on the host. A
+//! file lock per port serialises isobench's native instances of it across processes (the
+//! suite runs trials in parallel), and a port some other program holds is an error naming it.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::env::cleanup::{self, Registration, Resource};
+use crate::env::container::engine::Engine;
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, pin};
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+use crate::subject::rootfs::{self, RootFs};
+use crate::subject::user::{self, ResolvedUser};
+use crate::env::server_binary;
+use crate::subject::ImageSubject;
+
+/// How long a stopped service gets to exit after SIGTERM before its group is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a busy port lock is retried.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// The native environment for an image.
+pub struct ChrootEnv {
+    budget: Budget,
+    subject: ImageSubject,
+    startup_timeout: Duration,
+    prepared: Option<(RootFs, ResolvedUser)>,
+}
+
+impl ChrootEnv {
+    /// A chroot environment for `subject` on `budget`'s service CPUs; a start fails after
+    /// `startup_timeout` without a 2xx on the health path.
+    pub fn new(budget: Budget, subject: ImageSubject, startup_timeout: Duration) -> Self {
+        Self {
+            budget,
+            subject,
+            startup_timeout,
+            prepared: None,
+        }
+    }
+}
+
+impl Environment for ChrootEnv {
+    fn name(&self) -> &str {
+        "native"
+    }
+
+    fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(EnvError::Unavailable {
+                env: "native".into(),
+                reason: "running an image's root filesystem natively needs chroot, which needs root".into(),
+            });
+        }
+        let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
+            env: "native".into(),
+            reason: format!("the image's root filesystem is exported through the Docker engine: {error}"),
+        })?;
+        let (rootfs, exported) = rootfs::ensure(&engine, &self.subject.image)?;
+        let user = user::resolve(&rootfs.dir, &self.subject.image.user)
+            .map_err(|error| anyhow!("image {}: {error}", self.subject.image.reference))?;
+        self.prepared = Some((rootfs, user));
+        Ok(vec![exported])
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
+        let (rootfs, user) = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
+        let port = self.subject.port;
+        let port_lock = lock_port(port, self.startup_timeout)?;
+        ensure_port_free(port)?;
+        let image = &self.subject.image;
+        let argv = image.argv();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .envs(environment(&image.env, user))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        pin::pin_command(&mut command, &self.budget.service_cpus);
+        enter_root(&mut command, rootfs, &image.workdir, user)?;
+        // After the credentials change, which clears PR_SET_PDEATHSIG.
+        cleanup::kill_with_parent(&mut command);
+
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {argv:?} chrooted in {}", rootfs.dir.display()))?;
+        let registration = cleanup::register(Resource::Process(child.id()));
+        let stderr = drain_stderr(&mut child);
+        let base_url = format!("http://127.0.0.1:{port}");
+        let startup = health::wait_until_ready(
+            &base_url,
+            &self.subject.health_path,
+            started,
+            self.startup_timeout,
+            || match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => bail!(
+                    "{argv:?} exited during startup ({status}); its last output: {}",
+                    stderr.tail()
+                ),
+                Err(error) => Err(error.into()),
+            },
+        );
+        let startup = match startup {
+            Ok(startup) => startup,
+            Err(error) => {
+                kill_group(&mut child);
+                return Err(error.into());
+            }
+        };
+        Ok(Box::new(ChrootInstance {
+            child,
+            base_url,
+            startup,
+            _registration: registration,
+            _port_lock: port_lock,
+        }))
+    }
+
+    fn label(&self) -> EnvironmentLabel {
+        EnvironmentLabel {
+            name: self.name().into(),
+            kind: EnvKind::Native,
+            runtime: "chroot".into(),
+            accel: None,
+            service_cpus: self.budget.service_cpus.clone(),
+            generator_cpus: self.budget.generator_cpus.clone(),
+            memory_limit_bytes: None,
+            kernel: None,
+            image_size_bytes: Some(self.subject.image.size_bytes),
+            detected: None,
+            notes: vec![
+                format!(
+                    "chroot into the root filesystem of {}: no namespaces, no cgroups, the host's network",
+                    self.subject.image.describe()
+                ),
+                "no memory limit: a plain process has none short of a privileged cgroup".into(),
+                "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
+            ],
+        }
+    }
+}
+
+/// Where the port locks live.
+fn lock_dir() -> std::path::PathBuf {
+    server_binary::work_dir().join("ports")
+}
+
+/// Takes the per-port lock, waiting up to `timeout` for another isobench process's
+/// instance to release it.
+fn lock_port(port: u16, timeout: Duration) -> anyhow::Result<File> {
+    let dir = lock_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = File::create(dir.join(format!("{port}.lock")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!("port {port} stayed taken by another isobench run for {timeout:?}")
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(error.into()),
+        }
+    }
+}
+
+/// Fails, naming the port, when something on the host already listens on it: the chrooted
+/// service would fail to bind, or worse, the load would go to that other program.
+fn ensure_port_free(port: u16) -> anyhow::Result<()> {
+    for address in ["0.0.0.0", "127.0.0.1"] {
+        TcpListener::bind((address, port)).with_context(|| {
+            format!(
+                "port {port} is already in use on this host ({address}); the native environment runs the image in the host's network, so it needs that port free"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The image's environment, completed as `docker run` completes it.
+fn environment(image_env: &[String], user: &ResolvedUser) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = image_env
+        .iter()
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let has = |env: &[(String, String)], name: &str| env.iter().any(|(n, _)| n == name);
+    if !has(&env, "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), user.home.clone()));
+    }
+    env
+}
+
+/// Makes the child chroot into `rootfs`, enter `workdir` and drop to `user` before exec;
+/// the program is then looked up in the image's `PATH`, inside the chroot.
+fn enter_root(
+    command: &mut Command,
+    rootfs: &RootFs,
+    workdir: &str,
+    user: &ResolvedUser,
+) -> anyhow::Result<()> {
+    let root = CString::new(rootfs.dir.as_os_str().as_encoded_bytes())?;
+    let workdir = CString::new(if workdir.is_empty() { "/" } else { workdir })?;
+    let (uid, gid) = (user.uid, user.gid);
+    // SAFETY: only async-signal-safe calls on memory prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(workdir.as_ptr()))?;
+            let groups = [gid];
+            check(libc::setgroups(1, groups.as_ptr()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The last lines the service wrote to stderr, kept for error messages.
+#[derive(Clone, Default)]
+struct StderrTail(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl StderrTail {
+    fn tail(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.is_empty() {
+            "(nothing)".into()
+        } else {
+            lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+        }
+    }
+}
+
+/// Keeps reading the child's stderr on a thread (so it never blocks on a full pipe),
+/// remembering the last few lines.
+fn drain_stderr(child: &mut Child) -> StderrTail {
+    let tail = StderrTail::default();
+    if let Some(stderr) = child.stderr.take() {
+        let keep = tail.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut lines = keep.0.lock().unwrap_or_else(|p| p.into_inner());
+                if lines.len() == 5 {
+                    lines.pop_front();
+                }
+                lines.push_back(line.chars().take(300).collect());
+            }
+        });
+    }
+    tail
+}
+
+/// SIGKILLs the child's process group (the service and whatever it forked) and reaps it.
+fn kill_group(child: &mut Child) {
+    // SAFETY: signalling the process group our own child leads.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// A running chrooted service; dropping it kills its process group.
+struct ChrootInstance {
+    child: Child,
+    base_url: String,
+    startup: Duration,
+    _registration: Registration,
+    /// Held while the service owns the port.
+    _port_lock: File,
+}
+
+impl Instance for ChrootInstance {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn resources(&self) -> Result<ResourceReading, EnvError> {
+        let reading = crate::probe::tree::read(self.child.id())
+            .context("reading the service's process tree")?;
+        Ok(reading.into())
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // SIGTERM to the leader: services stop their own workers (gunicorn does).
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if self.child.try_wait().context("waiting for the service")?.is_some() {
+                // Workers it forked and did not stop go with the group.
+                // SAFETY: as above, for the group.
+                unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_group(&mut self.child);
+        Err(anyhow!("the service did not exit within {STOP_GRACE:?} of SIGTERM; killed").into())
+    }
+}
+
+impl Drop for ChrootInstance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill_group(&mut self.child);
+        }
+        // SAFETY: the group may still hold forked workers after the leader exited.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_is_completed_like_docker_run() {
+        let user = ResolvedUser {
+            uid: 1000,
+            gid: 1000,
+            home: "/app".into(),
+        };
+        let env = environment(&["PYTHONUNBUFFERED=1".into(), "A=b=c".into()], &user);
+        assert_eq!(env[0], ("PYTHONUNBUFFERED".into(), "1".into()));
+        assert_eq!(env[1], ("A".into(), "b=c".into()));
+        assert!(env.iter().any(|(n, v)| n == "PATH" && v.contains("/usr/bin")));
+        assert!(env.contains(&("HOME".into(), "/app".into())));
+        let env = environment(&["HOME=/h".into(), "PATH=/x".into()], &user);
+        assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let error = format!("{:#}", ensure_port_free(port).unwrap_err());
+        assert!(error.contains(&format!("port {port} is already in use")), "{error}");
+    }
+}
