@@ -7,7 +7,7 @@
 //! up: [`Instance::stop`], and `Drop` for panics and early returns.
 
 pub mod budget;
-pub mod chroot;
+pub mod native_foreign;
 pub mod cleanup;
 pub mod container;
 pub mod health;

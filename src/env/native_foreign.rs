@@ -1,8 +1,9 @@
-//! Native for an image: the image's own root filesystem (exported once through the engine,
+//! Native for a foreign service. An image: its own root filesystem (exported once through the engine,
 //! [`crate::subject::rootfs`]) run with `chroot`, with the image's entrypoint, command,
 //! environment, working directory and user — the same bytes as in the container, but no
 //! namespaces and no cgroups: the service shares the host's network, process table and
-//! memory, pinned to the service's CPUs like the native server.
+//! memory, pinned to the service's CPUs like the native server. A static binary: run
+//! directly, as isobench's own server is.
 //!
 //! Sharing the host's network means the service binds its own fixed port on the host. A
 //! file lock per port serialises isobench's native instances of it across processes (the
@@ -24,40 +25,77 @@ use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
 use crate::subject::rootfs::{self, RootFs};
 use crate::subject::user::{self, ResolvedUser};
 use crate::env::server_binary;
-use crate::subject::ImageSubject;
+use crate::subject::{BinarySubject, ImageSubject};
 
 /// How long a stopped service gets to exit after SIGTERM before its group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often a busy port lock is retried.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
-/// The native environment for an image.
-pub struct ChrootEnv {
+/// What runs natively.
+#[derive(Debug, Clone)]
+pub enum Foreign {
+    /// An image, chrooted into its root filesystem.
+    Image(ImageSubject),
+    /// A static binary, run directly.
+    Binary(BinarySubject),
+}
+
+/// The native environment for a foreign service.
+pub struct NativeForeignEnv {
     budget: Budget,
-    subject: ImageSubject,
+    foreign: Foreign,
     startup_timeout: Duration,
     prepared: Option<(RootFs, ResolvedUser)>,
 }
 
-impl ChrootEnv {
-    /// A chroot environment for `subject` on `budget`'s service CPUs; a start fails after
+impl NativeForeignEnv {
+    /// A native environment for `foreign` on `budget`'s service CPUs; a start fails after
     /// `startup_timeout` without a 2xx on the health path.
-    pub fn new(budget: Budget, subject: ImageSubject, startup_timeout: Duration) -> Self {
+    pub fn new(budget: Budget, foreign: Foreign, startup_timeout: Duration) -> Self {
         Self {
             budget,
-            subject,
+            foreign,
             startup_timeout,
             prepared: None,
         }
     }
+
+    fn port_and_health(&self) -> (u16, &str) {
+        match &self.foreign {
+            Foreign::Image(image) => (image.port, &image.health_path),
+            Foreign::Binary(binary) => (binary.port, &binary.health_path),
+        }
+    }
+
+    /// The command for the image, chrooted and with its user, environment and directory.
+    fn image_command(&self, image: &ImageSubject) -> anyhow::Result<Command> {
+        let (rootfs, user) = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
+        let image = &image.image;
+        let argv = image.argv();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .envs(environment(&image.env, user));
+        pin::pin_command(&mut command, &self.budget.service_cpus);
+        enter_root(&mut command, rootfs, &image.workdir, user)?;
+        Ok(command)
+    }
 }
 
-impl Environment for ChrootEnv {
+impl Environment for NativeForeignEnv {
     fn name(&self) -> &str {
         "native"
     }
 
     fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        let Foreign::Image(subject) = &self.foreign else {
+            return Ok(Vec::new());
+        };
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(EnvError::Unavailable {
@@ -69,46 +107,46 @@ impl Environment for ChrootEnv {
             env: "native".into(),
             reason: format!("the image's root filesystem is exported through the Docker engine: {error}"),
         })?;
-        let (rootfs, exported) = rootfs::ensure(&engine, &self.subject.image)?;
-        let user = user::resolve(&rootfs.dir, &self.subject.image.user)
-            .map_err(|error| anyhow!("image {}: {error}", self.subject.image.reference))?;
+        let (rootfs, exported) = rootfs::ensure(&engine, &subject.image)?;
+        let user = user::resolve(&rootfs.dir, &subject.image.user)
+            .map_err(|error| anyhow!("image {}: {error}", subject.image.reference))?;
         self.prepared = Some((rootfs, user));
         Ok(vec![exported])
     }
 
     fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
-        let (rootfs, user) = self
-            .prepared
-            .as_ref()
-            .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
-        let port = self.subject.port;
+        let (port, health_path) = self.port_and_health();
         let port_lock = lock_port(port, self.startup_timeout)?;
         ensure_port_free(port)?;
-        let image = &self.subject.image;
-        let argv = image.argv();
-        let mut command = Command::new(&argv[0]);
+        let (mut command, argv) = match &self.foreign {
+            Foreign::Image(image) => (self.image_command(image)?, image.image.argv()),
+            Foreign::Binary(binary) => {
+                let mut command = Command::new(&binary.path);
+                command.args(&binary.args);
+                pin::pin_command(&mut command, &self.budget.service_cpus);
+                let argv = std::iter::once(binary.path.display().to_string())
+                    .chain(binary.args.iter().cloned())
+                    .collect();
+                (command, argv)
+            }
+        };
         command
-            .args(&argv[1..])
-            .env_clear()
-            .envs(environment(&image.env, user))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        pin::pin_command(&mut command, &self.budget.service_cpus);
-        enter_root(&mut command, rootfs, &image.workdir, user)?;
         // After the credentials change, which clears PR_SET_PDEATHSIG.
         cleanup::kill_with_parent(&mut command);
 
         let started = Instant::now();
         let mut child = command
             .spawn()
-            .with_context(|| format!("starting {argv:?} chrooted in {}", rootfs.dir.display()))?;
+            .with_context(|| format!("starting {argv:?}"))?;
         let registration = cleanup::register(Resource::Process(child.id()));
         let stderr = drain_stderr(&mut child);
         let base_url = format!("http://127.0.0.1:{port}");
         let startup = health::wait_until_ready(
             &base_url,
-            &self.subject.health_path,
+            health_path,
             started,
             self.startup_timeout,
             || match child.try_wait() {
@@ -137,22 +175,37 @@ impl Environment for ChrootEnv {
     }
 
     fn label(&self) -> EnvironmentLabel {
+        let (runtime, image_size_bytes, what) = match &self.foreign {
+            Foreign::Image(image) => (
+                "chroot",
+                Some(image.image.size_bytes),
+                format!(
+                    "chroot into the root filesystem of {}: no namespaces, no cgroups, the host's network",
+                    image.image.describe()
+                ),
+            ),
+            Foreign::Binary(binary) => (
+                "process",
+                std::fs::metadata(&binary.path).ok().map(|meta| meta.len()),
+                format!(
+                    "the binary {} run directly: no namespaces, no cgroups, the host's network",
+                    binary.path.display()
+                ),
+            ),
+        };
         EnvironmentLabel {
             name: self.name().into(),
             kind: EnvKind::Native,
-            runtime: "chroot".into(),
+            runtime: runtime.into(),
             accel: None,
             service_cpus: self.budget.service_cpus.clone(),
             generator_cpus: self.budget.generator_cpus.clone(),
             memory_limit_bytes: None,
             kernel: None,
-            image_size_bytes: Some(self.subject.image.size_bytes),
+            image_size_bytes,
             detected: None,
             notes: vec![
-                format!(
-                    "chroot into the root filesystem of {}: no namespaces, no cgroups, the host's network",
-                    self.subject.image.describe()
-                ),
+                what,
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
             ],
