@@ -253,6 +253,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             image_size_bytes: None,
             detected,
             notes,
+            rung: None,
         },
         preparation: Vec::new(),
         rounds: vec![Round {

@@ -76,8 +76,16 @@ pub struct RunArgs {
 pub enum EnvName {
     /// The server as a plain process.
     Native,
-    /// The server in a Docker container.
+    /// The server in a Docker container on the host's network (namespaces and cgroups
+    /// without Docker's network path), bound to 127.0.0.1.
+    ContainerHost,
+    /// The server in a Docker container behind the bridge, its port published on 127.0.0.1.
     Container,
+    /// The bridge container under gVisor, when the engine has a runsc runtime registered.
+    Gvisor,
+    /// The bridge container under every other runtime the engine has registered (crun,
+    /// kata, …), one environment each.
+    Runtimes,
     /// The server in a VM (QEMU booting a kernel and an initramfs; Vagrant with
     /// ISOBENCH_VM=vagrant).
     Vm,
@@ -177,7 +185,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let requested = if args.env.is_empty() {
-        vec![EnvName::Native, EnvName::Container, EnvName::Vm]
+        vec![
+            EnvName::Native,
+            EnvName::ContainerHost,
+            EnvName::Container,
+            EnvName::Gvisor,
+            EnvName::Runtimes,
+            EnvName::Vm,
+        ]
     } else {
         args.env.clone()
     };
@@ -188,10 +203,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         args.seed, plan.repetitions, plan.duration
     );
     let mut environments = Vec::new();
-    for name in requested {
-        let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name:?}"));
+    for (name, constructed) in requested
+        .into_iter()
+        .flat_map(|name| constructed(name, &plan.budget))
+    {
+        let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let prepared = prepared(name, &plan);
+        let prepared = constructed.and_then(|mut env| Ok((env.prepare()?, env)));
+        let prepared = prepared.map(|(preparation, env)| (env, preparation));
         spinner.finish_and_clear();
         match prepared {
             Ok((env, preparation)) => {
@@ -203,9 +222,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
                 environments.push(env);
             }
             Err(error) => {
-                eprintln!("isobench: skipping {name:?}: {error:#}");
+                eprintln!("isobench: skipping {name}: {error:#}");
                 artifact.unavailable.push(Unavailable {
-                    name: format!("{name:?}").to_lowercase(),
+                    name,
                     reason: format!("{error:#}"),
                 });
             }
@@ -265,25 +284,40 @@ fn validate(args: &RunArgs, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn prepared(
+/// The environments `name` stands for, by name, each built or with the reason it cannot be
+/// (`runtimes` stands for one per registered runtime, possibly none).
+fn constructed(
     name: EnvName,
-    plan: &Plan,
-) -> Result<
-    (
-        Box<dyn Environment>,
-        Vec<crate::report::schema::Preparation>,
-    ),
-    EnvError,
-> {
-    let budget = plan.budget.clone();
-    let mut env: Box<dyn Environment> = match name {
-        EnvName::Native => Box::new(NativeEnv::new(budget)),
-        EnvName::Container => Box::new(ContainerEnv::new(budget)?),
-        EnvName::Vm => crate::env::vm::from_env(budget)?,
-        EnvName::Mock => Box::new(MockEnv::new("mock", budget, MockReadings::default())),
+    budget: &Budget,
+) -> Vec<(String, Result<Box<dyn Environment>, EnvError>)> {
+    let budget = budget.clone();
+    let boxed = |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
+    let one = |env: Result<Box<dyn Environment>, EnvError>| {
+        let value = name.to_possible_value().map(|v| v.get_name().to_owned());
+        vec![(value.unwrap_or_else(|| format!("{name:?}")), env)]
     };
-    let preparation = env.prepare()?;
-    Ok((env, preparation))
+    match name {
+        EnvName::Native => one(Ok(Box::new(NativeEnv::new(budget)))),
+        EnvName::ContainerHost => one(boxed(ContainerEnv::host_network(budget))),
+        EnvName::Container => one(boxed(ContainerEnv::new(budget))),
+        EnvName::Gvisor => one(boxed(ContainerEnv::gvisor(budget))),
+        EnvName::Runtimes => ContainerEnv::other_runtimes(&budget)
+            .into_iter()
+            .map(|env| {
+                let name = match &env {
+                    Ok(env) => env.spec().name.clone(),
+                    Err(_) => "runtimes".to_owned(),
+                };
+                (name, boxed(env))
+            })
+            .collect(),
+        EnvName::Vm => one(crate::env::vm::from_env(budget)),
+        EnvName::Mock => one(Ok(Box::new(MockEnv::new(
+            "mock",
+            budget,
+            MockReadings::default(),
+        )))),
+    }
 }
 
 /// One fresh instance of `env`: startup, idle memory, then every scenario.

@@ -125,6 +125,11 @@ impl Environment for NativeEnv {
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "image size is the static server binary's size".into(),
             ],
+            rung: Some(crate::report::ladder::rung(
+                crate::report::ladder::position::NATIVE,
+                "the baseline: the server as a plain process on the host",
+                None,
+            )),
         }
     }
 }

@@ -167,6 +167,7 @@ fn label(
             .into(),
         ),
         notes: Vec::new(),
+        rung: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! ([`stats`]), render with an [`export::Exporter`], and [`write`] the files atomically.
 
 pub mod export;
+pub mod ladder;
 pub mod merge;
 pub mod schema;
 pub mod stats;

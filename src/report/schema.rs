@@ -137,6 +137,27 @@ pub struct EnvironmentLabel {
     /// Anything else a reader must know to interpret the numbers.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the environment stands on the isolation ladder and what it adds to the rung it
+    /// is compared with (`report::ladder`); absent for services isobench did not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<Rung>,
+}
+
+/// A rung of the isolation ladder: native, container with host network, container behind
+/// Docker's bridge, another OCI runtime (gVisor, …), VM.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// Order from least to most isolated (`report::ladder::position`); equal positions are
+    /// alternatives on the same step.
+    pub position: u32,
+    /// What this rung adds over the one it is compared with: network path, runtime, platform,
+    /// accelerator, in words.
+    pub adds: String,
+    /// The environment this rung's marginal cost is taken over; absent for the bottom rung
+    /// and where the nearest lower rung present in the run is meant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<String>,
 }
 
 /// One-off work before the first start, timed apart from startup.

@@ -28,7 +28,8 @@ const CHECKS: &[(&str, Check)] = &[
 /// The correctness trials of environment `env`.
 pub fn trials(env: &'static str) -> Vec<Trial> {
     let extra: &[(&str, Check)] = match env {
-        "container" => &[("least_privilege", container_least_privilege)],
+        "container" | "gvisor" => &[("least_privilege", container_least_privilege)],
+        "container-host" => &[("least_privilege", host_network_least_privilege)],
         _ => &[],
     };
     CHECKS
@@ -260,6 +261,8 @@ fn status(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
         // A native server sees exactly what this (host) process sees, which on a host that is
         // itself a VM is `vm`: detection must agree with the host, not with our label.
         "native" => isobench::service::detect::detect().kind.to_string(),
+        // Every container rung (host network, gVisor, other runtimes) is a container.
+        "container-host" | "gvisor" => "container".to_owned(),
         other => other.to_owned(),
     };
     expect(kind == expected, || {
@@ -293,42 +296,100 @@ fn method_not_allowed(instance: &dyn Instance, _env: &str) -> Result<(), Failed>
 }
 
 /// The container runs as a non-root user, on a read-only root filesystem, with every
-/// capability dropped and no-new-privileges, published on loopback only.
-fn container_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
-    let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
-    let port = instance
+/// capability dropped and no-new-privileges, published on loopback only; under gVisor, with
+/// the engine's runsc runtime.
+fn container_least_privilege(instance: &dyn Instance, env: &str) -> Result<(), Failed> {
+    let port = port_of(instance);
+    let inspect = our_container(|inspect| {
+        let published = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref());
+        published.is_some_and(|ports| {
+            ports
+                .values()
+                .flatten()
+                .flatten()
+                .any(|binding| binding.host_port.as_deref() == Some(port.as_str()))
+        })
+    })
+    .ok_or_else(|| format!("no container of this trial publishes port {port}"))?;
+    let host = hardened(inspect)?;
+    if env == "gvisor" {
+        let runtime = host.runtime.clone().unwrap_or_default();
+        expect(runtime == "runsc", || {
+            format!("the gvisor container runs under {runtime:?}, not runsc")
+        })?;
+    }
+    let bindings = host.port_bindings.unwrap_or_default();
+    let all_loopback = bindings
+        .values()
+        .flatten()
+        .flatten()
+        .all(|binding| binding.host_ip.as_deref() == Some("127.0.0.1"));
+    expect(!bindings.is_empty() && all_loopback, || {
+        format!("port bindings {bindings:?} are not all on 127.0.0.1")
+    })
+}
+
+/// The host-network container has the same hardening, shares the host's network namespace,
+/// and its server listens on 127.0.0.1 only: the kernel's socket table has no listener on
+/// its port at any other address.
+fn host_network_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let port = port_of(instance);
+    let inspect = our_container(|inspect| {
+        let host_network = inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host");
+        let args = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.cmd.clone())
+            .unwrap_or_default();
+        host_network && args.windows(2).any(|pair| pair[0] == "--port" && pair[1] == port)
+    })
+    .ok_or_else(|| format!("no host-network container of this trial serves port {port}"))?;
+    hardened(inspect)?;
+    let port: u16 = port.parse().map_err(|e| format!("port {port}: {e}"))?;
+    let listening = isobench::env::container::listeners::listening_on(port)?;
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    expect(
+        !listening.is_empty() && listening.iter().all(|address| *address == loopback),
+        || format!("port {port} listens on {listening:?}, not on 127.0.0.1 alone"),
+    )
+}
+
+/// The port of the instance's base URL.
+fn port_of(instance: &dyn Instance) -> String {
+    instance
         .base_url()
         .rsplit(':')
         .next()
         .unwrap_or_default()
-        .to_owned();
-    // Several trials of this process may run containers at once (`cargo test`): pick ours
-    // by its published port.
+        .to_owned()
+}
+
+/// The container of this process that `is_ours` picks. Several trials of this process may
+/// run containers at once (`cargo test`).
+fn our_container(
+    is_ours: impl Fn(&bollard::models::ContainerInspectResponse) -> bool,
+) -> Option<bollard::models::ContainerInspectResponse> {
+    let engine = Engine::connect().ok()?;
     let ours = engine
         .containers_labelled(OWNER_LABEL, &std::process::id().to_string())
-        .map_err(|e| format!("{e:#}"))?;
-    let inspect = ours
-        .iter()
+        .ok()?;
+    ours.iter()
         .filter_map(|(id, _)| engine.inspect_container(id).ok())
-        .find(|inspect| {
-            let bindings = inspect
-                .host_config
-                .as_ref()
-                .and_then(|h| h.port_bindings.as_ref());
-            let published = inspect
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.ports.as_ref());
-            bindings.is_some()
-                && published.is_some_and(|ports| {
-                    ports
-                        .values()
-                        .flatten()
-                        .flatten()
-                        .any(|binding| binding.host_port.as_deref() == Some(port.as_str()))
-                })
-        })
-        .ok_or_else(|| format!("no container of this trial publishes port {port}"))?;
+        .find(|inspect| is_ours(inspect))
+}
+
+/// Non-root user, read-only root filesystem, no capabilities, no-new-privileges; returns the
+/// host config for the network checks.
+fn hardened(
+    inspect: bollard::models::ContainerInspectResponse,
+) -> Result<bollard::models::HostConfig, Failed> {
     let user = inspect
         .config
         .and_then(|config| config.user)
@@ -346,18 +407,11 @@ fn container_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(), 
     })?;
     expect(
         host.security_opt
+            .clone()
             .unwrap_or_default()
             .iter()
             .any(|opt| opt.starts_with("no-new-privileges")),
         || "no-new-privileges is not set".into(),
     )?;
-    let bindings = host.port_bindings.unwrap_or_default();
-    let all_loopback = bindings
-        .values()
-        .flatten()
-        .flatten()
-        .all(|binding| binding.host_ip.as_deref() == Some("127.0.0.1"));
-    expect(!bindings.is_empty() && all_loopback, || {
-        format!("port bindings {bindings:?} are not all on 127.0.0.1")
-    })
+    Ok(host)
 }

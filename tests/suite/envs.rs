@@ -9,7 +9,9 @@ use libtest_mimic::Failed;
 /// Environments with trials; the VM only with `--features vm`.
 pub const ENVIRONMENTS: &[&str] = &[
     "native",
+    "container-host",
     "container",
+    "gvisor",
     #[cfg(feature = "vm")]
     "vm",
 ];
@@ -25,6 +27,10 @@ pub fn prepared(name: &str) -> Result<(Box<dyn Environment>, Vec<Preparation>), 
     let mut env: Box<dyn Environment> = match name {
         "native" => Box::new(NativeEnv::new(budget)),
         "container" => Box::new(ContainerEnv::new(budget).map_err(|e| format!("{e:#}"))?),
+        "container-host" => {
+            Box::new(ContainerEnv::host_network(budget).map_err(|e| format!("{e:#}"))?)
+        }
+        "gvisor" => Box::new(ContainerEnv::gvisor(budget).map_err(|e| format!("{e:#}"))?),
         #[cfg(feature = "vm")]
         "vm" => isobench::env::vm::from_env(budget).map_err(|e| format!("{e:#}"))?,
         other => return Err(format!("unknown environment {other}").into()),
@@ -53,4 +59,25 @@ pub fn with_instance(
         .stop()
         .map_err(|e| format!("stopping {}: {e:#}", env.name()))?;
     outcome
+}
+
+/// Set by `.ci/run` once it has registered gVisor with the engine: the gVisor trials must
+/// then run, and fail if gVisor does not work, instead of being skipped.
+pub const REQUIRE_GVISOR_ENV: &str = "ISOBENCH_REQUIRE_GVISOR";
+
+/// Why the trials of `env` are skipped on this machine: only an optional environment (gVisor)
+/// that this machine lacks and that `.ci/run` did not set up (nor `CI=true` demands).
+pub fn skip_reason(env: &str) -> Option<String> {
+    if env != "gvisor" {
+        return None;
+    }
+    let required = std::env::var(REQUIRE_GVISOR_ENV).is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    if required {
+        return None;
+    }
+    match ContainerEnv::gvisor(Budget::for_host()) {
+        Err(isobench::env::EnvError::Unavailable { reason, .. }) => Some(reason),
+        _ => None,
+    }
 }

@@ -61,6 +61,20 @@ impl Engine {
         ))
     }
 
+    /// The OCI runtimes the engine has registered (`docker info`), sorted by name.
+    pub fn runtimes(&self) -> anyhow::Result<Vec<super::runtimes::RegisteredRuntime>> {
+        let info = self
+            .runtime
+            .block_on(self.docker.info())
+            .context("reading docker info")?;
+        Ok(super::runtimes::from_info(
+            info.runtimes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, runtime)| (name, runtime.path, runtime.runtime_args)),
+        ))
+    }
+
     /// Size of an image in bytes, or `None` if the engine does not have it.
     pub fn image_size(&self, reference: &str) -> anyhow::Result<Option<u64>> {
         match self.runtime.block_on(self.docker.inspect_image(reference)) {

@@ -2,12 +2,21 @@
 //!
 //! The container gets the budget's cpuset and memory limit (no swap), runs as the image's
 //! non-root user with a read-only root filesystem, every capability dropped and
-//! no-new-privileges, and publishes its port on 127.0.0.1 only. Memory and CPU come from the
-//! engine's stats ([`crate::probe::container`]).
+//! no-new-privileges. Memory and CPU come from the engine's stats
+//! ([`crate::probe::container`]). One [`ContainerEnv`] is parameterized by a
+//! [`ContainerSpec`] — network mode and OCI runtime — so the ladder's container rungs are the
+//! same image and hardening with one thing changed:
+//!
+//! - `container`: Docker's bridge, the port published on 127.0.0.1 only (docker-proxy);
+//! - `container-host`: `--network host`, the server bound to 127.0.0.1 on a free port;
+//! - `gvisor`: the bridge setup under the engine's `runsc` runtime;
+//! - `container-<runtime>`: the bridge setup under any other registered runtime (crun, kata…).
 
 pub mod engine;
 pub mod image;
+pub mod listeners;
 pub mod proxy;
+pub mod runtimes;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,63 +29,258 @@ use testcontainers::{Container, GenericImage, ImageExt};
 
 use self::engine::Engine;
 use self::image::BuiltImage;
+use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+use crate::report::ladder::{self, position};
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung};
 
-/// The port the server listens on inside the container.
+/// The port the server listens on inside the container on a bridge network.
 const SERVICE_PORT: u16 = 8080;
 /// How long a container may take from start to its first 200.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The container environment.
+/// How the container is attached to the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Docker's default bridge; the port is published on 127.0.0.1.
+    Bridge,
+    /// The host's network namespace (`--network host`); the server binds 127.0.0.1.
+    Host,
+}
+
+/// What distinguishes one container rung from another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// The environment's name: `container`, `container-host`, `gvisor`, `container-crun`.
+    pub name: String,
+    /// Bridge or host network.
+    pub network: NetworkMode,
+    /// The OCI runtime; `None` is the engine's default (runc).
+    pub runtime: Option<RegisteredRuntime>,
+}
+
+impl ContainerSpec {
+    /// The default container: bridge network, default runtime.
+    pub fn bridge() -> Self {
+        Self {
+            name: "container".into(),
+            network: NetworkMode::Bridge,
+            runtime: None,
+        }
+    }
+
+    /// The same container on the host's network.
+    pub fn host_network() -> Self {
+        Self {
+            name: "container-host".into(),
+            network: NetworkMode::Host,
+            runtime: None,
+        }
+    }
+
+    /// The bridge container under a registered runtime: `gvisor` for runsc,
+    /// `container-<name>` otherwise.
+    pub fn with_runtime(runtime: RegisteredRuntime) -> Self {
+        let name = if runtime.is_gvisor() {
+            "gvisor".to_owned()
+        } else {
+            format!("container-{}", runtime.name)
+        };
+        Self {
+            name,
+            network: NetworkMode::Bridge,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// This rung's place on the ladder and what it adds.
+    fn rung(&self) -> Rung {
+        match (&self.runtime, self.network) {
+            (None, NetworkMode::Host) => ladder::rung(
+                position::CONTAINER_HOST_NETWORK,
+                "namespaces (pid, mount, ipc, uts; not network), cgroup limits and the \
+                 hardening, runc: Docker with --network host, no bridge, NAT or proxy",
+                Some("native"),
+            ),
+            (None, NetworkMode::Bridge) => ladder::rung(
+                position::CONTAINER_BRIDGE,
+                "Docker's network path: a network namespace behind the bridge and NAT, and \
+                 docker-proxy carrying loopback traffic to the published port",
+                Some("container-host"),
+            ),
+            (Some(runtime), _) if runtime.is_gvisor() => {
+                let config = GvisorConfig::of(runtime);
+                ladder::rung(
+                    position::SANDBOX_RUNTIME,
+                    &format!(
+                        "gVisor's syscall interposition: a user-space kernel (runsc, platform \
+                         {}) between the server and the host; network: {}",
+                        config.platform,
+                        config.network_text()
+                    ),
+                    Some("container"),
+                )
+            }
+            (Some(runtime), _) => ladder::rung(
+                position::SANDBOX_RUNTIME,
+                &format!("the OCI runtime {} in place of runc", runtime.describe()),
+                Some("container"),
+            ),
+        }
+    }
+}
+
+/// A container environment.
 pub struct ContainerEnv {
     budget: Budget,
+    spec: ContainerSpec,
     engine: Engine,
     engine_version: String,
+    /// `runsc version …` and the like, for the label.
+    runtime_version: Option<String>,
     image: Option<BuiltImage>,
     /// How loopback traffic reaches the container, learnt at the first start.
     proxy_note: std::sync::Mutex<Option<String>>,
 }
 
 impl ContainerEnv {
-    /// Connects to the local Docker engine; `Unavailable` when none answers.
+    /// The `container` rung (bridge, default runtime); `Unavailable` when no engine answers.
     pub fn new(budget: Budget) -> Result<Self, EnvError> {
-        let engine = Engine::connect()?;
+        Self::with_spec(budget, ContainerSpec::bridge())
+    }
+
+    /// The `container-host` rung: the same container on the host's network.
+    pub fn host_network(budget: Budget) -> Result<Self, EnvError> {
+        Self::with_spec(budget, ContainerSpec::host_network())
+    }
+
+    /// The `gvisor` rung: `Unavailable` unless the engine has a runsc runtime registered.
+    pub fn gvisor(budget: Budget) -> Result<Self, EnvError> {
+        let engine = connect("gvisor")?;
+        let registered = engine.runtimes()?;
+        let Some(runsc) = registered.iter().find(|r| r.is_gvisor()) else {
+            let names: Vec<&str> = registered.iter().map(|r| r.name.as_str()).collect();
+            return Err(EnvError::Unavailable {
+                env: "gvisor".into(),
+                reason: format!(
+                    "the Docker engine has no runsc runtime registered (it lists: {}); \
+                     register one in /etc/docker/daemon.json as .ci/run does",
+                    names.join(", ")
+                ),
+            });
+        };
+        Self::with_spec(budget, ContainerSpec::with_runtime(runsc.clone()))
+    }
+
+    /// One environment per registered runtime that is neither built in nor gVisor (crun,
+    /// kata, …); none when no engine answers.
+    pub fn other_runtimes(budget: &Budget) -> Vec<Result<Self, EnvError>> {
+        let Ok(engine) = Engine::connect() else {
+            return Vec::new();
+        };
+        match engine.runtimes() {
+            Ok(registered) => registered
+                .into_iter()
+                .filter(|r| !r.is_builtin() && !r.is_gvisor())
+                .map(|r| Self::with_spec(budget.clone(), ContainerSpec::with_runtime(r)))
+                .collect(),
+            Err(error) => vec![Err(EnvError::Other(error))],
+        }
+    }
+
+    /// A container environment of any spec.
+    pub fn with_spec(budget: Budget, spec: ContainerSpec) -> Result<Self, EnvError> {
+        let engine = connect(&spec.name)?;
         let engine_version = engine.describe()?;
+        let runtime_version = spec.runtime.as_ref().and_then(RegisteredRuntime::version);
         Ok(Self {
             budget,
+            spec,
             engine,
             engine_version,
+            runtime_version,
             image: None,
             proxy_note: std::sync::Mutex::new(None),
         })
     }
+
+    /// What distinguishes this environment.
+    pub fn spec(&self) -> &ContainerSpec {
+        &self.spec
+    }
+
+    /// A runtime other than the default must show it can start a container here before it
+    /// counts as available: crun without cgroup v2, a KVM platform without working KVM fail
+    /// here, and become an "unavailable: reason" line instead of a failed round.
+    fn check_runtime(&self) -> Result<Option<Preparation>, EnvError> {
+        if self.spec.runtime.is_none() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let unavailable = |error: EnvError| EnvError::Unavailable {
+            env: self.spec.name.clone(),
+            reason: format!("{error:#}"),
+        };
+        let instance = self.start().map_err(unavailable)?;
+        instance.stop().map_err(unavailable)?;
+        Ok(Some(Preparation {
+            what: "runtime check (one container started and removed)".into(),
+            seconds: started.elapsed().as_secs_f64(),
+            cached: false,
+        }))
+    }
+}
+
+/// Connects to the engine, naming `env` when it cannot.
+fn connect(env: &str) -> Result<Engine, EnvError> {
+    Engine::connect().map_err(|error| match error {
+        EnvError::Unavailable { reason, .. } => EnvError::Unavailable {
+            env: env.into(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// A port nothing listens on now on 127.0.0.1, for a server on the host's network.
+fn free_loopback_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 impl Environment for ContainerEnv {
     fn name(&self) -> &str {
-        "container"
+        &self.spec.name
     }
 
     fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
         let (server, built) = server_binary::static_server()?;
         let (image, imaged) = image::ensure_image(&self.engine, &server)?;
         self.image = Some(image);
-        Ok(vec![built, imaged])
+        Ok([built, imaged]
+            .into_iter()
+            .chain(self.check_runtime()?)
+            .collect())
     }
 
     fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
         let image = self
             .image
             .as_ref()
-            .ok_or_else(|| anyhow!("the container environment was not prepared"))?;
+            .ok_or_else(|| anyhow!("the {} environment was not prepared", self.spec.name))?;
         let started = Instant::now();
         let cpuset = self.budget.service_cpuset();
         let memory = self.budget.memory_limit_bytes as i64;
-        let container = GenericImage::new(&image.repository, &image.tag)
+        let network = self.spec.network;
+        let runtime = self.spec.runtime.as_ref().map(|r| r.name.clone());
+        let host_port = match network {
+            NetworkMode::Host => Some(free_loopback_port()?),
+            NetworkMode::Bridge => None,
+        };
+        let mut request = GenericImage::new(&image.repository, &image.tag)
             .with_label(CONTAINER_LABEL, "1")
             .with_label(OWNER_LABEL, std::process::id().to_string())
             .with_readonly_rootfs(true)
@@ -87,28 +291,45 @@ impl Environment for ContainerEnv {
                 host.cpuset_cpus = Some(cpuset.clone());
                 host.memory = Some(memory);
                 host.memory_swap = Some(memory);
-                // Publish on loopback only, on a port the engine picks.
+                host.runtime = runtime.clone();
                 host.publish_all_ports = Some(false);
-                host.port_bindings = Some(HashMap::from([(
-                    format!("{SERVICE_PORT}/tcp"),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )]));
-            })
+                match network {
+                    // Publish on loopback only, on a port the engine picks.
+                    NetworkMode::Bridge => {
+                        host.port_bindings = Some(HashMap::from([(
+                            format!("{SERVICE_PORT}/tcp"),
+                            Some(vec![PortBinding {
+                                host_ip: Some("127.0.0.1".into()),
+                                host_port: Some(String::new()),
+                            }]),
+                        )]));
+                    }
+                    NetworkMode::Host => host.network_mode = Some("host".into()),
+                }
+            });
+        if let Some(port) = host_port {
+            // The image's command binds 0.0.0.0, which on the host's network would be every
+            // interface of the machine.
+            let port = port.to_string();
+            request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
+        }
+        let container = request
             .start()
             .with_context(|| format!("starting a container from {}", image.reference()))?;
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
-        let port = container
-            .get_host_port_ipv4(SERVICE_PORT.tcp())
-            .context("reading the container's published port")?;
+        let port = match host_port {
+            Some(port) => port,
+            None => container
+                .get_host_port_ipv4(SERVICE_PORT.tcp())
+                .context("reading the container's published port")?,
+        };
         let base_url = format!("http://127.0.0.1:{port}");
-        let proxy = proxy::find(port);
-        let note = match proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus)) {
-            Some(Ok(())) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
-            Some(Err(error)) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
-            None => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
+        let proxy = host_port.is_none().then(|| proxy::find(port)).flatten();
+        let note = match (network, proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus))) {
+            (NetworkMode::Host, _) => "host network: the server binds 127.0.0.1 in the host's network namespace; no bridge, NAT or docker-proxy".to_owned(),
+            (_, Some(Ok(()))) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
+            (_, Some(Err(error))) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
+            (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
         };
         *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
         let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
@@ -136,10 +357,28 @@ impl Environment for ContainerEnv {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let runtime = match &self.spec.runtime {
+            None => self.engine_version.clone(),
+            Some(registered) => format!(
+                "{}, runtime {}{}",
+                self.engine_version,
+                registered.describe(),
+                self.runtime_version
+                    .as_ref()
+                    .map(|v| format!(", {v}"))
+                    .unwrap_or_default()
+            ),
+        };
+        let memory_note = match &self.spec.runtime {
+            Some(registered) if registered.is_gvisor() => {
+                "memory is the cgroup working set of the whole sandbox (sentry, gofer and the server), as docker stats shows it"
+            }
+            _ => "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it",
+        };
         EnvironmentLabel {
             name: self.name().into(),
             kind: EnvKind::Container,
-            runtime: self.engine_version.clone(),
+            runtime,
             accel: None,
             service_cpus: self.budget.service_cpus.clone(),
             generator_cpus: self.budget.generator_cpus.clone(),
@@ -148,12 +387,13 @@ impl Environment for ContainerEnv {
             image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
             detected: None,
             notes: vec![
-                "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it".into(),
+                memory_note.into(),
                 "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
             ]
             .into_iter()
             .chain(proxy_note)
             .collect(),
+            rung: Some(self.spec.rung()),
         }
     }
 }

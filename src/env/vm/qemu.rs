@@ -489,7 +489,13 @@ impl Environment for QemuVm {
                 format!("qemu {} ({MACHINE})", self.qemu.version)
             }
         };
+        let adds = format!(
+            "a hypervisor in place of namespaces: QEMU {MACHINE}, {}, user-mode networking to \
+             the guest",
+            accel.as_ref().map_or("accelerator not decided", |d| accel_description(d.accel))
+        );
         EnvironmentLabel {
+            rung: Some(crate::report::ladder::vm_rung(adds)),
             name: NAME.into(),
             kind: EnvKind::Vm,
             runtime,

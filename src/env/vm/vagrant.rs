@@ -401,6 +401,10 @@ impl Environment for VagrantVm {
             );
         }
         EnvironmentLabel {
+            rung: Some(crate::report::ladder::vm_rung(format!(
+                "a hypervisor in place of namespaces: {} under Vagrant",
+                self.provider.name()
+            ))),
             name: NAME.into(),
             kind: EnvKind::Vm,
             runtime: format!("vagrant {} ({})", self.version, self.provider.name()),

@@ -254,6 +254,113 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
     Ok(Some(svg))
 }
 
+/// The ladder at a glance: one bar per rung, least isolated first, each drawn as what the
+/// rung below already cost (light) plus this rung's own step (dark: red where the step costs,
+/// green where it saves), with the rung's interval as an error bar. `None` when no rung has
+/// the metric.
+pub(crate) fn ladder_steps(
+    ladder: &crate::report::ladder::Ladder,
+    metric: crate::report::ladder::LadderMetric,
+) -> Result<Option<String>, ExportError> {
+    // (title, below median, median, low, high)
+    let bars: Vec<(String, Option<f64>, f64, f64, f64)> = ladder
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let cost = step.cost(metric)?;
+            let value = cost.value.as_ref()?;
+            let below = cost.delta_over_below.map(|d| value.median - d);
+            Some((step.env.clone(), below, value.median, value.ci_low, value.ci_high))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("the ladder: {} ({})", metric.name(), metric.unit());
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: title.clone(),
+        reason: e.to_string(),
+    };
+    let max_y = bars
+        .iter()
+        .map(|b| b.4.max(b.2).max(b.1.unwrap_or(0.0)))
+        .fold(0.0_f64, f64::max);
+    let max_y = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
+    let higher_is_better = metric.higher_is_better();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2 + 120, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..max_y)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
+            .y_desc(metric.unit())
+            .x_labels(0)
+            .y_label_formatter(&|y| super::number(*y))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        let inherited = RGBColor(200, 200, 200);
+        for (slot, (_, below, median, ..)) in bars.iter().enumerate() {
+            let left = slot as f64 + 0.15;
+            let right = left + 0.7;
+            let base = below.unwrap_or(0.0).min(*median);
+            let mut rectangles = vec![Rectangle::new(
+                [(left, 0.0), (right, base)],
+                inherited.filled(),
+            )];
+            if let Some(below) = below {
+                let worse = (*median > *below) != higher_is_better;
+                let step_color = if worse {
+                    RGBColor(214, 39, 40)
+                } else {
+                    RGBColor(44, 160, 44)
+                };
+                rectangles.push(Rectangle::new(
+                    [(left, *below), (right, *median)],
+                    step_color.mix(0.85).filled(),
+                ));
+            } else {
+                rectangles.push(Rectangle::new(
+                    [(left, 0.0), (right, *median)],
+                    color(0).mix(0.8).filled(),
+                ));
+            }
+            chart.draw_series(rectangles).map_err(|e| fail(&e))?;
+        }
+        chart
+            .draw_series(bars.iter().enumerate().map(|(slot, (_, _, median, low, high))| {
+                ErrorBar::new_vertical(
+                    slot as f64 + 0.5,
+                    *low,
+                    *median,
+                    *high,
+                    BLACK.stroke_width(2),
+                    12,
+                )
+            }))
+            .map_err(|e| fail(&e))?;
+        let label_style = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (slot, (name, ..)) in bars.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(slot as f64 + 0.5, 0.0));
+            root.draw(&Text::new(name.clone(), (x, y + 6), label_style.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(Some(svg))
+}
+
 /// Decodes the artifact's base64 V2-deflate histogram.
 fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD

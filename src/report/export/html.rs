@@ -101,6 +101,9 @@ impl Exporter for Html {
         }
         let _ = writeln!(out, "</ul>");
 
+        if let Some(section) = super::ladder::html(artifact)? {
+            out.push_str(&section);
+        }
         // Charts.
         let _ = writeln!(out, "<h2>Latency percentiles</h2>");
         for scenario in summarize::scenario_names(artifact) {

@@ -77,6 +77,9 @@ impl Exporter for Markdown {
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
 
+        if let Some(section) = super::ladder::markdown(artifact) {
+            out.push_str(&section);
+        }
         let _ = writeln!(out, "\n## Environments\n");
         let _ = writeln!(out, "| {} |", ENVIRONMENT_COLUMNS.join(" | "));
         let _ = writeln!(out, "|{}", " --- |".repeat(ENVIRONMENT_COLUMNS.len()));

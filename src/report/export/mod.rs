@@ -3,6 +3,7 @@
 //! terminal, markdown and HTML say the same thing the same way.
 
 mod charts;
+mod ladder;
 mod html;
 mod markdown;
 mod table;

@@ -92,6 +92,9 @@ impl Exporter for Table {
             )));
             out.push('\n');
         }
+        if let Some(section) = super::ladder::terminal(artifact) {
+            out.push_str(&section);
+        }
         for unavailable in &artifact.unavailable {
             out.push_str(&sanitize_terminal(&format!(
                 "not measured: {}: {}",
