@@ -12,6 +12,9 @@ mod suite {
     pub mod checks;
     pub mod cleanup;
     pub mod envs;
+    pub mod foreign;
+    #[path = "../support/images.rs"]
+    pub mod images;
     pub mod perf;
     #[path = "../support/processes.rs"]
     pub mod processes;
@@ -30,6 +33,7 @@ fn main() {
         trials.extend(suite::checks::trials(env));
         trials.extend(suite::perf::trials(env));
         trials.extend(suite::soak::trials(env));
+        trials.extend(suite::foreign::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::env::container::engine::Engine;
+use crate::env::foreign::{ForeignRun, Hardening};
 use crate::subject::{self, Subject, SubjectError};
 
 /// Default bound on a foreign service's startup (spawn or boot to the first 2xx).
@@ -47,50 +48,6 @@ pub struct SubjectArgs {
     pub allow_new_privileges: bool,
 }
 
-/// The container's hardening, each part on unless a flag turned it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hardening {
-    /// `--read-only`.
-    pub read_only_root: bool,
-    /// `--cap-drop ALL`.
-    pub drop_capabilities: bool,
-    /// `--security-opt no-new-privileges`.
-    pub no_new_privileges: bool,
-}
-
-impl Default for Hardening {
-    fn default() -> Self {
-        Self {
-            read_only_root: true,
-            drop_capabilities: true,
-            no_new_privileges: true,
-        }
-    }
-}
-
-impl Hardening {
-    /// The hardening as the label states it.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        parts.push(if self.read_only_root {
-            "read-only root filesystem"
-        } else {
-            "writable root filesystem (--writable-root)"
-        });
-        parts.push(if self.drop_capabilities {
-            "all capabilities dropped"
-        } else {
-            "Docker's default capabilities (--keep-capabilities)"
-        });
-        parts.push(if self.no_new_privileges {
-            "no-new-privileges"
-        } else {
-            "new privileges allowed (--allow-new-privileges)"
-        });
-        parts.join(", ")
-    }
-}
-
 impl SubjectArgs {
     /// Whether a foreign service was asked for.
     pub fn is_foreign(&self) -> bool {
@@ -103,6 +60,14 @@ impl SubjectArgs {
             read_only_root: !self.writable_root,
             drop_capabilities: !self.keep_capabilities,
             no_new_privileges: !self.allow_new_privileges,
+        }
+    }
+
+    /// How foreign services are run: the startup bound and the container hardening.
+    pub fn foreign_run(&self) -> ForeignRun {
+        ForeignRun {
+            startup_timeout: self.startup_timeout,
+            hardening: self.hardening(),
         }
     }
 

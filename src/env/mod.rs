@@ -7,12 +7,13 @@
 //! up: [`Instance::stop`], and `Drop` for panics and early returns.
 
 pub mod budget;
-pub mod native_foreign;
 pub mod cleanup;
 pub mod container;
+pub mod foreign;
 pub mod health;
 pub mod mock;
 pub mod native;
+pub mod native_foreign;
 pub mod pin;
 pub mod server_binary;
 pub mod vm;

@@ -220,7 +220,7 @@ fn lock_dir() -> std::path::PathBuf {
 
 /// Takes the per-port lock, waiting up to `timeout` for another isobench process's
 /// instance to release it.
-fn lock_port(port: u16, timeout: Duration) -> anyhow::Result<File> {
+pub(crate) fn lock_port(port: u16, timeout: Duration) -> anyhow::Result<File> {
     let dir = lock_dir();
     std::fs::create_dir_all(&dir)?;
     let file = File::create(dir.join(format!("{port}.lock")))?;
@@ -241,7 +241,7 @@ fn lock_port(port: u16, timeout: Duration) -> anyhow::Result<File> {
 
 /// Fails, naming the port, when something on the host already listens on it: the chrooted
 /// service would fail to bind, or worse, the load would go to that other program.
-fn ensure_port_free(port: u16) -> anyhow::Result<()> {
+pub(crate) fn ensure_port_free(port: u16) -> anyhow::Result<()> {
     for address in ["0.0.0.0", "127.0.0.1"] {
         TcpListener::bind((address, port)).with_context(|| {
             format!(
