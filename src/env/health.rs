@@ -91,7 +91,7 @@ pub fn wait_until_ready(
     let agent = agent(Duration::from_millis(500));
     let url = format!("{base_url}{path}");
     let deadline = since + timeout;
-    let mut last = String::from("no answer yet");
+    let mut last;
     let mut first_client_error: Option<Instant> = None;
     loop {
         match agent.get(&url).call() {
