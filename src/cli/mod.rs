@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod compare;
 pub mod run;
+pub mod subject_args;
 
 use std::path::Path;
 use std::process::ExitCode;

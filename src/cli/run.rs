@@ -19,7 +19,8 @@ use crate::env::container::ContainerEnv;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment, Instance, health};
-use crate::load::{self, LoadOptions, PathWeight};
+use crate::load;
+use crate::subject::scenario_file::ScenarioSpec;
 use crate::report::schema::{
     Artifact, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun, Unavailable,
 };
@@ -31,14 +32,14 @@ pub struct RunArgs {
     /// machine can run it (those that cannot are listed with the reason).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub env: Vec<EnvName>,
-    /// Scenarios to run against every instance.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_enum,
-        default_value = "health,mixed,fixed-rate"
-    )]
-    pub scenarios: Vec<Scenario>,
+    /// Scenarios to run against every instance: built-in names (health, mixed, fixed-rate)
+    /// or one TOML scenario file (`my.toml`) [default: health,mixed,fixed-rate for
+    /// isobench's own server; health,fixed-rate on the health path for --image/--binary].
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<String>,
+    /// What to measure (isobench's own server unless --image or --binary).
+    #[command(flatten)]
+    pub subject: super::subject_args::SubjectArgs,
     /// Repetitions: fresh instances of every environment, interleaved [default: 3; 2 with
     /// --quick, 10 with --thorough].
     #[arg(long, short = 'n')]
@@ -93,61 +94,6 @@ pub enum EnvName {
     Mock,
 }
 
-/// A load scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
-    /// Closed loop on `/health`: the throughput ceiling.
-    Health,
-    /// Closed loop on a mix of `/health`, `/cpu`, `/memory` and `/parallel`.
-    Mixed,
-    /// Open loop on `/health` at `--rate`: latency with coordinated omission corrected.
-    FixedRate,
-}
-
-impl Scenario {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Health => "health",
-            Self::Mixed => "mixed",
-            Self::FixedRate => "fixed-rate",
-        }
-    }
-
-    fn load_options(self, base_url: &str, plan: &Plan) -> LoadOptions {
-        let mut options = LoadOptions::new(base_url);
-        options.duration = Some(plan.duration);
-        options.warmup = plan.warmup;
-        options.cpus = plan.budget.generator_cpus.clone();
-        let path = |path: &str, weight| PathWeight {
-            path: path.into(),
-            weight,
-        };
-        match self {
-            Self::Health => {
-                options.connections = plan.connections;
-                options.scenario = vec![path("/health", 1)];
-            }
-            Self::Mixed => {
-                // Few connections: /memory and /parallel are heavy, and the service sheds
-                // load beyond its caps, which would measure the caps instead of the work.
-                options.connections = 4;
-                options.scenario = vec![
-                    path("/health", 4),
-                    path("/cpu", 3),
-                    path("/memory?mb=8", 1),
-                    path("/parallel?tasks=4&n=20000", 2),
-                ];
-            }
-            Self::FixedRate => {
-                options.connections = 16;
-                options.rate = Some(plan.rate);
-                options.scenario = vec![path("/health", 1)];
-            }
-        }
-        options
-    }
-}
-
 /// The resolved plan: presets applied, budget chosen.
 struct Plan {
     repetitions: u32,
@@ -181,7 +127,11 @@ impl Plan {
 /// Runs the comparison and writes its outputs; returns the artifact.
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let plan = Plan::from_args(&args);
-    validate(&args, &plan)?;
+    validate(&plan)?;
+    let subject = args.subject.resolve()?;
+    let workloads =
+        super::subject_args::workloads(&args.scenarios, &subject, plan.connections, plan.rate)?;
+    let foreign_run = args.subject.foreign_run();
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let requested = if args.env.is_empty() {
@@ -198,10 +148,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     };
 
     let mut artifact = Artifact::now(Vec::new());
-    let run_note = format!(
+    let mut run_note = format!(
         "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
         args.seed, plan.repetitions, plan.duration
     );
+    if let crate::subject::Subject::Image(image) = &subject {
+        run_note.push_str(&format!("; measured: {}", image.image.describe()));
+    }
     let mut environments = Vec::new();
     for (name, constructed) in requested
         .into_iter()
@@ -209,8 +162,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     {
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let prepared = constructed.and_then(|mut env| Ok((env.prepare()?, env)));
-        let prepared = prepared.map(|(preparation, env)| (env, preparation));
+        let prepared = if subject.is_foreign() {
+            constructed.and_then(|_| {
+                crate::env::foreign::prepared(&name, plan.budget.clone(), &subject, &foreign_run)
+            })
+        } else {
+            let prepared = constructed.and_then(|mut env| Ok((env.prepare()?, env)));
+            prepared.map(|(preparation, env)| (env, preparation))
+        };
         spinner.finish_and_clear();
         match prepared {
             Ok((env, preparation)) => {
@@ -244,7 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         for index in order {
             let env = environments[index].as_ref();
             progress.set_message(format!("round {}: {}", round + 1, env.name()));
-            let measured = measure_round(env, round, &args.scenarios, &plan, &progress)
+            let measured = measure_round(env, round, &workloads, &plan, &progress)
                 .with_context(|| format!("round {round} of {}", env.name()))?;
             let result = &mut artifact.environments[index];
             // Some of the label (how traffic reaches a container, say) is learnt by starting.
@@ -269,17 +228,13 @@ fn label_of(env: &dyn Environment, run_note: &str, detected: Option<String>) -> 
     label
 }
 
-fn validate(args: &RunArgs, plan: &Plan) -> anyhow::Result<()> {
+fn validate(plan: &Plan) -> anyhow::Result<()> {
     anyhow::ensure!(plan.repetitions >= 1, "--repetitions must be at least 1");
     anyhow::ensure!(!plan.duration.is_zero(), "--duration must be positive");
     anyhow::ensure!(plan.connections >= 1, "--connections must be at least 1");
     anyhow::ensure!(
         plan.rate.is_finite() && plan.rate > 0.0,
         "--rate must be a positive number of requests per second"
-    );
-    anyhow::ensure!(
-        !args.scenarios.is_empty(),
-        "--scenarios must name at least one"
     );
     Ok(())
 }
@@ -324,7 +279,7 @@ fn constructed(
 fn measure_round(
     env: &dyn Environment,
     round: u32,
-    scenarios: &[Scenario],
+    scenarios: &[ScenarioSpec],
     plan: &Plan,
     progress: &ProgressBar,
 ) -> anyhow::Result<(Round, Option<String>)> {
@@ -347,7 +302,7 @@ fn measure_instance(
     instance: &dyn Instance,
     env_name: &str,
     round: u32,
-    scenarios: &[Scenario],
+    scenarios: &[ScenarioSpec],
     plan: &Plan,
     progress: &ProgressBar,
 ) -> anyhow::Result<(Round, Option<String>)> {
@@ -357,18 +312,21 @@ fn measure_instance(
     let idle = instance.resources()?;
     let detected = health::detected_environment(instance.base_url()).ok();
     let mut runs = Vec::new();
-    for &scenario in scenarios {
+    for scenario in scenarios {
         progress.set_message(format!(
             "round {}: {env_name} {}",
             round + 1,
-            scenario.name()
+            scenario.name
         ));
-        let options = scenario.load_options(instance.base_url(), plan);
+        let mut options = super::subject_args::load_options(scenario, instance.base_url());
+        options.duration = Some(plan.duration);
+        options.warmup = plan.warmup;
+        options.cpus = plan.budget.generator_cpus.clone();
         let before = instance.resources()?;
         let report = load::run(&options)?;
         let after = instance.resources()?;
         runs.push(ScenarioRun {
-            scenario: scenario.name().into(),
+            scenario: scenario.name.clone(),
             peak_memory_bytes: Some(
                 after
                     .peak_memory_bytes
