@@ -116,7 +116,10 @@ mod tests {
 
     #[test]
     fn parses_a_spec() {
-        let spec = parse("root /newroot\nuid 1000\ngid 100\nworkdir /app\nenv A=b=c\narg gunicorn\narg a b\n").unwrap();
+        let spec = parse(
+            "root /newroot\nuid 1000\ngid 100\nworkdir /app\nenv A=b=c\narg gunicorn\narg a b\n",
+        )
+        .unwrap();
         assert_eq!(
             spec,
             Spec {
@@ -130,6 +133,10 @@ mod tests {
         );
         assert!(parse("uid x\narg a").unwrap_err().contains("bad uid"));
         assert!(parse("root /\n").unwrap_err().contains("nothing to run"));
-        assert!(parse("what 1\narg a").unwrap_err().contains("unknown spec key"));
+        assert!(
+            parse("what 1\narg a")
+                .unwrap_err()
+                .contains("unknown spec key")
+        );
     }
 }

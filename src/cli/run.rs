@@ -20,10 +20,10 @@ use crate::env::mock::{MockEnv, MockReadings};
 use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::load;
-use crate::subject::scenario_file::ScenarioSpec;
 use crate::report::schema::{
     Artifact, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun, Unavailable,
 };
+use crate::subject::scenario_file::ScenarioSpec;
 
 /// Options of `isobench run`.
 #[derive(Debug, Clone, Args)]
@@ -246,7 +246,8 @@ fn constructed(
     budget: &Budget,
 ) -> Vec<(String, Result<Box<dyn Environment>, EnvError>)> {
     let budget = budget.clone();
-    let boxed = |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
+    let boxed =
+        |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
     let one = |env: Result<Box<dyn Environment>, EnvError>| {
         let value = name.to_possible_value().map(|v| v.get_name().to_owned());
         vec![(value.unwrap_or_else(|| format!("{name:?}")), env)]
@@ -313,11 +314,7 @@ fn measure_instance(
     let detected = health::detected_environment(instance.base_url()).ok();
     let mut runs = Vec::new();
     for scenario in scenarios {
-        progress.set_message(format!(
-            "round {}: {env_name} {}",
-            round + 1,
-            scenario.name
-        ));
+        progress.set_message(format!("round {}: {env_name} {}", round + 1, scenario.name));
         let mut options = super::subject_args::load_options(scenario, instance.base_url());
         options.duration = Some(plan.duration);
         options.warmup = plan.warmup;

@@ -26,7 +26,12 @@ pub struct SubjectArgs {
     #[arg(long, value_name = "PATH", requires = "port")]
     pub binary: Option<PathBuf>,
     /// An argument for `--binary` (repeat for several).
-    #[arg(long = "binary-arg", value_name = "ARG", allow_hyphen_values = true, requires = "binary")]
+    #[arg(
+        long = "binary-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "binary"
+    )]
     pub binary_args: Vec<String>,
     /// The port the service listens on [default: the image's only exposed port].
     #[arg(long)]
@@ -84,9 +89,9 @@ impl SubjectArgs {
             return subject::resolve_image(&engine, reference, self.port, Some(&self.health));
         }
         if let Some(path) = &self.binary {
-            let port = self.port.ok_or_else(|| {
-                SubjectError::Engine(anyhow::anyhow!("--binary needs --port"))
-            })?;
+            let port = self
+                .port
+                .ok_or_else(|| SubjectError::Engine(anyhow::anyhow!("--binary needs --port")))?;
             return subject::resolve_binary(
                 path.clone(),
                 self.binary_args.clone(),
@@ -255,17 +260,30 @@ mod workload_tests {
     #[test]
     fn mixed_and_unknown_names_are_errors_for_foreign_services() {
         let error = workloads(&["mixed".into()], &foreign(), 50, 1.0).unwrap_err();
-        assert!(error.to_string().contains("give a scenario file"), "{error}");
+        assert!(
+            error.to_string().contains("give a scenario file"),
+            "{error}"
+        );
         let error = workloads(&["soak".into()], &Subject::Own, 50, 1.0).unwrap_err();
-        assert!(error.to_string().contains("unknown scenario \"soak\""), "{error}");
+        assert!(
+            error.to_string().contains("unknown scenario \"soak\""),
+            "{error}"
+        );
     }
 
     #[test]
     fn a_toml_value_is_read_as_a_scenario_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s.toml");
-        std::fs::write(&file, "[[scenario]]\nname = \"x\"\nloop = \"closed\"\npaths = [\"/\"]\nbogus = 1\n").unwrap();
+        std::fs::write(
+            &file,
+            "[[scenario]]\nname = \"x\"\nloop = \"closed\"\npaths = [\"/\"]\nbogus = 1\n",
+        )
+        .unwrap();
         let error = workloads(&[file.display().to_string()], &foreign(), 50, 1.0).unwrap_err();
-        assert!(error.to_string().contains("unknown field `bogus`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown field `bogus`"),
+            "{error}"
+        );
     }
 }

@@ -79,7 +79,6 @@ impl Hardening {
     }
 }
 
-
 /// The environment `name` (`native`, `container`, `container-host`, `gvisor`, `vm`) for a
 /// foreign `subject`, prepared, with its timed preparation steps. A static binary runs
 /// directly natively and is wrapped `FROM scratch` for every other environment.
@@ -95,7 +94,8 @@ pub fn prepared(
             return Err(anyhow::anyhow!("isobench's own server is not a foreign service").into());
         }
         ("native", Subject::Binary(binary)) => {
-            let env = NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
+            let env =
+                NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
             return Ok((Box::new(env), steps));
         }
         (_, Subject::Image(image)) => image.clone(),

@@ -114,7 +114,9 @@ pub fn wait_until_ready(
         }
         alive()?;
         if Instant::now() >= deadline {
-            bail!("{url} did not answer 2xx within {timeout:?} ({last}); is the port right? (--port)");
+            bail!(
+                "{url} did not answer 2xx within {timeout:?} ({last}); is the port right? (--port)"
+            );
         }
         std::thread::sleep(POLL_INTERVAL);
     }

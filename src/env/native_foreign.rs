@@ -20,11 +20,11 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::env::cleanup::{self, Registration, Resource};
 use crate::env::container::engine::Engine;
+use crate::env::server_binary;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, pin};
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
 use crate::subject::rootfs::{self, RootFs};
 use crate::subject::user::{self, ResolvedUser};
-use crate::env::server_binary;
 use crate::subject::{BinarySubject, ImageSubject};
 
 /// How long a stopped service gets to exit after SIGTERM before its group is killed.
@@ -100,12 +100,16 @@ impl Environment for NativeForeignEnv {
         if unsafe { libc::geteuid() } != 0 {
             return Err(EnvError::Unavailable {
                 env: "native".into(),
-                reason: "running an image's root filesystem natively needs chroot, which needs root".into(),
+                reason:
+                    "running an image's root filesystem natively needs chroot, which needs root"
+                        .into(),
             });
         }
         let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
             env: "native".into(),
-            reason: format!("the image's root filesystem is exported through the Docker engine: {error}"),
+            reason: format!(
+                "the image's root filesystem is exported through the Docker engine: {error}"
+            ),
         })?;
         let (rootfs, exported) = rootfs::ensure(&engine, &subject.image)?;
         let user = user::resolve(&rootfs.dir, &subject.image.user)
@@ -386,7 +390,12 @@ impl Instance for ChrootInstance {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if self.child.try_wait().context("waiting for the service")?.is_some() {
+            if self
+                .child
+                .try_wait()
+                .context("waiting for the service")?
+                .is_some()
+            {
                 // Workers it forked and did not stop go with the group.
                 // SAFETY: as above, for the group.
                 unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
@@ -424,7 +433,10 @@ mod tests {
         let env = environment(&["PYTHONUNBUFFERED=1".into(), "A=b=c".into()], &user);
         assert_eq!(env[0], ("PYTHONUNBUFFERED".into(), "1".into()));
         assert_eq!(env[1], ("A".into(), "b=c".into()));
-        assert!(env.iter().any(|(n, v)| n == "PATH" && v.contains("/usr/bin")));
+        assert!(
+            env.iter()
+                .any(|(n, v)| n == "PATH" && v.contains("/usr/bin"))
+        );
         assert!(env.contains(&("HOME".into(), "/app".into())));
         let env = environment(&["HOME=/h".into(), "PATH=/x".into()], &user);
         assert_eq!(env.len(), 2);
@@ -435,6 +447,9 @@ mod tests {
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let error = format!("{:#}", ensure_port_free(port).unwrap_err());
-        assert!(error.contains(&format!("port {port} is already in use")), "{error}");
+        assert!(
+            error.contains(&format!("port {port} is already in use")),
+            "{error}"
+        );
     }
 }

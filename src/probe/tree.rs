@@ -120,12 +120,7 @@ mod tests {
             ticks: 1,
             rss_pages: 1,
         };
-        let stats = BTreeMap::from([
-            (10, stat(1)),
-            (5, stat(10)),
-            (20, stat(5)),
-            (30, stat(1)),
-        ]);
+        let stats = BTreeMap::from([(10, stat(1)), (5, stat(10)), (20, stat(5)), (30, stat(1))]);
         assert_eq!(tree_of(10, &stats), BTreeSet::from([5, 10, 20]));
     }
 

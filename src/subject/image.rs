@@ -50,7 +50,11 @@ impl ImageConfig {
             self.size_bytes as f64 / 1e6,
             self.entrypoint,
             self.cmd,
-            if self.user.is_empty() { "root" } else { &self.user },
+            if self.user.is_empty() {
+                "root"
+            } else {
+                &self.user
+            },
         )
     }
 }

@@ -31,7 +31,9 @@ pub enum SubjectError {
         reference: String,
     },
     /// No port was given and the image does not expose exactly one.
-    #[error("image {reference} exposes {exposed}; say which port the service listens on with --port")]
+    #[error(
+        "image {reference} exposes {exposed}; say which port the service listens on with --port"
+    )]
     PortUnknown {
         /// The image.
         reference: String,
@@ -104,10 +106,10 @@ impl Subject {
         match self {
             Self::Own => "isobench-server".into(),
             Self::Image(image) => image.image.reference.clone(),
-            Self::Binary(binary) => binary
-                .path
-                .file_name()
-                .map_or_else(|| binary.path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            Self::Binary(binary) => binary.path.file_name().map_or_else(
+                || binary.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
         }
     }
 

@@ -166,7 +166,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFile
     let mut specs = Vec::new();
     for raw in file.scenario {
         let name = raw.name.trim().to_owned();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(invalid(
                 &raw.name,
                 "a name is letters, digits, '-', '_' or '.'".into(),
@@ -205,7 +209,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFile
             let full = match raw_path {
                 toml::Value::String(path) => FullPath { path, weight: 1 },
                 table @ toml::Value::Table(_) => table.try_into::<FullPath>().map_err(|error| {
-                    invalid(&name, format!("paths[{index}]: {}", error.to_string().trim_end()))
+                    invalid(
+                        &name,
+                        format!("paths[{index}]: {}", error.to_string().trim_end()),
+                    )
                 })?,
                 other => {
                     return Err(invalid(
@@ -279,9 +286,18 @@ paths = ["/health"]
         assert_eq!(
             specs[0].paths,
             vec![
-                PathSpec { path: "/health".into(), weight: 1 },
-                PathSpec { path: "/cpu?n=2000".into(), weight: 3 },
-                PathSpec { path: "/a".into(), weight: 1 },
+                PathSpec {
+                    path: "/health".into(),
+                    weight: 1
+                },
+                PathSpec {
+                    path: "/cpu?n=2000".into(),
+                    weight: 3
+                },
+                PathSpec {
+                    path: "/a".into(),
+                    weight: 1
+                },
             ]
         );
         assert_eq!(specs[0].status, 204);
@@ -300,21 +316,44 @@ paths = ["/health"]
         let text = EXAMPLE.replace("weight = 3", "wieght = 3");
         let error = parse(&text, "t.toml").unwrap_err().to_string();
         assert!(error.contains("wieght"), "{error}");
-        let error = parse("[[scenarios]]\nname = \"x\"\n", "t.toml").unwrap_err().to_string();
+        let error = parse("[[scenarios]]\nname = \"x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown field `scenarios`"), "{error}");
     }
 
     #[test]
     fn nonsense_is_an_error_naming_the_scenario() {
         let cases = [
-            (EXAMPLE.replace("rate = 100.0\n", ""), "an open loop needs a rate"),
-            (EXAMPLE.replace("name = \"steady\"", "name = \"browse\""), "used twice"),
-            (EXAMPLE.replace("connections = 8", "connections = 0"), "at least 1"),
-            (EXAMPLE.replace("weight = 3", "weight = 0"), "weight must be at least 1"),
-            (EXAMPLE.replace("\"/health\", {", "\"health\", {"), "must start with '/'"),
+            (
+                EXAMPLE.replace("rate = 100.0\n", ""),
+                "an open loop needs a rate",
+            ),
+            (
+                EXAMPLE.replace("name = \"steady\"", "name = \"browse\""),
+                "used twice",
+            ),
+            (
+                EXAMPLE.replace("connections = 8", "connections = 0"),
+                "at least 1",
+            ),
+            (
+                EXAMPLE.replace("weight = 3", "weight = 0"),
+                "weight must be at least 1",
+            ),
+            (
+                EXAMPLE.replace("\"/health\", {", "\"health\", {"),
+                "must start with '/'",
+            ),
             (EXAMPLE.replace("status = 204", "status = 404"), "not a 2xx"),
-            (EXAMPLE.replace("{ path = \"/a\" }", "3"), "paths[2]: expected a path string"),
-            (EXAMPLE.replace("connections = 8", "rate = 5.0"), "closed loop has no rate"),
+            (
+                EXAMPLE.replace("{ path = \"/a\" }", "3"),
+                "paths[2]: expected a path string",
+            ),
+            (
+                EXAMPLE.replace("connections = 8", "rate = 5.0"),
+                "closed loop has no rate",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text, "t.toml").unwrap_err().to_string();
@@ -324,7 +363,12 @@ paths = ["/health"]
 
     #[test]
     fn a_missing_file_is_named() {
-        let error = load(Path::new("/nonexistent/s.toml")).unwrap_err().to_string();
-        assert!(error.starts_with("reading scenario file /nonexistent/s.toml"), "{error}");
+        let error = load(Path::new("/nonexistent/s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("reading scenario file /nonexistent/s.toml"),
+            "{error}"
+        );
     }
 }

@@ -47,9 +47,7 @@ fn resolve_in(passwd: &str, group: &str, spec: &str) -> Result<ResolvedUser, Use
         .filter(|fields| fields.len() >= 6)
         .collect();
     let entry = match user.parse::<u32>() {
-        Ok(uid) => entries
-            .iter()
-            .find(|fields| fields[2].parse() == Ok(uid)),
+        Ok(uid) => entries.iter().find(|fields| fields[2].parse() == Ok(uid)),
         Err(_) => entries.iter().find(|fields| fields[0] == user),
     };
     let (uid, mut gid, home) = match (user.parse::<u32>(), entry) {
@@ -95,8 +93,14 @@ mod tests {
     #[test]
     fn resolves_docker_user_forms() {
         assert_eq!(resolve_in(PASSWD, GROUP, "").unwrap(), user(0, 0, "/root"));
-        assert_eq!(resolve_in(PASSWD, GROUP, "app").unwrap(), user(1000, 1000, "/app"));
-        assert_eq!(resolve_in(PASSWD, GROUP, "1000").unwrap(), user(1000, 1000, "/app"));
+        assert_eq!(
+            resolve_in(PASSWD, GROUP, "app").unwrap(),
+            user(1000, 1000, "/app")
+        );
+        assert_eq!(
+            resolve_in(PASSWD, GROUP, "1000").unwrap(),
+            user(1000, 1000, "/app")
+        );
         assert_eq!(
             resolve_in(PASSWD, GROUP, "app:nogroup").unwrap(),
             user(1000, 65534, "/app")
@@ -106,7 +110,10 @@ mod tests {
             user(65534, 65534, "/nonexistent")
         );
         // A scratch image has no passwd at all.
-        assert_eq!(resolve_in("", "", "65534:65534").unwrap(), user(65534, 65534, "/"));
+        assert_eq!(
+            resolve_in("", "", "65534:65534").unwrap(),
+            user(65534, 65534, "/")
+        );
         assert_eq!(resolve_in("", "", "4242").unwrap(), user(4242, 0, "/"));
     }
 

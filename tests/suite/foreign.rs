@@ -48,14 +48,19 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             Trial::test(format!("{env}::foreign::port_never_answers"), move || {
                 port_never_answers(env)
             }),
-            Trial::test(format!("{env}::foreign::health_404"), move || health_404(env)),
+            Trial::test(format!("{env}::foreign::health_404"), move || {
+                health_404(env)
+            }),
             Trial::test(format!("{env}::foreign::entrypoint_exits"), move || {
                 entrypoint_exits(env)
             }),
         ]);
     }
     if env == "container" {
-        trials.push(Trial::test("container::foreign::missing_image", missing_image));
+        trials.push(Trial::test(
+            "container::foreign::missing_image",
+            missing_image,
+        ));
     }
     trials
 }
@@ -67,7 +72,8 @@ fn engine() -> Result<Engine, Failed> {
 fn busybox_subject(port: Option<u16>, health: &str) -> Result<Subject, Failed> {
     let engine = engine()?;
     let reference = images::busybox_httpd(&engine)?;
-    subject::resolve_image(&engine, &reference, port, Some(health)).map_err(|e| format!("{e:#}").into())
+    subject::resolve_image(&engine, &reference, port, Some(health))
+        .map_err(|e| format!("{e:#}").into())
 }
 
 fn prepared(
@@ -87,9 +93,15 @@ fn get(instance: &dyn Instance, path: &str) -> Result<(u16, String), Failed> {
         .build()
         .into();
     let url = format!("{}{path}", instance.base_url());
-    let mut response = agent.get(&url).call().map_err(|e| format!("GET {url}: {e}"))?;
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
     Ok((status, body))
 }
 
@@ -104,9 +116,10 @@ fn busybox_correctness(env: &str) -> Result<(), Failed> {
     }
     let environment = prepared(env, &subject, &ForeignRun::default())?;
     let label = environment.label();
-    let named = label.notes.iter().any(|note| {
-        note.contains(&image.image.reference) && note.contains(image.image.short_id())
-    });
+    let named = label
+        .notes
+        .iter()
+        .any(|note| note.contains(&image.image.reference) && note.contains(image.image.short_id()));
     if !named {
         return Err(format!("the label does not name the image: {:?}", label.notes).into());
     }
@@ -251,7 +264,10 @@ fn health_404(env: &str) -> Result<(), Failed> {
         env,
         &subject,
         BAD_INPUT_STARTUP + Duration::from_secs(20),
-        &["/healthz answered 404", "is the health path right? (--health)"],
+        &[
+            "/healthz answered 404",
+            "is the health path right? (--health)",
+        ],
     )
 }
 
@@ -259,8 +275,8 @@ fn health_404(env: &str) -> Result<(), Failed> {
 fn entrypoint_exits(env: &str) -> Result<(), Failed> {
     let engine = engine()?;
     let reference = images::exiting(&engine)?;
-    let subject = subject::resolve_image(&engine, &reference, None, None)
-        .map_err(|e| format!("{e:#}"))?;
+    let subject =
+        subject::resolve_image(&engine, &reference, None, None).map_err(|e| format!("{e:#}"))?;
     let said = if env == "container" {
         "the container exited during startup"
     } else {

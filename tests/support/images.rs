@@ -14,7 +14,8 @@ const STAGE: &str = "image";
 /// Debian's static busybox (`busybox-static`), or the one `ISOBENCH_VM_BUSYBOX` names.
 pub fn busybox() -> Result<Vec<u8>, String> {
     let path = std::env::var("ISOBENCH_VM_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into());
-    std::fs::read(&path).map_err(|e| format!("reading {path} (apt-get install busybox-static): {e}"))
+    std::fs::read(&path)
+        .map_err(|e| format!("reading {path} (apt-get install busybox-static): {e}"))
 }
 
 /// Builds (or reuses) `repository:<hash>` from `dockerfile` (which must name its stage
@@ -33,9 +34,16 @@ pub fn scratch_image(
         hasher.update((data.len() as u64).to_le_bytes());
         hasher.update(data);
     }
-    let tag: String = hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let tag: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let reference = format!("{repository}:{tag}");
-    if engine.image_size(&reference).map_err(|e| format!("{e:#}"))?.is_some() {
+    if engine
+        .image_size(&reference)
+        .map_err(|e| format!("{e:#}"))?
+        .is_some()
+    {
         return Ok(reference);
     }
     let mut archive = tar::Builder::new(Vec::new());
@@ -68,7 +76,10 @@ pub fn busybox_httpd(engine: &Engine) -> Result<String, String> {
         engine,
         "isobench-busybox-httpd",
         &dockerfile,
-        &[("busybox", busybox()?, 0o755), ("www/health", health, 0o644)],
+        &[
+            ("busybox", busybox()?, 0o755),
+            ("www/health", health, 0o644),
+        ],
     )
 }
 

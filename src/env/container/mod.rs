@@ -36,12 +36,12 @@ use self::image::BuiltImage;
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
 use crate::env::foreign::ForeignRun;
-use crate::subject::ImageSubject;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
 use crate::report::ladder::{self, position};
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung};
+use crate::subject::ImageSubject;
 
 /// The port the server listens on inside the container on a bridge network.
 const SERVICE_PORT: u16 = 8080;
@@ -355,27 +355,26 @@ impl Environment for ContainerEnv {
         if hardening.no_new_privileges {
             request = request.with_security_opt("no-new-privileges");
         }
-        let request = request
-            .with_host_config_modifier(move |host| {
-                host.cpuset_cpus = Some(cpuset.clone());
-                host.memory = Some(memory);
-                host.memory_swap = Some(memory);
-                host.runtime = runtime.clone();
-                host.publish_all_ports = Some(false);
-                match network {
-                    // Publish on loopback only, on a port the engine picks.
-                    NetworkMode::Bridge => {
-                        host.port_bindings = Some(HashMap::from([(
-                            format!("{service_port}/tcp"),
-                            Some(vec![PortBinding {
-                                host_ip: Some("127.0.0.1".into()),
-                                host_port: Some(String::new()),
-                            }]),
-                        )]));
-                    }
-                    NetworkMode::Host => host.network_mode = Some("host".into()),
+        let request = request.with_host_config_modifier(move |host| {
+            host.cpuset_cpus = Some(cpuset.clone());
+            host.memory = Some(memory);
+            host.memory_swap = Some(memory);
+            host.runtime = runtime.clone();
+            host.publish_all_ports = Some(false);
+            match network {
+                // Publish on loopback only, on a port the engine picks.
+                NetworkMode::Bridge => {
+                    host.port_bindings = Some(HashMap::from([(
+                        format!("{service_port}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )]));
                 }
-            });
+                NetworkMode::Host => host.network_mode = Some("host".into()),
+            }
+        });
         let mut request = request;
         if let Some(port) = host_port.filter(|_| foreign.is_none()) {
             // The image's command binds 0.0.0.0, which on the host's network would be every
@@ -452,7 +451,9 @@ impl Environment for ContainerEnv {
             Some(registered) if registered.is_gvisor() => {
                 "memory is the cgroup working set of the whole sandbox (sentry, gofer and the server), as docker stats shows it"
             }
-            _ => "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it",
+            _ => {
+                "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it"
+            }
         };
         EnvironmentLabel {
             name: self.name().into(),

@@ -27,7 +27,8 @@ pub struct RegisteredRuntime {
 impl RegisteredRuntime {
     /// Whether this is gVisor's `runsc`, by name or by binary.
     pub fn is_gvisor(&self) -> bool {
-        self.name == "runsc" || Path::new(&self.path).file_name() == Some(std::ffi::OsStr::new("runsc"))
+        self.name == "runsc"
+            || Path::new(&self.path).file_name() == Some(std::ffi::OsStr::new("runsc"))
     }
 
     /// Whether every engine has it (runc, containerd's shims): no rung of its own.
@@ -151,7 +152,11 @@ mod tests {
         let bare = runtime("runsc", "runsc", &[]);
         assert_eq!(GvisorConfig::of(&bare).network, "sandbox");
         assert_eq!(configured.arg("--debug"), None);
-        assert!(GvisorConfig::of(&configured).network_text().contains("host kernel"));
+        assert!(
+            GvisorConfig::of(&configured)
+                .network_text()
+                .contains("host kernel")
+        );
     }
 
     #[test]

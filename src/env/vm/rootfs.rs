@@ -89,8 +89,7 @@ fn tree_bytes(dir: &Path) -> std::io::Result<u64> {
 }
 
 fn make_ext4(source: &Path, disk: &Path) -> anyhow::Result<()> {
-    let bytes = tree_bytes(source)
-        .with_context(|| format!("measuring {}", source.display()))?;
+    let bytes = tree_bytes(source).with_context(|| format!("measuring {}", source.display()))?;
     // ext4's metadata (inode tables, journal) plus headroom, in whole MiB.
     let size_mib = (bytes + bytes / 4 + HEADROOM_BYTES).div_ceil(1 << 20);
     let file = std::fs::File::create(disk)?;
@@ -120,7 +119,15 @@ pub fn exec_spec(image: &ImageConfig, user: &ResolvedUser) -> anyhow::Result<Str
     writeln!(spec, "root /newroot")?;
     writeln!(spec, "uid {}", user.uid)?;
     writeln!(spec, "gid {}", user.gid)?;
-    writeln!(spec, "workdir {}", if image.workdir.is_empty() { "/" } else { &image.workdir })?;
+    writeln!(
+        spec,
+        "workdir {}",
+        if image.workdir.is_empty() {
+            "/"
+        } else {
+            &image.workdir
+        }
+    )?;
     let mut env = image.env.clone();
     if !env.iter().any(|pair| pair.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -182,7 +189,12 @@ mod tests {
         );
         let mut bad = image();
         bad.cmd.push("a\nb".into());
-        assert!(exec_spec(&bad, &user).unwrap_err().to_string().contains("newline"));
+        assert!(
+            exec_spec(&bad, &user)
+                .unwrap_err()
+                .to_string()
+                .contains("newline")
+        );
     }
 
     #[test]
