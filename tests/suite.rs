@@ -4,8 +4,8 @@
 //! nextest runs each trial in its own process, so nothing is shared in memory: the static
 //! server, the container image and the VM image are cached on disk under `target/`, and perf
 //! trials merge their results into per-environment JSON artifacts under
-//! `target/isobench/suite/` under a file lock. Perf trials belong to a one-thread nextest test
-//! group (`.config/nextest.toml`), so they never share the CPUs with each other.
+//! `target/isobench/suite/` under a file lock. Perf trials run `isobench run`'s own protocol
+//! (`isobench::measure`) and run alone: `.config/nextest.toml` gives each every test thread.
 
 mod suite {
     pub mod artifacts;

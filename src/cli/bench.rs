@@ -260,12 +260,15 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             round: 0,
             startup_ms: None,
             idle_memory_bytes: None,
+            idle_memory_method: None,
             scenarios: vec![ScenarioRun {
                 scenario: "bench".into(),
                 load: report,
                 peak_memory_bytes: None,
+                peak_memory_method: None,
                 service_cpu_seconds: None,
             }],
+            failure: None,
         }],
     }])
 }

@@ -1,70 +1,82 @@
 //! `isobench run`: every environment, every scenario, n interleaved repetitions, one report.
 //!
-//! The pipeline reads top to bottom: options → environments (prepared, or listed as
-//! unavailable with the reason) → rounds, each starting a fresh instance of every
-//! environment in a shuffled order (A B C, C A B, …, so drift of a shared machine hits all
-//! alike) and running every scenario against it → the artifact, rewritten with its report
-//! after every environment's round, so a later failure or an interrupt loses nothing.
+//! The pipeline reads top to bottom: flags → a plain [`Plan`] → environments from the one
+//! factory (prepared, or listed as unavailable with the reason) → [`measure::rounds::run`],
+//! the protocol the test suite runs too → the artifact with its report, rewritten after
+//! every instance's round, so a later failure or an interrupt loses nothing.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
 
-use crate::env::container::ContainerEnv;
-use crate::env::mock::{MockEnv, MockReadings};
-use crate::env::native::NativeEnv;
-use crate::env::{Budget, EnvError, Environment, Instance, health};
-use crate::load;
-use crate::report::schema::{
-    Artifact, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun, Unavailable,
-};
-use crate::subject::scenario_file::ScenarioSpec;
+use crate::env::factory::{self, EnvName};
+use crate::measure::Plan;
+use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW};
+use crate::measure::protocol::Observer;
+use crate::measure::rounds::{self, Prepared};
+use crate::measure::scenario::{BUILT_IN, Scenario};
+use crate::report::schema::{Artifact, Unavailable};
+use crate::subject::Subject;
 
 /// Options of `isobench run`.
+///
+/// Why the defaults (7 rounds × 2 s windows, 0.5 s warm-up): an interval for a median needs
+/// n ≥ 6 rounds to reach 95% (order statistics: [min, max] covers 1 − 2·0.5ⁿ), and a ratio
+/// of two environments, bounded by both medians' intervals, needs n ≥ 7 on each side
+/// (0.984² ≥ 95%). Seven short rounds cost about the wall time three 5 s rounds did, and
+/// the spread of throughput between repetitions is set by the instance more than by the
+/// window: measured on a busy 2-CPU machine, the coefficient of variation of health
+/// throughput across 7 × 2 s rounds was MEASURED_CV.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Environments to run, in any order. Default: native, container and vm, each when this
-    /// machine can run it (those that cannot are listed with the reason).
-    #[arg(long, value_delimiter = ',', value_enum)]
+    /// Environments to run, comma-separated: native, container-host, container, gvisor,
+    /// runtimes (one per other registered runtime), vm, mock. Default: the whole ladder
+    /// (all but mock), each when this machine can run it (those that cannot are listed with
+    /// the reason).
+    #[arg(long, value_delimiter = ',')]
     pub env: Vec<EnvName>,
-    /// Scenarios to run against every instance: built-in names (health, mixed, fixed-rate)
-    /// or one TOML scenario file (`my.toml`) [default: health,mixed,fixed-rate for
-    /// isobench's own server; health,fixed-rate on the health path for --image/--binary].
+    /// Scenarios to run against every instance: health (closed loop on /health, the
+    /// ceiling), mixed (closed loop over /health, /cpu, /memory, /parallel), fixed-rate (open
+    /// loop on /health at --rate, coordinated omission corrected).
+    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/subject/scenario_file.rs`).
+    /// Without the flag: health,mixed,fixed-rate for isobench's own server; health and
+    /// fixed-rate on the health path for `--image` / `--binary`.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// What to measure (isobench's own server unless --image or --binary).
     #[command(flatten)]
     pub subject: super::subject_args::SubjectArgs,
-    /// Repetitions: fresh instances of every environment, interleaved [default: 3; 2 with
-    /// --quick, 10 with --thorough].
+    /// Repetitions: fresh instances of every environment, interleaved [default: 7, the
+    /// fewest that give 95% intervals for medians and their ratios; 2 with --quick, 15 with
+    /// --thorough].
     #[arg(long, short = 'n')]
     pub repetitions: Option<u32>,
-    /// Measured length of each scenario, e.g. `5s` [default: 5s; 2s with --quick, 10s with
+    /// Measured window of each scenario, e.g. `2s` [default: 2s; 1s with --quick, 5s with
     /// --thorough].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
-    /// Load sent before each scenario's measurement, not counted.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-    pub warmup: Duration,
+    /// Load sent before each scenario's window, not counted [default: 500ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
     /// Connections of the closed-loop `health` scenario.
     #[arg(long, default_value_t = 50)]
     pub connections: usize,
     /// Request rate of the open-loop `fixed-rate` scenario, requests per second; keep it
-    /// below every environment's ceiling so it measures latency, not overload.
+    /// below every environment's ceiling so it measures latency, not overload (a cell whose
+    /// rate was not kept is marked ⚠rate).
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
     /// Where the JSON artifact, markdown table and HTML report are written.
     #[arg(long, default_value = "target/isobench/report")]
     pub output_dir: PathBuf,
-    /// Fewer and shorter repetitions (2 × 2 s): a smoke test, not a measurement.
+    /// Fewer and shorter repetitions (2 × 1 s): a smoke test, not a measurement (intervals
+    /// cover 50%, and say so).
     #[arg(long, conflicts_with = "thorough")]
     pub quick: bool,
-    /// More and longer repetitions (10 × 10 s) for tight intervals.
+    /// More and longer repetitions (15 × 5 s) for tight intervals.
     #[arg(long)]
     pub thorough: bool,
     /// Seed of the per-round shuffle of environments (recorded in the artifact's notes).
@@ -72,273 +84,232 @@ pub struct RunArgs {
     pub seed: u64,
 }
 
-/// An environment `isobench run` can start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EnvName {
-    /// The server as a plain process.
-    Native,
-    /// The server in a Docker container on the host's network (namespaces and cgroups
-    /// without Docker's network path), bound to 127.0.0.1.
-    ContainerHost,
-    /// The server in a Docker container behind the bridge, its port published on 127.0.0.1.
-    Container,
-    /// The bridge container under gVisor, when the engine has a runsc runtime registered.
-    Gvisor,
-    /// The bridge container under every other runtime the engine has registered (crun,
-    /// kata, …), one environment each.
-    Runtimes,
-    /// The server in a VM (QEMU booting a kernel and an initramfs; Vagrant with
-    /// ISOBENCH_VM=vagrant).
-    Vm,
-    /// An in-process server with fixed readings, for trying the pipeline out.
-    Mock,
+/// The plan `args` ask for, measuring isobench's own server.
+pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
+    plan_for(args, &Subject::Own)
 }
 
-/// The resolved plan: presets applied, budget chosen.
-struct Plan {
-    repetitions: u32,
-    duration: Duration,
-    warmup: Duration,
-    connections: usize,
-    rate: f64,
-    budget: Budget,
-}
-
-impl Plan {
-    fn from_args(args: &RunArgs) -> Self {
-        let (repetitions, duration) = if args.quick {
-            (2, Duration::from_secs(2))
-        } else if args.thorough {
-            (10, Duration::from_secs(10))
+/// The plan `args` ask for against `subject`: presets applied, scenarios resolved (built-in
+/// names, or a scenario file), this host's budget.
+pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
+    let (repetitions, window) = if args.quick {
+        (2, Duration::from_secs(1))
+    } else if args.thorough {
+        (15, Duration::from_secs(5))
+    } else {
+        (DEFAULT_REPETITIONS, DEFAULT_WINDOW)
+    };
+    let is_file = matches!(args.scenarios.as_slice(), [single]
+        if single.ends_with(".toml") || std::path::Path::new(single).is_file());
+    let scenarios = if subject.is_foreign() || is_file {
+        super::subject_args::workloads(&args.scenarios, subject, args.connections, args.rate)?
+            .iter()
+            .map(super::subject_args::to_scenario)
+            .collect()
+    } else {
+        let names: Vec<String> = if args.scenarios.is_empty() {
+            BUILT_IN.iter().map(|name| (*name).to_owned()).collect()
         } else {
-            (3, Duration::from_secs(5))
+            args.scenarios.clone()
         };
-        Self {
-            repetitions: args.repetitions.unwrap_or(repetitions),
-            duration: args.duration.unwrap_or(duration),
-            warmup: args.warmup,
-            connections: args.connections,
-            rate: args.rate,
-            budget: Budget::for_host(),
-        }
-    }
+        names
+            .iter()
+            .map(|name| {
+                Scenario::built_in(name.trim(), args.connections, args.rate).with_context(|| {
+                    format!(
+                        "--scenarios: unknown scenario {name:?}; expected {}",
+                        BUILT_IN.join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let mut plan = Plan::new(scenarios);
+    plan.repetitions = args.repetitions.unwrap_or(repetitions);
+    plan.window = args.duration.unwrap_or(window);
+    plan.warmup = args.warmup.unwrap_or(DEFAULT_WARMUP);
+    plan.seed = args.seed;
+    plan.validate().map_err(|error| {
+        // Name the flag behind each plan field.
+        let text = error
+            .0
+            .replace("repetitions", "--repetitions")
+            .replace("the measured window", "--duration")
+            .replace("connections", "--connections")
+            .replace("the rate", "--rate");
+        anyhow::anyhow!(text)
+    })?;
+    Ok(plan)
 }
 
 /// Runs the comparison and writes its outputs; returns the artifact.
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
-    let plan = Plan::from_args(&args);
-    validate(&plan)?;
     let subject = args.subject.resolve()?;
-    let workloads =
-        super::subject_args::workloads(&args.scenarios, &subject, plan.connections, plan.rate)?;
+    let plan = plan_for(&args, &subject)?;
     let foreign_run = args.subject.foreign_run();
     std::fs::create_dir_all(&args.output_dir)
         .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let requested = if args.env.is_empty() {
-        vec![
-            EnvName::Native,
-            EnvName::ContainerHost,
-            EnvName::Container,
-            EnvName::Gvisor,
-            EnvName::Runtimes,
-            EnvName::Vm,
-        ]
+        EnvName::DEFAULT.to_vec()
     } else {
         args.env.clone()
     };
 
     let mut artifact = Artifact::now(Vec::new());
-    let mut run_note = format!(
-        "round order shuffled with seed {}; {} repetitions of {:?} per scenario",
-        args.seed, plan.repetitions, plan.duration
-    );
-    if let crate::subject::Subject::Image(image) = &subject {
-        run_note.push_str(&format!("; measured: {}", image.image.describe()));
-    }
-    let mut environments = Vec::new();
-    for (name, constructed) in requested
-        .into_iter()
-        .flat_map(|name| constructed(name, &plan.budget))
-    {
+    let mut prepared = Vec::new();
+    for name in requested {
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let prepared = if subject.is_foreign() {
-            constructed.and_then(|_| {
-                crate::env::foreign::prepared(&name, plan.budget.clone(), &subject, &foreign_run)
-            })
+        // `runtimes` stands for one environment per registered runtime.
+        let outcomes = if subject.is_foreign() {
+            let prepared = crate::env::foreign::prepared(
+                name.as_str(),
+                plan.budget.clone(),
+                &subject,
+                &foreign_run,
+            );
+            vec![(name.to_string(), prepared)]
         } else {
-            let prepared = constructed.and_then(|mut env| Ok((env.prepare()?, env)));
-            prepared.map(|(preparation, env)| (env, preparation))
+            factory::prepared_all(name, plan.budget.clone())
         };
         spinner.finish_and_clear();
-        match prepared {
-            Ok((env, preparation)) => {
-                artifact.environments.push(EnvironmentResult {
-                    label: label_of(env.as_ref(), &run_note, None),
-                    preparation,
-                    rounds: Vec::new(),
-                });
-                environments.push(env);
-            }
-            Err(error) => {
-                eprintln!("isobench: skipping {name}: {error:#}");
-                artifact.unavailable.push(Unavailable {
-                    name,
-                    reason: format!("{error:#}"),
-                });
+        for (name, outcome) in outcomes {
+            match outcome {
+                Ok((env, preparation)) => prepared.push(Prepared { env, preparation }),
+                Err(error) => {
+                    eprintln!("isobench: skipping {name}: {error:#}");
+                    artifact.unavailable.push(Unavailable {
+                        name: name.to_string(),
+                        reason: format!("{error:#}"),
+                    });
+                }
             }
         }
     }
-    anyhow::ensure!(!environments.is_empty(), "no environment could run");
+    anyhow::ensure!(!prepared.is_empty(), "no environment could run");
 
-    let steps = u64::from(plan.repetitions) * environments.len() as u64;
+    let steps = u64::from(plan.repetitions) * prepared.len() as u64;
     let progress = ProgressBar::new(steps).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .context("progress template")?,
     );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    for round in 0..plan.repetitions {
-        let mut order: Vec<usize> = (0..environments.len()).collect();
-        order.shuffle(&mut rng);
-        for index in order {
-            let env = environments[index].as_ref();
-            progress.set_message(format!("round {}: {}", round + 1, env.name()));
-            let measured = measure_round(env, round, &workloads, &plan, &progress)
-                .with_context(|| format!("round {round} of {}", env.name()))?;
-            let result = &mut artifact.environments[index];
-            // Some of the label (how traffic reaches a container, say) is learnt by starting.
-            let detected = result.label.detected.take().or(measured.1);
-            result.label = label_of(env, &run_note, detected);
-            result.rounds.push(measured.0);
-            crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
-            progress.inc(1);
+    let mut observer = Progress(&progress);
+    let output_dir = args.output_dir.clone();
+    let mut after_round = |artifact: &mut Artifact| -> Result<(), BoxedError> {
+        crate::cli::write_outputs(artifact, &output_dir)
+            .map_err(|error| BoxedError::from(format!("{error:#}")))?;
+        progress.set_position(
+            artifact
+                .environments
+                .iter()
+                .map(|e| e.rounds.len() as u64)
+                .sum(),
+        );
+        Ok(())
+    };
+    let outcome = rounds::run(
+        &plan,
+        prepared,
+        &mut artifact,
+        &mut observer,
+        &mut after_round,
+    );
+    progress.finish_and_clear();
+    outcome?;
+    for result in &artifact.environments {
+        for round in &result.rounds {
+            if let Some(failure) = &round.failure {
+                eprintln!(
+                    "isobench: {} round {} failed at {}: {}",
+                    result.label.name,
+                    round.round + 1,
+                    failure.phase,
+                    failure.reason
+                );
+            }
         }
     }
-    progress.finish_and_clear();
-    crate::cli::write_outputs(&mut artifact, &args.output_dir)?;
+    anyhow::ensure!(
+        !artifact.environments.is_empty(),
+        "no environment completed a round: {}",
+        artifact
+            .unavailable
+            .iter()
+            .map(|u| format!("{}: {}", u.name, u.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     Ok(artifact)
 }
 
-/// The environment's label plus what this run adds: its own note and the environment the
-/// service detected.
-fn label_of(env: &dyn Environment, run_note: &str, detected: Option<String>) -> EnvironmentLabel {
-    let mut label = env.label();
-    label.notes.push(run_note.to_owned());
-    label.detected = detected;
-    label
-}
+/// Shows the protocol's phases on the progress bar.
+struct Progress<'a>(&'a ProgressBar);
 
-fn validate(plan: &Plan) -> anyhow::Result<()> {
-    anyhow::ensure!(plan.repetitions >= 1, "--repetitions must be at least 1");
-    anyhow::ensure!(!plan.duration.is_zero(), "--duration must be positive");
-    anyhow::ensure!(plan.connections >= 1, "--connections must be at least 1");
-    anyhow::ensure!(
-        plan.rate.is_finite() && plan.rate > 0.0,
-        "--rate must be a positive number of requests per second"
-    );
-    Ok(())
-}
-
-/// The environments `name` stands for, by name, each built or with the reason it cannot be
-/// (`runtimes` stands for one per registered runtime, possibly none).
-fn constructed(
-    name: EnvName,
-    budget: &Budget,
-) -> Vec<(String, Result<Box<dyn Environment>, EnvError>)> {
-    let budget = budget.clone();
-    let boxed =
-        |env: Result<ContainerEnv, EnvError>| env.map(|e| Box::new(e) as Box<dyn Environment>);
-    let one = |env: Result<Box<dyn Environment>, EnvError>| {
-        let value = name.to_possible_value().map(|v| v.get_name().to_owned());
-        vec![(value.unwrap_or_else(|| format!("{name:?}")), env)]
-    };
-    match name {
-        EnvName::Native => one(Ok(Box::new(NativeEnv::new(budget)))),
-        EnvName::ContainerHost => one(boxed(ContainerEnv::host_network(budget))),
-        EnvName::Container => one(boxed(ContainerEnv::new(budget))),
-        EnvName::Gvisor => one(boxed(ContainerEnv::gvisor(budget))),
-        EnvName::Runtimes => ContainerEnv::other_runtimes(&budget)
-            .into_iter()
-            .map(|env| {
-                let name = match &env {
-                    Ok(env) => env.spec().name.clone(),
-                    Err(_) => "runtimes".to_owned(),
-                };
-                (name, boxed(env))
-            })
-            .collect(),
-        EnvName::Vm => one(crate::env::vm::from_env(budget)),
-        EnvName::Mock => one(Ok(Box::new(MockEnv::new(
-            "mock",
-            budget,
-            MockReadings::default(),
-        )))),
+impl Observer for Progress<'_> {
+    fn phase(&mut self, round: u32, env: &str, phase: &str) {
+        self.0
+            .set_message(format!("round {}: {env} {phase}", round + 1));
     }
 }
 
-/// One fresh instance of `env`: startup, idle memory, then every scenario.
-fn measure_round(
-    env: &dyn Environment,
-    round: u32,
-    scenarios: &[ScenarioSpec],
-    plan: &Plan,
-    progress: &ProgressBar,
-) -> anyhow::Result<(Round, Option<String>)> {
-    let instance = env.start()?;
-    let outcome = measure_instance(
-        instance.as_ref(),
-        env.name(),
-        round,
-        scenarios,
-        plan,
-        progress,
-    );
-    let stopped = instance.stop();
-    let measured = outcome?;
-    stopped?;
-    Ok(measured)
-}
+/// The per-round hook's error, as [`rounds::run`] takes it.
+type BoxedError = Box<dyn std::error::Error + Send + Sync>;
 
-fn measure_instance(
-    instance: &dyn Instance,
-    env_name: &str,
-    round: u32,
-    scenarios: &[ScenarioSpec],
-    plan: &Plan,
-    progress: &ProgressBar,
-) -> anyhow::Result<(Round, Option<String>)> {
-    let startup_ms = instance.startup().as_secs_f64() * 1e3;
-    // Idle memory after startup work (lazy initialisation, page faults) has settled.
-    std::thread::sleep(Duration::from_millis(500));
-    let idle = instance.resources()?;
-    let detected = health::detected_environment(instance.base_url()).ok();
-    let mut runs = Vec::new();
-    for scenario in scenarios {
-        progress.set_message(format!("round {}: {env_name} {}", round + 1, scenario.name));
-        let mut options = super::subject_args::load_options(scenario, instance.base_url());
-        options.duration = Some(plan.duration);
-        options.warmup = plan.warmup;
-        options.cpus = plan.budget.generator_cpus.clone();
-        let before = instance.resources()?;
-        let report = load::run(&options)?;
-        let after = instance.resources()?;
-        runs.push(ScenarioRun {
-            scenario: scenario.name.clone(),
-            peak_memory_bytes: Some(
-                after
-                    .peak_memory_bytes
-                    .unwrap_or(after.memory_bytes)
-                    .max(before.memory_bytes),
-            ),
-            service_cpu_seconds: Some((after.cpu_seconds - before.cpu_seconds).max(0.0)),
-            load: report,
-        });
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
     }
-    let round = Round {
-        round,
-        startup_ms: Some(startup_ms),
-        idle_memory_bytes: Some(idle.memory_bytes),
-        scenarios: runs,
-    };
-    Ok((round, detected))
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(args.iter().copied()))?;
+        plan_from_args(&cli.run)
+    }
+
+    #[test]
+    fn the_default_plan_is_a_95_percent_plan() {
+        let plan = plan(&[]).unwrap();
+        assert_eq!(plan.repetitions, 7);
+        let (_, coverage) = crate::report::stats::order_statistic_rank(plan.repetitions as usize);
+        assert!(coverage >= 0.95, "{coverage}");
+        let n = plan.repetitions as usize;
+        assert!(crate::report::stats::ratio_ranks(n, n).2 >= 0.95);
+        let names: Vec<_> = plan.scenarios.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, BUILT_IN);
+    }
+
+    #[test]
+    fn flags_become_the_plan() {
+        let plan = plan(&[
+            "-n",
+            "3",
+            "--duration",
+            "1500ms",
+            "--scenarios",
+            "fixed-rate",
+            "--rate",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(plan.repetitions, 3);
+        assert_eq!(plan.window, Duration::from_millis(1500));
+        assert_eq!(plan.scenarios, vec![Scenario::fixed_rate(50.0)]);
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let error = plan(&["--scenarios", "soak"]).unwrap_err().to_string();
+        assert!(error.contains("unknown scenario \"soak\""), "{error}");
+        let error = plan(&["--rate", "0"]).unwrap_err().to_string();
+        assert!(error.contains("--rate"), "{error}");
+        let error = plan(&["-n", "0"]).unwrap_err().to_string();
+        assert!(error.contains("--repetitions"), "{error}");
+        assert!(plan(&["--env", "kata"]).is_err());
+    }
 }

@@ -206,6 +206,24 @@ pub fn workloads(
         .collect()
 }
 
+/// The measurement protocol's plain scenario for `spec`.
+pub fn to_scenario(spec: &ScenarioSpec) -> crate::measure::scenario::Scenario {
+    crate::measure::scenario::Scenario {
+        name: spec.name.clone(),
+        paths: spec
+            .paths
+            .iter()
+            .map(|p| crate::load::PathWeight {
+                path: p.path.clone(),
+                weight: p.weight,
+            })
+            .collect(),
+        connections: spec.connections,
+        rate_rps: spec.rate,
+        expected_status: spec.status,
+    }
+}
+
 /// The load generator's options for `spec` against `base_url`.
 pub fn load_options(spec: &ScenarioSpec, base_url: &str) -> crate::load::LoadOptions {
     let mut options = crate::load::LoadOptions::new(base_url);

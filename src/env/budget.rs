@@ -44,7 +44,7 @@ impl Budget {
 
 /// CPUs this process may run on (its affinity mask), in ascending order.
 pub fn online_cpus() -> Vec<usize> {
-    crate::env::pin::current_affinity().unwrap_or_else(|_| {
+    crate::probe::pin::current_affinity().unwrap_or_else(|_| {
         (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
     })
 }

@@ -57,8 +57,21 @@ pub fn register(resource: Resource) -> Registration {
 
 /// Releases every registered resource now; returns how many there were.
 pub fn release_all() -> usize {
-    let resources: Vec<Resource> = std::mem::take(&mut *live()).into_values().collect();
+    let mut resources: Vec<Resource> = std::mem::take(&mut *live()).into_values().collect();
     let mut engine = None;
+    // A container is registered once its start returns; one interrupted while starting (a
+    // gVisor sandbox takes seconds to start) is found by its owner label instead.
+    if let Ok(connected) = Engine::connect() {
+        let owner = std::process::id().to_string();
+        if let Ok(starting) = connected.containers_labelled(OWNER_LABEL, &owner) {
+            for (id, _) in starting {
+                if !resources.contains(&Resource::Container(id.clone())) {
+                    resources.push(Resource::Container(id));
+                }
+            }
+        }
+        engine = Some(connected);
+    }
     for resource in &resources {
         match resource {
             Resource::Process(pid) => kill_group(*pid),

@@ -1,16 +1,28 @@
 //! Waiting for a service to come up, and small blocking HTTP look-ups of its JSON endpoints.
 //!
-//! Startup is measured to the first 200 on `/health`, polled every few milliseconds on a
-//! fresh connection each time, so a listener that accepts but does not answer yet is not
-//! mistaken for a ready service.
+//! Startup is measured to the first 200 on `/health`, on a fresh connection each time, so a
+//! listener that accepts but does not answer yet is not mistaken for a ready service.
+//!
+//! Attempts overlap: a new one starts every [`POLL_INTERVAL`] whether or not earlier ones
+//! have answered, and the first 200 wins. A forwarder that accepts connections before the
+//! service listens (QEMU's user-mode network does) holds an early attempt unanswered; with
+//! one attempt at a time, that attempt's timeout would be added to startup, while here a
+//! later attempt answers as soon as the service does.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
 
-/// How often `/health` is polled while waiting: fine enough that the poll interval is small
-/// against even a native process's startup.
+/// How often a new `/health` attempt starts while waiting: fine enough that the interval is
+/// small against even a native process's startup.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(2);
+/// How long one attempt may wait for its answer (a software-emulated guest's first answer
+/// can take a while; other attempts start meanwhile, so this adds nothing to startup).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most attempts in flight at once (each holds a socket while a forwarder holds it).
+pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 256;
 
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -21,29 +33,76 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// Polls `{base_url}/health` until it answers 200, and returns the time since `since`.
-/// `alive` is asked between polls so a process that died fails at once instead of timing out.
+/// Polls `{base_url}/health` until it answers 200, and returns the time from `since` to
+/// that answer. `alive` is asked between attempts so a process that died fails at once
+/// instead of timing out.
 pub fn wait_until_healthy(
     base_url: &str,
     since: Instant,
     timeout: Duration,
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Duration> {
-    let agent = agent(Duration::from_millis(500));
+    let authority = base_url
+        .strip_prefix("http://")
+        .with_context(|| format!("{base_url} is not an http:// URL"))?
+        .trim_end_matches('/')
+        .to_owned();
     let url = format!("{base_url}/health");
     let deadline = since + timeout;
-    loop {
-        if let Ok(response) = agent.get(&url).call()
-            && response.status() == 200
-        {
-            return Ok(since.elapsed());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the health poller's runtime")?;
+    runtime.block_on(async {
+        let mut attempts = JoinSet::new();
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(answered) = attempts.join_next(), if !attempts.is_empty() => {
+                    if let Ok(Some(at)) = answered {
+                        let at: Instant = at;
+                        return Ok(at.saturating_duration_since(since));
+                    }
+                }
+                _ = tick.tick() => {
+                    alive()?;
+                    if Instant::now() >= deadline {
+                        bail!("{url} did not answer 200 within {timeout:?}");
+                    }
+                    if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT {
+                        attempts.spawn(attempt(authority.clone()));
+                    }
+                }
+            }
         }
-        alive()?;
-        if Instant::now() >= deadline {
-            bail!("{url} did not answer 200 within {timeout:?}");
+    })
+}
+
+/// One GET of `/health` on a fresh connection: the moment a 200 arrived, or `None`.
+async fn attempt(authority: String) -> Option<Instant> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await.ok()?;
+        let request =
+            format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        // The status line is all that matters: `HTTP/1.1 200 OK`.
+        let mut head = Vec::with_capacity(64);
+        let mut buffer = [0u8; 64];
+        while !head.contains(&b'\n') && head.len() < 1024 {
+            let read = stream.read(&mut buffer).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            head.extend_from_slice(&buffer[..read]);
         }
-        std::thread::sleep(POLL_INTERVAL);
-    }
+        let status = head.split(|&b| b == b' ').nth(1)?;
+        (status == b"200").then(Instant::now)
+    };
+    tokio::time::timeout(ATTEMPT_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// GETs `{base_url}{path}` and parses the JSON body, whatever the status.
@@ -119,5 +178,69 @@ pub fn wait_until_ready(
             );
         }
         std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A listener that, like QEMU's user-mode network before the guest listens, accepts
+    /// connections and holds them unanswered until `ready_after`, then answers 200.
+    fn late_server(ready_after: Duration) -> (String, Instant) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if started.elapsed() < ready_after {
+                    held.push(stream);
+                    continue;
+                }
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        (base_url, started)
+    }
+
+    #[test]
+    fn a_held_early_attempt_does_not_delay_startup() {
+        // Ready 200 ms in. One attempt at a time with a 500 ms per-try timeout measured at
+        // least 500 ms (the first attempt, accepted and held, had to time out first).
+        let ready_after = Duration::from_millis(200);
+        let (base_url, started) = late_server(ready_after);
+        let startup =
+            wait_until_healthy(&base_url, started, Duration::from_secs(10), || Ok(())).unwrap();
+        assert!(startup >= ready_after, "{startup:?}");
+        assert!(startup < Duration::from_millis(450), "{startup:?}");
+    }
+
+    #[test]
+    fn a_dead_service_fails_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let error = wait_until_healthy(&base_url, Instant::now(), Duration::from_secs(30), || {
+            bail!("the process exited")
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("exited"), "{error}");
+    }
+
+    #[test]
+    fn no_answer_times_out() {
+        let (base_url, started) = late_server(Duration::from_secs(3600));
+        let error = wait_until_healthy(&base_url, started, Duration::from_millis(100), || Ok(()))
+            .unwrap_err();
+        assert!(error.to_string().contains("did not answer 200"), "{error}");
     }
 }

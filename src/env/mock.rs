@@ -2,11 +2,20 @@
 //!
 //! Everything downstream of an environment (the load generator, `isobench run`, statistics
 //! and reports) can be exercised with it on any machine, without Docker or QEMU, and with
-//! readings a test can predict exactly.
+//! readings a test can predict exactly: memory grows by a fixed amount per open connection
+//! and CPU time by a fixed amount per request, so the right peak for a window with c
+//! connections, and the right CPU per request, are known in advance.
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading};
@@ -18,10 +27,14 @@ use crate::service;
 pub struct MockReadings {
     /// Reported startup time.
     pub startup: Duration,
-    /// Reported memory, bytes (also the peak).
+    /// Reported memory with no connection open, bytes.
     pub memory_bytes: u64,
-    /// Reported CPU time, seconds.
+    /// Memory added per open connection, bytes.
+    pub memory_per_connection_bytes: u64,
+    /// Reported CPU time before any request, seconds.
     pub cpu_seconds: f64,
+    /// CPU time added per request received, seconds.
+    pub cpu_seconds_per_request: f64,
 }
 
 impl Default for MockReadings {
@@ -29,7 +42,9 @@ impl Default for MockReadings {
         Self {
             startup: Duration::from_millis(5),
             memory_bytes: 8 << 20,
+            memory_per_connection_bytes: 0,
             cpu_seconds: 0.25,
+            cpu_seconds_per_request: 0.0,
         }
     }
 }
@@ -39,6 +54,9 @@ pub struct MockEnv {
     name: String,
     budget: Budget,
     readings: MockReadings,
+    /// Starts (counted from 0) that fail on purpose.
+    failing_starts: Vec<u32>,
+    starts: AtomicU32,
 }
 
 impl MockEnv {
@@ -48,7 +66,15 @@ impl MockEnv {
             name: name.into(),
             budget,
             readings,
+            failing_starts: Vec::new(),
+            starts: AtomicU32::new(0),
         }
+    }
+
+    /// Makes the given starts (counted from 0) fail, as a broken environment would.
+    pub fn with_failing_starts(mut self, starts: impl IntoIterator<Item = u32>) -> Self {
+        self.failing_starts = starts.into_iter().collect();
+        self
     }
 }
 
@@ -62,17 +88,32 @@ impl Environment for MockEnv {
     }
 
     fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
+        let start = self.starts.fetch_add(1, Ordering::Relaxed);
+        if self.failing_starts.contains(&start) {
+            return Err(anyhow!("mock start {start} fails on purpose").into());
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .context("building the mock's runtime")?;
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(TcpListener::bind("127.0.0.1:0"))
             .context("binding the mock's port")?;
         let address = listener.local_addr().context("reading the mock's port")?;
+        let counters = Arc::new(Counters::default());
+        let listener = CountingListener {
+            listener,
+            counters: Arc::clone(&counters),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = service::app(service::Config::default());
+        let requests = Arc::clone(&counters);
+        let app = service::app(service::Config::default()).layer(
+            tower::util::MapRequestLayer::new(move |request: axum::extract::Request| {
+                requests.requests.fetch_add(1, Ordering::Relaxed);
+                request
+            }),
+        );
         runtime.spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -85,6 +126,8 @@ impl Environment for MockEnv {
             stop: Some(stop),
             base_url: format!("http://{address}"),
             readings: self.readings,
+            counters,
+            peak_memory_bytes: AtomicU64::new(0),
         }))
     }
 
@@ -112,6 +155,78 @@ struct MockInstance {
     stop: Option<oneshot::Sender<()>>,
     base_url: String,
     readings: MockReadings,
+    counters: Arc<Counters>,
+    /// Highest memory reported so far: a lifetime high-water mark, like VmHWM.
+    peak_memory_bytes: AtomicU64,
+}
+
+/// What the mock's readings are computed from.
+#[derive(Debug, Default)]
+struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// A listener that counts open connections.
+struct CountingListener {
+    listener: TcpListener,
+    counters: Arc<Counters>,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = CountedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, address) = axum::serve::Listener::accept(&mut self.listener).await;
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::clone(&self.counters);
+        (CountedStream { stream, counters }, address)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection that is counted until it is dropped.
+struct CountedStream {
+    stream: TcpStream,
+    counters: Arc<Counters>,
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        self.counters.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 impl Instance for MockInstance {
@@ -124,10 +239,19 @@ impl Instance for MockInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
+        let readings = &self.readings;
+        let connections = self.counters.connections.load(Ordering::Relaxed);
+        let requests = self.counters.requests.load(Ordering::Relaxed);
+        let memory_bytes =
+            readings.memory_bytes + connections * readings.memory_per_connection_bytes;
+        let peak = self
+            .peak_memory_bytes
+            .fetch_max(memory_bytes, Ordering::Relaxed)
+            .max(memory_bytes);
         Ok(ResourceReading {
-            memory_bytes: self.readings.memory_bytes,
-            peak_memory_bytes: Some(self.readings.memory_bytes),
-            cpu_seconds: self.readings.cpu_seconds,
+            memory_bytes,
+            peak_memory_bytes: Some(peak),
+            cpu_seconds: readings.cpu_seconds + requests as f64 * readings.cpu_seconds_per_request,
         })
     }
 

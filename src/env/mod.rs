@@ -9,17 +9,19 @@
 pub mod budget;
 pub mod cleanup;
 pub mod container;
+pub mod factory;
 pub mod foreign;
 pub mod health;
 pub mod mock;
 pub mod native;
 pub mod native_foreign;
-pub mod pin;
 pub mod server_binary;
 pub mod vm;
 
 use std::time::Duration;
 
+/// CPU pinning lives with the readings in [`crate::probe::pin`]; re-exported for existing paths.
+pub use crate::probe::pin;
 pub use budget::Budget;
 
 use crate::report::schema::{EnvironmentLabel, Preparation};
@@ -69,6 +71,13 @@ pub trait Instance: Send {
 
     /// Stops the instance and releases everything it held.
     fn stop(self: Box<Self>) -> Result<(), EnvError>;
+
+    /// The last `lines` lines of the instance's own log (server output, container log,
+    /// guest console), for a failure report; empty where the environment keeps none.
+    fn log_tail(&self, lines: usize) -> Vec<String> {
+        let _ = lines;
+        Vec::new()
+    }
 }
 
 /// Resource readings of an instance at one moment.

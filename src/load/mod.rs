@@ -111,8 +111,22 @@ const COLLECT_GRACE: Duration = Duration::from_secs(2);
 /// How often the progress display is refreshed.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
+/// The span of time a [`LoadReport`]'s counts and throughput cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasuredWindow {
+    /// When measuring began (the warm-up's end).
+    pub start: Instant,
+    /// When the last measured request was settled.
+    pub end: Instant,
+}
+
 /// Runs one load measurement and returns what the generator saw.
 pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
+    run_with_window(options).map(|(report, _)| report)
+}
+
+/// Runs one load measurement and returns what the generator saw and the window it covers.
+pub fn run_with_window(options: &LoadOptions) -> Result<(LoadReport, MeasuredWindow), LoadError> {
     let plan = Arc::new(plan::build(options)?);
     let goal = match (&plan.pacing, options.duration, options.requests) {
         (Pacing::Open { measured, .. }, _, _) => Goal::Requests(*measured),
@@ -177,7 +191,11 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         )
     });
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
-    Ok(assemble(options, &plan, &results, cpu_window))
+    let window = MeasuredWindow {
+        start: plan.measure_start,
+        end: finished,
+    };
+    Ok((assemble(options, &plan, &results, cpu_window), window))
 }
 
 /// Merges the workers' results into the report.

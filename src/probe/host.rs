@@ -2,7 +2,22 @@
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-use crate::report::schema::HostInfo;
+/// The machine, as read from the kernel and sysinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// CPU model as the kernel names it.
+    pub cpu_model: String,
+    /// Logical CPUs online.
+    pub logical_cpus: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Operating system name and version.
+    pub os: String,
+    /// Physical memory in bytes.
+    pub memory_total_bytes: u64,
+    /// Host name.
+    pub hostname: String,
+}
 
 /// Reads the host's CPU model, CPU count, kernel, OS, memory and name.
 pub fn read() -> HostInfo {

@@ -115,7 +115,9 @@ pub fn bench_pair() -> Artifact {
                 round: 0,
                 startup_ms: None,
                 idle_memory_bytes: None,
+                idle_memory_method: None,
                 scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
+                failure: None,
             }],
         }
     };
@@ -180,6 +182,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
                 round: i as u32,
                 startup_ms: Some(f.startup_ms[i]),
                 idle_memory_bytes: Some(f.idle_mib[i] * MIB),
+                idle_memory_method: None,
                 scenarios: vec![
                     scenario_run(
                         "health",
@@ -198,6 +201,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
                         cpu.map(|c| c * 1.5),
                     ),
                 ],
+                failure: None,
             }
         })
         .collect();
@@ -275,6 +279,7 @@ fn scenario_run(
         scenario: scenario.into(),
         load,
         peak_memory_bytes,
+        peak_memory_method: None,
         service_cpu_seconds: cpu_per_thousand_s.map(|c| c * ok as f64 / 1000.0),
     }
 }

@@ -5,8 +5,9 @@
 //! bridge → another OCI runtime such as gVisor → VM), what the rung adds, and the rung its
 //! marginal cost is taken over. [`ladder`] orders the measured environments by position and
 //! computes, for startup, idle memory, throughput, p50 latency and CPU per request, each
-//! rung's ratio over the rung below and over native, with the percentile-bootstrap interval
-//! of [`stats::ratio_estimate`], and the difference of medians in the metric's unit.
+//! rung's ratio over the rung below and over native, with the interval of
+//! [`stats::ratio_estimate`] (its coverage recorded and marked when below 95%), and the
+//! difference of medians in the metric's unit.
 //!
 //! The rung below is the label's `over` when that environment is in the run (gVisor is
 //! compared with the bridge container it shares its network path with), else the nearest
@@ -173,9 +174,9 @@ pub struct Cost {
     pub value: Option<Estimate>,
     /// Median minus the rung below's median, in the metric's unit.
     pub delta_over_below: Option<f64>,
-    /// Ratio to the rung below, with its bootstrap interval.
+    /// Ratio to the rung below, with its interval.
     pub ratio_over_below: Option<Estimate>,
-    /// Ratio to native, with its bootstrap interval.
+    /// Ratio to native, with its interval.
     pub ratio_over_native: Option<Estimate>,
 }
 
@@ -196,9 +197,7 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
     if rungs.len() < 2 {
         return None;
     }
-    rungs.sort_by(|a, b| {
-        (a.1.position, &a.0.label.name).cmp(&(b.1.position, &b.0.label.name))
-    });
+    rungs.sort_by(|a, b| (a.1.position, &a.0.label.name).cmp(&(b.1.position, &b.0.label.name)));
     let native = rungs
         .iter()
         .find(|(env, rung)| rung.position == position::NATIVE || env.label.name == "native")
@@ -275,11 +274,17 @@ fn cost(
     }
 }
 
-/// `−12% [−15, −9]`: a ratio as a change in percent with its interval.
+/// `−12% [−15, −9]`: a ratio as a change in percent with its interval, marked `†` when the
+/// interval covers less than 95% (too few rounds).
 pub fn percent_change(ratio: &Estimate) -> String {
     let pct = |r: f64| (r - 1.0) * 100.0;
+    let mark = if ratio.coverage < stats::CONFIDENCE {
+        "†"
+    } else {
+        ""
+    };
     format!(
-        "{} [{}, {}]",
+        "{} [{}, {}]{mark}",
         signed(pct(ratio.median), "%"),
         signed_bare(pct(ratio.ci_low)),
         signed_bare(pct(ratio.ci_high))
@@ -396,7 +401,10 @@ mod tests {
                 continue;
             };
             let over_native = container.cost(metric).unwrap().ratio_over_native.as_ref();
-            assert!((over_native.unwrap().median - c / n).abs() < 1e-9, "{metric:?}");
+            assert!(
+                (over_native.unwrap().median - c / n).abs() < 1e-9,
+                "{metric:?}"
+            );
             let vm_cost = vm.cost(metric).unwrap();
             assert!((vm_cost.ratio_over_below.as_ref().unwrap().median - v / c).abs() < 1e-9);
             assert!((vm_cost.delta_over_below.unwrap() - (v - c)).abs() < 1e-9);
@@ -420,7 +428,10 @@ mod tests {
         let mut artifact = laddered();
         artifact.environments.truncate(1);
         assert!(ladder(&artifact).is_none());
-        assert!(ladder(&fixture::artifact()).is_none(), "no rungs, no ladder");
+        assert!(
+            ladder(&fixture::artifact()).is_none(),
+            "no rungs, no ladder"
+        );
     }
 
     #[test]

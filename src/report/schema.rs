@@ -39,15 +39,17 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    /// A new artifact of this isobench, written now on this host, holding `environments`.
-    pub fn now(environments: Vec<EnvironmentResult>) -> Self {
+    /// A new artifact of this isobench, written now on `host`, holding `environments`.
+    /// (`Artifact::now`, which reads the host too, lives with the readings in
+    /// [`crate::measure::artifact`], so this module stays plain data.)
+    pub fn on_host(host: HostInfo, environments: Vec<EnvironmentResult>) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").into(),
             created_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_else(|_| "unknown".into()),
-            host: crate::probe::host::read(),
+            host,
             environments,
             unavailable: Vec::new(),
             summary: None,
@@ -195,11 +197,33 @@ pub struct Round {
     /// a service isobench did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_ms: Option<f64>,
-    /// Memory of the service right after startup, before any load, in bytes.
+    /// Memory of the service at one defined moment before any load (see
+    /// `idle_memory_method`), in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_memory_bytes: Option<u64>,
+    /// How and when `idle_memory_bytes` was read, e.g. `working set read once, 500 ms after
+    /// the first 200`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_memory_method: Option<String>,
     /// The scenarios run against this instance, in order.
     pub scenarios: Vec<ScenarioRun>,
+    /// Why this repetition did not complete, when it did not: the measurements it holds are
+    /// those taken before the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RoundFailure>,
+}
+
+/// A repetition that failed part-way; the run went on with the other environments.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoundFailure {
+    /// Where it failed: `start`, `idle`, `scenario:<name>` or `stop`.
+    pub phase: String,
+    /// The error, with its causes.
+    pub reason: String,
+    /// The last lines of the instance's own log, where the environment keeps one.
+    #[serde(default)]
+    pub log_tail: Vec<String>,
 }
 
 /// One scenario's measurement against one instance.
@@ -210,10 +234,16 @@ pub struct ScenarioRun {
     pub scenario: String,
     /// What the load generator saw.
     pub load: LoadReport,
-    /// Highest memory of the service seen during the scenario, in bytes.
+    /// Highest memory of the service within the scenario's measured window, in bytes
+    /// (method in `peak_memory_method`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
-    /// CPU time the service (process, container or VM) used during the scenario, in seconds.
+    /// How `peak_memory_bytes` was taken, e.g. `highest of 214 working-set readings every
+    /// 10 ms within the measured window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_method: Option<String>,
+    /// CPU time the service (process, container or VM) used within the measured window, in
+    /// seconds: the same window the load's counts cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_cpu_seconds: Option<f64>,
 }
@@ -279,4 +309,46 @@ pub struct Estimate {
     pub coverage: f64,
     /// The interval is wide relative to the median (see `report::stats`).
     pub noisy: bool,
+    /// What limited the measurements behind this figure (empty: nothing known did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<Limit>,
+}
+
+/// Something that limited the measurements behind a figure, so the figure may describe the
+/// measuring rather than the service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// What happened.
+    pub kind: LimitKind,
+    /// In how many of the rounds behind the figure it happened.
+    pub rounds: usize,
+    /// Which side it points at: the load generator or the service under test.
+    pub bottleneck: Side,
+}
+
+/// What limited a measurement.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// The load generator used (nearly) all its CPU: the figure may be its ceiling.
+    GeneratorSaturated,
+    /// An open loop sent fewer requests than scheduled (achieved rate below the requested).
+    RateNotKept,
+    /// Requests failed (errors > 0).
+    Errors,
+}
+
+/// The side a limit points at.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The load generator.
+    Generator,
+    /// The service under test (and its environment).
+    Service,
 }

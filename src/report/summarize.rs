@@ -9,11 +9,17 @@
 use std::collections::BTreeMap;
 
 use crate::report::schema::{
-    Artifact, EnvKind, EnvironmentResult, ScenarioRun, Summary, SummaryRow,
+    Artifact, EnvKind, EnvironmentResult, Estimate, Limit, LimitKind, ScenarioRun, Side, Summary,
+    SummaryRow,
 };
 use crate::report::stats;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// An open loop whose achieved rate falls more than this fraction below the requested one did
+/// not keep its rate. The generator schedules exactly `rate × window` requests, so a kept
+/// schedule is within rounding; 2% leaves room for the window's end being the last answer.
+pub const RATE_TOLERANCE: f64 = 0.02;
 
 /// Summarizes with the default baseline ([`default_baseline`]).
 pub fn summarize(artifact: &Artifact) -> Summary {
@@ -39,13 +45,19 @@ pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> S
                 (env.label.name.as_str(), values, exact)
             })
             .collect();
+        let limits: BTreeMap<&str, Vec<Limit>> = artifact
+            .environments
+            .iter()
+            .map(|env| (env.label.name.as_str(), metric.limits(env)))
+            .collect();
         let mut estimates = BTreeMap::new();
         for (name, values, exact) in &samples {
             let estimate = match (exact, values.as_slice()) {
                 (true, [value]) => Some(stats::exact(*value)),
                 _ => stats::median_estimate(values),
             };
-            if let Some(estimate) = estimate {
+            if let Some(mut estimate) = estimate {
+                estimate.limits = limits.get(name).cloned().unwrap_or_default();
                 estimates.insert((*name).to_owned(), estimate);
             }
         }
@@ -53,7 +65,10 @@ pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> S
             continue;
         }
         let mut ratio_to_baseline = BTreeMap::new();
-        if let Some(base) = &baseline {
+        // An open loop's throughput is the rate it was asked for: a ratio of two set-points
+        // says nothing about the environments.
+        let comparable = !metric.set_point;
+        if let Some(base) = baseline.as_ref().filter(|_| comparable) {
             let base_sample = samples.iter().find(|(name, ..)| name == base);
             for (name, values, exact) in &samples {
                 if name == base {
@@ -69,16 +84,20 @@ pub fn summarize_with_baseline(artifact: &Artifact, baseline: Option<&str>) -> S
                     (Some((_, base_values, _)), _) => stats::ratio_estimate(values, base_values),
                     (None, _) => None,
                 };
-                if let Some(ratio) = ratio {
+                if let Some(mut ratio) = ratio {
+                    ratio.limits = ratio_limits(&limits, name, base);
                     ratio_to_baseline.insert((*name).to_owned(), ratio);
                 }
             }
         }
-        let container_vs_vm_improvement_pct = pair.as_ref().and_then(|(container, vm)| {
-            let c = estimates.get(container)?.median;
-            let v = estimates.get(vm)?.median;
-            improvement_pct(c, v, metric.higher_is_better)
-        });
+        let container_vs_vm_improvement_pct =
+            pair.as_ref()
+                .filter(|_| comparable)
+                .and_then(|(container, vm)| {
+                    let c = estimates.get(container)?.median;
+                    let v = estimates.get(vm)?.median;
+                    improvement_pct(c, v, metric.higher_is_better)
+                });
         rows.push(SummaryRow {
             metric: metric.name,
             unit: metric.unit.to_owned(),
@@ -156,18 +175,83 @@ pub fn scenario_names(artifact: &Artifact) -> Vec<String> {
     names
 }
 
+/// A ratio's limits: the environment's own, then the baseline's of any other kind (a
+/// saturated generator against the baseline compromises the ratio as much).
+fn ratio_limits(limits: &BTreeMap<&str, Vec<Limit>>, name: &str, base: &str) -> Vec<Limit> {
+    let mut merged = limits.get(name).cloned().unwrap_or_default();
+    for limit in limits.get(base).into_iter().flatten() {
+        if !merged.iter().any(|l| l.kind == limit.kind) {
+            merged.push(limit.clone());
+        }
+    }
+    merged
+}
+
+/// What limited a scenario's runs: generator saturation, an open loop behind its schedule,
+/// failed requests; each with the rounds it happened in and the side it points at.
+pub fn scenario_limits<'a>(runs: impl IntoIterator<Item = &'a ScenarioRun>) -> Vec<Limit> {
+    let (mut saturated, mut behind, mut behind_and_saturated, mut failed) = (0, 0, 0, 0);
+    for run in runs {
+        let load = &run.load;
+        let is_saturated = load.generator.bottleneck;
+        let is_behind = load.open_loop
+            && load
+                .requested_rate_rps
+                .is_some_and(|rate| load.achieved_rate_rps < rate * (1.0 - RATE_TOLERANCE));
+        saturated += usize::from(is_saturated);
+        behind += usize::from(is_behind);
+        behind_and_saturated += usize::from(is_behind && is_saturated);
+        failed += usize::from(load.errors.total() > 0);
+    }
+    let mut limits = Vec::new();
+    if saturated > 0 {
+        limits.push(Limit {
+            kind: LimitKind::GeneratorSaturated,
+            rounds: saturated,
+            bottleneck: Side::Generator,
+        });
+    }
+    if behind > 0 {
+        limits.push(Limit {
+            kind: LimitKind::RateNotKept,
+            rounds: behind,
+            bottleneck: if behind_and_saturated > 0 {
+                Side::Generator
+            } else {
+                Side::Service
+            },
+        });
+    }
+    if failed > 0 {
+        limits.push(Limit {
+            kind: LimitKind::Errors,
+            rounds: failed,
+            bottleneck: Side::Service,
+        });
+    }
+    limits
+}
+
+/// Whether an estimate carries a limit of `kind`.
+pub fn is_limited(estimate: &Estimate, kind: LimitKind) -> bool {
+    estimate.limits.iter().any(|limit| limit.kind == kind)
+}
+
 /// One row's definition: how to read its samples from an environment.
 struct Metric {
     name: String,
     unit: &'static str,
     higher_is_better: bool,
     source: Source,
+    /// The figure is an input the plan set (an open loop's rate), not a measurement.
+    set_point: bool,
 }
 
 enum Source {
     Startup,
     IdleMemory,
     PeakMemory,
+    ScenarioPeakMemory(String),
     ImageSize,
     Scenario(String, Reader),
 }
@@ -182,7 +266,27 @@ impl Metric {
             unit,
             higher_is_better: higher,
             source,
+            set_point: false,
         }
+    }
+
+    /// What limited the runs behind this metric in `env` (scenario metrics only).
+    fn limits(&self, env: &EnvironmentResult) -> Vec<Limit> {
+        let scenario = match &self.source {
+            Source::Scenario(scenario, _) | Source::ScenarioPeakMemory(scenario) => scenario,
+            _ => return Vec::new(),
+        };
+        let runs = env
+            .rounds
+            .iter()
+            .flat_map(|r| &r.scenarios)
+            .filter(|s| &s.scenario == scenario);
+        let mut limits = scenario_limits(runs);
+        // The errors row shows the errors themselves.
+        if self.name.starts_with("errors (") {
+            limits.retain(|limit| limit.kind != LimitKind::Errors);
+        }
+        limits
     }
 
     /// The samples, one per round, and whether the value is exact (measured once, no spread).
@@ -194,7 +298,13 @@ impl Metric {
                 .filter_map(|r| r.idle_memory_bytes)
                 .map(|b| b as f64 / MIB)
                 .collect(),
-            // The round's peak is the highest of its scenarios' peaks.
+            Source::ScenarioPeakMemory(scenario) => rounds
+                .flat_map(|r| &r.scenarios)
+                .filter(|s| &s.scenario == scenario)
+                .filter_map(|s| s.peak_memory_bytes)
+                .map(|b| b as f64 / MIB)
+                .collect(),
+            // The round's peak is the highest of its scenarios' window peaks.
             Source::PeakMemory => rounds
                 .filter_map(|r| r.scenarios.iter().filter_map(|s| s.peak_memory_bytes).max())
                 .map(|b| b as f64 / MIB)
@@ -221,6 +331,12 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
         Metric::new("image size", "MiB", false, Source::ImageSize),
     ];
     for scenario in scenario_names(artifact) {
+        let open_loop = artifact
+            .environments
+            .iter()
+            .flat_map(|e| &e.rounds)
+            .flat_map(|r| &r.scenarios)
+            .any(|s| s.scenario == scenario && s.load.open_loop);
         let per_scenario: [(&str, &'static str, bool, Reader); 7] = [
             ("throughput", "req/s", true, |s| Some(s.load.throughput_rps)),
             ("mean response time", "ms", false, |s| {
@@ -241,13 +357,21 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
             ("CPU per 1k requests", "s", false, cpu_per_thousand),
         ];
         for (name, unit, higher, read) in per_scenario {
-            metrics.push(Metric::new(
+            let mut metric = Metric::new(
                 format!("{name} ({scenario})"),
                 unit,
                 higher,
                 Source::Scenario(scenario.clone(), read),
-            ));
+            );
+            metric.set_point = open_loop && name == "throughput";
+            metrics.push(metric);
         }
+        metrics.push(Metric::new(
+            format!("peak memory ({scenario})"),
+            "MiB",
+            false,
+            Source::ScenarioPeakMemory(scenario.clone()),
+        ));
     }
     metrics
 }
@@ -319,6 +443,122 @@ mod tests {
         let p99 = row(&summary, "p99 latency (health)");
         assert_eq!(p99.unit, "ms");
         assert!((p99.estimates["native"].median - 1.0).abs() < 1e-12);
+    }
+
+    fn env_mut<'a>(artifact: &'a mut Artifact, name: &str) -> &'a mut EnvironmentResult {
+        artifact
+            .environments
+            .iter_mut()
+            .find(|e| e.label.name == name)
+            .unwrap()
+    }
+
+    fn clear_errors(artifact: &mut Artifact) {
+        for run in artifact
+            .environments
+            .iter_mut()
+            .flat_map(|e| &mut e.rounds)
+            .flat_map(|r| &mut r.scenarios)
+        {
+            run.load.errors = Default::default();
+        }
+    }
+
+    #[test]
+    fn a_saturated_generator_marks_the_cells_it_limited() {
+        // Item 1: `run` never looked at the generator's verdict, so a throughput that was the
+        // generator's ceiling read like the service's.
+        let mut artifact = fixture::artifact();
+        clear_errors(&mut artifact);
+        for round in &mut env_mut(&mut artifact, "native").rounds[..2] {
+            round.scenarios[0].load.generator.bottleneck = true;
+        }
+        let summary = summarize(&artifact);
+        let throughput = row(&summary, "throughput (health)");
+        let native = &throughput.estimates["native"].limits;
+        assert_eq!(
+            native,
+            &[Limit {
+                kind: LimitKind::GeneratorSaturated,
+                rounds: 2,
+                bottleneck: Side::Generator,
+            }]
+        );
+        assert!(throughput.estimates["container"].limits.is_empty());
+        // The baseline's saturation compromises every ratio against it.
+        assert!(is_limited(
+            &throughput.ratio_to_baseline["container"],
+            LimitKind::GeneratorSaturated
+        ));
+        // Startup is not a load figure.
+        assert!(
+            row(&summary, "startup").estimates["native"]
+                .limits
+                .is_empty()
+        );
+        use crate::report::export::Exporter;
+        let table = crate::report::export::Table.render(&artifact).unwrap();
+        assert!(table.contains("⚠gen"), "{table}");
+        assert!(table.contains("bottleneck: the load generator"), "{table}");
+    }
+
+    #[test]
+    fn errors_and_a_missed_rate_are_marked_on_the_service() {
+        let mut artifact = fixture::artifact();
+        clear_errors(&mut artifact);
+        let vm = env_mut(&mut artifact, "vm");
+        vm.rounds[0].scenarios[1].load.achieved_rate_rps *= 0.5;
+        vm.rounds[1].scenarios[0].load.errors.timeout = 3;
+        let summary = summarize(&artifact);
+        let p99 = &row(&summary, "p99 latency (fixed-rate)").estimates["vm"];
+        assert_eq!(p99.limits.len(), 1);
+        assert_eq!(
+            (p99.limits[0].kind, p99.limits[0].bottleneck),
+            (LimitKind::RateNotKept, Side::Service)
+        );
+        let throughput = &row(&summary, "throughput (health)").estimates["vm"];
+        assert!(is_limited(throughput, LimitKind::Errors));
+        // The errors row shows the errors; it is not marked by them.
+        assert!(
+            row(&summary, "errors (health)").estimates["vm"]
+                .limits
+                .is_empty()
+        );
+        assert!(
+            row(&summary, "throughput (health)").estimates["native"]
+                .limits
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_open_loops_throughput_gets_no_ratio() {
+        // Item 10: an open loop's throughput is the requested rate; a ratio of two set-points
+        // measured nothing.
+        let summary = summarize(&fixture::artifact());
+        let fixed = row(&summary, "throughput (fixed-rate)");
+        assert!(fixed.ratio_to_baseline.is_empty(), "{fixed:?}");
+        assert_eq!(fixed.container_vs_vm_improvement_pct, None);
+        assert!(!fixed.estimates.is_empty());
+        assert!(
+            !row(&summary, "throughput (health)")
+                .ratio_to_baseline
+                .is_empty()
+        );
+        assert!(
+            !row(&summary, "p99 latency (fixed-rate)")
+                .ratio_to_baseline
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn peak_memory_has_a_row_per_scenario_window() {
+        let summary = summarize(&fixture::artifact());
+        // Native's health windows peak at 20, 21, 19 MiB; its fixed-rate windows 1 MiB less.
+        let health = &row(&summary, "peak memory (health)").estimates["native"];
+        let fixed = &row(&summary, "peak memory (fixed-rate)").estimates["native"];
+        assert_eq!(health.median - fixed.median, 1.0);
     }
 
     #[test]

@@ -348,7 +348,10 @@ fn host_network_least_privilege(instance: &dyn Instance, _env: &str) -> Result<(
             .as_ref()
             .and_then(|c| c.cmd.clone())
             .unwrap_or_default();
-        host_network && args.windows(2).any(|pair| pair[0] == "--port" && pair[1] == port)
+        host_network
+            && args
+                .windows(2)
+                .any(|pair| pair[0] == "--port" && pair[1] == port)
     })
     .ok_or_else(|| format!("no host-network container of this trial serves port {port}"))?;
     hardened(inspect)?;

@@ -1,7 +1,6 @@
 //! Which environments the suite runs, and how each is started for a trial.
 
-use isobench::env::container::ContainerEnv;
-use isobench::env::native::NativeEnv;
+use isobench::env::factory::{self, EnvName};
 use isobench::env::{Budget, Environment, Instance};
 use isobench::report::schema::Preparation;
 use libtest_mimic::Failed;
@@ -21,24 +20,11 @@ pub const ENVIRONMENTS: &[&str] = &[
 pub const FAIL_ON_PURPOSE_ENV: &str = "ISOBENCH_FAIL_TRIAL";
 
 /// A prepared environment of kind `name`, on the host's standard budget, with its timed
-/// preparation steps.
+/// preparation steps: the same factory `isobench run` uses.
 pub fn prepared(name: &str) -> Result<(Box<dyn Environment>, Vec<Preparation>), Failed> {
-    let budget = Budget::for_host();
-    let mut env: Box<dyn Environment> = match name {
-        "native" => Box::new(NativeEnv::new(budget)),
-        "container" => Box::new(ContainerEnv::new(budget).map_err(|e| format!("{e:#}"))?),
-        "container-host" => {
-            Box::new(ContainerEnv::host_network(budget).map_err(|e| format!("{e:#}"))?)
-        }
-        "gvisor" => Box::new(ContainerEnv::gvisor(budget).map_err(|e| format!("{e:#}"))?),
-        #[cfg(feature = "vm")]
-        "vm" => isobench::env::vm::from_env(budget).map_err(|e| format!("{e:#}"))?,
-        other => return Err(format!("unknown environment {other}").into()),
-    };
-    let preparation = env
-        .prepare()
-        .map_err(|e| format!("preparing {name}: {e:#}"))?;
-    Ok((env, preparation))
+    let name: EnvName = name.parse().map_err(|e| format!("{e}"))?;
+    factory::prepared(name, Budget::for_host())
+        .map_err(|e| format!("preparing {name}: {e:#}").into())
 }
 
 /// Starts a fresh instance of `env`, runs `body` against it and stops it, also when `body`
@@ -76,7 +62,7 @@ pub fn skip_reason(env: &str) -> Option<String> {
     if required {
         return None;
     }
-    match ContainerEnv::gvisor(Budget::for_host()) {
+    match isobench::env::container::ContainerEnv::gvisor(Budget::for_host()) {
         Err(isobench::env::EnvError::Unavailable { reason, .. }) => Some(reason),
         _ => None,
     }

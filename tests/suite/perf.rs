@@ -1,15 +1,18 @@
-//! Performance trials: startup over n repetitions, idle memory, closed-loop throughput and
-//! open-loop latency at a fixed rate. They assert only that measurements are well-formed
-//! (never a timing), print a short summary, and record JSON artifacts.
+//! Performance trials: startup and idle memory over n fresh instances, closed-loop
+//! throughput and open-loop latency at a fixed rate. Each builds an isobench
+//! [`Plan`] and runs it through the very protocol `isobench run` uses
+//! ([`isobench::measure::rounds::run`]): same idle moment, same scenarios, same readings. They
+//! assert only that measurements are well-formed (never a timing), print a short summary, and
+//! record JSON artifacts.
 //!
-//! They run in a one-thread nextest test group, so two never compete for the CPUs. The load
-//! generator is pinned to the budget's generator CPUs, the service to its own.
+//! nextest runs them alone (`.config/nextest.toml`: a perf trial takes every test thread), so
+//! nothing else, a VM boot least of all, competes with them for the CPUs.
 
-use std::time::Duration;
-
-use isobench::env::{Budget, Environment};
-use isobench::load::{self, LoadOptions, LoadReport, PathWeight};
-use isobench::report::schema::{Accel, Round, ScenarioRun};
+use isobench::env::Environment;
+use isobench::load::LoadReport;
+use isobench::measure::rounds::{self, Prepared};
+use isobench::measure::{Plan, Scenario, protocol};
+use isobench::report::schema::{Accel, Artifact, EnvironmentResult, Preparation, Round};
 use libtest_mimic::{Failed, Trial};
 
 use super::{artifacts, envs};
@@ -17,25 +20,24 @@ use super::{artifacts, envs};
 /// The fixed rate of the open-loop trial: low enough to sit below every environment's
 /// ceiling, software-emulated VMs included, so latency reflects service time, not overload.
 const FIXED_RATE_RPS: f64 = 200.0;
+/// Connections of the closed-loop trial, as `isobench run`'s default.
+const CONNECTIONS: usize = 50;
 
 /// The perf trials of environment `env`.
 pub fn trials(env: &'static str) -> Vec<Trial> {
-    let measurements: [(&str, Measure); 4] = [
-        ("startup", startup),
-        ("idle_memory", idle_memory),
-        ("throughput", throughput),
-        ("latency", latency),
-    ];
+    let measurements = ["startup", "idle_memory", "throughput", "latency"];
     measurements
         .into_iter()
-        .map(|(measurement, measure)| {
+        .map(|measurement| {
             let name = format!("{env}::perf::{measurement}");
             Trial::test(name.clone(), move || {
                 let (environment, preparation) = envs::prepared(env)?;
-                let short = is_emulated(environment.as_ref());
-                let rounds = measure(&name, environment.as_ref(), short)?;
-                let path = artifacts::record(measurement, environment.label(), preparation, rounds)
-                    .map_err(|e| format!("recording {name}: {e:#}"))?;
+                let plan = plan(measurement, is_emulated(environment.as_ref()));
+                let result = measure(&plan, environment, preparation)?;
+                summarise(env, measurement, &result.rounds);
+                let path =
+                    artifacts::record(measurement, result.label, result.preparation, result.rounds)
+                        .map_err(|e| format!("recording {name}: {e:#}"))?;
                 println!("    artifact: {}", path.display());
                 Ok(())
             })
@@ -43,136 +45,92 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
         .collect()
 }
 
-type Measure = fn(&str, &dyn Environment, bool) -> Result<Vec<Round>, Failed>;
+/// The plan of one trial: `isobench run`'s defaults, narrowed to what the trial measures.
+fn plan(measurement: &str, emulated: bool) -> Plan {
+    let (scenarios, repetitions) = match measurement {
+        // Software-emulated VMs boot many times slower; fewer starts, said in the output.
+        "startup" => (Vec::new(), if emulated { 3 } else { 5 }),
+        "idle_memory" => (Vec::new(), 1),
+        "throughput" => (vec![Scenario::health(CONNECTIONS)], 1),
+        _ => (vec![Scenario::fixed_rate(FIXED_RATE_RPS)], 1),
+    };
+    let mut plan = Plan::new(scenarios);
+    plan.repetitions = repetitions;
+    plan
+}
 
-/// Software-emulated VMs get shorter trials (and say so), since each costs many times more.
+/// Software-emulated VMs get fewer starts (and say so), since each costs many times more.
 fn is_emulated(env: &dyn Environment) -> bool {
     let emulated = env.label().accel == Some(Accel::Tcg);
     if emulated {
-        println!("    {}: TCG software emulation, short trial", env.name());
+        println!("    {}: TCG software emulation, fewer starts", env.name());
     }
     emulated
 }
 
-fn startup(trial: &str, env: &dyn Environment, short: bool) -> Result<Vec<Round>, Failed> {
-    let repetitions = if short { 3 } else { 5 };
-    let mut rounds = Vec::new();
-    for round in 0..repetitions {
-        envs::with_instance(trial, env, |instance| {
-            let startup_ms = instance.startup().as_secs_f64() * 1e3;
-            let memory = instance
-                .resources()
-                .map_err(|e| format!("reading resources: {e:#}"))?;
-            well_formed(startup_ms > 0.0, "startup must be positive")?;
-            well_formed(memory.memory_bytes > 0, "memory must be positive")?;
-            rounds.push(Round {
-                round,
-                startup_ms: Some(startup_ms),
-                idle_memory_bytes: Some(memory.memory_bytes),
-                scenarios: Vec::new(),
-            });
-            Ok(())
-        })?;
+/// Runs `plan` on `env` through the shared protocol and checks every round.
+fn measure(
+    plan: &Plan,
+    env: Box<dyn Environment>,
+    preparation: Vec<Preparation>,
+) -> Result<EnvironmentResult, Failed> {
+    let mut artifact = Artifact::now(Vec::new());
+    rounds::run(
+        plan,
+        vec![Prepared { env, preparation }],
+        &mut artifact,
+        &mut protocol::Quiet,
+        &mut |_| Ok(()),
+    )
+    .map_err(|e| format!("{e}"))?;
+    if let Some(unavailable) = artifact.unavailable.first() {
+        return Err(format!("{}: {}", unavailable.name, unavailable.reason).into());
     }
-    let startups: Vec<String> = rounds
-        .iter()
-        .filter_map(|r| r.startup_ms)
-        .map(|ms| format!("{ms:.1}"))
-        .collect();
-    println!(
-        "    {}: startup ms over {repetitions} starts: {}",
-        env.name(),
-        startups.join(", ")
-    );
-    Ok(rounds)
+    let result = artifact
+        .environments
+        .pop()
+        .ok_or("the protocol returned no environment")?;
+    for round in &result.rounds {
+        check_round(round, plan)?;
+    }
+    Ok(result)
 }
 
-fn idle_memory(trial: &str, env: &dyn Environment, _short: bool) -> Result<Vec<Round>, Failed> {
-    let mut round = None;
-    envs::with_instance(trial, env, |instance| {
-        // Let startup work (page faults, lazy initialisation) settle before reading.
-        std::thread::sleep(Duration::from_secs(1));
-        let reading = instance
-            .resources()
-            .map_err(|e| format!("reading resources: {e:#}"))?;
-        well_formed(reading.memory_bytes > 0, "memory must be positive")?;
-        println!(
-            "    {}: idle memory {:.1} MiB",
-            env.name(),
-            reading.memory_bytes as f64 / (1 << 20) as f64
-        );
-        round = Some(Round {
-            round: 0,
-            startup_ms: Some(instance.startup().as_secs_f64() * 1e3),
-            idle_memory_bytes: Some(reading.memory_bytes),
-            scenarios: Vec::new(),
-        });
-        Ok(())
-    })?;
-    Ok(round.into_iter().collect())
-}
-
-fn throughput(trial: &str, env: &dyn Environment, short: bool) -> Result<Vec<Round>, Failed> {
-    scenario_round(trial, env, "health", |base_url| {
-        let mut options = load_options(base_url, short);
-        options.connections = 50;
-        options
-    })
-}
-
-fn latency(trial: &str, env: &dyn Environment, short: bool) -> Result<Vec<Round>, Failed> {
-    scenario_round(trial, env, "fixed-rate", |base_url| {
-        let mut options = load_options(base_url, short);
-        options.connections = 20;
-        options.rate = Some(FIXED_RATE_RPS);
-        options
-    })
-}
-
-fn load_options(base_url: &str, short: bool) -> LoadOptions {
-    let mut options = LoadOptions::new(base_url);
-    options.scenario = vec![PathWeight {
-        path: "/health".into(),
-        weight: 1,
-    }];
-    options.duration = Some(Duration::from_secs(if short { 3 } else { 5 }));
-    options.warmup = Duration::from_secs(1);
-    options.cpus = Budget::for_host().generator_cpus;
-    options
-}
-
-/// Starts an instance, runs one load scenario against it, and records the service's CPU
-/// time and peak memory across it.
-fn scenario_round(
-    trial: &str,
-    env: &dyn Environment,
-    scenario: &str,
-    options: impl FnOnce(&str) -> LoadOptions,
-) -> Result<Vec<Round>, Failed> {
-    let mut round = None;
-    envs::with_instance(trial, env, |instance| {
-        let options = options(instance.base_url());
-        let before = instance.resources().map_err(|e| format!("{e:#}"))?;
-        let report = load::run(&options).map_err(|e| format!("load: {e:#}"))?;
-        let after = instance.resources().map_err(|e| format!("{e:#}"))?;
-        check_report(&report)?;
-        print_summary(env.name(), scenario, &report);
-        let cpu_seconds = after.cpu_seconds - before.cpu_seconds;
-        well_formed(cpu_seconds >= 0.0, "service CPU time must not go backwards")?;
-        round = Some(Round {
-            round: 0,
-            startup_ms: Some(instance.startup().as_secs_f64() * 1e3),
-            idle_memory_bytes: Some(before.memory_bytes),
-            scenarios: vec![ScenarioRun {
-                scenario: scenario.into(),
-                peak_memory_bytes: after.peak_memory_bytes.or(Some(after.memory_bytes)),
-                service_cpu_seconds: Some(cpu_seconds),
-                load: report,
-            }],
-        });
-        Ok(())
-    })?;
-    Ok(round.into_iter().collect())
+fn check_round(round: &Round, plan: &Plan) -> Result<(), Failed> {
+    if let Some(failure) = &round.failure {
+        return Err(format!(
+            "round {} failed at {}: {}\n{}",
+            round.round,
+            failure.phase,
+            failure.reason,
+            failure.log_tail.join("\n")
+        )
+        .into());
+    }
+    well_formed(
+        round.startup_ms.is_some_and(|ms| ms > 0.0),
+        "startup must be positive",
+    )?;
+    well_formed(
+        round.idle_memory_bytes.is_some_and(|b| b > 0),
+        "idle memory must be positive",
+    )?;
+    well_formed(
+        round.scenarios.len() == plan.scenarios.len(),
+        "every scenario must have run",
+    )?;
+    for run in &round.scenarios {
+        check_report(&run.load)?;
+        well_formed(
+            run.peak_memory_bytes.is_some_and(|b| b > 0),
+            "the window's peak memory must be positive",
+        )?;
+        well_formed(
+            run.service_cpu_seconds.is_some_and(|s| s >= 0.0),
+            "service CPU time must not go backwards",
+        )?;
+    }
+    Ok(())
 }
 
 fn check_report(report: &LoadReport) -> Result<(), Failed> {
@@ -194,25 +152,50 @@ fn check_report(report: &LoadReport) -> Result<(), Failed> {
     )
 }
 
-fn print_summary(env: &str, scenario: &str, report: &LoadReport) {
-    let rate = report
-        .requested_rate_rps
-        .map(|rate| {
-            format!(
-                " at {rate:.0} req/s requested, {:.0} achieved",
-                report.achieved_rate_rps
-            )
-        })
-        .unwrap_or_default();
+fn summarise(env: &str, measurement: &str, rounds: &[Round]) {
+    let startups: Vec<String> = rounds
+        .iter()
+        .filter_map(|r| r.startup_ms)
+        .map(|ms| format!("{ms:.1}"))
+        .collect();
+    let idle: Vec<String> = rounds
+        .iter()
+        .filter_map(|r| r.idle_memory_bytes)
+        .map(|b| format!("{:.1}", b as f64 / (1 << 20) as f64))
+        .collect();
     println!(
-        "    {env} {scenario}{rate}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, {} ok in {:.1} s",
-        report.throughput_rps,
-        report.latency.p50_us,
-        report.latency.p99_us,
-        report.latency.p999_us,
-        report.ok,
-        report.elapsed_s
+        "    {env} {measurement}: startup ms {}; idle MiB {}",
+        startups.join(", "),
+        idle.join(", ")
     );
+    for run in rounds.iter().flat_map(|r| &r.scenarios) {
+        let report = &run.load;
+        let rate = report
+            .requested_rate_rps
+            .map(|rate| {
+                format!(
+                    " at {rate:.0} req/s requested, {:.0} achieved",
+                    report.achieved_rate_rps
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "    {env} {}{rate}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, {} ok in {:.1} s; peak {:.1} MiB; generator {}",
+            run.scenario,
+            report.throughput_rps,
+            report.latency.p50_us,
+            report.latency.p99_us,
+            report.latency.p999_us,
+            report.ok,
+            report.elapsed_s,
+            run.peak_memory_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+            if report.generator.bottleneck {
+                "saturated"
+            } else {
+                "not saturated"
+            }
+        );
+    }
 }
 
 fn well_formed(condition: bool, what: &str) -> Result<(), Failed> {

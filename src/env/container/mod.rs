@@ -37,6 +37,7 @@ use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
 use crate::env::foreign::ForeignRun;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
+use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
 use crate::report::ladder::{self, position};
@@ -388,19 +389,24 @@ impl Environment for ContainerEnv {
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
         let port = match host_port {
             Some(port) => port,
-            None => container
-                .get_host_port_ipv4(service_port.tcp())
-                .context("reading the container's published port")?,
+            None => match container.get_host_port_ipv4(service_port.tcp()) {
+                Ok(port) => port,
+                // A container that already exited has no published port: say why it exited.
+                Err(_) if !container.is_running().unwrap_or(false) => {
+                    return Err(anyhow!(
+                        "the container exited during startup: {}",
+                        String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
+                    )
+                    .into());
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)
+                        .context("reading the container's published port")
+                        .into());
+                }
+            },
         };
         let base_url = format!("http://127.0.0.1:{port}");
-        let proxy = host_port.is_none().then(|| proxy::find(port)).flatten();
-        let note = match (network, proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus))) {
-            (NetworkMode::Host, _) => "host network: the server binds 127.0.0.1 in the host's network namespace; no bridge, NAT or docker-proxy".to_owned(),
-            (_, Some(Ok(()))) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
-            (_, Some(Err(error))) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
-            (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
-        };
-        *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
         let alive = || match container.is_running() {
             Ok(true) => Ok(()),
             _ => Err(anyhow!(
@@ -418,11 +424,24 @@ impl Environment for ContainerEnv {
             ),
             None => health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, alive),
         }?;
+        // Found and pinned after the first 200, so isobench's own /proc scan is not counted
+        // as the container's startup.
+        let proxy = host_port.is_none().then(|| proxy::find(port)).flatten();
+        let note = match (network, proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus))) {
+            (NetworkMode::Host, _) => "host network: the server binds 127.0.0.1 in the host's network namespace; no bridge, NAT or docker-proxy".to_owned(),
+            (_, Some(Ok(()))) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
+            (_, Some(Err(error))) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
+            (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
+        };
+        *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+        let engine = Engine::connect()?;
+        let cgroup = cgroup_of(&engine, container.id());
         Ok(Box::new(ContainerInstance {
             _port_lock: port_lock,
             container: Some(container),
             proxy: proxy.map(ProcessProbe::new),
-            engine: Engine::connect()?,
+            cgroup,
+            engine,
             base_url,
             startup,
             _registration: registration,
@@ -485,6 +504,15 @@ impl Environment for ContainerEnv {
     }
 }
 
+/// The container's cgroup, found through its main process, for readings in microseconds
+/// instead of the engine's stats (about a second per call); `None` when this process cannot
+/// see it (another PID namespace), and the engine's stats are read instead.
+fn cgroup_of(engine: &Engine, id: &str) -> Option<Cgroup> {
+    let pid = engine.inspect_container(id).ok()?.state?.pid?;
+    let cgroup = Cgroup::of_pid(u32::try_from(pid).ok()?).ok()?;
+    cgroup.read().ok().map(|_| cgroup)
+}
+
 /// A running container; dropping it removes the container.
 struct ContainerInstance {
     /// Held while a foreign image on the host's network owns its port.
@@ -492,6 +520,8 @@ struct ContainerInstance {
     container: Option<Container<GenericImage>>,
     /// Docker's userland proxy for the published port, when the engine uses one.
     proxy: Option<ProcessProbe>,
+    /// The container's cgroup files, when readable from here.
+    cgroup: Option<Cgroup>,
     engine: Engine,
     base_url: String,
     startup: Duration,
@@ -516,12 +546,25 @@ impl Instance for ContainerInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let stats = self.engine.stats(self.id())?;
-        let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
-        let mut total = ResourceReading {
-            memory_bytes: reading.memory_bytes,
-            peak_memory_bytes: reading.peak_memory_bytes,
-            cpu_seconds: reading.cpu_seconds,
+        // The same working set either way: usage minus inactive file cache.
+        let mut total = match &self.cgroup {
+            Some(cgroup) => {
+                let reading = cgroup.read().context("reading the container's cgroup")?;
+                ResourceReading {
+                    memory_bytes: reading.memory_bytes,
+                    peak_memory_bytes: None,
+                    cpu_seconds: reading.cpu_seconds,
+                }
+            }
+            None => {
+                let stats = self.engine.stats(self.id())?;
+                let reading = ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
+                ResourceReading {
+                    memory_bytes: reading.memory_bytes,
+                    peak_memory_bytes: reading.peak_memory_bytes,
+                    cpu_seconds: reading.cpu_seconds,
+                }
+            }
         };
         if let Some(proxy) = &self.proxy {
             let proxy = proxy.read().context("reading docker-proxy")?;

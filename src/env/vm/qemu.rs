@@ -492,7 +492,9 @@ impl Environment for QemuVm {
         let adds = format!(
             "a hypervisor in place of namespaces: QEMU {MACHINE}, {}, user-mode networking to \
              the guest",
-            accel.as_ref().map_or("accelerator not decided", |d| accel_description(d.accel))
+            accel
+                .as_ref()
+                .map_or("accelerator not decided", |d| accel_description(d.accel))
         );
         EnvironmentLabel {
             rung: Some(crate::report::ladder::vm_rung(adds)),

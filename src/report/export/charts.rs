@@ -270,7 +270,13 @@ pub(crate) fn ladder_steps(
             let cost = step.cost(metric)?;
             let value = cost.value.as_ref()?;
             let below = cost.delta_over_below.map(|d| value.median - d);
-            Some((step.env.clone(), below, value.median, value.ci_low, value.ci_high))
+            Some((
+                step.env.clone(),
+                below,
+                value.median,
+                value.ci_low,
+                value.ci_high,
+            ))
         })
         .collect();
     if bars.is_empty() {
@@ -336,16 +342,20 @@ pub(crate) fn ladder_steps(
             chart.draw_series(rectangles).map_err(|e| fail(&e))?;
         }
         chart
-            .draw_series(bars.iter().enumerate().map(|(slot, (_, _, median, low, high))| {
-                ErrorBar::new_vertical(
-                    slot as f64 + 0.5,
-                    *low,
-                    *median,
-                    *high,
-                    BLACK.stroke_width(2),
-                    12,
-                )
-            }))
+            .draw_series(
+                bars.iter()
+                    .enumerate()
+                    .map(|(slot, (_, _, median, low, high))| {
+                        ErrorBar::new_vertical(
+                            slot as f64 + 0.5,
+                            *low,
+                            *median,
+                            *high,
+                            BLACK.stroke_width(2),
+                            12,
+                        )
+                    }),
+            )
             .map_err(|e| fail(&e))?;
         let label_style = ("sans-serif", 12)
             .into_font()

@@ -66,8 +66,9 @@ fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
 }
 
 const LEGEND: &str = "each cell: median [interval]; step = change over the rung below \
-(ratio of medians, bootstrap interval, and the difference of medians); vs native = ratio to \
-native. Throughput and CPU per request from the health scenario, p50 from fixed-rate.";
+(ratio of medians with its interval, † below 95% coverage, and the difference of medians); \
+vs native = ratio to native. Throughput and CPU per request from the health scenario, p50 \
+from fixed-rate.";
 
 /// The section for the terminal, `None` without a ladder (fewer than two rungs).
 pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
@@ -106,7 +107,11 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
     let e = escape_markdown;
     let mut out = String::from("\n## The cost ladder\n\n");
     let header = header();
-    let _ = writeln!(out, "| {} |", header.iter().map(|h| e(h)).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        out,
+        "| {} |",
+        header.iter().map(|h| e(h)).collect::<Vec<_>>().join(" | ")
+    );
     let alignment: Vec<&str> = (0..header.len())
         .map(|i| if i == 0 { ":---" } else { "---:" })
         .collect();

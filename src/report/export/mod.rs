@@ -3,8 +3,8 @@
 //! terminal, markdown and HTML say the same thing the same way.
 
 mod charts;
-mod ladder;
 mod html;
+mod ladder;
 mod markdown;
 mod table;
 
@@ -15,7 +15,8 @@ pub use markdown::Markdown;
 pub use table::Table;
 
 use crate::report::schema::{
-    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, Preparation, Summary,
+    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, LimitKind, Preparation, Side,
+    Summary,
 };
 use crate::report::stats::CONFIDENCE;
 use crate::report::summarize;
@@ -80,6 +81,75 @@ pub(crate) const LOW_COVERAGE_MARK: &str = "†";
 /// Marker for a noisy estimate.
 pub(crate) const NOISY_MARK: &str = "±noisy";
 
+/// Marker of a figure the load generator may have limited (it was saturated).
+pub(crate) const GENERATOR_MARK: &str = "⚠gen";
+/// Marker of an open loop that fell behind its schedule (the rate was not kept).
+pub(crate) const RATE_MARK: &str = "⚠rate";
+/// Marker of a figure behind which requests failed.
+pub(crate) const ERRORS_MARK: &str = "⚠err";
+
+/// The limit marks of an estimate, ` ⚠gen ⚠err`, or nothing when nothing limited it.
+pub(crate) fn limit_marks(estimate: &Estimate) -> String {
+    let mut marks = String::new();
+    for limit in &estimate.limits {
+        marks.push(' ');
+        marks.push_str(match limit.kind {
+            LimitKind::GeneratorSaturated => GENERATOR_MARK,
+            LimitKind::RateNotKept => RATE_MARK,
+            LimitKind::Errors => ERRORS_MARK,
+        });
+    }
+    marks
+}
+
+/// The legend of the limit marks, saying which side each points at.
+pub(crate) fn limit_legend() -> String {
+    format!(
+        "{GENERATOR_MARK}: the load generator was saturated in some of these rounds, so the \
+         figure may be the generator's limit, not the service's (bottleneck: generator); \
+         {RATE_MARK}: the open loop sent fewer requests than scheduled (bottleneck: the \
+         generator when it was also saturated, else the service); {ERRORS_MARK}: requests \
+         failed (bottleneck: the service)."
+    )
+}
+
+/// Which side limited any figure of `summary`, as words for a report's notes, e.g.
+/// `the load generator limited throughput (health) of native`; empty when nothing did.
+pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
+    let mut notes = Vec::new();
+    for row in &summary.rows {
+        for (env, estimate) in &row.estimates {
+            for limit in &estimate.limits {
+                let side = match limit.bottleneck {
+                    Side::Generator => "the load generator",
+                    Side::Service => "the service",
+                };
+                let what = match limit.kind {
+                    LimitKind::GeneratorSaturated => "was saturated",
+                    LimitKind::RateNotKept => "did not keep the rate",
+                    LimitKind::Errors => "had failed requests",
+                };
+                notes.push(format!(
+                    "{} of {env}: {what} in {} round(s); bottleneck: {side}.",
+                    row.metric, limit.rounds
+                ));
+            }
+        }
+    }
+    let loaded = summary
+        .rows
+        .iter()
+        .any(|row| row.metric.starts_with("throughput ("));
+    if notes.is_empty() && loaded {
+        notes.push(
+            "Load generator verdict: never saturated in any measured window, every open loop \
+             kept its rate, no request failed; the service was the bottleneck throughout."
+                .into(),
+        );
+    }
+    notes
+}
+
 /// `12.3 ms [11.9, 12.8]`, with `†` when the interval covers less than 95% and `±noisy`.
 pub(crate) fn estimate_cell(estimate: &Estimate, unit: &str) -> String {
     // Counts are whole numbers in every round, and so are their medians' bounds; the median
@@ -111,10 +181,12 @@ pub(crate) fn estimate_cell(estimate: &Estimate, unit: &str) -> String {
         cell.push(' ');
         cell.push_str(NOISY_MARK);
     }
+    cell.push_str(&limit_marks(estimate));
     cell
 }
 
-/// `1.23× [1.10, 1.40]`, with `±noisy`.
+/// `1.23× [1.10, 1.40]`, with `†` when the interval covers less than 95%, `±noisy`, and the
+/// limit marks.
 pub(crate) fn ratio_cell(estimate: &Estimate) -> String {
     let mut cell = format!(
         "{}× [{}, {}]",
@@ -122,10 +194,14 @@ pub(crate) fn ratio_cell(estimate: &Estimate) -> String {
         number(estimate.ci_low),
         number(estimate.ci_high)
     );
+    if estimate.coverage < CONFIDENCE {
+        cell.push_str(LOW_COVERAGE_MARK);
+    }
     if estimate.noisy {
         cell.push(' ');
         cell.push_str(NOISY_MARK);
     }
+    cell.push_str(&limit_marks(estimate));
     cell
 }
 
@@ -161,10 +237,13 @@ pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String
     if let Some(baseline) = &summary.baseline {
         notes.push(format!(
             "Ratios are each environment's median over {baseline}'s (lower is better unless the \
-             metric is throughput). Their bootstrap intervals are approximate, and optimistic \
-             with fewer than about 10 rounds per environment."
+             metric is throughput). Their intervals are bounded by both medians' intervals and \
+             cover at least the product of their coverages; {LOW_COVERAGE_MARK} marks a ratio \
+             below 95% (fewer than 7 rounds on a side)."
         ));
     }
+    notes.push(limit_legend());
+    notes.extend(bottleneck_notes(summary));
     if let Some((container, vm)) = summarize::container_vm_pair(artifact) {
         notes.push(format!(
             "{container} vs {vm}: how much better {container} is than {vm}, in percent of \
@@ -344,6 +423,7 @@ mod tests {
             n,
             coverage,
             noisy,
+            limits: Vec::new(),
         }
     }
 

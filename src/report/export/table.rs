@@ -86,6 +86,24 @@ impl Exporter for Table {
             host.cpu_model, host.logical_cpus, host.kernel
         )));
         out.push('\n');
+        // Which side limited which figure: the terminal's reader sees the bottleneck too.
+        let limits = super::bottleneck_notes(&summary);
+        let limited = summary.rows.iter().any(|row| {
+            row.estimates
+                .values()
+                .chain(row.ratio_to_baseline.values())
+                .any(|e| !e.limits.is_empty())
+        });
+        if limited {
+            out.push_str(&sanitize_terminal(&super::limit_legend()));
+            out.push('\n');
+        }
+        {
+            for note in limits {
+                out.push_str(&sanitize_terminal(&note));
+                out.push('\n');
+            }
+        }
         if let Some((container, vm)) = &pair {
             out.push_str(&sanitize_terminal(&format!(
                 "{container} vs {vm}: positive = {container} better, in % of {vm}'s median"

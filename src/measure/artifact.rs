@@ -1,0 +1,25 @@
+//! `Artifact::now`: a new artifact stamped with this host's reading. It lives here, with the
+//! code that drives the probes, so `report::schema` stays plain data and depends on no probe.
+
+use crate::probe::host;
+use crate::report::schema::{Artifact, EnvironmentResult, HostInfo};
+
+impl Artifact {
+    /// A new artifact of this isobench, written now on this host, holding `environments`.
+    pub fn now(environments: Vec<EnvironmentResult>) -> Self {
+        Artifact::on_host(host_info(), environments)
+    }
+}
+
+/// This host, as the artifact records it.
+pub fn host_info() -> HostInfo {
+    let host = host::read();
+    HostInfo {
+        cpu_model: host.cpu_model,
+        logical_cpus: host.logical_cpus,
+        kernel: host.kernel,
+        os: host.os,
+        memory_total_bytes: host.memory_total_bytes,
+        hostname: host.hostname,
+    }
+}

@@ -1,0 +1,248 @@
+//! The per-instance protocol, the same for every environment and for `isobench run` and the
+//! test suite alike:
+//!
+//! 1. **start** a fresh instance (startup = request to start → first 200);
+//! 2. **idle**: wait [`Plan::idle_settle`] after the first 200, read memory once (the one
+//!    moment idle memory is defined at);
+//! 3. each **scenario**: read resources, run the load while reading resources every
+//!    [`Plan::sample_interval`], read again; the peak and the CPU time are taken over exactly
+//!    the window the load's counts cover ([`crate::measure::window`]);
+//! 4. **stop**.
+//!
+//! A failure in any phase ends the round, not the run: what was measured before it is kept,
+//! and the round records the phase, the error and the tail of the instance's log.
+
+use std::time::{Duration, Instant};
+
+use crate::env::{EnvError, Environment, Instance, health};
+use crate::load::{self, LoadError};
+use crate::measure::plan::Plan;
+use crate::measure::scenario::Scenario;
+use crate::measure::window::{self, Sample};
+use crate::probe::pin;
+use crate::report::schema::{Round, RoundFailure, ScenarioRun};
+
+/// Lines of the instance's log kept with a failure.
+pub const LOG_TAIL_LINES: usize = 20;
+
+/// Why one phase of a round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    /// The environment failed (start, reading, stop).
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The load could not be run at all.
+    #[error("running the load: {0}")]
+    Load(#[from] LoadError),
+    /// The load generator's thread panicked.
+    #[error("the load generator panicked")]
+    LoadPanicked,
+}
+
+/// One round's measurements, and what the service said about its own environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundOutcome {
+    /// The round, possibly with a failure.
+    pub round: Round,
+    /// The environment the service detected (`/status`), when it answered.
+    pub detected: Option<String>,
+}
+
+/// What the protocol tells its caller as it goes (for progress displays).
+pub trait Observer {
+    /// A phase begins, e.g. `start`, `idle`, `scenario:health`, `stop`.
+    fn phase(&mut self, _round: u32, _env: &str, _phase: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// Runs one round of `plan` on a fresh instance of `env`.
+pub fn run_round(
+    env: &dyn Environment,
+    plan: &Plan,
+    index: u32,
+    observer: &mut dyn Observer,
+) -> RoundOutcome {
+    let mut round = Round {
+        round: index,
+        startup_ms: None,
+        idle_memory_bytes: None,
+        idle_memory_method: None,
+        scenarios: Vec::new(),
+        failure: None,
+    };
+    observer.phase(index, env.name(), "start");
+    let instance = match env.start() {
+        Ok(instance) => instance,
+        Err(error) => {
+            round.failure = Some(failure("start", &error, Vec::new()));
+            return RoundOutcome {
+                round,
+                detected: None,
+            };
+        }
+    };
+    let started = Instant::now();
+    round.startup_ms = Some(instance.startup().as_secs_f64() * 1e3);
+
+    let detected = measure_instance(
+        instance.as_ref(),
+        env.name(),
+        plan,
+        started,
+        &mut round,
+        observer,
+    );
+
+    observer.phase(index, env.name(), "stop");
+    let tail = instance.log_tail(LOG_TAIL_LINES);
+    if let Err(error) = instance.stop()
+        && round.failure.is_none()
+    {
+        round.failure = Some(failure("stop", &error, tail));
+    }
+    RoundOutcome { round, detected }
+}
+
+/// Idle reading and every scenario; records a failure in `round` and stops at the first.
+fn measure_instance(
+    instance: &dyn Instance,
+    env_name: &str,
+    plan: &Plan,
+    started: Instant,
+    round: &mut Round,
+    observer: &mut dyn Observer,
+) -> Option<String> {
+    observer.phase(round.round, env_name, "idle");
+    // `start` returns right after the first 200; the idle moment is measured from there.
+    std::thread::sleep(plan.idle_settle.saturating_sub(started.elapsed()));
+    match instance.resources() {
+        Ok(idle) => {
+            round.idle_memory_bytes = Some(idle.memory_bytes);
+            round.idle_memory_method = Some(format!(
+                "one reading {} ms after the first 200, before any load",
+                plan.idle_settle.as_millis()
+            ));
+        }
+        Err(error) => {
+            round.failure = Some(failure("idle", &error, instance.log_tail(LOG_TAIL_LINES)));
+            return None;
+        }
+    }
+    let detected = health::detected_environment(instance.base_url()).ok();
+    for scenario in &plan.scenarios {
+        let phase = format!("scenario:{}", scenario.name);
+        observer.phase(round.round, env_name, &phase);
+        match measure_scenario(instance, scenario, plan) {
+            Ok(run) => round.scenarios.push(run),
+            Err(error) => {
+                round.failure = Some(failure(&phase, &error, instance.log_tail(LOG_TAIL_LINES)));
+                break;
+            }
+        }
+    }
+    detected
+}
+
+/// The failure record: the error with its causes (each once), and the log's tail.
+fn failure(
+    phase: &str,
+    error: &(dyn std::error::Error + 'static),
+    log_tail: Vec<String>,
+) -> RoundFailure {
+    let mut reason = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    RoundFailure {
+        phase: phase.into(),
+        reason,
+        log_tail,
+    }
+}
+
+/// Runs one scenario against `instance`, reading its resources throughout.
+pub fn measure_scenario(
+    instance: &dyn Instance,
+    scenario: &Scenario,
+    plan: &Plan,
+) -> Result<ScenarioRun, PhaseError> {
+    let options = scenario.load_options(
+        instance.base_url(),
+        plan.window,
+        plan.warmup,
+        plan.request_timeout,
+        &plan.budget.generator_cpus,
+    );
+    // The readings run on this thread; keep it off the service's CPUs while load runs.
+    let affinity = pin::current_affinity().ok();
+    let _ = pin::pin_current_thread(&plan.budget.generator_cpus);
+    let outcome = sample_during(instance, plan.sample_interval, || {
+        load::run_with_window(&options)
+    });
+    if let Some(affinity) = affinity {
+        let _ = pin::pin_current_thread(&affinity);
+    }
+    let (loaded, samples) = outcome?;
+    let (report, measured) = loaded?;
+    let readings = window::over(&samples, &measured);
+    Ok(ScenarioRun {
+        scenario: scenario.name.clone(),
+        peak_memory_bytes: readings.peak_memory_bytes,
+        peak_memory_method: Some(window::peak_method(readings.readings, plan.sample_interval)),
+        service_cpu_seconds: readings.cpu_seconds,
+        load: report,
+    })
+}
+
+/// Runs `work` on its own thread while reading `instance` every `interval` on this one; the
+/// readings include one just before and one just after, so any window inside is bracketed.
+fn sample_during<T: Send>(
+    instance: &dyn Instance,
+    interval: Duration,
+    work: impl FnOnce() -> T + Send,
+) -> Result<(T, Vec<Sample>), PhaseError> {
+    let mut samples = vec![sample(instance)?];
+    let mut failed = None;
+    let result = std::thread::scope(|scope| {
+        let worker = scope.spawn(work);
+        while !worker.is_finished() {
+            std::thread::sleep(interval);
+            match sample(instance) {
+                Ok(sample) => samples.push(sample),
+                // Keep the load running to its end (it is bounded); report afterwards.
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        worker.join()
+    });
+    let result = result.map_err(|_| PhaseError::LoadPanicked)?;
+    if let Some(error) = failed {
+        return Err(error.into());
+    }
+    samples.push(sample(instance)?);
+    Ok((result, samples))
+}
+
+fn sample(instance: &dyn Instance) -> Result<Sample, EnvError> {
+    let before = Instant::now();
+    let reading = instance.resources()?;
+    // Stamped at the middle of the reading: the best guess of when it was true.
+    let at = before + before.elapsed() / 2;
+    Ok(Sample {
+        at,
+        memory_bytes: reading.memory_bytes,
+        cpu_seconds: reading.cpu_seconds,
+    })
+}

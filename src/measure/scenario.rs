@@ -1,0 +1,213 @@
+//! Scenarios: what load to put on an instance. Plain data (a scenario file turns into the
+//! same type), with the three built-in scenarios of `isobench run` as constructors.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::{LoadOptions, PathWeight};
+
+/// One load scenario: where to send, how many connections, closed or open loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used in reports: `health`, `mixed`, `fixed-rate`, or a scenario file's own.
+    pub name: String,
+    /// Paths (with query) and their relative weights.
+    pub paths: Vec<PathWeight>,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Open loop at this total rate, requests per second; `None` for a closed loop (each
+    /// connection sends its next request when the last is answered: the ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_rps: Option<f64>,
+    /// The status a correct answer has. The generator counts any 2xx with a well-formed body
+    /// as ok, so only 2xx statuses are accepted here.
+    #[serde(default = "default_expected_status")]
+    pub expected_status: u16,
+}
+
+fn default_expected_status() -> u16 {
+    200
+}
+
+/// Connections of the open-loop `fixed-rate` scenario: enough that a few slow answers do not
+/// hold back the schedule at the default rate.
+pub const FIXED_RATE_CONNECTIONS: usize = 16;
+/// Connections of the `mixed` scenario: few, because `/memory` and `/parallel` are heavy and
+/// the service sheds load beyond its caps, which would measure the caps instead of the work.
+pub const MIXED_CONNECTIONS: usize = 4;
+
+/// Names of the built-in scenarios, in their default order.
+pub const BUILT_IN: [&str; 3] = ["health", "mixed", "fixed-rate"];
+
+fn path(path: &str, weight: u32) -> PathWeight {
+    PathWeight {
+        path: path.into(),
+        weight,
+    }
+}
+
+impl Scenario {
+    /// Closed loop on `/health` with `connections`: the throughput ceiling.
+    pub fn health(connections: usize) -> Self {
+        Self {
+            name: "health".into(),
+            paths: vec![path("/health", 1)],
+            connections,
+            rate_rps: None,
+            expected_status: 200,
+        }
+    }
+
+    /// Closed loop on a mix of `/health`, `/cpu`, `/memory` and `/parallel`.
+    pub fn mixed() -> Self {
+        Self {
+            name: "mixed".into(),
+            paths: vec![
+                path("/health", 4),
+                path("/cpu", 3),
+                path("/memory?mb=8", 1),
+                path("/parallel?tasks=4&n=20000", 2),
+            ],
+            connections: MIXED_CONNECTIONS,
+            rate_rps: None,
+            expected_status: 200,
+        }
+    }
+
+    /// Open loop on `/health` at `rate_rps`: latency with coordinated omission corrected.
+    pub fn fixed_rate(rate_rps: f64) -> Self {
+        Self {
+            name: "fixed-rate".into(),
+            paths: vec![path("/health", 1)],
+            connections: FIXED_RATE_CONNECTIONS,
+            rate_rps: Some(rate_rps),
+            expected_status: 200,
+        }
+    }
+
+    /// A built-in scenario by name (see [`BUILT_IN`]), with the closed-loop connections and
+    /// open-loop rate given.
+    pub fn built_in(name: &str, connections: usize, rate_rps: f64) -> Option<Self> {
+        match name {
+            "health" => Some(Self::health(connections)),
+            "mixed" => Some(Self::mixed()),
+            "fixed-rate" => Some(Self::fixed_rate(rate_rps)),
+            _ => None,
+        }
+    }
+
+    /// Whether requests are paced at a fixed rate.
+    pub fn open_loop(&self) -> bool {
+        self.rate_rps.is_some()
+    }
+
+    /// Checks the scenario on its own; the error names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("a scenario needs a name".into());
+        }
+        let name = &self.name;
+        if self.paths.is_empty() {
+            return Err(format!("scenario {name}: no paths"));
+        }
+        for path in &self.paths {
+            if path.weight == 0 {
+                return Err(format!("scenario {name}: {} has weight 0", path.path));
+            }
+            crate::load::scenario::validate_path(&path.path)
+                .map_err(|error| format!("scenario {name}: {error}"))?;
+        }
+        if self.connections == 0 {
+            return Err(format!("scenario {name}: connections must be at least 1"));
+        }
+        if let Some(rate) = self.rate_rps
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!(
+                "scenario {name}: the rate must be a positive number of requests per second"
+            ));
+        }
+        if !(200..300).contains(&self.expected_status) {
+            return Err(format!(
+                "scenario {name}: expected status {} is not 2xx; the load generator counts \
+                 only 2xx answers as correct",
+                self.expected_status
+            ));
+        }
+        Ok(())
+    }
+
+    /// The load generator's options for this scenario against `base_url`.
+    pub fn load_options(
+        &self,
+        base_url: &str,
+        window: Duration,
+        warmup: Duration,
+        request_timeout: Duration,
+        generator_cpus: &[usize],
+    ) -> LoadOptions {
+        let mut options = LoadOptions::new(base_url);
+        options.scenario = self.paths.clone();
+        options.connections = self.connections;
+        options.rate = self.rate_rps;
+        options.duration = Some(window);
+        options.requests = None;
+        options.warmup = warmup;
+        options.timeout = request_timeout;
+        options.cpus = generator_cpus.to_vec();
+        options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_ins_are_valid_and_named() {
+        for name in BUILT_IN {
+            let scenario = Scenario::built_in(name, 50, 200.0).unwrap();
+            assert_eq!(scenario.name, name);
+            scenario.validate().unwrap();
+        }
+        assert!(Scenario::built_in("soak", 50, 200.0).is_none());
+        assert!(Scenario::fixed_rate(200.0).open_loop());
+        assert!(!Scenario::mixed().open_loop());
+    }
+
+    #[test]
+    fn bad_scenarios_say_what_is_wrong() {
+        let mut s = Scenario::health(0);
+        assert!(s.validate().unwrap_err().contains("connections"));
+        s = Scenario::fixed_rate(f64::NAN);
+        assert!(s.validate().unwrap_err().contains("rate"));
+        s = Scenario::health(1);
+        s.expected_status = 404;
+        assert!(s.validate().unwrap_err().contains("2xx"));
+        s = Scenario::mixed();
+        s.paths[1].weight = 0;
+        assert!(s.validate().unwrap_err().contains("/cpu has weight 0"));
+        s = Scenario::health(1);
+        s.paths[0].path = "health".into();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn scenarios_are_plain_data() {
+        let json = r#"{"name":"burst","paths":[{"path":"/cpu","weight":2}],"connections":8,"rate_rps":50.0}"#;
+        let scenario: Scenario = serde_json::from_str(json).unwrap();
+        assert_eq!(scenario.expected_status, 200);
+        assert_eq!(scenario.rate_rps, Some(50.0));
+        let options = scenario.load_options(
+            "http://127.0.0.1:1",
+            Duration::from_secs(2),
+            Duration::ZERO,
+            Duration::from_secs(5),
+            &[0],
+        );
+        assert_eq!((options.connections, options.rate), (8, Some(50.0)));
+        assert_eq!(options.scenario, scenario.paths);
+    }
+}

@@ -1,0 +1,262 @@
+//! The protocol against the mock environment, whose readings are known in advance: memory
+//! grows by a fixed amount per open connection and CPU time by a fixed amount per request.
+
+use std::time::Duration;
+
+use crate::env::Budget;
+use crate::env::mock::{MockEnv, MockReadings};
+use crate::load::PathWeight;
+use crate::measure::plan::Plan;
+use crate::measure::protocol::{Observer, Quiet};
+use crate::measure::rounds::{self, Prepared};
+use crate::measure::scenario::Scenario;
+use crate::report::schema::{Artifact, EnvironmentResult, HostInfo};
+
+const MIB: u64 = 1 << 20;
+
+fn host() -> HostInfo {
+    HostInfo {
+        cpu_model: "test".into(),
+        logical_cpus: 1,
+        kernel: "test".into(),
+        os: "test".into(),
+        memory_total_bytes: 1,
+        hostname: "test".into(),
+    }
+}
+
+fn closed(name: &str, connections: usize) -> Scenario {
+    Scenario {
+        name: name.into(),
+        paths: vec![PathWeight {
+            path: "/health".into(),
+            weight: 1,
+        }],
+        connections,
+        rate_rps: None,
+        expected_status: 200,
+    }
+}
+
+fn plan(scenarios: Vec<Scenario>, repetitions: u32, window_ms: u64, warmup_ms: u64) -> Plan {
+    let mut plan = Plan::new(scenarios);
+    plan.repetitions = repetitions;
+    plan.window = Duration::from_millis(window_ms);
+    plan.warmup = Duration::from_millis(warmup_ms);
+    plan.idle_settle = Duration::from_millis(100);
+    plan.budget = Budget::for_host();
+    plan
+}
+
+fn mock(name: &str, readings: MockReadings) -> Prepared {
+    Prepared {
+        env: Box::new(MockEnv::new(name, Budget::for_host(), readings)),
+        preparation: Vec::new(),
+    }
+}
+
+fn run(plan: &Plan, prepared: Vec<Prepared>) -> (Artifact, usize) {
+    let mut artifact = Artifact::on_host(host(), Vec::new());
+    let mut writes = 0;
+    rounds::run(plan, prepared, &mut artifact, &mut Quiet, &mut |_| {
+        writes += 1;
+        Ok(())
+    })
+    .unwrap();
+    (artifact, writes)
+}
+
+fn env<'a>(artifact: &'a Artifact, name: &str) -> &'a EnvironmentResult {
+    artifact
+        .environments
+        .iter()
+        .find(|e| e.label.name == name)
+        .unwrap_or_else(|| panic!("no environment {name}"))
+}
+
+#[test]
+fn peak_memory_is_each_windows_own_and_idle_memory_is_read_before_load() {
+    // 1 MiB per open connection: a window under c connections peaks at base + c MiB. The old
+    // protocol reported the lifetime high-water mark, so the narrow scenario after the wide
+    // one inherited the wide one's peak.
+    let readings = MockReadings {
+        memory_per_connection_bytes: MIB,
+        ..MockReadings::default()
+    };
+    let base = readings.memory_bytes;
+    let plan = plan(vec![closed("wide", 12), closed("narrow", 2)], 1, 400, 200);
+    let (artifact, _) = run(&plan, vec![mock("mock", readings)]);
+    let round = &env(&artifact, "mock").rounds[0];
+    assert_eq!(round.failure, None);
+    assert_eq!(round.idle_memory_bytes, Some(base));
+    assert!(
+        round
+            .idle_memory_method
+            .as_deref()
+            .unwrap()
+            .contains("100 ms after the first 200")
+    );
+    let peaks: Vec<_> = round
+        .scenarios
+        .iter()
+        .map(|s| s.peak_memory_bytes)
+        .collect();
+    assert_eq!(peaks, [Some(base + 12 * MIB), Some(base + 2 * MIB)]);
+    for scenario in &round.scenarios {
+        let method = scenario.peak_memory_method.as_deref().unwrap();
+        assert!(method.contains("within the measured window"), "{method}");
+    }
+}
+
+#[test]
+fn cpu_per_request_covers_exactly_the_measured_window() {
+    // 1 ms of CPU per request: CPU per 1,000 requests is 1 s. The old protocol divided CPU
+    // over warm-up + window by the window's requests: about 2 s here (1 s warm-up, 1 s window).
+    let readings = MockReadings {
+        cpu_seconds_per_request: 0.001,
+        ..MockReadings::default()
+    };
+    let plan = plan(vec![closed("health", 4)], 1, 1000, 1000);
+    let (artifact, _) = run(&plan, vec![mock("mock", readings)]);
+    let run = &env(&artifact, "mock").rounds[0].scenarios[0];
+    let per_thousand = run.service_cpu_seconds.unwrap() / run.load.ok as f64 * 1000.0;
+    // Requests in flight at either end of the window (at most 4 each) are the only slack.
+    assert!(
+        (per_thousand - 1.0).abs() < 0.05,
+        "{per_thousand} s per 1k requests"
+    );
+}
+
+#[test]
+fn a_failed_round_is_recorded_and_the_run_goes_on() {
+    let plan = plan(vec![closed("health", 2)], 3, 200, 0);
+    let flaky = Prepared {
+        env: Box::new(
+            MockEnv::new("flaky", Budget::for_host(), MockReadings::default())
+                .with_failing_starts([1]),
+        ),
+        preparation: Vec::new(),
+    };
+    let broken = Prepared {
+        env: Box::new(
+            MockEnv::new("broken", Budget::for_host(), MockReadings::default())
+                .with_failing_starts(0..3),
+        ),
+        preparation: Vec::new(),
+    };
+    let (artifact, writes) = run(
+        &plan,
+        vec![mock("good", MockReadings::default()), flaky, broken],
+    );
+    // After each of the 9 instance rounds, and once at the end.
+    assert_eq!(writes, 10);
+    let good = env(&artifact, "good");
+    assert_eq!(good.rounds.len(), 3);
+    assert!(
+        good.rounds
+            .iter()
+            .all(|r| r.failure.is_none() && r.scenarios.len() == 1)
+    );
+    let flaky = env(&artifact, "flaky");
+    let failed: Vec<_> = flaky
+        .rounds
+        .iter()
+        .filter_map(|r| r.failure.as_ref())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].phase, "start");
+    assert!(
+        failed[0].reason.contains("fails on purpose"),
+        "{}",
+        failed[0].reason
+    );
+    assert!(
+        flaky
+            .label
+            .notes
+            .iter()
+            .any(|n| n.starts_with("round 2 failed at start")),
+        "{:?}",
+        flaky.label.notes
+    );
+    assert!(
+        artifact
+            .environments
+            .iter()
+            .all(|e| e.label.name != "broken")
+    );
+    let dropped = artifact
+        .unavailable
+        .iter()
+        .find(|u| u.name == "broken")
+        .unwrap();
+    assert!(
+        dropped.reason.contains("every one of its 3 rounds failed"),
+        "{}",
+        dropped.reason
+    );
+}
+
+#[test]
+fn rounds_are_interleaved_in_a_shuffled_order() {
+    struct Order(Vec<(u32, String)>);
+    impl Observer for Order {
+        fn phase(&mut self, round: u32, env: &str, phase: &str) {
+            if phase == "start" {
+                self.0.push((round, env.to_owned()));
+            }
+        }
+    }
+    let plan = plan(Vec::new(), 6, 100, 0);
+    let names = ["a", "b", "c"];
+    let prepared = names
+        .iter()
+        .map(|n| mock(n, MockReadings::default()))
+        .collect();
+    let mut artifact = Artifact::on_host(host(), Vec::new());
+    let mut order = Order(Vec::new());
+    rounds::run(&plan, prepared, &mut artifact, &mut order, &mut |_| Ok(())).unwrap();
+    let per_round: Vec<Vec<&str>> = (0..6)
+        .map(|r| {
+            order
+                .0
+                .iter()
+                .filter(|(round, _)| *round == r)
+                .map(|(_, e)| e.as_str())
+                .collect()
+        })
+        .collect();
+    for round in &per_round {
+        let mut sorted = round.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, names, "every environment once per round");
+    }
+    assert!(
+        per_round.iter().any(|r| r != &per_round[0]),
+        "the order is shuffled"
+    );
+}
+
+#[test]
+fn perf_trials_take_every_test_thread() {
+    // nextest serialised perf trials only among themselves; correctness trials (VM boots
+    // under emulation included) ran beside them. Each perf override must require every
+    // test thread.
+    let config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.config/nextest.toml"))
+            .unwrap();
+    let overrides: Vec<&str> = config
+        .split("[[")
+        .filter(|block| block.contains("::perf::"))
+        .collect();
+    assert!(
+        overrides.len() >= 2,
+        "perf overrides for the default and ci profiles"
+    );
+    for block in overrides {
+        assert!(
+            block.contains("threads-required = \"num-test-threads\""),
+            "a perf override does not take every thread:\n{block}"
+        );
+    }
+}

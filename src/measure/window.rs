@@ -1,0 +1,140 @@
+//! Readings over exactly the measured window: the highest memory reading inside it, and the
+//! service's CPU time between its two ends.
+//!
+//! Resources are read every few milliseconds while load runs, each reading stamped with the
+//! moment it was taken. The load generator reports the window its counts cover; the peak is
+//! the highest reading taken inside it (so a later scenario never inherits an earlier one's
+//! peak, and warm-up and drain do not count), and CPU time at each end of the window is
+//! interpolated linearly between the readings around it, so CPU per request divides CPU
+//! spent in the window by requests answered in the same window.
+
+use std::time::{Duration, Instant};
+
+use crate::load::MeasuredWindow;
+
+/// One reading of an instance's resources, with the moment it was taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When the reading was taken.
+    pub at: Instant,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+    /// CPU time used since start, seconds.
+    pub cpu_seconds: f64,
+}
+
+/// What the samples say about one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowReadings {
+    /// Highest memory reading taken within the window.
+    pub peak_memory_bytes: Option<u64>,
+    /// How many readings the peak was taken over.
+    pub readings: usize,
+    /// CPU time used between the window's start and end, seconds.
+    pub cpu_seconds: Option<f64>,
+}
+
+/// Reads `samples` (in time order) over `window`.
+pub fn over(samples: &[Sample], window: &MeasuredWindow) -> WindowReadings {
+    let inside: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at >= window.start && s.at <= window.end)
+        .collect();
+    let cpu = match (cpu_at(samples, window.start), cpu_at(samples, window.end)) {
+        (Some(start), Some(end)) => Some((end - start).max(0.0)),
+        _ => None,
+    };
+    WindowReadings {
+        peak_memory_bytes: inside.iter().map(|s| s.memory_bytes).max(),
+        readings: inside.len(),
+        cpu_seconds: cpu,
+    }
+}
+
+/// CPU time at `at`, interpolated between the last reading at or before it and the first at
+/// or after it; `None` when the readings do not bracket `at`.
+fn cpu_at(samples: &[Sample], at: Instant) -> Option<f64> {
+    let before = samples.iter().rev().find(|s| s.at <= at)?;
+    let after = samples.iter().find(|s| s.at >= at)?;
+    let span = after.at.saturating_duration_since(before.at);
+    if span.is_zero() {
+        return Some(before.cpu_seconds);
+    }
+    let fraction = at.saturating_duration_since(before.at).as_secs_f64() / span.as_secs_f64();
+    Some(before.cpu_seconds + fraction * (after.cpu_seconds - before.cpu_seconds))
+}
+
+/// `highest of N readings every 10 ms within the measured window`.
+pub fn peak_method(readings: usize, interval: Duration) -> String {
+    format!(
+        "highest of {readings} readings taken every {} ms within the measured window",
+        interval.as_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(t0: Instant, points: &[(u64, u64, f64)]) -> Vec<Sample> {
+        points
+            .iter()
+            .map(|&(ms, memory_bytes, cpu_seconds)| Sample {
+                at: t0 + Duration::from_millis(ms),
+                memory_bytes,
+                cpu_seconds,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_peak_is_taken_inside_the_window_only() {
+        let t0 = Instant::now();
+        // A spike during warm-up (at 50 ms) and one in the drain (at 450 ms) do not count.
+        let s = samples(
+            t0,
+            &[
+                (0, 10, 0.0),
+                (50, 99, 0.1),
+                (100, 20, 0.2),
+                (200, 30, 0.3),
+                (300, 25, 0.4),
+                (450, 98, 0.5),
+            ],
+        );
+        let window = MeasuredWindow {
+            start: t0 + Duration::from_millis(100),
+            end: t0 + Duration::from_millis(400),
+        };
+        let readings = over(&s, &window);
+        assert_eq!(readings.peak_memory_bytes, Some(30));
+        assert_eq!(readings.readings, 3);
+    }
+
+    #[test]
+    fn cpu_is_interpolated_at_both_ends() {
+        let t0 = Instant::now();
+        // CPU grows 1 s per second of wall time; the window is 150..350 ms.
+        let s = samples(
+            t0,
+            &[(0, 1, 0.0), (100, 1, 0.1), (200, 1, 0.2), (400, 1, 0.4)],
+        );
+        let window = MeasuredWindow {
+            start: t0 + Duration::from_millis(150),
+            end: t0 + Duration::from_millis(350),
+        };
+        let cpu = over(&s, &window).cpu_seconds.unwrap();
+        assert!((cpu - 0.2).abs() < 1e-9, "{cpu}");
+    }
+
+    #[test]
+    fn unbracketed_windows_have_no_cpu() {
+        let t0 = Instant::now();
+        let s = samples(t0, &[(100, 1, 0.1)]);
+        let window = MeasuredWindow {
+            start: t0,
+            end: t0 + Duration::from_millis(200),
+        };
+        assert_eq!(over(&s, &window).cpu_seconds, None);
+    }
+}
