@@ -14,16 +14,9 @@ use libtest_mimic::{Failed, Trial};
 
 use super::images;
 
-/// The environments a foreign image runs in (the suite's own list, minus those that only
-/// run isobench's server).
-pub const FOREIGN_ENVIRONMENTS: &[&str] = &[
-    "native",
-    "container-host",
-    "container",
-    "gvisor",
-    #[cfg(feature = "vm")]
-    "vm",
-];
+/// The environments a foreign image runs in. Not yet the VM: booting an image as the
+/// guest's root is not wired up (`env::vm::foreign` says so), and a trial would only fail.
+pub const FOREIGN_ENVIRONMENTS: &[&str] = &["native", "container-host", "container", "gvisor"];
 
 /// A short startup bound for the bad-input trials: long enough for a container or a
 /// chrooted busybox to come up on a busy machine, short enough that the suite does not wait.

@@ -345,7 +345,13 @@ impl Environment for ContainerEnv {
             (NetworkMode::Host, None) => Some(free_loopback_port()?),
             (NetworkMode::Bridge, _) => None,
         };
-        let mut request = GenericImage::new(&image.repository, &image.tag)
+        let mut base = GenericImage::new(&image.repository, &image.tag);
+        if foreign.is_some() {
+            // Published even when the image does not EXPOSE it (the user's --port wins), as
+            // `docker run -p` does.
+            base = base.with_exposed_port(service_port.tcp());
+        }
+        let mut request = base
             .with_label(CONTAINER_LABEL, "1")
             .with_label(OWNER_LABEL, std::process::id().to_string())
             .with_readonly_rootfs(hardening.read_only_root)
