@@ -48,6 +48,24 @@ pub fn accel_decision(budget: Budget) -> Result<AccelDecision, EnvError> {
     QemuVm::new(budget)?.accel_decision()
 }
 
+/// The VM environment for a user's image. Not wired to QEMU yet: the pieces exist (the
+/// image's root filesystem as an ext4 disk, [`rootfs`]; the guest init `vm/init-image`; the
+/// guest's `isobench-exec`), but booting them waits for the reworked QEMU boot, so the VM is
+/// reported as unavailable for images, with this reason, rather than measured wrongly.
+pub fn foreign(
+    _budget: Budget,
+    image: crate::subject::ImageSubject,
+    _run: crate::env::foreign::ForeignRun,
+) -> Result<Box<dyn Environment>, EnvError> {
+    Err(EnvError::Unavailable {
+        env: qemu::NAME.into(),
+        reason: format!(
+            "booting a user's image ({}) as a VM's root is not implemented yet in this build",
+            image.image.reference
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,22 +98,4 @@ mod tests {
             Err(other) => panic!("{other}"),
         }
     }
-}
-
-/// The VM environment for a user's image. Not wired to QEMU yet: the pieces exist (the
-/// image's root filesystem as an ext4 disk, [`rootfs`]; the guest init `vm/init-image`; the
-/// guest's `isobench-exec`), but booting them waits for the reworked QEMU boot, so the VM is
-/// reported as unavailable for images, with this reason, rather than measured wrongly.
-pub fn foreign(
-    _budget: Budget,
-    image: crate::subject::ImageSubject,
-    _run: crate::env::foreign::ForeignRun,
-) -> Result<Box<dyn Environment>, EnvError> {
-    Err(EnvError::Unavailable {
-        env: qemu::NAME.into(),
-        reason: format!(
-            "booting a user's image ({}) as a VM's root is not implemented yet in this build",
-            image.image.reference
-        ),
-    })
 }
