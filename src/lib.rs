@@ -24,3 +24,5 @@ pub mod measure;
 pub mod probe;
 #[cfg(feature = "harness")]
 pub mod report;
+#[cfg(feature = "harness")]
+pub mod subject;

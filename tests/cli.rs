@@ -124,6 +124,56 @@ fn bad_options_are_refused_with_a_message() {
     }
 }
 
+/// `--image` naming an image the engine lacks: refused at once, the image named, nothing
+/// pulled, no environment started.
+#[test]
+fn a_missing_image_is_named_and_nothing_runs() {
+    let started = Instant::now();
+    let output = isobench()
+        .args([
+            "run",
+            "--image",
+            "isobench-no-such-image:never",
+            "--env",
+            "native,container",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("image isobench-no-such-image:never is not on the local Docker engine"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("never pulls"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A scenario file with a misspelt key: refused before anything starts, naming the key.
+#[test]
+fn a_scenario_file_with_an_unknown_key_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my.toml");
+    std::fs::write(
+        &file,
+        "[[scenario]]\nname = \"browse\"\nloop = \"closed\"\nconections = 8\npaths = [\"/health\"]\n",
+    )
+    .unwrap();
+    let output = isobench()
+        .args(["run", "--env", "mock", "--scenarios"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown field `conections`"), "{stderr}");
+    assert!(stderr.contains("my.toml"), "{stderr}");
+}
+
 /// SIGINT in the middle of a measurement: isobench exits within seconds, stops every server,
 /// container and VM it started, and leaves the artifact it had already written intact.
 #[test]

@@ -13,6 +13,9 @@ mod suite {
     pub mod cleanup;
     pub mod envs;
     pub mod faults;
+    pub mod foreign;
+    #[path = "../support/images.rs"]
+    pub mod images;
     pub mod perf;
     #[path = "../support/processes.rs"]
     pub mod processes;
@@ -37,6 +40,7 @@ fn main() {
         trials.extend(suite::perf::trials(env));
         trials.extend(suite::soak::trials(env));
         trials.extend(suite::faults::trials(env));
+        trials.extend(suite::foreign::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod compare;
 pub mod gate;
 pub mod run;
+pub mod subject_args;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -22,6 +22,7 @@ use crate::measure::rounds::{self, Prepared};
 use crate::measure::scenario::{BUILT_IN, Scenario};
 use crate::measure::soak::{self, SoakPlan};
 use crate::report::schema::{Artifact, Unavailable};
+use crate::subject::Subject;
 
 /// Options of `isobench run`.
 ///
@@ -44,8 +45,14 @@ pub struct RunArgs {
     /// Scenarios to run against every instance: health (closed loop on /health, the
     /// ceiling), mixed (closed loop over /health, /cpu, /memory, /parallel), fixed-rate (open
     /// loop on /health at --rate, coordinated omission corrected).
-    #[arg(long, value_delimiter = ',', default_value = "health,mixed,fixed-rate")]
+    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/subject/scenario_file.rs`).
+    /// Without the flag: health,mixed,fixed-rate for isobench's own server; health and
+    /// fixed-rate on the health path for `--image` / `--binary`.
+    #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
+    /// What to measure (isobench's own server unless --image or --binary).
+    #[command(flatten)]
+    pub subject: super::subject_args::SubjectArgs,
     /// Repetitions: fresh instances of every environment, interleaved [default: 7, the
     /// fewest that give 95% intervals for medians and their ratios; 2 with --quick, 15 with
     /// --thorough].
@@ -90,8 +97,14 @@ pub struct RunArgs {
     pub gate: crate::cli::gate::GateArgs,
 }
 
-/// The plan `args` ask for: presets applied, scenarios resolved, this host's budget.
+/// The plan `args` ask for, measuring isobench's own server.
 pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
+    plan_for(args, &Subject::Own)
+}
+
+/// The plan `args` ask for against `subject`: presets applied, scenarios resolved (built-in
+/// names, or a scenario file), this host's budget.
+pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
     let (repetitions, window) = if args.quick {
         (2, Duration::from_secs(1))
     } else if args.thorough {
@@ -99,22 +112,31 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
     } else {
         (DEFAULT_REPETITIONS, DEFAULT_WINDOW)
     };
-    anyhow::ensure!(
-        !args.scenarios.is_empty(),
-        "--scenarios must name at least one"
-    );
-    let scenarios = args
-        .scenarios
-        .iter()
-        .map(|name| {
-            Scenario::built_in(name.trim(), args.connections, args.rate).with_context(|| {
-                format!(
-                    "--scenarios: unknown scenario {name:?}; expected {}",
-                    BUILT_IN.join(", ")
-                )
+    let is_file = matches!(args.scenarios.as_slice(), [single]
+        if single.ends_with(".toml") || std::path::Path::new(single).is_file());
+    let scenarios = if subject.is_foreign() || is_file {
+        super::subject_args::workloads(&args.scenarios, subject, args.connections, args.rate)?
+            .iter()
+            .map(super::subject_args::to_scenario)
+            .collect()
+    } else {
+        let names: Vec<String> = if args.scenarios.is_empty() {
+            BUILT_IN.iter().map(|name| (*name).to_owned()).collect()
+        } else {
+            args.scenarios.clone()
+        };
+        names
+            .iter()
+            .map(|name| {
+                Scenario::built_in(name.trim(), args.connections, args.rate).with_context(|| {
+                    format!(
+                        "--scenarios: unknown scenario {name:?}; expected {}",
+                        BUILT_IN.join(", ")
+                    )
+                })
             })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let mut plan = Plan::new(scenarios);
     plan.repetitions = args.repetitions.unwrap_or(repetitions);
     plan.window = args.duration.unwrap_or(window);
@@ -144,7 +166,9 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
 
 /// Runs the comparison and writes its outputs; returns the artifact.
 pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
-    let plan = plan_from_args(&args)?;
+    let subject = args.subject.resolve()?;
+    let plan = plan_for(&args, &subject)?;
+    let foreign_run = args.subject.foreign_run();
     // Check files are read before anything is measured, so a typo costs nothing.
     let settings = args.gate.settings(None)?;
     // Before anything starts: a full disk or a read-only directory is found in a second,
@@ -169,7 +193,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         spinner.enable_steady_tick(Duration::from_millis(120));
         cleanup::enter_phase(Phase::Preparing);
         // `runtimes` stands for one environment per registered runtime.
-        let outcomes = factory::prepared_all(name, plan.budget.clone());
+        let outcomes = if subject.is_foreign() {
+            let prepared = crate::env::foreign::prepared(
+                name.as_str(),
+                plan.budget.clone(),
+                &subject,
+                &foreign_run,
+            );
+            vec![(name.to_string(), prepared)]
+        } else {
+            factory::prepared_all(name, plan.budget.clone())
+        };
         spinner.finish_and_clear();
         for (name, outcome) in outcomes {
         match outcome {

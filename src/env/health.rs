@@ -141,6 +141,55 @@ pub fn detected_environment(base_url: &str) -> anyhow::Result<String> {
         .context("/status has no environment.kind")
 }
 
+/// How long a health path may keep answering a 4xx before startup gives up early: a service
+/// that is up but says "not found" on its health path will not change its mind, and waiting
+/// the whole startup timeout for it only hides the mistake.
+pub const CLIENT_ERROR_GRACE: Duration = Duration::from_secs(3);
+
+/// Polls `{base_url}{path}` until it answers any 2xx (a foreign service's readiness), and
+/// returns the time since `since`. Fails when `alive` fails, when the path keeps answering
+/// a 4xx for [`CLIENT_ERROR_GRACE`], or at `timeout`; the error says what was last seen.
+pub fn wait_until_ready(
+    base_url: &str,
+    path: &str,
+    since: Instant,
+    timeout: Duration,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let agent = agent(Duration::from_millis(500));
+    let url = format!("{base_url}{path}");
+    let deadline = since + timeout;
+    let mut last;
+    let mut first_client_error: Option<Instant> = None;
+    loop {
+        match agent.get(&url).call() {
+            Ok(response) if response.status().is_success() => return Ok(since.elapsed()),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                last = format!("it answered {status}");
+                if response.status().is_client_error() {
+                    let first = *first_client_error.get_or_insert_with(Instant::now);
+                    if first.elapsed() >= CLIENT_ERROR_GRACE {
+                        bail!(
+                            "{url} answered {status} for {CLIENT_ERROR_GRACE:?}, never a 2xx: is the health path right? (--health)"
+                        );
+                    }
+                } else {
+                    first_client_error = None;
+                }
+            }
+            Err(error) => last = format!("last attempt: {error}"),
+        }
+        alive()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "{url} did not answer 2xx within {timeout:?} ({last}); is the port right? (--port)"
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

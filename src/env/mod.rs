@@ -10,10 +10,12 @@ pub mod budget;
 pub mod cleanup;
 pub mod container;
 pub mod factory;
+pub mod foreign;
 pub mod health;
 pub mod logs;
 pub mod mock;
 pub mod native;
+pub mod native_foreign;
 pub mod server_binary;
 pub mod vm;
 

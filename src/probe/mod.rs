@@ -7,3 +7,4 @@ pub mod container;
 pub mod host;
 pub mod pin;
 pub mod process;
+pub mod tree;

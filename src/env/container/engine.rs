@@ -40,6 +40,17 @@ impl Engine {
         Ok(Self { docker, runtime })
     }
 
+    /// The bollard client, for engine calls this façade does not wrap (image inspection,
+    /// root filesystem export in [`crate::subject`]).
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Drives `future` (a bollard call) to completion on this engine's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     /// `docker <version> (API <api>)` as the engine reports it.
     pub fn describe(&self) -> anyhow::Result<String> {
         let version = self.runtime.block_on(self.docker.version())?;

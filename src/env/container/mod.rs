@@ -11,6 +11,10 @@
 //! - `container-host`: `--network host`, the server bound to 127.0.0.1 on a free port;
 //! - `gvisor`: the bridge setup under the engine's `runsc` runtime;
 //! - `container-<runtime>`: the bridge setup under any other registered runtime (crun, kata…).
+//!
+//! Every rung runs a user's image instead when given a [`ForeignContainer`]: the image as
+//! it is on the engine (never built, never pulled), its own port and health path, the same
+//! budget, and the hardening on unless the user turned a part of it off.
 
 pub mod engine;
 pub mod image;
@@ -34,11 +38,13 @@ use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Reso
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, logs, server_binary,
 };
+use crate::env::foreign::ForeignRun;
 use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
 use crate::report::ladder::{self, position};
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung};
+use crate::subject::ImageSubject;
 
 /// The port the server listens on inside the container on a bridge network.
 const SERVICE_PORT: u16 = 8080;
@@ -136,6 +142,30 @@ impl ContainerSpec {
     }
 }
 
+/// A user's image to run instead of isobench's own server, and how.
+#[derive(Debug, Clone)]
+pub struct ForeignContainer {
+    /// The image, its port and health path.
+    pub image: ImageSubject,
+    /// Startup bound and hardening.
+    pub run: ForeignRun,
+}
+
+impl ForeignContainer {
+    /// `(repository, tag)` of the image reference, as testcontainers wants it.
+    fn repository_and_tag(&self) -> (String, String) {
+        split_reference(&self.image.image.reference)
+    }
+}
+
+/// `myapp:1.0` → (`myapp`, `1.0`); `registry:5000/app` → (`registry:5000/app`, `latest`).
+fn split_reference(reference: &str) -> (String, String) {
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
+        _ => (reference.to_owned(), "latest".to_owned()),
+    }
+}
+
 /// A container environment.
 pub struct ContainerEnv {
     budget: Budget,
@@ -147,9 +177,17 @@ pub struct ContainerEnv {
     image: Option<BuiltImage>,
     /// How loopback traffic reaches the container, learnt at the first start.
     proxy_note: std::sync::Mutex<Option<String>>,
+    /// A user's image run in place of the server.
+    foreign: Option<ForeignContainer>,
 }
 
 impl ContainerEnv {
+    /// This environment running a user's image instead of isobench's own server.
+    pub fn with_foreign(mut self, foreign: ForeignContainer) -> Self {
+        self.foreign = Some(foreign);
+        self
+    }
+
     /// The `container` rung (bridge, default runtime); `Unavailable` when no engine answers.
     pub fn new(budget: Budget) -> Result<Self, EnvError> {
         Self::with_spec(budget, ContainerSpec::bridge())
@@ -207,6 +245,7 @@ impl ContainerEnv {
             runtime_version,
             image: None,
             proxy_note: std::sync::Mutex::new(None),
+            foreign: None,
         })
     }
 
@@ -260,6 +299,16 @@ impl Environment for ContainerEnv {
     }
 
     fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        if let Some(foreign) = &self.foreign {
+            // The user's image as it is: nothing to build.
+            let (repository, tag) = foreign.repository_and_tag();
+            self.image = Some(BuiltImage {
+                repository,
+                tag,
+                size_bytes: foreign.image.image.size_bytes,
+            });
+            return Ok(self.check_runtime()?.into_iter().collect());
+        }
         let (server, built) = server_binary::static_server()?;
         let (image, imaged) = image::ensure_image(&self.engine, &server)?;
         self.image = Some(image);
@@ -279,41 +328,69 @@ impl Environment for ContainerEnv {
         let memory = self.budget.memory_limit_bytes as i64;
         let network = self.spec.network;
         let runtime = self.spec.runtime.as_ref().map(|r| r.name.clone());
-        let host_port = match network {
-            NetworkMode::Host => Some(free_loopback_port()?),
-            NetworkMode::Bridge => None,
+        let foreign = self.foreign.as_ref();
+        let service_port = foreign.map_or(SERVICE_PORT, |f| f.image.port);
+        let hardening = foreign.map(|f| f.run.hardening).unwrap_or_default();
+        let startup_timeout = foreign.map_or(STARTUP_TIMEOUT, |f| f.run.startup_timeout);
+        // A foreign image binds its own fixed port; on the host's network that is the host's
+        // port, taken under the same per-port lock as the native chroot.
+        let mut port_lock = None;
+        let host_port = match (network, foreign) {
+            (NetworkMode::Host, Some(_)) => {
+                port_lock = Some(crate::env::native_foreign::lock_port(
+                    service_port,
+                    startup_timeout,
+                )?);
+                crate::env::native_foreign::ensure_port_free(service_port)?;
+                Some(service_port)
+            }
+            (NetworkMode::Host, None) => Some(free_loopback_port()?),
+            (NetworkMode::Bridge, _) => None,
         };
-        let mut request = GenericImage::new(&image.repository, &image.tag)
+        let mut base = GenericImage::new(&image.repository, &image.tag);
+        if foreign.is_some() {
+            // Published even when the image does not EXPOSE it (the user's --port wins), as
+            // `docker run -p` does.
+            base = base.with_exposed_port(service_port.tcp());
+        }
+        let mut request = base
             .with_label(CONTAINER_LABEL, "1")
             .with_label(OWNER_LABEL, std::process::id().to_string())
-            .with_readonly_rootfs(true)
-            .with_cap_drop("ALL")
-            .with_security_opt("no-new-privileges")
-            .with_startup_timeout(STARTUP_TIMEOUT)
+            .with_readonly_rootfs(hardening.read_only_root)
+            .with_startup_timeout(startup_timeout);
+        if foreign.is_none() {
             // The service derives its /memory caps from this (it could read the cgroup too;
             // saying it is what every environment does alike).
-            .with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string())
-            .with_host_config_modifier(move |host| {
-                host.cpuset_cpus = Some(cpuset.clone());
-                host.memory = Some(memory);
-                host.memory_swap = Some(memory);
-                host.runtime = runtime.clone();
-                host.publish_all_ports = Some(false);
-                match network {
-                    // Publish on loopback only, on a port the engine picks.
-                    NetworkMode::Bridge => {
-                        host.port_bindings = Some(HashMap::from([(
-                            format!("{SERVICE_PORT}/tcp"),
-                            Some(vec![PortBinding {
-                                host_ip: Some("127.0.0.1".into()),
-                                host_port: Some(String::new()),
-                            }]),
-                        )]));
-                    }
-                    NetworkMode::Host => host.network_mode = Some("host".into()),
+            request = request.with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string());
+        }
+        if hardening.drop_capabilities {
+            request = request.with_cap_drop("ALL");
+        }
+        if hardening.no_new_privileges {
+            request = request.with_security_opt("no-new-privileges");
+        }
+        let request = request.with_host_config_modifier(move |host| {
+            host.cpuset_cpus = Some(cpuset.clone());
+            host.memory = Some(memory);
+            host.memory_swap = Some(memory);
+            host.runtime = runtime.clone();
+            host.publish_all_ports = Some(false);
+            match network {
+                // Publish on loopback only, on a port the engine picks.
+                NetworkMode::Bridge => {
+                    host.port_bindings = Some(HashMap::from([(
+                        format!("{service_port}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )]));
                 }
-            });
-        if let Some(port) = host_port {
+                NetworkMode::Host => host.network_mode = Some("host".into()),
+            }
+        });
+        let mut request = request;
+        if let Some(port) = host_port.filter(|_| foreign.is_none()) {
             // The image's command binds 0.0.0.0, which on the host's network would be every
             // interface of the machine.
             let port = port.to_string();
@@ -326,20 +403,41 @@ impl Environment for ContainerEnv {
         cleanup::pause_point(cleanup::Phase::Starting);
         let port = match host_port {
             Some(port) => port,
-            None => container
-                .get_host_port_ipv4(SERVICE_PORT.tcp())
-                .context("reading the container's published port")?,
+            None => match container.get_host_port_ipv4(service_port.tcp()) {
+                Ok(port) => port,
+                // A container that already exited has no published port: say why it exited.
+                Err(_) if !container.is_running().unwrap_or(false) => {
+                    return Err(anyhow!(
+                        "the container exited during startup: {}",
+                        String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
+                    )
+                    .into());
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)
+                        .context("reading the container's published port")
+                        .into());
+                }
+            },
         };
         let base_url = format!("http://127.0.0.1:{port}");
-        let startup = health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, || {
-            match container.is_running() {
-                Ok(true) => Ok(()),
-                _ => Err(anyhow!(
-                    "the container exited during startup: {}",
-                    String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
-                )),
-            }
-        })?;
+        let alive = || match container.is_running() {
+            Ok(true) => Ok(()),
+            _ => Err(anyhow!(
+                "the container exited during startup: {}",
+                String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
+            )),
+        };
+        let startup = match foreign {
+            Some(foreign) => health::wait_until_ready(
+                &base_url,
+                &foreign.image.health_path,
+                started,
+                startup_timeout,
+                alive,
+            ),
+            None => health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, alive),
+        }?;
         // Found and pinned after the first 200, so isobench's own /proc scan is not counted
         // as the container's startup.
         let proxy = host_port.is_none().then(|| proxy::find(port)).flatten();
@@ -353,6 +451,7 @@ impl Environment for ContainerEnv {
         let engine = Engine::connect()?;
         let cgroup = cgroup_of(&engine, container.id());
         Ok(Box::new(ContainerInstance {
+            _port_lock: port_lock,
             container: Some(container),
             proxy: proxy.map(ProcessProbe::new),
             cgroup,
@@ -400,11 +499,17 @@ impl Environment for ContainerEnv {
             kernel: None,
             image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
             detected: None,
-            notes: vec![
-                memory_note.into(),
-                "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534"
-                    .into(),
-            ]
+            notes: match &self.foreign {
+                None => vec![
+                    memory_note.into(),
+                    "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
+                ],
+                Some(foreign) => vec![
+                    memory_note.into(),
+                    foreign.image.image.describe(),
+                    foreign.run.hardening.describe(),
+                ],
+            }
             .into_iter()
             .chain(proxy_note)
             .collect(),
@@ -424,6 +529,8 @@ fn cgroup_of(engine: &Engine, id: &str) -> Option<Cgroup> {
 
 /// A running container; dropping it removes the container.
 struct ContainerInstance {
+    /// Held while a foreign image on the host's network owns its port.
+    _port_lock: Option<std::fs::File>,
     container: Option<Container<GenericImage>>,
     /// Docker's userland proxy for the published port, when the engine uses one.
     proxy: Option<ProcessProbe>,
@@ -545,5 +652,28 @@ impl Drop for ContainerInstance {
             drop(container);
             let _ = self.engine.force_remove(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod foreign_tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        let split = |r| {
+            let (a, b) = split_reference(r);
+            (a, b)
+        };
+        assert_eq!(split("myapp:1.0"), ("myapp".into(), "1.0".into()));
+        assert_eq!(split("myapp"), ("myapp".into(), "latest".into()));
+        assert_eq!(
+            split("registry:5000/team/app"),
+            ("registry:5000/team/app".into(), "latest".into())
+        );
+        assert_eq!(
+            split("registry:5000/app:v2"),
+            ("registry:5000/app".into(), "v2".into())
+        );
     }
 }

@@ -1,0 +1,190 @@
+//! Environments for a foreign service (a user's image or static binary): how each one is
+//! made from the [`Subject`], with the options every environment shares.
+//!
+//! isobench's own server keeps its environments ([`crate::env::factory`]); a foreign
+//! service gets the same ladder, each rung running the same image: natively chrooted into
+//! its root filesystem ([`crate::env::native_foreign`]), in a container, and in a VM whose
+//! root is that filesystem.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::env::container::engine::Engine;
+use crate::env::container::{ContainerEnv, ForeignContainer};
+use crate::env::native_foreign::{Foreign, NativeForeignEnv};
+use crate::env::{Budget, EnvError, Environment};
+use crate::report::schema::Preparation;
+use crate::subject::{BinarySubject, ImageSubject, Subject};
+
+/// How a foreign service is run, in every environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignRun {
+    /// Bound on start → first 2xx on the health path.
+    pub startup_timeout: Duration,
+    /// The container's hardening.
+    pub hardening: Hardening,
+}
+
+impl Default for ForeignRun {
+    fn default() -> Self {
+        Self {
+            startup_timeout: Duration::from_secs(60),
+            hardening: Hardening::default(),
+        }
+    }
+}
+
+/// The container's hardening, each part on unless a flag turned it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hardening {
+    /// `--read-only`.
+    pub read_only_root: bool,
+    /// `--cap-drop ALL`.
+    pub drop_capabilities: bool,
+    /// `--security-opt no-new-privileges`.
+    pub no_new_privileges: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self {
+            read_only_root: true,
+            drop_capabilities: true,
+            no_new_privileges: true,
+        }
+    }
+}
+
+impl Hardening {
+    /// The hardening as the label states it.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        parts.push(if self.read_only_root {
+            "read-only root filesystem"
+        } else {
+            "writable root filesystem (--writable-root)"
+        });
+        parts.push(if self.drop_capabilities {
+            "all capabilities dropped"
+        } else {
+            "Docker's default capabilities (--keep-capabilities)"
+        });
+        parts.push(if self.no_new_privileges {
+            "no-new-privileges"
+        } else {
+            "new privileges allowed (--allow-new-privileges)"
+        });
+        parts.join(", ")
+    }
+}
+
+/// The environment `name` (`native`, `container`, `container-host`, `gvisor`, `vm`) for a
+/// foreign `subject`, prepared, with its timed preparation steps. A static binary runs
+/// directly natively and is wrapped `FROM scratch` for every other environment.
+pub fn prepared(
+    name: &str,
+    budget: Budget,
+    subject: &Subject,
+    run: &ForeignRun,
+) -> Result<(Box<dyn Environment>, Vec<Preparation>), EnvError> {
+    let mut steps = Vec::new();
+    let image = match (name, subject) {
+        (_, Subject::Own) => {
+            return Err(anyhow::anyhow!("isobench's own server is not a foreign service").into());
+        }
+        ("native", Subject::Binary(binary)) => {
+            let env =
+                NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
+            return Ok((Box::new(env), steps));
+        }
+        (_, Subject::Image(image)) => image.clone(),
+        (_, Subject::Binary(binary)) => {
+            let engine = Engine::connect()?;
+            let (image, wrapped) = wrap_binary(&engine, binary)?;
+            steps.push(wrapped);
+            image
+        }
+    };
+    let mut env: Box<dyn Environment> = match name {
+        "native" => Box::new(NativeForeignEnv::new(
+            budget,
+            Foreign::Image(image),
+            run.startup_timeout,
+        )),
+        "container" | "container-host" | "gvisor" => {
+            let env = match name {
+                "container" => ContainerEnv::new(budget)?,
+                "container-host" => ContainerEnv::host_network(budget)?,
+                _ => ContainerEnv::gvisor(budget)?,
+            };
+            Box::new(env.with_foreign(ForeignContainer { image, run: *run }))
+        }
+        "vm" => crate::env::vm::foreign(budget, image, *run)?,
+        other => {
+            return Err(EnvError::Unavailable {
+                env: other.into(),
+                reason: "this environment runs only isobench's own server".into(),
+            });
+        }
+    };
+    steps.extend(env.prepare()?);
+    Ok((env, steps))
+}
+
+/// Wraps a static binary into an image `FROM scratch` (the binary, uid 65534, its port
+/// exposed, the binary and its arguments as the entrypoint), tagged by content so it is
+/// built once; returns it resolved, and the timed step.
+pub fn wrap_binary(
+    engine: &Engine,
+    binary: &BinarySubject,
+) -> anyhow::Result<(ImageSubject, Preparation)> {
+    use sha2::{Digest, Sha256};
+    let started = std::time::Instant::now();
+    let bytes = std::fs::read(&binary.path)
+        .with_context(|| format!("reading {}", binary.path.display()))?;
+    let entrypoint: Vec<String> = std::iter::once("/service".to_owned())
+        .chain(binary.args.iter().cloned())
+        .collect();
+    let dockerfile = format!(
+        "FROM scratch AS service\nCOPY service /service\nUSER 65534:65534\nEXPOSE {}\nENTRYPOINT {}\n",
+        binary.port,
+        serde_json::to_string(&entrypoint)?
+    );
+    let mut hasher = Sha256::new();
+    hasher.update(dockerfile.as_bytes());
+    hasher.update(&bytes);
+    let tag: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let reference = format!("isobench-binary:{tag}");
+    let cached = engine.image_size(&reference)?.is_some();
+    if !cached {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, data, mode) in [
+            ("Dockerfile", dockerfile.as_bytes(), 0o644),
+            ("service", bytes.as_slice(), 0o755),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            archive.append_data(&mut header, path, data)?;
+        }
+        engine.build_image(archive.into_inner()?, "service", &reference)?;
+    }
+    let image = crate::subject::image::inspect(engine, &reference)?;
+    Ok((
+        ImageSubject {
+            image,
+            port: binary.port,
+            health_path: binary.health_path.clone(),
+        },
+        Preparation {
+            what: format!("image wrapping {} FROM scratch", binary.path.display()),
+            seconds: started.elapsed().as_secs_f64(),
+            cached,
+        },
+    ))
+}

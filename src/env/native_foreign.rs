@@ -1,0 +1,455 @@
+//! Native for a foreign service. An image: its own root filesystem (exported once through the engine,
+//! [`crate::subject::rootfs`]) run with `chroot`, with the image's entrypoint, command,
+//! environment, working directory and user — the same bytes as in the container, but no
+//! namespaces and no cgroups: the service shares the host's network, process table and
+//! memory, pinned to the service's CPUs like the native server. A static binary: run
+//! directly, as isobench's own server is.
+//!
+//! Sharing the host's network means the service binds its own fixed port on the host. A
+//! file lock per port serialises isobench's native instances of it across processes (the
+//! suite runs trials in parallel), and a port some other program holds is an error naming it.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::env::cleanup::{self, Registration, Resource};
+use crate::env::container::engine::Engine;
+use crate::env::server_binary;
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, pin};
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+use crate::subject::rootfs::{self, RootFs};
+use crate::subject::user::{self, ResolvedUser};
+use crate::subject::{BinarySubject, ImageSubject};
+
+/// How long a stopped service gets to exit after SIGTERM before its group is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often a busy port lock is retried.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// What runs natively.
+#[derive(Debug, Clone)]
+pub enum Foreign {
+    /// An image, chrooted into its root filesystem.
+    Image(ImageSubject),
+    /// A static binary, run directly.
+    Binary(BinarySubject),
+}
+
+/// The native environment for a foreign service.
+pub struct NativeForeignEnv {
+    budget: Budget,
+    foreign: Foreign,
+    startup_timeout: Duration,
+    prepared: Option<(RootFs, ResolvedUser)>,
+}
+
+impl NativeForeignEnv {
+    /// A native environment for `foreign` on `budget`'s service CPUs; a start fails after
+    /// `startup_timeout` without a 2xx on the health path.
+    pub fn new(budget: Budget, foreign: Foreign, startup_timeout: Duration) -> Self {
+        Self {
+            budget,
+            foreign,
+            startup_timeout,
+            prepared: None,
+        }
+    }
+
+    fn port_and_health(&self) -> (u16, &str) {
+        match &self.foreign {
+            Foreign::Image(image) => (image.port, &image.health_path),
+            Foreign::Binary(binary) => (binary.port, &binary.health_path),
+        }
+    }
+
+    /// The command for the image, chrooted and with its user, environment and directory.
+    fn image_command(&self, image: &ImageSubject) -> anyhow::Result<Command> {
+        let (rootfs, user) = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
+        let image = &image.image;
+        let argv = image.argv();
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .envs(environment(&image.env, user));
+        pin::pin_command(&mut command, &self.budget.service_cpus);
+        enter_root(&mut command, rootfs, &image.workdir, user)?;
+        Ok(command)
+    }
+}
+
+impl Environment for NativeForeignEnv {
+    fn name(&self) -> &str {
+        "native"
+    }
+
+    fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
+        let Foreign::Image(subject) = &self.foreign else {
+            return Ok(Vec::new());
+        };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(EnvError::Unavailable {
+                env: "native".into(),
+                reason:
+                    "running an image's root filesystem natively needs chroot, which needs root"
+                        .into(),
+            });
+        }
+        let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
+            env: "native".into(),
+            reason: format!(
+                "the image's root filesystem is exported through the Docker engine: {error}"
+            ),
+        })?;
+        let (rootfs, exported) = rootfs::ensure(&engine, &subject.image)?;
+        let user = user::resolve(&rootfs.dir, &subject.image.user)
+            .map_err(|error| anyhow!("image {}: {error}", subject.image.reference))?;
+        self.prepared = Some((rootfs, user));
+        Ok(vec![exported])
+    }
+
+    fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
+        let (port, health_path) = self.port_and_health();
+        let port_lock = lock_port(port, self.startup_timeout)?;
+        ensure_port_free(port)?;
+        let (mut command, argv) = match &self.foreign {
+            Foreign::Image(image) => (self.image_command(image)?, image.image.argv()),
+            Foreign::Binary(binary) => {
+                let mut command = Command::new(&binary.path);
+                command.args(&binary.args);
+                pin::pin_command(&mut command, &self.budget.service_cpus);
+                let argv = std::iter::once(binary.path.display().to_string())
+                    .chain(binary.args.iter().cloned())
+                    .collect();
+                (command, argv)
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // After the credentials change, which clears PR_SET_PDEATHSIG.
+        cleanup::kill_with_parent(&mut command);
+
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {argv:?}"))?;
+        let registration = cleanup::register(Resource::Process(child.id()));
+        let stderr = drain_stderr(&mut child);
+        let base_url = format!("http://127.0.0.1:{port}");
+        let startup = health::wait_until_ready(
+            &base_url,
+            health_path,
+            started,
+            self.startup_timeout,
+            || match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => bail!(
+                    "{argv:?} exited during startup ({status}); its last output: {}",
+                    stderr.tail()
+                ),
+                Err(error) => Err(error.into()),
+            },
+        );
+        let startup = match startup {
+            Ok(startup) => startup,
+            Err(error) => {
+                kill_group(&mut child);
+                return Err(error.into());
+            }
+        };
+        Ok(Box::new(ChrootInstance {
+            child,
+            base_url,
+            startup,
+            _registration: registration,
+            _port_lock: port_lock,
+        }))
+    }
+
+    fn label(&self) -> EnvironmentLabel {
+        let (runtime, image_size_bytes, what) = match &self.foreign {
+            Foreign::Image(image) => (
+                "chroot",
+                Some(image.image.size_bytes),
+                format!(
+                    "chroot into the root filesystem of {}: no namespaces, no cgroups, the host's network",
+                    image.image.describe()
+                ),
+            ),
+            Foreign::Binary(binary) => (
+                "process",
+                std::fs::metadata(&binary.path).ok().map(|meta| meta.len()),
+                format!(
+                    "the binary {} run directly: no namespaces, no cgroups, the host's network",
+                    binary.path.display()
+                ),
+            ),
+        };
+        EnvironmentLabel {
+            name: self.name().into(),
+            kind: EnvKind::Native,
+            runtime: runtime.into(),
+            accel: None,
+            service_cpus: self.budget.service_cpus.clone(),
+            generator_cpus: self.budget.generator_cpus.clone(),
+            memory_limit_bytes: None,
+            kernel: None,
+            image_size_bytes,
+            detected: None,
+            notes: vec![
+                what,
+                "no memory limit: a plain process has none short of a privileged cgroup".into(),
+                "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
+            ],
+            rung: Some(crate::report::ladder::rung(
+                crate::report::ladder::position::NATIVE,
+                "the baseline: the service's own files as plain processes on the host (chroot only)",
+                None,
+            )),
+        }
+    }
+}
+
+/// Where the port locks live.
+fn lock_dir() -> std::path::PathBuf {
+    server_binary::work_dir().join("ports")
+}
+
+/// Takes the per-port lock, waiting up to `timeout` for another isobench process's
+/// instance to release it.
+pub(crate) fn lock_port(port: u16, timeout: Duration) -> anyhow::Result<File> {
+    let dir = lock_dir();
+    std::fs::create_dir_all(&dir)?;
+    let file = File::create(dir.join(format!("{port}.lock")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(LOCK_POLL);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!("port {port} stayed taken by another isobench run for {timeout:?}")
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(error.into()),
+        }
+    }
+}
+
+/// Fails, naming the port, when something on the host already listens on it: the chrooted
+/// service would fail to bind, or worse, the load would go to that other program.
+pub(crate) fn ensure_port_free(port: u16) -> anyhow::Result<()> {
+    for address in ["0.0.0.0", "127.0.0.1"] {
+        TcpListener::bind((address, port)).with_context(|| {
+            format!(
+                "port {port} is already in use on this host ({address}); the native environment runs the image in the host's network, so it needs that port free"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The image's environment, completed as `docker run` completes it.
+fn environment(image_env: &[String], user: &ResolvedUser) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = image_env
+        .iter()
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let has = |env: &[(String, String)], name: &str| env.iter().any(|(n, _)| n == name);
+    if !has(&env, "PATH") {
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
+    }
+    if !has(&env, "HOME") {
+        env.push(("HOME".into(), user.home.clone()));
+    }
+    env
+}
+
+/// Makes the child chroot into `rootfs`, enter `workdir` and drop to `user` before exec;
+/// the program is then looked up in the image's `PATH`, inside the chroot.
+fn enter_root(
+    command: &mut Command,
+    rootfs: &RootFs,
+    workdir: &str,
+    user: &ResolvedUser,
+) -> anyhow::Result<()> {
+    let root = CString::new(rootfs.dir.as_os_str().as_encoded_bytes())?;
+    let workdir = CString::new(if workdir.is_empty() { "/" } else { workdir })?;
+    let (uid, gid) = (user.uid, user.gid);
+    // SAFETY: only async-signal-safe calls on memory prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::chroot(root.as_ptr()))?;
+            check(libc::chdir(workdir.as_ptr()))?;
+            let groups = [gid];
+            check(libc::setgroups(1, groups.as_ptr()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The last lines the service wrote to stderr, kept for error messages.
+#[derive(Clone, Default)]
+struct StderrTail(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl StderrTail {
+    fn tail(&self) -> String {
+        let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if lines.is_empty() {
+            "(nothing)".into()
+        } else {
+            lines.iter().cloned().collect::<Vec<_>>().join(" | ")
+        }
+    }
+}
+
+/// Keeps reading the child's stderr on a thread (so it never blocks on a full pipe),
+/// remembering the last few lines.
+fn drain_stderr(child: &mut Child) -> StderrTail {
+    let tail = StderrTail::default();
+    if let Some(stderr) = child.stderr.take() {
+        let keep = tail.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut lines = keep.0.lock().unwrap_or_else(|p| p.into_inner());
+                if lines.len() == 5 {
+                    lines.pop_front();
+                }
+                lines.push_back(line.chars().take(300).collect());
+            }
+        });
+    }
+    tail
+}
+
+/// SIGKILLs the child's process group (the service and whatever it forked) and reaps it.
+fn kill_group(child: &mut Child) {
+    // SAFETY: signalling the process group our own child leads.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// A running chrooted service; dropping it kills its process group.
+struct ChrootInstance {
+    child: Child,
+    base_url: String,
+    startup: Duration,
+    _registration: Registration,
+    /// Held while the service owns the port.
+    _port_lock: File,
+}
+
+impl Instance for ChrootInstance {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn resources(&self) -> Result<ResourceReading, EnvError> {
+        let reading = crate::probe::tree::read(self.child.id())
+            .context("reading the service's process tree")?;
+        Ok(reading.into())
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // SIGTERM to the leader: services stop their own workers (gunicorn does).
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if self
+                .child
+                .try_wait()
+                .context("waiting for the service")?
+                .is_some()
+            {
+                // Workers it forked and did not stop go with the group.
+                // SAFETY: as above, for the group.
+                unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_group(&mut self.child);
+        Err(anyhow!("the service did not exit within {STOP_GRACE:?} of SIGTERM; killed").into())
+    }
+}
+
+impl Drop for ChrootInstance {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            kill_group(&mut self.child);
+        }
+        // SAFETY: the group may still hold forked workers after the leader exited.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_is_completed_like_docker_run() {
+        let user = ResolvedUser {
+            uid: 1000,
+            gid: 1000,
+            home: "/app".into(),
+        };
+        let env = environment(&["PYTHONUNBUFFERED=1".into(), "A=b=c".into()], &user);
+        assert_eq!(env[0], ("PYTHONUNBUFFERED".into(), "1".into()));
+        assert_eq!(env[1], ("A".into(), "b=c".into()));
+        assert!(
+            env.iter()
+                .any(|(n, v)| n == "PATH" && v.contains("/usr/bin"))
+        );
+        assert!(env.contains(&("HOME".into(), "/app".into())));
+        let env = environment(&["HOME=/h".into(), "PATH=/x".into()], &user);
+        assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let error = format!("{:#}", ensure_port_free(port).unwrap_err());
+        assert!(
+            error.contains(&format!("port {port} is already in use")),
+            "{error}"
+        );
+    }
+}

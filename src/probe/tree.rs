@@ -1,0 +1,146 @@
+//! Memory and CPU time of a process *tree*: a service that forks (gunicorn's master and its
+//! workers, busybox httpd's child per connection) is all of its processes, not its first.
+//!
+//! Read from `/proc/<pid>/stat` of the root and every live descendant. CPU time is each
+//! process's own time plus that of its children it has reaped (`cutime`, `cstime`), so work
+//! done by short-lived children that already exited still counts. Memory is the sum of the
+//! live processes' resident sets; pages they share (a forked worker's copy-on-write pages)
+//! are counted once per process, as `ps` and top's RES do, which overstates a forking
+//! service's memory against a container's cgroup figure — the label says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use super::process::ProcessReading;
+
+/// One process's figures from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    ppid: u32,
+    /// utime + stime + cutime + cstime, clock ticks.
+    ticks: u64,
+    /// Resident pages.
+    rss_pages: u64,
+}
+
+/// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses, so fields
+/// are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): ppid is field 4, utime..cstime 14..17, rss 24.
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ppid: u32::try_from(field(4)?).ok()?,
+        ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        rss_pages: field(24)?,
+    })
+}
+
+fn read_all() -> BTreeMap<u32, Stat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parse_stat(&text)?))
+        })
+        .collect()
+}
+
+/// `root` and its descendants among `stats`.
+fn tree_of(root: u32, stats: &BTreeMap<u32, Stat>) -> BTreeSet<u32> {
+    let mut tree = BTreeSet::from([root]);
+    // Descendants can have lower pids than their ancestors (pid wrap), so iterate to a fixpoint.
+    loop {
+        let before = tree.len();
+        for (&pid, stat) in stats {
+            if tree.contains(&stat.ppid) {
+                tree.insert(pid);
+            }
+        }
+        if tree.len() == before {
+            return tree;
+        }
+    }
+}
+
+/// Reads the tree rooted at `root` now; fails if the root is gone.
+pub fn read(root: u32) -> io::Result<ProcessReading> {
+    let stats = read_all();
+    if !stats.contains_key(&root) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {root} is gone"),
+        ));
+    }
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let (ticks, pages) = tree_of(root, &stats)
+        .iter()
+        .filter_map(|pid| stats.get(pid))
+        .fold((0, 0), |(ticks, pages), stat| {
+            (ticks + stat.ticks, pages + stat.rss_pages)
+        });
+    Ok(ProcessReading {
+        rss_bytes: pages * page,
+        // A tree has no kernel-kept peak; summing each process's VmHWM would add peaks
+        // that never coincided.
+        peak_rss_bytes: None,
+        cpu_seconds: ticks as f64 / ticks_per_second,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_with_a_hostile_name() {
+        let line = "1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 100 1000000 250 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                ppid: 1,
+                ticks: 13,
+                rss_pages: 250
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn finds_descendants_of_any_depth() {
+        let stat = |ppid| Stat {
+            ppid,
+            ticks: 1,
+            rss_pages: 1,
+        };
+        let stats = BTreeMap::from([(10, stat(1)), (5, stat(10)), (20, stat(5)), (30, stat(1))]);
+        assert_eq!(tree_of(10, &stats), BTreeSet::from([5, 10, 20]));
+    }
+
+    #[test]
+    fn reads_a_real_tree_with_its_children() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let stats = read_all();
+        let tree = tree_of(child.id(), &stats);
+        let reading = read(child.id());
+        // SAFETY: signalling the group of our own child.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        child.wait().unwrap();
+        assert_eq!(tree.len(), 3, "sh and its two sleeps: {tree:?}");
+        assert!(reading.unwrap().rss_bytes > 0);
+        assert!(read(u32::MAX - 1).is_err());
+    }
+}

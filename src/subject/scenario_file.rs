@@ -1,0 +1,374 @@
+//! Scenario files: named load scenarios for a service, in TOML, so a user measures the paths
+//! that matter to *their* service.
+//!
+//! ```toml
+//! [[scenario]]
+//! name = "browse"             # unique; names the scenario in the report
+//! loop = "closed"             # "closed" (each connection sends when answered) or "open"
+//! connections = 8             # default: 50 closed, 16 open
+//! status = 200               # the status every correct answer has (a 2xx); default 200
+//! paths = ["/health", { path = "/items?page=2", weight = 3 }]
+//!
+//! [[scenario]]
+//! name = "steady"
+//! loop = "open"
+//! rate = 100.0                # requests per second; required for an open loop
+//! paths = ["/health"]
+//! ```
+//!
+//! A path is a string (weight 1) or a table with `path` and `weight` (≥ 1). The expected
+//! status is per scenario and a 2xx, since the load generator counts only 2xx answers as
+//! correct. Unknown keys anywhere are errors naming the key (serde's `deny_unknown_fields`),
+//! so a typo never silently falls back to a default.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::load::scenario::validate_path;
+
+/// Connections of a closed loop when the file does not say.
+pub const DEFAULT_CLOSED_CONNECTIONS: usize = 50;
+/// Connections of an open loop when the file does not say.
+pub const DEFAULT_OPEN_CONNECTIONS: usize = 16;
+
+/// Why a scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioFileError {
+    /// The file could not be read.
+    #[error("reading scenario file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the expected shape (unknown keys included); the message names
+    /// the key and the line.
+    #[error("scenario file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the TOML parser says, with the place.
+        message: String,
+    },
+    /// Valid TOML whose content makes no sense.
+    #[error("scenario file {path}, scenario {scenario:?}: {problem}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The scenario concerned.
+        scenario: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    scenario: Vec<RawScenario>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(rename = "loop")]
+    loop_kind: LoopKind,
+    connections: Option<usize>,
+    rate: Option<f64>,
+    #[serde(default = "ok_status")]
+    status: u16,
+    /// Strings or tables; read one by one (not as an untagged enum) so that an unknown key
+    /// inside a path's table is reported by name instead of as "no variant matched".
+    paths: Vec<toml::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullPath {
+    path: String,
+    #[serde(default = "one")]
+    weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// Closed or open loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoopKind {
+    /// Each connection sends its next request when the last is answered: the ceiling.
+    Closed,
+    /// Requests at a fixed total rate, latency from the intended send time.
+    Open,
+}
+
+/// One path of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSpec {
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// Relative weight, ≥ 1.
+    pub weight: u32,
+}
+
+/// One named scenario, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioSpec {
+    /// Unique name.
+    pub name: String,
+    /// Closed or open loop.
+    pub loop_kind: LoopKind,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Total request rate of an open loop, requests per second.
+    pub rate: Option<f64>,
+    /// The status every correct answer has (a 2xx).
+    pub status: u16,
+    /// Paths and weights.
+    pub paths: Vec<PathSpec>,
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Vec<ScenarioSpec>, ScenarioFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates scenario-file text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFileError> {
+    let file: File = toml::from_str(text).map_err(|error| ScenarioFileError::Parse {
+        path: origin.into(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let invalid = |scenario: &str, problem: String| ScenarioFileError::Invalid {
+        path: origin.into(),
+        scenario: scenario.into(),
+        problem,
+    };
+    if file.scenario.is_empty() {
+        return Err(invalid("", "the file defines no [[scenario]]".into()));
+    }
+    let mut names = BTreeSet::new();
+    let mut specs = Vec::new();
+    for raw in file.scenario {
+        let name = raw.name.trim().to_owned();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                &raw.name,
+                "a name is letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid(&name, "the name is used twice".into()));
+        }
+        let connections = raw.connections.unwrap_or(match raw.loop_kind {
+            LoopKind::Closed => DEFAULT_CLOSED_CONNECTIONS,
+            LoopKind::Open => DEFAULT_OPEN_CONNECTIONS,
+        });
+        if connections == 0 {
+            return Err(invalid(&name, "connections must be at least 1".into()));
+        }
+        match (raw.loop_kind, raw.rate) {
+            (LoopKind::Open, None) => {
+                return Err(invalid(&name, "an open loop needs a rate".into()));
+            }
+            (LoopKind::Open, Some(rate)) if !(rate.is_finite() && rate > 0.0) => {
+                return Err(invalid(&name, format!("rate {rate} must be positive")));
+            }
+            (LoopKind::Closed, Some(_)) => {
+                return Err(invalid(
+                    &name,
+                    "a closed loop has no rate (use loop = \"open\")".into(),
+                ));
+            }
+            _ => {}
+        }
+        if raw.paths.is_empty() {
+            return Err(invalid(&name, "paths is empty".into()));
+        }
+        let mut paths = Vec::new();
+        for (index, raw_path) in raw.paths.into_iter().enumerate() {
+            let full = match raw_path {
+                toml::Value::String(path) => FullPath { path, weight: 1 },
+                table @ toml::Value::Table(_) => table.try_into::<FullPath>().map_err(|error| {
+                    invalid(
+                        &name,
+                        format!("paths[{index}]: {}", error.to_string().trim_end()),
+                    )
+                })?,
+                other => {
+                    return Err(invalid(
+                        &name,
+                        format!(
+                            "paths[{index}]: expected a path string or a table, found {}",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            };
+            validate_path(&full.path).map_err(|error| invalid(&name, error.to_string()))?;
+            if full.weight == 0 {
+                return Err(invalid(
+                    &name,
+                    format!("{}: the weight must be at least 1", full.path),
+                ));
+            }
+            paths.push(PathSpec {
+                path: full.path,
+                weight: full.weight,
+            });
+        }
+        if !(200..300).contains(&raw.status) {
+            return Err(invalid(
+                &name,
+                format!(
+                    "status {} is not a 2xx; the load generator counts only 2xx answers as correct",
+                    raw.status
+                ),
+            ));
+        }
+        specs.push(ScenarioSpec {
+            name,
+            loop_kind: raw.loop_kind,
+            connections,
+            rate: raw.rate,
+            status: raw.status,
+            paths,
+        });
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[scenario]]
+name = "browse"
+loop = "closed"
+connections = 8
+status = 204
+paths = ["/health", { path = "/cpu?n=2000", weight = 3 }, { path = "/a" }]
+
+[[scenario]]
+name = "steady"
+loop = "open"
+rate = 100.0
+paths = ["/health"]
+"#;
+
+    #[test]
+    fn parses_closed_and_open_scenarios() {
+        let specs = parse(EXAMPLE, "t.toml").unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].name, "browse");
+        assert_eq!(specs[0].loop_kind, LoopKind::Closed);
+        assert_eq!(specs[0].connections, 8);
+        assert_eq!(
+            specs[0].paths,
+            vec![
+                PathSpec {
+                    path: "/health".into(),
+                    weight: 1
+                },
+                PathSpec {
+                    path: "/cpu?n=2000".into(),
+                    weight: 3
+                },
+                PathSpec {
+                    path: "/a".into(),
+                    weight: 1
+                },
+            ]
+        );
+        assert_eq!(specs[0].status, 204);
+        assert_eq!(specs[1].status, 200);
+        assert_eq!(specs[1].loop_kind, LoopKind::Open);
+        assert_eq!(specs[1].rate, Some(100.0));
+        assert_eq!(specs[1].connections, DEFAULT_OPEN_CONNECTIONS);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let text = EXAMPLE.replace("connections = 8", "conections = 8");
+        let error = parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(error.contains("unknown field `conections`"), "{error}");
+        assert!(error.starts_with("scenario file t.toml:"), "{error}");
+        let text = EXAMPLE.replace("weight = 3", "wieght = 3");
+        let error = parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(error.contains("wieght"), "{error}");
+        let error = parse("[[scenarios]]\nname = \"x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `scenarios`"), "{error}");
+    }
+
+    #[test]
+    fn nonsense_is_an_error_naming_the_scenario() {
+        let cases = [
+            (
+                EXAMPLE.replace("rate = 100.0\n", ""),
+                "an open loop needs a rate",
+            ),
+            (
+                EXAMPLE.replace("name = \"steady\"", "name = \"browse\""),
+                "used twice",
+            ),
+            (
+                EXAMPLE.replace("connections = 8", "connections = 0"),
+                "at least 1",
+            ),
+            (
+                EXAMPLE.replace("weight = 3", "weight = 0"),
+                "weight must be at least 1",
+            ),
+            (
+                EXAMPLE.replace("\"/health\", {", "\"health\", {"),
+                "must start with '/'",
+            ),
+            (EXAMPLE.replace("status = 204", "status = 404"), "not a 2xx"),
+            (
+                EXAMPLE.replace("{ path = \"/a\" }", "3"),
+                "paths[2]: expected a path string",
+            ),
+            (
+                EXAMPLE.replace("connections = 8", "rate = 5.0"),
+                "closed loop has no rate",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(error.contains(expected), "{error} should say {expected}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = load(Path::new("/nonexistent/s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("reading scenario file /nonexistent/s.toml"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Foreign services: busybox's httpd (a tiny static image built `FROM scratch` offline) in
+//! every environment — correctness and a short performance run through the same protocol as
+//! isobench's own server — and the bad-input classes of `--image`: a missing image, a port
+//! that never answers, a health path that answers 404 and an entrypoint that exits, each a
+//! clear error within a bounded wait with nothing left running.
+
+use std::time::{Duration, Instant};
+
+use isobench::env::container::engine::Engine;
+use isobench::env::foreign::{self, ForeignRun};
+use isobench::env::{Budget, Environment, Instance};
+use isobench::subject::{self, Subject, SubjectError};
+use libtest_mimic::{Failed, Trial};
+
+use super::images;
+
+/// The environments a foreign image runs in. Not yet the VM: booting an image as the
+/// guest's root is not wired up (`env::vm::foreign` says so), and a trial would only fail.
+pub const FOREIGN_ENVIRONMENTS: &[&str] = &["native", "container-host", "container", "gvisor"];
+
+/// A short startup bound for the bad-input trials: long enough for a container or a
+/// chrooted busybox to come up on a busy machine, short enough that the suite does not wait.
+const BAD_INPUT_STARTUP: Duration = Duration::from_secs(8);
+
+/// Every foreign trial of environment `env`.
+pub fn trials(env: &'static str) -> Vec<Trial> {
+    if !FOREIGN_ENVIRONMENTS.contains(&env) {
+        return Vec::new();
+    }
+    let mut trials = vec![
+        Trial::test(format!("{env}::foreign::busybox_httpd"), move || {
+            busybox_correctness(env)
+        }),
+        Trial::test(format!("{env}::foreign::perf::busybox_httpd"), move || {
+            busybox_perf(env)
+        }),
+    ];
+    // The bad-input classes that start something: where the chroot and the container differ.
+    if matches!(env, "native" | "container") {
+        trials.extend([
+            Trial::test(format!("{env}::foreign::port_never_answers"), move || {
+                port_never_answers(env)
+            }),
+            Trial::test(format!("{env}::foreign::health_404"), move || {
+                health_404(env)
+            }),
+            Trial::test(format!("{env}::foreign::entrypoint_exits"), move || {
+                entrypoint_exits(env)
+            }),
+        ]);
+    }
+    if env == "container" {
+        trials.push(Trial::test(
+            "container::foreign::missing_image",
+            missing_image,
+        ));
+    }
+    trials
+}
+
+fn engine() -> Result<Engine, Failed> {
+    Engine::connect().map_err(|e| format!("{e:#}").into())
+}
+
+fn busybox_subject(port: Option<u16>, health: &str) -> Result<Subject, Failed> {
+    let engine = engine()?;
+    let reference = images::busybox_httpd(&engine)?;
+    subject::resolve_image(&engine, &reference, port, Some(health))
+        .map_err(|e| format!("{e:#}").into())
+}
+
+fn prepared(
+    env: &str,
+    subject: &Subject,
+    run: &ForeignRun,
+) -> Result<Box<dyn Environment>, Failed> {
+    let (environment, _) = foreign::prepared(env, Budget::for_host(), subject, run)
+        .map_err(|e| format!("preparing {env} for {}: {e:#}", subject.name()))?;
+    Ok(environment)
+}
+
+fn get(instance: &dyn Instance, path: &str) -> Result<(u16, String), Failed> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let url = format!("{}{path}", instance.base_url());
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+/// busybox httpd answers its health file and a 404 elsewhere; the label names the image.
+fn busybox_correctness(env: &str) -> Result<(), Failed> {
+    let subject = busybox_subject(None, "/health")?;
+    let Subject::Image(image) = &subject else {
+        return Err("not an image".into());
+    };
+    if image.port != images::BUSYBOX_HTTPD_PORT {
+        return Err(format!("the port should come from EXPOSE: {}", image.port).into());
+    }
+    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let label = environment.label();
+    let named = label
+        .notes
+        .iter()
+        .any(|note| note.contains(&image.image.reference) && note.contains(image.image.short_id()));
+    if !named {
+        return Err(format!("the label does not name the image: {:?}", label.notes).into());
+    }
+    if label.image_size_bytes != Some(image.image.size_bytes) {
+        return Err(format!("image size {:?} in the label", label.image_size_bytes).into());
+    }
+    let instance = environment.start().map_err(|e| format!("{e:#}"))?;
+    let outcome = (|| {
+        let (status, body) = get(instance.as_ref(), "/health")?;
+        if (status, body.as_str()) != (200, "{\"status\":\"ok\"}\n") {
+            return Err(format!("/health answered {status} {body:?}").into());
+        }
+        let (status, _) = get(instance.as_ref(), "/no-such-file")?;
+        if status != 404 {
+            return Err(format!("/no-such-file answered {status}, expected 404").into());
+        }
+        if instance.startup().is_zero() {
+            return Err("startup not measured".into());
+        }
+        let reading = instance.resources().map_err(|e| format!("{e:#}"))?;
+        if reading.memory_bytes == 0 {
+            return Err("no memory reading".into());
+        }
+        Ok::<(), Failed>(())
+    })();
+    instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
+    outcome
+}
+
+/// A short load run on busybox's health file: every request answered, none failed.
+fn busybox_perf(env: &str) -> Result<(), Failed> {
+    let subject = busybox_subject(None, "/health")?;
+    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let instance = environment.start().map_err(|e| format!("{e:#}"))?;
+    let mut options = isobench::load::LoadOptions::new(instance.base_url());
+    options.connections = 4;
+    options.duration = Some(Duration::from_secs(1));
+    options.warmup = Duration::from_millis(200);
+    options.cpus = Budget::for_host().generator_cpus;
+    let report = isobench::load::run(&options);
+    let after = instance.resources();
+    instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
+    let report = report.map_err(|e| format!("{e:#}"))?;
+    let after = after.map_err(|e| format!("{e:#}"))?;
+    eprintln!(
+        "{env} busybox httpd /health: {} ok, {} errors, {:.0} req/s, {:.1} MB",
+        report.ok,
+        report.errors.total(),
+        report.throughput_rps,
+        after.memory_bytes as f64 / 1e6
+    );
+    if report.ok == 0 || report.errors.total() != 0 {
+        return Err(format!(
+            "{} requests with {:?} errors",
+            report.requests_sent, report.errors
+        )
+        .into());
+    }
+    if after.cpu_seconds <= 0.0 {
+        return Err("the service used no CPU under load".into());
+    }
+    Ok(())
+}
+
+/// Starting must fail within `bound`, with an error containing every one of `expected`,
+/// leaving no container of this process and no process chrooted into the image.
+fn fails_cleanly(
+    env: &str,
+    subject: &Subject,
+    bound: Duration,
+    expected: &[&str],
+) -> Result<(), Failed> {
+    let run = ForeignRun {
+        startup_timeout: BAD_INPUT_STARTUP,
+        ..ForeignRun::default()
+    };
+    let environment = prepared(env, subject, &run)?;
+    let started = Instant::now();
+    let error = match environment.start() {
+        Ok(instance) => {
+            let _ = instance.stop();
+            return Err("the start succeeded; it should have failed".into());
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    let took = started.elapsed();
+    for part in expected {
+        if !error.contains(part) {
+            return Err(format!("the error should say {part:?}: {error}").into());
+        }
+    }
+    if took > bound {
+        return Err(format!("failing took {took:?}, beyond {bound:?}: {error}").into());
+    }
+    nothing_left(subject)
+}
+
+/// No container owned by this process, no process whose root is the image's export.
+fn nothing_left(subject: &Subject) -> Result<(), Failed> {
+    let owned = engine()?
+        .containers_labelled(
+            isobench::env::cleanup::OWNER_LABEL,
+            &std::process::id().to_string(),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+    if !owned.is_empty() {
+        return Err(format!("containers left behind: {owned:?}").into());
+    }
+    if let Subject::Image(image) = subject {
+        let root = isobench::subject::rootfs::cache_dir()
+            .join(isobench::subject::rootfs::cache_key(&image.image.id))
+            .join("root");
+        let left: Vec<u32> = std::fs::read_dir("/proc")
+            .map_err(|e| e.to_string())?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid: &u32| {
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == root)
+            })
+            .collect();
+        if !left.is_empty() {
+            return Err(format!("processes left chrooted in {}: {left:?}", root.display()).into());
+        }
+    }
+    Ok(())
+}
+
+/// `--port` names a port the service does not listen on.
+fn port_never_answers(env: &str) -> Result<(), Failed> {
+    let subject = busybox_subject(Some(18089), "/health")?;
+    fails_cleanly(
+        env,
+        &subject,
+        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        &["did not answer 2xx within", "is the port right? (--port)"],
+    )
+}
+
+/// `--health` names a path the service answers 404 on: an early, named failure.
+fn health_404(env: &str) -> Result<(), Failed> {
+    let subject = busybox_subject(None, "/healthz")?;
+    fails_cleanly(
+        env,
+        &subject,
+        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        &[
+            "/healthz answered 404",
+            "is the health path right? (--health)",
+        ],
+    )
+}
+
+/// The image's entrypoint exits at once: the failure says so, with what it printed.
+fn entrypoint_exits(env: &str) -> Result<(), Failed> {
+    let engine = engine()?;
+    let reference = images::exiting(&engine)?;
+    let subject =
+        subject::resolve_image(&engine, &reference, None, None).map_err(|e| format!("{e:#}"))?;
+    let said = if env == "container" {
+        "the container exited during startup"
+    } else {
+        "exited during startup"
+    };
+    fails_cleanly(
+        env,
+        &subject,
+        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        &[said, "config missing"],
+    )
+}
+
+/// An image the engine does not have: named, never pulled, no wait.
+fn missing_image() -> Result<(), Failed> {
+    let engine = engine()?;
+    let started = Instant::now();
+    let error = subject::resolve_image(&engine, "isobench-no-such-image:never", None, None)
+        .expect_err("a missing image must not resolve");
+    if !matches!(error, SubjectError::ImageNotFound { .. }) {
+        return Err(format!("wrong error: {error}").into());
+    }
+    let text = error.to_string();
+    if !text.contains("isobench-no-such-image:never") || !text.contains("never pulls") {
+        return Err(format!("the error should name the image: {text}").into());
+    }
+    if started.elapsed() > Duration::from_secs(10) {
+        return Err("resolving a missing image waited".into());
+    }
+    Ok(())
+}
