@@ -253,11 +253,13 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             image_size_bytes: None,
             detected,
             notes,
+            accel_attempts: Vec::new(),
         },
         preparation: Vec::new(),
         rounds: vec![Round {
             round: 0,
             startup_ms: None,
+            startup_phases: Vec::new(),
             idle_memory_bytes: None,
             scenarios: vec![ScenarioRun {
                 scenario: "bench".into(),

@@ -348,6 +348,7 @@ fn measure_instance(
     let round = Round {
         round,
         startup_ms: Some(startup_ms),
+        startup_phases: instance.startup_phases(),
         idle_memory_bytes: Some(idle.memory_bytes),
         scenarios: runs,
     };

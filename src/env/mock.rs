@@ -101,6 +101,7 @@ impl Environment for MockEnv {
             image_size_bytes: None,
             detected: None,
             notes: vec!["deterministic readings for tests; not a measurement".into()],
+            accel_attempts: Vec::new(),
         }
     }
 }

@@ -125,6 +125,7 @@ impl Environment for NativeEnv {
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "image size is the static server binary's size".into(),
             ],
+            accel_attempts: Vec::new(),
         }
     }
 }

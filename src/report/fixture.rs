@@ -114,6 +114,7 @@ pub fn bench_pair() -> Artifact {
             rounds: vec![Round {
                 round: 0,
                 startup_ms: None,
+                startup_phases: Vec::new(),
                 idle_memory_bytes: None,
                 scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
             }],
@@ -167,6 +168,7 @@ fn label(
             .into(),
         ),
         notes: Vec::new(),
+        accel_attempts: Vec::new(),
     }
 }
 
@@ -178,6 +180,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
             Round {
                 round: i as u32,
                 startup_ms: Some(f.startup_ms[i]),
+                startup_phases: Vec::new(),
                 idle_memory_bytes: Some(f.idle_mib[i] * MIB),
                 scenarios: vec![
                     scenario_run(

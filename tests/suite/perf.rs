@@ -65,9 +65,23 @@ fn startup(trial: &str, env: &dyn Environment, short: bool) -> Result<Vec<Round>
                 .map_err(|e| format!("reading resources: {e:#}"))?;
             well_formed(startup_ms > 0.0, "startup must be positive")?;
             well_formed(memory.memory_bytes > 0, "memory must be positive")?;
+            // Phases, where an environment reports them, are contiguous and sum to startup.
+            let phases = instance.startup_phases();
+            let sum: f64 = phases.iter().map(|p| p.duration_ms).sum();
+            well_formed(
+                phases.is_empty() || (sum - startup_ms).abs() <= 1.0,
+                "startup phases must sum to the startup",
+            )?;
+            well_formed(
+                phases
+                    .iter()
+                    .all(|p| p.duration_ms >= 0.0 && !p.name.is_empty()),
+                "startup phases must be named and non-negative",
+            )?;
             rounds.push(Round {
                 round,
                 startup_ms: Some(startup_ms),
+                startup_phases: phases,
                 idle_memory_bytes: Some(memory.memory_bytes),
                 scenarios: Vec::new(),
             });
@@ -104,6 +118,7 @@ fn idle_memory(trial: &str, env: &dyn Environment, _short: bool) -> Result<Vec<R
         round = Some(Round {
             round: 0,
             startup_ms: Some(instance.startup().as_secs_f64() * 1e3),
+            startup_phases: Vec::new(),
             idle_memory_bytes: Some(reading.memory_bytes),
             scenarios: Vec::new(),
         });
@@ -162,6 +177,7 @@ fn scenario_round(
         round = Some(Round {
             round: 0,
             startup_ms: Some(instance.startup().as_secs_f64() * 1e3),
+            startup_phases: Vec::new(),
             idle_memory_bytes: Some(before.memory_bytes),
             scenarios: vec![ScenarioRun {
                 scenario: scenario.into(),

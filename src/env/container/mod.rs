@@ -154,6 +154,7 @@ impl Environment for ContainerEnv {
             .into_iter()
             .chain(proxy_note)
             .collect(),
+            accel_attempts: Vec::new(),
         }
     }
 }
