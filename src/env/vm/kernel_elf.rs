@@ -64,8 +64,10 @@ fn payload(bzimage: &[u8]) -> Result<(&[u8], usize), ExtractError> {
 pub fn extract(bzimage: &[u8]) -> Result<Vec<u8>, ExtractError> {
     let (compressed, size) = payload(bzimage)?;
     let elf = if compressed.starts_with(XZ_MAGIC) {
+        use std::io::Read;
         let mut out = Vec::with_capacity(size);
-        lzma_rs::xz_decompress(&mut std::io::BufReader::new(compressed), &mut out)
+        xz2::read::XzDecoder::new(compressed)
+            .read_to_end(&mut out)
             .map_err(|e| ExtractError::Corrupt(format!("xz: {e}")))?;
         out
     } else if compressed.starts_with(LZ4_LEGACY_MAGIC) {
@@ -143,8 +145,11 @@ mod tests {
     #[test]
     fn an_xz_payload_gives_back_the_elf() {
         let elf = fake_elf();
+        use std::io::Read;
         let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut std::io::BufReader::new(&elf[..]), &mut xz).unwrap();
+        xz2::read::XzEncoder::new(&elf[..], 6)
+            .read_to_end(&mut xz)
+            .unwrap();
         let image = bzimage(&xz, elf.len() as u32);
         assert_eq!(extract(&image).unwrap(), elf);
         // A size that disagrees is caught.
