@@ -12,6 +12,7 @@ pub mod container;
 pub mod health;
 pub mod mock;
 pub mod native;
+pub mod phases;
 pub mod pin;
 pub mod server_binary;
 pub mod vm;

@@ -155,32 +155,18 @@ impl Milestones {
         spawned: Instant,
         first_200: Instant,
     ) -> Vec<StartupPhase> {
-        let points: [(&str, Option<Instant>); 7] = [
-            ("qemu exec", Some(spawned)),
-            ("firmware", self.firmware_done),
-            ("kernel load", self.kernel_entry),
-            ("kernel init", self.init),
-            ("modules + network", self.network_up),
-            ("service start", self.listening),
-            ("first 200", Some(first_200)),
-        ];
-        let mut phases = Vec::new();
-        let mut from = requested;
-        let mut names: Vec<&str> = Vec::new();
-        for (name, point) in points {
-            names.push(name);
-            let Some(at) = point else { continue };
-            if at < from || at > first_200 {
-                continue;
-            }
-            phases.push(StartupPhase {
-                name: names.join(" + "),
-                duration_ms: at.duration_since(from).as_secs_f64() * 1e3,
-            });
-            names.clear();
-            from = at;
-        }
-        phases
+        crate::env::phases::contiguous(
+            requested,
+            &[
+                ("qemu exec", Some(spawned)),
+                ("firmware", self.firmware_done),
+                ("kernel load", self.kernel_entry),
+                ("kernel init", self.init),
+                ("modules + network", self.network_up),
+                ("service start", self.listening),
+                ("first 200", Some(first_200)),
+            ],
+        )
     }
 }
 

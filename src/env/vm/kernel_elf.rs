@@ -7,7 +7,8 @@
 //! says exactly where it is (`payload_offset` and `payload_length`, boot protocol ≥ 2.08,
 //! Documentation/x86/boot.rst), and the build appends the decompressed size as four
 //! little-endian bytes, which is checked against the result. Debian's generic kernel is xz,
-//! its cloud kernel lz4 (the legacy frame format: 32-bit block lengths, each block raw LZ4).
+//! its cloud kernel lz4 (the legacy frame format: 32-bit block lengths, each block raw LZ4),
+//! Ubuntu's zstd; gzip is decoded too.
 
 /// Why no ELF could be extracted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -16,7 +17,9 @@ pub enum ExtractError {
     #[error("not a bzImage with a payload (boot protocol 2.08 or later): {0}")]
     NotBzImage(String),
     /// The payload's compression is not one this code decodes.
-    #[error("unsupported kernel compression (payload starts with {0:02x?}); xz and lz4 are")]
+    #[error(
+        "unsupported kernel compression (payload starts with {0:02x?}); xz, lz4, zstd and gzip are"
+    )]
     Unsupported(Vec<u8>),
     /// Decompressing failed or did not give an ELF.
     #[error("decompressing the kernel failed: {0}")]
@@ -25,6 +28,8 @@ pub enum ExtractError {
 
 const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 const LZ4_LEGACY_MAGIC: &[u8] = &[0x02, 0x21, 0x4c, 0x18];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 /// The legacy LZ4 frame's blocks decompress to at most 8 MiB each.
 const LZ4_LEGACY_BLOCK: usize = 8 << 20;
 
@@ -72,6 +77,21 @@ pub fn extract(bzimage: &[u8]) -> Result<Vec<u8>, ExtractError> {
         out
     } else if compressed.starts_with(LZ4_LEGACY_MAGIC) {
         lz4_legacy(&compressed[LZ4_LEGACY_MAGIC.len()..], size)?
+    } else if compressed.starts_with(ZSTD_MAGIC) {
+        use std::io::Read;
+        let mut out = Vec::with_capacity(size);
+        ruzstd::decoding::StreamingDecoder::new(compressed)
+            .map_err(|e| ExtractError::Corrupt(format!("zstd: {e}")))?
+            .read_to_end(&mut out)
+            .map_err(|e| ExtractError::Corrupt(format!("zstd: {e}")))?;
+        out
+    } else if compressed.starts_with(GZIP_MAGIC) {
+        use std::io::Read;
+        let mut out = Vec::with_capacity(size);
+        flate2::read::GzDecoder::new(compressed)
+            .read_to_end(&mut out)
+            .map_err(|e| ExtractError::Corrupt(format!("gzip: {e}")))?;
+        out
     } else {
         return Err(ExtractError::Unsupported(
             compressed.iter().take(6).copied().collect(),
@@ -158,6 +178,16 @@ mod tests {
     }
 
     #[test]
+    fn a_gzip_payload_gives_back_the_elf() {
+        use std::io::Write;
+        let elf = fake_elf();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&elf).unwrap();
+        let image = bzimage(&gz.finish().unwrap(), elf.len() as u32);
+        assert_eq!(extract(&image).unwrap(), elf);
+    }
+
+    #[test]
     fn an_lz4_legacy_payload_gives_back_the_elf() {
         let elf = fake_elf();
         let mut frame = LZ4_LEGACY_MAGIC.to_vec();
@@ -177,8 +207,12 @@ mod tests {
             Err(ExtractError::NotBzImage(_))
         ));
         assert!(matches!(
-            extract(&bzimage(b"\x1f\x8b\x08gzip", 1)),
+            extract(&bzimage(b"BZh91AY&SY", 1)),
             Err(ExtractError::Unsupported(_))
+        ));
+        assert!(matches!(
+            extract(&bzimage(b"\x28\xb5\x2f\xfdgarbage", 1)),
+            Err(ExtractError::Corrupt(_))
         ));
         let mut truncated = bzimage(b"\xfd7zXZ\x00garbage", 1);
         truncated.truncate(600);

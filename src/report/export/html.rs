@@ -137,6 +137,9 @@ impl Exporter for Html {
             }
         }
         let _ = writeln!(out, "</div>");
+        if let Some(svg) = charts::startup_phases(artifact)? {
+            let _ = writeln!(out, "<h2>Startup phases</h2>\n<figure>\n{svg}\n</figure>");
+        }
 
         // Environments.
         let _ = write!(
