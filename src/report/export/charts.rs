@@ -394,6 +394,34 @@ mod tests {
     use crate::report::summarize::summarize;
 
     #[test]
+    fn startup_phases_stack_per_environment_with_their_medians() {
+        use crate::report::schema::StartupPhase;
+        let mut artifact = fixture::artifact();
+        assert!(startup_phases(&artifact).unwrap().is_none());
+        let vm = artifact
+            .environments
+            .iter_mut()
+            .find(|e| e.label.name == "vm")
+            .unwrap();
+        for (round, kernel_ms) in vm.rounds.iter_mut().zip([3000.0, 1000.0, 2000.0]) {
+            round.startup_phases = vec![
+                StartupPhase {
+                    name: "firmware".into(),
+                    duration_ms: 500.0,
+                },
+                StartupPhase {
+                    name: "kernel init".into(),
+                    duration_ms: kernel_ms,
+                },
+            ];
+        }
+        let svg = startup_phases(&artifact).unwrap().unwrap();
+        assert!(svg.contains("firmware 500"), "{svg}");
+        // The median of 3000, 1000 and 2000.
+        assert!(svg.contains("kernel init 2000") || svg.contains("kernel init 2,000"), "{svg}");
+    }
+
+    #[test]
     fn nines_are_labelled_as_percentiles() {
         assert_eq!(nines_label(0.0), "0%");
         assert_eq!(nines_label(1.0), "90%");
