@@ -37,18 +37,19 @@ fn main() -> anyhow::Result<()> {
         eprintln!("{}: {}", mode.name(), vm.label().runtime);
         envs.push(vm);
     }
-    // name -> mode -> samples (ms)
-    let mut table: BTreeMap<(usize, String), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    // Phase names in the order first seen, and per name: mode -> samples (ms).
+    let mut order: Vec<String> = Vec::new();
+    let mut table: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut totals: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut rss: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for round in 0..boots {
         // Alternate which configuration goes first, so drift hits both alike.
-        let order: Vec<usize> = if round % 2 == 0 {
+        let sequence: Vec<usize> = if round % 2 == 0 {
             vec![0, 1]
         } else {
             vec![1, 0]
         };
-        for i in order {
+        for i in sequence {
             let mode = envs[i].mode().name();
             let instance = envs[i].start()?;
             let startup_ms = instance.startup().as_secs_f64() * 1e3;
@@ -65,9 +66,12 @@ fn main() -> anyhow::Result<()> {
             );
             totals.entry(mode).or_default().push(startup_ms);
             rss.entry(mode).or_default().push(memory);
-            for (position, phase) in phases.into_iter().enumerate() {
+            for phase in phases {
+                if !order.contains(&phase.name) {
+                    order.push(phase.name.clone());
+                }
                 table
-                    .entry((position, phase.name))
+                    .entry(phase.name)
                     .or_default()
                     .entry(mode)
                     .or_default()
@@ -77,7 +81,10 @@ fn main() -> anyhow::Result<()> {
     }
     println!("| phase (median ms over {boots} boots) | legacy | fast |");
     println!("|---|---:|---:|");
-    for ((_, name), by_mode) in &mut table {
+    for name in &order {
+        let Some(by_mode) = table.get_mut(name) else {
+            continue;
+        };
         let cell = |m: &str, by_mode: &mut BTreeMap<&str, Vec<f64>>| {
             by_mode
                 .get_mut(m)

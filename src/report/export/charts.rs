@@ -418,7 +418,10 @@ mod tests {
         let svg = startup_phases(&artifact).unwrap().unwrap();
         assert!(svg.contains("firmware 500"), "{svg}");
         // The median of 3000, 1000 and 2000.
-        assert!(svg.contains("kernel init 2000") || svg.contains("kernel init 2,000"), "{svg}");
+        assert!(
+            svg.contains("kernel init 2000") || svg.contains("kernel init 2,000"),
+            "{svg}"
+        );
     }
 
     #[test]
