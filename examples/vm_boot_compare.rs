@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             cell("fast", by_mode)
         );
     }
-    let mut cell = |map: &mut BTreeMap<&str, Vec<f64>>, m: &str| {
+    let cell = |map: &mut BTreeMap<&str, Vec<f64>>, m: &str| {
         map.get_mut(m).map_or(f64::NAN, |v| median(v))
     };
     let (legacy, fast) = (cell(&mut totals, "legacy"), cell(&mut totals, "fast"));
