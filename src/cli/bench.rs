@@ -260,11 +260,13 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             detected,
             notes,
             rung: None,
+            accel_attempts: Vec::new(),
         },
         preparation: Vec::new(),
         rounds: vec![Round {
             round: 0,
             startup_ms: None,
+            startup_phases: Vec::new(),
             idle_memory_bytes: None,
             idle_memory_method: None,
             scenarios: vec![ScenarioRun {

@@ -206,19 +206,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         };
         spinner.finish_and_clear();
         for (name, outcome) in outcomes {
-        match outcome {
-            Ok((env, preparation)) => {
-                prepared_names.push((kind, name));
-                prepared.push(Prepared { env, preparation });
+            match outcome {
+                Ok((env, preparation)) => {
+                    prepared_names.push((kind, name));
+                    prepared.push(Prepared { env, preparation });
+                }
+                Err(error) => {
+                    eprintln!("isobench: skipping {name}: {error:#}");
+                    artifact.unavailable.push(Unavailable {
+                        name: name.to_string(),
+                        reason: format!("{error:#}"),
+                    });
+                }
             }
-            Err(error) => {
-                eprintln!("isobench: skipping {name}: {error:#}");
-                artifact.unavailable.push(Unavailable {
-                    name: name.to_string(),
-                    reason: format!("{error:#}"),
-                });
-            }
-        }
         }
     }
     anyhow::ensure!(!prepared.is_empty(), "no environment could run");

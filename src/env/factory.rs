@@ -114,14 +114,16 @@ pub fn prepared(name: EnvName, budget: Budget) -> Result<Prepared, EnvError> {
     }
 }
 
+/// An environment by its own name, constructed or with the reason it cannot be.
+type Named = (String, Result<Box<dyn Environment>, EnvError>);
+
 /// Every environment `name` stands for, by its own name, each prepared or with the reason
 /// it cannot run: one for most names, one per registered runtime (possibly none) for
 /// `runtimes`.
 pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepared, EnvError>)> {
-    let boxed = |env: Result<ContainerEnv, EnvError>| {
-        env.map(|env| Box::new(env) as Box<dyn Environment>)
-    };
-    let built: Vec<(String, Result<Box<dyn Environment>, EnvError>)> = match name {
+    let boxed =
+        |env: Result<ContainerEnv, EnvError>| env.map(|env| Box::new(env) as Box<dyn Environment>);
+    let built: Vec<Named> = match name {
         EnvName::Native => vec![(name.to_string(), Ok(Box::new(NativeEnv::new(budget))))],
         EnvName::ContainerHost => {
             vec![(name.to_string(), boxed(ContainerEnv::host_network(budget)))]
@@ -140,7 +142,11 @@ pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepar
         EnvName::Vm => vec![(name.to_string(), crate::env::vm::from_env(budget))],
         EnvName::Mock => vec![(
             name.to_string(),
-            Ok(Box::new(MockEnv::new("mock", budget, MockReadings::default()))),
+            Ok(Box::new(MockEnv::new(
+                "mock",
+                budget,
+                MockReadings::default(),
+            ))),
         )],
     };
     built

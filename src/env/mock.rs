@@ -145,6 +145,7 @@ impl Environment for MockEnv {
             detected: None,
             notes: vec!["deterministic readings for tests; not a measurement".into()],
             rung: None,
+            accel_attempts: Vec::new(),
         }
     }
 }

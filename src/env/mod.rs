@@ -16,6 +16,7 @@ pub mod logs;
 pub mod mock;
 pub mod native;
 pub mod native_foreign;
+pub mod phases;
 pub mod server_binary;
 pub mod vm;
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 pub use crate::probe::pin;
 pub use budget::Budget;
 
-use crate::report::schema::{EnvironmentLabel, Preparation};
+use crate::report::schema::{EnvironmentLabel, Preparation, StartupPhase};
 
 /// Why an environment could not be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,13 @@ pub trait Instance: Send {
 
     /// From the request to start until the first 200 on `/health`.
     fn startup(&self) -> Duration;
+
+    /// Where the startup went: contiguous phases summing to [`Instance::startup`], where the
+    /// environment can observe them (a VM's firmware, kernel and init; a container's create
+    /// and start); empty where it cannot.
+    fn startup_phases(&self) -> Vec<StartupPhase> {
+        Vec::new()
+    }
 
     /// Current resource readings of the whole environment (process, container or VM).
     fn resources(&self) -> Result<ResourceReading, EnvError>;

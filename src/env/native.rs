@@ -143,6 +143,7 @@ impl Environment for NativeEnv {
                 "the baseline: the server as a plain process on the host",
                 None,
             )),
+            accel_attempts: Vec::new(),
         }
     }
 }

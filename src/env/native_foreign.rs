@@ -213,6 +213,7 @@ impl Environment for NativeForeignEnv {
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
             ],
+            accel_attempts: Vec::new(),
             rung: Some(crate::report::ladder::rung(
                 crate::report::ladder::position::NATIVE,
                 "the baseline: the service's own files as plain processes on the host (chroot only)",

@@ -69,6 +69,7 @@ pub fn run_round(
     let mut round = Round {
         round: index,
         startup_ms: None,
+        startup_phases: Vec::new(),
         idle_memory_bytes: None,
         idle_memory_method: None,
         scenarios: Vec::new(),
@@ -87,6 +88,7 @@ pub fn run_round(
     };
     let started = Instant::now();
     round.startup_ms = Some(instance.startup().as_secs_f64() * 1e3);
+    round.startup_phases = instance.startup_phases();
 
     let detected = measure_instance(
         instance.as_ref(),

@@ -115,6 +115,7 @@ pub fn bench_pair() -> Artifact {
             rounds: vec![Round {
                 round: 0,
                 startup_ms: None,
+                startup_phases: Vec::new(),
                 idle_memory_bytes: None,
                 idle_memory_method: None,
                 scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
@@ -171,6 +172,7 @@ fn label(
         ),
         notes: Vec::new(),
         rung: None,
+        accel_attempts: Vec::new(),
     }
 }
 
@@ -182,6 +184,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
             Round {
                 round: i as u32,
                 startup_ms: Some(f.startup_ms[i]),
+                startup_phases: Vec::new(),
                 idle_memory_bytes: Some(f.idle_mib[i] * MIB),
                 idle_memory_method: None,
                 scenarios: vec![

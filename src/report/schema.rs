@@ -147,6 +147,9 @@ pub struct EnvironmentLabel {
     /// is compared with (`report::ladder`); absent for services isobench did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rung: Option<Rung>,
+    /// For VMs: every accelerator the probe tried before settling, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accel_attempts: Vec<AccelAttempt>,
 }
 
 /// A rung of the isolation ladder: native, container with host network, container behind
@@ -201,6 +204,10 @@ pub struct Round {
     /// a service isobench did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_ms: Option<f64>,
+    /// Where the startup went: contiguous phases summing to `startup_ms`, where the
+    /// environment can tell (a VM's firmware, kernel and init; a container's create and start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub startup_phases: Vec<StartupPhase>,
     /// Memory of the service at one defined moment before any load (see
     /// `idle_memory_method`), in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +235,34 @@ pub struct RoundFailure {
     /// The last lines of the instance's own log, where the environment keeps one.
     #[serde(default)]
     pub log_tail: Vec<String>,
+}
+
+/// One phase of a startup, in order; an instance's phases are contiguous and sum to its
+/// startup.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StartupPhase {
+    /// What happened in it: `firmware`, `kernel init`, `create`, `first 200`, … Phases whose
+    /// boundary could not be observed are merged and named `a + b`.
+    pub name: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// One attempt of the VM's accelerator probe: a boot under KVM with one CPU model.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccelAttempt {
+    /// The accelerator tried: `kvm`.
+    pub accel: String,
+    /// The QEMU `-cpu` value tried, e.g. `host`, `host,-arch-capabilities`, `qemu64`.
+    pub cpu: String,
+    /// Whether the probe boot answered `/health`.
+    pub ok: bool,
+    /// What happened, in one line: QEMU's error, the console's last lines, or the time taken.
+    pub reason: String,
+    /// How long the attempt took, in seconds.
+    pub seconds: f64,
 }
 
 /// One scenario's measurement against one instance.

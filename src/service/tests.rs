@@ -280,7 +280,10 @@ async fn a_panicking_handler_is_a_json_500() {
     async fn explode() -> &'static str {
         panic!("boom")
     }
-    let router = with_layers(Router::new().route("/explode", get(explode)), limits(30_000));
+    let router = with_layers(
+        Router::new().route("/explode", get(explode)),
+        limits(30_000),
+    );
     let (status, body) = get_json(router, "/explode").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     // The panic message stays in the log.

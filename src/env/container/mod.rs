@@ -35,15 +35,15 @@ use self::engine::Engine;
 use self::image::BuiltImage;
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
+use crate::env::foreign::ForeignRun;
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, logs, server_binary,
 };
-use crate::env::foreign::ForeignRun;
 use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
 use crate::report::ladder::{self, position};
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung};
+use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung, StartupPhase};
 use crate::subject::ImageSubject;
 
 /// The port the server listens on inside the container on a bridge network.
@@ -324,6 +324,7 @@ impl Environment for ContainerEnv {
             .as_ref()
             .ok_or_else(|| anyhow!("the {} environment was not prepared", self.spec.name))?;
         let started = Instant::now();
+        let started_wall = std::time::SystemTime::now();
         let cpuset = self.budget.service_cpuset();
         let memory = self.budget.memory_limit_bytes as i64;
         let network = self.spec.network;
@@ -448,10 +449,17 @@ impl Environment for ContainerEnv {
             (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
         };
         *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+        // Timing points from the engine's own record, read after the clock stopped.
+        let startup_phases = self
+            .engine
+            .inspect_container(container.id())
+            .map(|inspect| engine_phases(&inspect, started, started_wall, started + startup))
+            .unwrap_or_default();
         let engine = Engine::connect()?;
         let cgroup = cgroup_of(&engine, container.id());
         Ok(Box::new(ContainerInstance {
             _port_lock: port_lock,
+            startup_phases,
             container: Some(container),
             proxy: proxy.map(ProcessProbe::new),
             cgroup,
@@ -514,6 +522,7 @@ impl Environment for ContainerEnv {
             .chain(proxy_note)
             .collect(),
             rung: Some(self.spec.rung()),
+            accel_attempts: Vec::new(),
         }
     }
 }
@@ -539,7 +548,56 @@ struct ContainerInstance {
     engine: Engine,
     base_url: String,
     startup: Duration,
+    startup_phases: Vec<StartupPhase>,
     _registration: Registration,
+}
+
+/// An engine timestamp on the monotonic clock, through the wall clock read at the request:
+/// the engine runs on this host and stamps with the same clock.
+fn engine_instant(
+    stamp: Option<time::OffsetDateTime>,
+    requested: Instant,
+    requested_wall: std::time::SystemTime,
+) -> Option<Instant> {
+    let wall = std::time::SystemTime::from(stamp?);
+    let after = wall.duration_since(requested_wall).ok()?;
+    requested.checked_add(after)
+}
+
+/// An RFC 3339 timestamp as the engine writes it (nanoseconds).
+fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Engine API call and create (request → the engine's `Created`), runtime start (→
+/// `State.StartedAt`: the process exec'd), then the service's own start and the first 200
+/// through the published port.
+fn engine_phases(
+    inspect: &bollard::models::ContainerInspectResponse,
+    requested: Instant,
+    requested_wall: std::time::SystemTime,
+    first_200: Instant,
+) -> Vec<StartupPhase> {
+    let created = inspect.created;
+    let started = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(rfc3339);
+    crate::env::phases::contiguous(
+        requested,
+        &[
+            (
+                "engine api + create",
+                engine_instant(created, requested, requested_wall),
+            ),
+            (
+                "runtime start",
+                engine_instant(started, requested, requested_wall),
+            ),
+            ("service start + first 200", Some(first_200)),
+        ],
+    )
 }
 
 impl ContainerInstance {
@@ -577,6 +635,10 @@ impl Instance for ContainerInstance {
 
     fn startup(&self) -> Duration {
         self.startup
+    }
+
+    fn startup_phases(&self) -> Vec<StartupPhase> {
+        self.startup_phases.clone()
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
@@ -674,6 +736,55 @@ mod foreign_tests {
         assert_eq!(
             split("registry:5000/app:v2"),
             ("registry:5000/app".into(), "v2".into())
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_timestamps_become_contiguous_phases() {
+        let requested = Instant::now();
+        let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let inspect = bollard::models::ContainerInspectResponse {
+            created: rfc3339("2023-11-14T22:13:20.050000000Z"),
+            state: Some(bollard::models::ContainerState {
+                started_at: Some("2023-11-14T22:13:20.300000000Z".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let phases = engine_phases(
+            &inspect,
+            requested,
+            wall,
+            requested + Duration::from_millis(400),
+        );
+        let got: Vec<(&str, f64)> = phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.duration_ms.round()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("engine api + create", 50.0),
+                ("runtime start", 250.0),
+                ("service start + first 200", 100.0)
+            ]
+        );
+        // Unparseable stamps merge into the last phase.
+        let phases = engine_phases(
+            &Default::default(),
+            requested,
+            wall,
+            requested + Duration::from_millis(400),
+        );
+        assert_eq!(phases.len(), 1);
+        assert_eq!(
+            phases[0].name,
+            "engine api + create + runtime start + service start + first 200"
         );
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! On some hosts `/dev/kvm` opens but guests hang right after the kernel decompresses, or QEMU
 //! aborts setting an MSR; only a boot that reaches `/health` proves KVM works. The probe
-//! boots the real image under KVM with a short timeout; if it does not answer, TCG (software
-//! emulation) is used. The decision is cached on disk under `target/isobench/vm/`, keyed by
+//! boots the real image under KVM with a short timeout, once per CPU model in
+//! [`KVM_CPU_MODELS`] (the ones that commonly work under nested virtualisation, where the
+//! outer hypervisor hides or refuses some MSRs and PMU features), and takes the first that
+//! answers; if none does, TCG (software emulation) is used. Every attempt is recorded. The decision is cached on disk under `target/isobench/vm/`, keyed by
 //! the host kernel, the QEMU version and the guest kernel, so each test process does not
 //! repeat the probe; a file lock makes parallel processes probe once.
 
@@ -15,10 +17,30 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::report::schema::Accel;
+use crate::report::schema::{Accel, AccelAttempt};
 
 /// Environment variable forcing the accelerator (`kvm` or `tcg`), skipping the probe.
 pub const ACCEL_ENV: &str = "ISOBENCH_VM_ACCEL";
+
+/// CPU models the KVM probe tries, in order: the host's own; the host's without the PMU
+/// and `IA32_ARCH_CAPABILITIES` (MSR 0x10a, which nested hypervisors often refuse to set:
+/// QEMU then aborts with "failed to set MSR 0x10a"); everything KVM offers without the PMU;
+/// and the conservative `kvm64`.
+pub const KVM_CPU_MODELS: &[&str] = &[
+    "host",
+    "host,pmu=off,-arch-capabilities",
+    "max,pmu=off",
+    "kvm64",
+];
+
+/// The CPU model used under KVM when it is forced without a probe.
+const FORCED_KVM_CPU: &str = "host";
+/// The CPU model used under TCG.
+const TCG_CPU: &str = "max";
+
+fn tcg_cpu() -> String {
+    TCG_CPU.to_owned()
+}
 
 /// The accelerator to use and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +53,12 @@ pub struct AccelDecision {
     pub probe_seconds: Option<f64>,
     /// What the decision is valid for: host kernel, QEMU version, guest kernel.
     pub key: String,
+    /// QEMU's `-cpu` value to use.
+    #[serde(default = "tcg_cpu")]
+    pub cpu: String,
+    /// Every KVM probe attempt, in order.
+    #[serde(default)]
+    pub attempts: Vec<AccelAttempt>,
 }
 
 impl AccelDecision {
@@ -64,9 +92,9 @@ pub fn forced(key: &str) -> Result<Option<AccelDecision>, String> {
     let Some(value) = std::env::var_os(ACCEL_ENV) else {
         return Ok(None);
     };
-    let accel = match value.to_string_lossy().to_ascii_lowercase().as_str() {
-        "kvm" => Accel::Kvm,
-        "tcg" => Accel::Tcg,
+    let (accel, cpu) = match value.to_string_lossy().to_ascii_lowercase().as_str() {
+        "kvm" => (Accel::Kvm, FORCED_KVM_CPU),
+        "tcg" => (Accel::Tcg, TCG_CPU),
         other => return Err(format!("{ACCEL_ENV}={other}: expected kvm or tcg")),
     };
     Ok(Some(AccelDecision {
@@ -74,6 +102,8 @@ pub fn forced(key: &str) -> Result<Option<AccelDecision>, String> {
         reason: format!("forced by {ACCEL_ENV}"),
         probe_seconds: None,
         key: key.to_owned(),
+        cpu: cpu.to_owned(),
+        attempts: Vec::new(),
     }))
 }
 
@@ -94,15 +124,25 @@ pub fn cached(cache_root: &Path, key: &str) -> Option<AccelDecision> {
     (decision.key == key).then_some(decision)
 }
 
+/// One line of a possibly multi-line reason, for labels and tables.
+fn one_line(why: &str) -> String {
+    why.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// Decides the accelerator for `key`: forced by [`ACCEL_ENV`], TCG without a usable
-/// `/dev/kvm`, the cached decision, or else the outcome of `probe_kvm` (a KVM boot that
-/// returns `Err(why)` when it does not reach `/health`), which is then cached. The boolean is
+/// `/dev/kvm`, the cached decision, or else the outcome of `probe_kvm` (a KVM boot with the
+/// given `-cpu` value that returns `Err(why)` when it does not reach `/health`), tried for
+/// each of [`KVM_CPU_MODELS`] until one boots; the decision is then cached. The boolean is
 /// whether a stored decision was reused.
 pub fn decide(
     cache_root: &Path,
     key: &str,
     kvm_device: impl FnOnce() -> Result<(), String>,
-    probe_kvm: impl FnOnce() -> Result<(), String>,
+    mut probe_kvm: impl FnMut(&str) -> Result<(), String>,
 ) -> io::Result<(AccelDecision, bool)> {
     if let Some(decision) = forced(key).map_err(io::Error::other)? {
         return Ok((decision, false));
@@ -114,6 +154,8 @@ pub fn decide(
                 reason: format!("TCG: {why}"),
                 probe_seconds: None,
                 key: key.to_owned(),
+                cpu: tcg_cpu(),
+                attempts: Vec::new(),
             },
             false,
         ));
@@ -127,28 +169,53 @@ pub fn decide(
         return Ok((decision, true));
     }
     let started = Instant::now();
-    let outcome = probe_kvm();
+    let mut attempts = Vec::new();
+    for cpu in KVM_CPU_MODELS {
+        let tried = Instant::now();
+        let outcome = probe_kvm(cpu);
+        let seconds = tried.elapsed().as_secs_f64();
+        attempts.push(AccelAttempt {
+            accel: "kvm".into(),
+            cpu: (*cpu).to_owned(),
+            ok: outcome.is_ok(),
+            reason: match &outcome {
+                Ok(()) => format!("answered /health after {seconds:.1} s"),
+                Err(why) => one_line(why),
+            },
+            seconds,
+        });
+        if outcome.is_ok() {
+            break;
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
-    let decision = match outcome {
-        Ok(()) => AccelDecision {
+    let decision = match attempts.iter().find(|a| a.ok) {
+        Some(winner) => AccelDecision {
             accel: Accel::Kvm,
-            reason: format!("KVM: a probe boot answered /health after {seconds:.1} s"),
-            probe_seconds: Some(seconds),
-            key: key.to_owned(),
-        },
-        Err(why) => AccelDecision {
-            accel: Accel::Tcg,
-            // One line: the reason goes into labels and tables.
             reason: format!(
-                "TCG: /dev/kvm opens, but a KVM probe boot failed ({})",
-                why.split('\n')
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" | ")
+                "KVM: a probe boot with -cpu {} answered /health after {:.1} s ({} attempt(s))",
+                winner.cpu,
+                winner.seconds,
+                attempts.len()
             ),
             probe_seconds: Some(seconds),
             key: key.to_owned(),
+            cpu: winner.cpu.clone(),
+            attempts,
+        },
+        None => AccelDecision {
+            accel: Accel::Tcg,
+            // One line: the reason goes into labels and tables.
+            reason: format!(
+                "TCG: /dev/kvm opens, but no KVM probe boot answered (tried -cpu {}; first \
+                 failure: {})",
+                KVM_CPU_MODELS.join(" / "),
+                attempts.first().map_or("", |a| a.reason.as_str())
+            ),
+            probe_seconds: Some(seconds),
+            key: key.to_owned(),
+            cpu: tcg_cpu(),
+            attempts,
         },
     };
     let tmp = path.with_extension("json.tmp");
@@ -175,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = cache_key("6.18", "QEMU emulator version 7.2.22", "6.1.0-57-amd64");
         let probes = Cell::new(0);
-        let probe = || {
+        let probe = |_: &str| {
             probes.set(probes.get() + 1);
             Err("no answer within 20 s;\nconsole ends with:\nProbing EDD".to_owned())
         };
@@ -189,20 +256,42 @@ mod tests {
         );
         assert!(!first.reason.contains('\n'), "{}", first.reason);
         assert!(first.probe_seconds.is_some());
+        // Every CPU model was tried, and each attempt is on record.
+        assert_eq!(first.attempts.len(), KVM_CPU_MODELS.len());
+        assert!(first.attempts.iter().all(|a| !a.ok && a.accel == "kvm"));
+        assert_eq!(first.attempts[1].cpu, KVM_CPU_MODELS[1]);
+        assert_eq!(first.cpu, "max");
 
-        let (second, reused) = decide(dir.path(), &key, || Ok(()), || unreachable!()).unwrap();
+        let (second, reused) = decide(dir.path(), &key, || Ok(()), |_| unreachable!()).unwrap();
         assert!(reused);
         assert_eq!(second, first);
-        assert_eq!(probes.get(), 1);
+        assert_eq!(probes.get(), KVM_CPU_MODELS.len());
         assert_eq!(cached(dir.path(), &key), Some(first));
 
         // Another key (say, a QEMU upgrade) probes again, and a success means KVM.
         let other = cache_key("6.18", "QEMU emulator version 8.0", "6.1.0-57-amd64");
         assert_eq!(cached(dir.path(), &other), None);
-        let (kvm, reused) = decide(dir.path(), &other, || Ok(()), || Ok(())).unwrap();
+        // The first model fails the way nested hosts fail, the second boots.
+        let (kvm, reused) = decide(
+            dir.path(),
+            &other,
+            || Ok(()),
+            |cpu| {
+                if cpu == "host" {
+                    Err("qemu: error: failed to set MSR 0x10a to 0x0".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
         assert!(!reused);
         assert_eq!(kvm.accel, Accel::Kvm);
         assert_eq!(kvm.qemu_name(), "kvm");
+        assert_eq!(kvm.cpu, KVM_CPU_MODELS[1]);
+        let outcomes: Vec<bool> = kvm.attempts.iter().map(|a| a.ok).collect();
+        assert_eq!(outcomes, [false, true]);
+        assert!(kvm.attempts[0].reason.contains("MSR 0x10a"));
     }
 
     #[test]
@@ -215,7 +304,7 @@ mod tests {
             dir.path(),
             "k",
             || Err("/dev/kvm cannot be opened: No such file".into()),
-            || unreachable!(),
+            |_| unreachable!(),
         )
         .unwrap();
         assert!(!reused);

@@ -85,6 +85,16 @@ impl Supervised {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// The child's stdin, if it was piped (once).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut().and_then(|child| child.stdin.take())
+    }
+
+    /// The child's stdout, if it was piped (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut().and_then(|child| child.stdout.take())
+    }
+
     /// `Some(status)` if the child has exited.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         match self.child.as_mut() {

@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::boot::BootMode;
+use super::kernel_elf;
 use super::newc::NewcArchive;
 use crate::report::schema::Preparation;
 
@@ -29,14 +31,8 @@ pub const BUSYBOX_ENV: &str = "ISOBENCH_VM_BUSYBOX";
 /// The guest init script, PID 1 of the VM (`vm/init` in the repository).
 pub const INIT_SCRIPT: &str = include_str!("../../../vm/init");
 
-/// Modules the guest needs for networking on QEMU's q35 machine: the virtio PCI transport
-/// and the virtio network driver; their dependencies (virtio, virtio_ring,
-/// virtio_pci_legacy_dev, virtio_pci_modern_dev, failover, net_failover) come from
-/// `modules.dep`. Modules built into the kernel are skipped.
-pub const ROOT_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
-
 /// Bumped when the layout of the image changes, so old cache entries are not reused.
-const IMAGE_FORMAT: &str = "isobench-vm-image v2";
+const IMAGE_FORMAT: &str = "isobench-vm-image v3";
 
 /// Why the image could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -337,19 +333,23 @@ pub struct ImageInputs {
     pub busybox: PathBuf,
     /// The init script.
     pub init: String,
+    /// How the image boots: the fast path gets the ELF kernel and an uncompressed
+    /// initramfs, the legacy one the bzImage and gzip (see [`super::boot`]).
+    pub mode: BootMode,
 }
 
 impl ImageInputs {
-    /// The inputs found on this machine, with the given server binary.
-    pub fn discover(server: PathBuf) -> Result<Self, ImageError> {
+    /// The inputs found on this machine for `mode`, with the given server binary.
+    pub fn discover(server: PathBuf, mode: BootMode) -> Result<Self, ImageError> {
         let kernel = GuestKernel::find()?;
-        let modules = kernel.resolve_modules(ROOT_MODULES)?;
+        let modules = kernel.resolve_modules(mode.root_modules())?;
         Ok(Self {
             kernel,
             modules,
             server,
             busybox: find_busybox()?,
             init: INIT_SCRIPT.to_owned(),
+            mode,
         })
     }
 }
@@ -359,9 +359,10 @@ impl ImageInputs {
 pub struct VmImage {
     /// The cache directory holding it.
     pub dir: PathBuf,
-    /// The kernel to pass to `-kernel` (a copy inside `dir`).
+    /// The kernel to pass to `-kernel` inside `dir`: `vmlinuz` (legacy) or the extracted ELF
+    /// `vmlinux` (fast).
     pub kernel: PathBuf,
-    /// The gzip-compressed newc initramfs to pass to `-initrd`.
+    /// The newc initramfs to pass to `-initrd`: gzip-compressed (legacy) or plain (fast).
     pub initramfs: PathBuf,
     /// The guest kernel release.
     pub kernel_version: String,
@@ -407,6 +408,7 @@ pub fn assemble(
     part("server", &server_bytes);
     part("busybox", &busybox_bytes);
     part("init", inputs.init.as_bytes());
+    part("mode", inputs.mode.name().as_bytes());
     for (name, bytes) in &modules {
         part(name, bytes);
     }
@@ -417,9 +419,14 @@ pub fn assemble(
 
     let dir = cache_root.join(&hash);
     fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let (kernel_name, initramfs_name) = if inputs.mode.uncompressed() {
+        ("vmlinux", "initramfs.cpio")
+    } else {
+        ("vmlinuz", "initramfs.cpio.gz")
+    };
     let image = VmImage {
-        kernel: dir.join("vmlinuz"),
-        initramfs: dir.join("initramfs.cpio.gz"),
+        kernel: dir.join(kernel_name),
+        initramfs: dir.join(initramfs_name),
         kernel_version: inputs.kernel.version.clone(),
         size_bytes: 0,
         content_hash: hash,
@@ -440,11 +447,21 @@ pub fn assemble(
             .map_err(io_err("writing the cpio archive"))?;
         cpio.flush().map_err(io_err("writing the cpio archive"))?;
         drop(cpio);
-        let gz_tmp = dir.join("initramfs.cpio.gz.tmp");
-        gzip(&inputs.busybox, &cpio_path, &gz_tmp)?;
-        fs::remove_file(&cpio_path).map_err(io_err("removing the cpio archive"))?;
-        fs::rename(&gz_tmp, &image.initramfs).map_err(io_err("placing the initramfs"))?;
-        let kernel_tmp = dir.join("vmlinuz.tmp");
+        let kernel_bytes = if inputs.mode.uncompressed() {
+            // The guest reads a plain cpio without decompressing it, and the kernel ELF
+            // without decompressing itself: both cost seconds of emulated CPU under TCG.
+            fs::rename(&cpio_path, &image.initramfs).map_err(io_err("placing the initramfs"))?;
+            kernel_elf::extract(&kernel_bytes).map_err(|e| {
+                ImageError::Missing(format!("{}: {e}", inputs.kernel.vmlinuz.display()))
+            })?
+        } else {
+            let gz_tmp = dir.join("initramfs.cpio.gz.tmp");
+            gzip(&inputs.busybox, &cpio_path, &gz_tmp)?;
+            fs::remove_file(&cpio_path).map_err(io_err("removing the cpio archive"))?;
+            fs::rename(&gz_tmp, &image.initramfs).map_err(io_err("placing the initramfs"))?;
+            kernel_bytes
+        };
+        let kernel_tmp = dir.join("kernel.tmp");
         fs::write(&kernel_tmp, &kernel_bytes).map_err(io_err("copying the kernel"))?;
         fs::rename(&kernel_tmp, &image.kernel).map_err(io_err("placing the kernel"))?;
         fs::write(dir.join(READY), &image.kernel_version)
@@ -616,11 +633,14 @@ kernel/net/core/failover.ko:
         let server = scratch.path().join("isobench-server");
         fs::write(&server, b"stand-in server").unwrap();
         let inputs = ImageInputs {
-            modules: kernel.resolve_modules(ROOT_MODULES).unwrap(),
+            modules: kernel
+                .resolve_modules(BootMode::Legacy.root_modules())
+                .unwrap(),
             kernel,
             server,
             busybox: busybox.clone(),
             init: INIT_SCRIPT.to_owned(),
+            mode: BootMode::Legacy,
         };
         let cache = scratch.path().join("cache");
         let (image, prep) = assemble(&inputs, &cache).unwrap();

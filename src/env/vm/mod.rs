@@ -8,15 +8,19 @@
 //! - [`vagrant`]: `vagrant up` / `vagrant destroy` around `vm/Vagrantfile`.
 
 pub mod accel;
+pub mod boot;
 pub mod child;
+pub mod console;
 pub mod image;
+pub mod kernel_elf;
 pub mod newc;
 pub mod qemu;
 pub mod rootfs;
 pub mod vagrant;
 
 pub use accel::AccelDecision;
-pub use qemu::{QemuInstance, QemuVm};
+pub use boot::BootMode;
+pub use qemu::{GuestMemory, QemuInstance, QemuVm};
 pub use vagrant::{VagrantInstance, VagrantVm};
 
 use crate::env::{Budget, EnvError, Environment};

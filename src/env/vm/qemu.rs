@@ -1,15 +1,13 @@
 //! The QEMU VM environment: the image from [`super::image`] (a kernel and an initramfs, no
-//! disk) booted with `qemu-system-x86_64 -M q35`, the service reached through user-mode
-//! networking's `hostfwd` on a 127.0.0.1 port.
+//! disk) booted with `qemu-system-x86_64`, the service reached through user-mode networking's
+//! `hostfwd` on a 127.0.0.1 port.
 //!
-//! Why q35 and not `-M microvm`: microvm boots Debian's 6.1 kernel under QEMU 7.2 in a few
-//! seconds on an idle host, but it has no HPET and no ACPI PM timer, so the kernel can only
-//! calibrate its clock against the PIT; when the host is busy (several agents or test
-//! processes on two cores) TCG's timing jitters, calibration fails ("tsc: Unable to calibrate
-//! against PIT … No reference (HPET/PMTIMER) available") and the guest hangs with its clock
-//! stuck at 0. q35 has both references and boots reliably under load, at the price of SeaBIOS
-//! and PCI enumeration (a second or two). The NIC gets no option ROM (`romfile=`), since
-//! nothing network-boots. The QEMU process is pinned to the budget's service CPUs
+//! Two boot configurations ([`super::boot`]): the fast one (`microvm`, the uncompressed
+//! kernel through PVH; the default) and the seed's (`q35`, SeaBIOS, bzImage;
+//! `ISOBENCH_VM_BOOT=legacy`). The serial console goes to a pipe read by
+//! [`super::console`], which times the boot's phases; the same character device (multiplexed)
+//! takes the SysRq break [`QemuInstance::kill_guest_service`] sends. The QEMU process is
+//! pinned to the budget's service CPUs
 //! with as many vCPUs, gets the budget's memory as guest RAM, and is supervised by
 //! [`super::child`] so it never outlives its test. Startup runs from the start request to the
 //! first 200 on `/health`; image assembly and the KVM probe are reported apart.
@@ -21,14 +19,19 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+use std::process::ChildStdin;
+
 use super::accel::{self, AccelDecision};
+use super::boot::{self, BootMode};
 use super::child::{Supervised, spawn_supervised};
+use super::console::{self, ConsoleLog, Milestones};
 use super::image::{self, ImageInputs, VmImage};
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
 };
 use crate::probe::process::ProcessProbe;
-use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation};
+use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation, StartupPhase};
 
 /// The environment's name in tables and artifacts.
 pub const NAME: &str = "vm";
@@ -43,16 +46,11 @@ pub const GUEST_PORT: u16 = 8080;
 pub const TCG_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The same under KVM.
 pub const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the KVM probe waits for `/health`: a working KVM boots this image in about a
-/// second, a broken one hangs forever.
-pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long each KVM probe attempt waits for `/health`: a working KVM boots this image in
+/// about a second, a broken one hangs forever.
+pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a boot is retried when another process took the chosen port first.
 const PORT_ATTEMPTS: usize = 5;
-/// The QEMU machine type (see the module documentation for why not microvm).
-pub const MACHINE: &str = "q35";
-/// The guest kernel's command line: serial console, few messages (printing to an emulated
-/// UART is slow under TCG), power off instead of rebooting on panic.
-const KERNEL_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
 
 /// A QEMU binary and its version.
 #[derive(Debug, Clone)]
@@ -102,31 +100,31 @@ impl Qemu {
 }
 
 /// Boot settings that differ between the probe and real runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct BootPlan {
     accel: Accel,
+    /// QEMU's `-cpu` value: `max` under TCG, which emulates every feature TCG can, including
+    /// the `hypervisor` CPUID bit the service uses to detect a VM; under KVM the model the
+    /// probe found to boot.
+    cpu: String,
     timeout: Duration,
+    mode: BootMode,
+    /// The host TSC's frequency, told to a microvm guest under TCG ([`super::boot`]).
+    tsc_khz: Option<u64>,
 }
 
-/// The CPU model for `accel`: the host's under KVM; `max` under TCG, which emulates every
-/// feature TCG can, including the `hypervisor` CPUID bit the service uses to detect a VM
-/// (DMI tables are there too on q35, but the CPU flag is the evidence that works on any
-/// machine type).
-fn cpu_model(accel: Accel) -> &'static str {
-    match accel {
-        Accel::Kvm => "host",
-        Accel::Tcg | Accel::Provider => "max",
-    }
-}
+/// The CPU model under TCG.
+const TCG_CPU: &str = "max";
 
-/// The QEMU command line for one boot.
+/// The QEMU command line for one boot. The console is a multiplexed stdio character device:
+/// QEMU's stdout is the guest's serial output (read by [`super::console`]), and its stdin
+/// takes the mux's break escape for SysRq.
 fn qemu_command(
     qemu: &Qemu,
     image: &VmImage,
     budget: &Budget,
-    accel: Accel,
+    plan: &BootPlan,
     port: u16,
-    dir: &Path,
 ) -> Command {
     let mut command = Command::new(&qemu.binary);
     let vcpus = budget.service_cpus.len().max(1);
@@ -134,31 +132,36 @@ fn qemu_command(
     command
         .args([
             "-M",
-            MACHINE,
+            plan.mode.machine(),
             "-accel",
-            accel::qemu_name(accel),
+            accel::qemu_name(plan.accel),
             "-cpu",
-            cpu_model(accel),
+            &plan.cpu,
         ])
         .args(["-smp", &vcpus.to_string(), "-m", &format!("{memory_mib}M")])
         .args(["-nodefaults", "-no-reboot", "-display", "none"])
         // Marks whose QEMU this is, for the orphan sweep (crate::env::cleanup::sweep_orphans).
-        .arg("-name")
-        .arg(crate::env::cleanup::qemu_name(std::process::id()))
-        .arg("-serial")
-        .arg(format!("file:{}", dir.join("console.log").display()))
+        .args(["-name", &crate::env::cleanup::qemu_name(std::process::id())])
+        .args(["-chardev", "stdio,id=con,mux=on,signal=off"])
+        .args(["-serial", "chardev:con"]);
+    if plan.mode == BootMode::Legacy {
+        // SeaBIOS logs to the debug port; its `Booting from ROM` marks the firmware's end.
+        command.args(["-device", "isa-debugcon,iobase=0x402,chardev=con"]);
+    }
+    command
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
         .arg(&image.initramfs)
-        .args(["-append", KERNEL_CMDLINE])
+        .arg("-append")
+        .arg(plan.mode.cmdline(plan.accel, plan.tsc_khz))
         .arg("-netdev")
         .arg(format!(
             "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
         ))
-        .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .args(["-device", plan.mode.nic()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     pin::pin_command(&mut command, &budget.service_cpus);
     command
 }
@@ -189,7 +192,7 @@ fn boot(
     qemu: &Qemu,
     image: &VmImage,
     budget: &Budget,
-    plan: BootPlan,
+    plan: &BootPlan,
     requested: Instant,
     keep_on_failure: bool,
 ) -> Result<QemuInstance, String> {
@@ -202,13 +205,17 @@ fn boot(
             .tempdir()
             .map_err(|e| format!("creating the instance directory: {e}"))?;
         match boot_once(qemu, image, budget, plan, requested, dir.path()) {
-            Ok((child, port, startup)) => {
-                let probe = ProcessProbe::new(child.pid());
+            Ok(booted) => {
+                let probe = ProcessProbe::new(booted.child.pid());
                 return Ok(QemuInstance {
-                    base_url: format!("http://127.0.0.1:{port}"),
-                    startup,
+                    base_url: format!("http://127.0.0.1:{}", booted.port),
+                    startup: booted.startup,
+                    requested,
+                    spawned: booted.spawned,
+                    console: booted.console,
+                    control: Mutex::new(booted.control),
                     probe,
-                    child,
+                    child: booted.child,
                     dir,
                 });
             }
@@ -231,14 +238,24 @@ fn boot(
     ))
 }
 
+/// A VM that answered `/health`.
+struct Booted {
+    child: Supervised,
+    port: u16,
+    startup: Duration,
+    spawned: Instant,
+    console: ConsoleLog,
+    control: Option<ChildStdin>,
+}
+
 fn boot_once(
     qemu: &Qemu,
     image: &VmImage,
     budget: &Budget,
-    plan: BootPlan,
+    plan: &BootPlan,
     requested: Instant,
     dir: &Path,
-) -> Result<(Supervised, u16, Duration), BootFailure> {
+) -> Result<Booted, BootFailure> {
     let fail = |message: String| BootFailure {
         message,
         port_taken: false,
@@ -247,10 +264,17 @@ fn boot_once(
     let stderr_path = dir.join("qemu.stderr");
     let stderr = fs::File::create(&stderr_path)
         .map_err(|e| fail(format!("creating {}: {e}", stderr_path.display())))?;
-    let mut command = qemu_command(qemu, image, budget, plan.accel, port, dir);
+    let mut command = qemu_command(qemu, image, budget, plan, port);
     command.stderr(stderr);
     let mut child = spawn_supervised(command)
         .map_err(|e| fail(format!("starting {}: {e}", qemu.binary.display())))?;
+    let spawned = Instant::now();
+    let control = child.take_stdin();
+    let (console, _reader) = match child.take_stdout() {
+        Some(stdout) => console::spawn_reader(stdout, &dir.join("console.log"))
+            .map_err(|e| fail(format!("reading the console: {e}")))?,
+        None => return Err(fail("QEMU's stdout was not piped".into())),
+    };
     let base_url = format!("http://127.0.0.1:{port}");
     let result = health::wait_until_healthy(&base_url, requested, plan.timeout, || {
         match child.try_wait()? {
@@ -259,7 +283,14 @@ fn boot_once(
         }
     });
     match result {
-        Ok(startup) => Ok((child, port, startup)),
+        Ok(startup) => Ok(Booted {
+            child,
+            port,
+            startup,
+            spawned,
+            console,
+            control,
+        }),
         Err(error) => {
             // Stop first so the console log is complete and no QEMU is left behind.
             let _ = child.stop();
@@ -303,6 +334,7 @@ fn boot_timeout(accel: Accel) -> Duration {
 struct Prepared {
     image: VmImage,
     accel: AccelDecision,
+    tsc_khz: Option<u64>,
 }
 
 /// The QEMU VM environment (kernel + initramfs, no disk).
@@ -310,6 +342,7 @@ pub struct QemuVm {
     budget: Budget,
     qemu: Qemu,
     guest_kernel: image::GuestKernel,
+    mode: BootMode,
     prepared: Mutex<Option<Prepared>>,
 }
 
@@ -328,19 +361,32 @@ pub fn cache_root() -> PathBuf {
 impl QemuVm {
     /// Checks that QEMU, a guest kernel with its modules and busybox are here; fails with
     /// [`EnvError::Unavailable`] saying what is missing. Nothing is built or booted yet.
+    /// The boot configuration comes from [`boot::BOOT_ENV`] (fast unless it says `legacy`).
     pub fn new(budget: Budget) -> Result<Self, EnvError> {
+        let mode = BootMode::from_env().map_err(unavailable)?;
+        Self::with_mode(budget, mode)
+    }
+
+    /// The same with an explicit boot configuration.
+    pub fn with_mode(budget: Budget, mode: BootMode) -> Result<Self, EnvError> {
         let qemu = Qemu::find().map_err(unavailable)?;
         let guest_kernel = image::GuestKernel::find().map_err(|e| unavailable(e.to_string()))?;
         guest_kernel
-            .resolve_modules(image::ROOT_MODULES)
+            .resolve_modules(mode.root_modules())
             .map_err(|e| unavailable(e.to_string()))?;
         image::find_busybox().map_err(|e| unavailable(e.to_string()))?;
         Ok(Self {
             budget,
             qemu,
             guest_kernel,
+            mode,
             prepared: Mutex::new(None),
         })
+    }
+
+    /// The boot configuration.
+    pub fn mode(&self) -> BootMode {
+        self.mode
     }
 
     /// The accelerator cache key for this host, QEMU and guest kernel.
@@ -348,7 +394,7 @@ impl QemuVm {
         let host_kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         accel::cache_key(
             host_kernel.trim(),
-            &format!("{} -M {MACHINE}", self.qemu.version_line),
+            &format!("{} -M {}", self.qemu.version_line, self.mode.machine()),
             &self.guest_kernel.version,
         )
     }
@@ -362,7 +408,8 @@ impl QemuVm {
         let mut steps = Vec::new();
         let (server, build) = server_binary::static_server()?;
         steps.push(build);
-        let inputs = ImageInputs::discover(server).map_err(|e| unavailable(e.to_string()))?;
+        let inputs =
+            ImageInputs::discover(server, self.mode).map_err(|e| unavailable(e.to_string()))?;
         let (image, assembly) =
             image::assemble(&inputs, &cache_root()).map_err(|e| EnvError::Other(e.into()))?;
         steps.push(assembly);
@@ -373,16 +420,19 @@ impl QemuVm {
             &cache_root(),
             &self.accel_key(),
             accel::kvm_device_usable,
-            || {
+            |cpu| {
                 let plan = BootPlan {
                     accel: Accel::Kvm,
+                    cpu: cpu.to_owned(),
                     timeout: KVM_PROBE_TIMEOUT,
+                    mode: self.mode,
+                    tsc_khz: None,
                 };
                 boot(
                     &self.qemu,
                     &probe_image,
                     &self.budget,
-                    plan,
+                    &plan,
                     Instant::now(),
                     false,
                 )
@@ -400,6 +450,7 @@ impl QemuVm {
         let prepared = Prepared {
             image,
             accel: decision,
+            tsc_khz: boot::host_tsc_khz(Duration::from_millis(50)),
         };
         *slot = Some(prepared.clone());
         Ok((prepared, steps))
@@ -435,13 +486,19 @@ impl Environment for QemuVm {
         let requested = Instant::now();
         let plan = BootPlan {
             accel: prepared.accel.accel,
+            cpu: match prepared.accel.accel {
+                Accel::Kvm => prepared.accel.cpu.clone(),
+                Accel::Tcg | Accel::Provider => TCG_CPU.to_owned(),
+            },
             timeout: boot_timeout(prepared.accel.accel),
+            mode: self.mode,
+            tsc_khz: prepared.tsc_khz,
         };
         let instance = boot(
             &self.qemu,
             &prepared.image,
             &self.budget,
-            plan,
+            &plan,
             requested,
             true,
         )
@@ -466,10 +523,24 @@ impl Environment for QemuVm {
             "no disk: the guest runs from an initramfs (busybox, the server, virtio modules)"
                 .to_owned(),
             format!(
-                "QEMU pinned to host CPUs {} with as many vCPUs; machine {MACHINE}, user-mode \
+                "QEMU pinned to host CPUs {} with as many vCPUs; machine {}, user-mode \
                  networking (hostfwd) to the guest",
-                self.budget.service_cpuset()
+                self.budget.service_cpuset(),
+                self.mode.machine()
             ),
+            match self.mode {
+                BootMode::Fast => "boot: fast (microvm, the uncompressed kernel entered through \
+                    PVH, uncompressed initramfs, virtio-mmio); ISOBENCH_VM_BOOT=legacy boots the \
+                    seed's q35 configuration"
+                    .to_owned(),
+                BootMode::Legacy => "boot: legacy (q35, SeaBIOS, compressed bzImage and \
+                    initramfs, virtio-pci), the seed's configuration"
+                    .to_owned(),
+            },
+            "startup phases: host clock at QEMU exec and at each serial-console milestone \
+             (SeaBIOS's last line, the guest init's markers, the server's `listening on`); \
+             kernel entry estimated from the guest's printk clock"
+                .to_owned(),
         ];
         let runtime = match &accel {
             Some(decision) => {
@@ -482,25 +553,35 @@ impl Environment for QemuVm {
                     );
                 }
                 format!(
-                    "qemu {} ({MACHINE}, {})",
+                    "qemu {} ({}, {} boot, {})",
                     self.qemu.version,
+                    self.mode.machine_name(),
+                    self.mode.name(),
                     accel_description(decision.accel)
                 )
             }
             None => {
                 notes.push("accelerator not decided yet (prepare() was not called)".to_owned());
-                format!("qemu {} ({MACHINE})", self.qemu.version)
+                format!(
+                    "qemu {} ({}, {} boot)",
+                    self.qemu.version,
+                    self.mode.machine_name(),
+                    self.mode.name()
+                )
             }
         };
+        let accel_attempts = accel
+            .as_ref()
+            .map(|d| d.attempts.clone())
+            .unwrap_or_default();
         let adds = format!(
-            "a hypervisor in place of namespaces: QEMU {MACHINE}, {}, user-mode networking to \
-             the guest",
+            "a hypervisor in place of namespaces: QEMU {}, {}, user-mode networking to the guest",
+            self.mode.machine_name(),
             accel
                 .as_ref()
                 .map_or("accelerator not decided", |d| accel_description(d.accel))
         );
         EnvironmentLabel {
-            rung: Some(crate::report::ladder::vm_rung(adds)),
             name: NAME.into(),
             kind: EnvKind::Vm,
             runtime,
@@ -512,6 +593,8 @@ impl Environment for QemuVm {
             image_size_bytes: prepared.map(|p| p.image.size_bytes),
             detected: None,
             notes,
+            accel_attempts,
+            rung: Some(crate::report::ladder::vm_rung(adds)),
         }
     }
 }
@@ -520,6 +603,11 @@ impl Environment for QemuVm {
 pub struct QemuInstance {
     base_url: String,
     startup: Duration,
+    requested: Instant,
+    spawned: Instant,
+    console: ConsoleLog,
+    /// QEMU's stdin: the console multiplexer's input, which takes the SysRq break.
+    control: Mutex<Option<ChildStdin>>,
     probe: ProcessProbe,
     child: Supervised,
     // Dropped after the child (field order), so QEMU is gone before its files are removed.
@@ -536,6 +624,57 @@ impl QemuInstance {
     pub fn pid(&self) -> u32 {
         self.child.pid()
     }
+
+    /// Kills every process in the guest but init (the service among them) with the magic
+    /// SysRq key `i` (SIGKILL to all but PID 1), sent as a serial BREAK through the console
+    /// multiplexer's `C-a b` escape followed by `i`; the kernel command line enables SysRq.
+    /// The guest init then sees the service gone and powers the VM off, so QEMU exits.
+    pub fn kill_guest_service(&self) -> Result<(), EnvError> {
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let stdin = control
+            .as_mut()
+            .ok_or_else(|| EnvError::Other(anyhow::anyhow!("the VM's console input is closed")))?;
+        let send = |stdin: &mut ChildStdin, bytes: &[u8]| {
+            stdin.write_all(bytes).and_then(|()| stdin.flush())
+        };
+        send(stdin, b"\x01b")
+            .and_then(|()| {
+                // The SysRq key must come as a separate character after the break.
+                std::thread::sleep(Duration::from_millis(100));
+                send(stdin, b"i")
+            })
+            .map_err(|e| {
+                EnvError::Other(anyhow::Error::new(e).context("sending SysRq to the guest"))
+            })
+    }
+
+    /// The guest's own view of its memory (`/proc/meminfo` through the service's `/status`),
+    /// to read beside QEMU's RSS.
+    pub fn guest_memory(&self) -> Result<GuestMemory, EnvError> {
+        let (status, body) = health::get_json(&self.base_url, "/status")?;
+        let field = |name: &str| {
+            body.pointer(&format!("/memory/{name}"))
+                .and_then(serde_json::Value::as_u64)
+        };
+        match (status, field("total_bytes"), field("available_bytes")) {
+            (200, Some(total_bytes), Some(available_bytes)) => Ok(GuestMemory {
+                total_bytes,
+                available_bytes,
+            }),
+            _ => Err(EnvError::Other(anyhow::anyhow!(
+                "/status answered {status} without memory.total_bytes/available_bytes: {body}"
+            ))),
+        }
+    }
+}
+
+/// Memory as the guest kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestMemory {
+    /// `MemTotal`: the guest's RAM less what its kernel reserved, bytes.
+    pub total_bytes: u64,
+    /// `MemAvailable`: what the guest could still allocate, bytes.
+    pub available_bytes: u64,
 }
 
 impl Instance for QemuInstance {
@@ -545,6 +684,14 @@ impl Instance for QemuInstance {
 
     fn startup(&self) -> Duration {
         self.startup
+    }
+
+    fn startup_phases(&self) -> Vec<StartupPhase> {
+        Milestones::from_lines(&self.console.lines()).phases(
+            self.requested,
+            self.spawned,
+            self.requested + self.startup,
+        )
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
@@ -566,8 +713,26 @@ impl Instance for QemuInstance {
 mod tests {
     use super::*;
 
+    fn plan(accel: Accel, mode: BootMode) -> BootPlan {
+        BootPlan {
+            accel,
+            cpu: if accel == Accel::Kvm { "host" } else { TCG_CPU }.to_owned(),
+            timeout: Duration::from_secs(1),
+            mode,
+            tsc_khz: Some(2_100_000),
+        }
+    }
+
+    fn args_of(command: &Command) -> String {
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     #[test]
-    fn the_command_line_follows_the_budget() {
+    fn the_command_line_follows_the_budget_and_the_boot_mode() {
         let qemu = Qemu {
             binary: "qemu-system-x86_64".into(),
             version: "7.2.22".into(),
@@ -586,29 +751,58 @@ mod tests {
             generator_cpus: vec![0],
             memory_limit_bytes: 1 << 30,
         };
-        let command = qemu_command(&qemu, &image, &budget, Accel::Tcg, 40000, Path::new("/d"));
-        let args: Vec<String> = command
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = args.join(" ");
+        let legacy = qemu_command(
+            &qemu,
+            &image,
+            &budget,
+            &plan(Accel::Tcg, BootMode::Legacy),
+            40000,
+        );
+        let joined = args_of(&legacy);
         assert!(joined.contains("-M q35 -accel tcg -cpu max"), "{joined}");
         assert!(joined.contains("-smp 2 -m 1024M"), "{joined}");
-        assert!(joined.contains("-serial file:/d/console.log"), "{joined}");
+        assert!(
+            joined.contains("-chardev stdio,id=con,mux=on,signal=off -serial chardev:con"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("isa-debugcon,iobase=0x402,chardev=con"),
+            "{joined}"
+        );
         assert!(
             joined.contains("hostfwd=tcp:127.0.0.1:40000-:8080"),
             "{joined}"
         );
         assert!(joined.contains("-nodefaults -no-reboot"), "{joined}");
-        let owner =
-            crate::env::cleanup::qemu_owner(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(owner, Some(std::process::id()));
-        let kvm = qemu_command(&qemu, &image, &budget, Accel::Kvm, 40000, Path::new("/d"));
-        let joined: Vec<String> = kvm
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert!(joined.join(" ").contains("-accel kvm -cpu host"));
+        let words: Vec<&str> = joined.split(' ').collect();
+        assert_eq!(
+            crate::env::cleanup::qemu_owner(&words),
+            Some(std::process::id())
+        );
+        assert!(joined.contains("virtio-net-pci"), "{joined}");
+        assert!(!joined.contains("tsc_early_khz"), "{joined}");
+
+        let fast = args_of(&qemu_command(
+            &qemu,
+            &image,
+            &budget,
+            &plan(Accel::Tcg, BootMode::Fast),
+            40000,
+        ));
+        assert!(fast.contains("-M microvm,x-option-roms=off"), "{fast}");
+        assert!(fast.contains("virtio-net-device,netdev=net0"), "{fast}");
+        assert!(fast.contains("tsc_early_khz=2100000"), "{fast}");
+        assert!(!fast.contains("debugcon"), "{fast}");
+
+        let kvm = args_of(&qemu_command(
+            &qemu,
+            &image,
+            &budget,
+            &plan(Accel::Kvm, BootMode::Fast),
+            40000,
+        ));
+        assert!(kvm.contains("-accel kvm -cpu host"), "{kvm}");
+        assert!(!kvm.contains("tsc_early_khz"), "{kvm}");
     }
 
     #[test]
@@ -675,5 +869,62 @@ mod tests {
         eprintln!("resources: {reading:?}");
         assert!(reading.memory_bytes > 0);
         instance.stop().unwrap();
+    }
+
+    /// Boots the VM, reads its phases and the guest's memory, kills the service inside the
+    /// guest and checks that `/health` stops answering and QEMU exits (the guest init powers
+    /// off when the service dies). By hand:
+    /// `cargo test --features vm --lib env::vm::qemu::tests::kill -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "boots a VM (seconds to a minute under TCG); run by hand"]
+    fn kill_guest_service_ends_the_service_and_the_vm() {
+        let mut vm = QemuVm::new(Budget::for_host()).unwrap();
+        vm.prepare().unwrap();
+        let env: &dyn Environment = &vm;
+        let started = env.start().unwrap();
+        let phases = started.startup_phases();
+        eprintln!("startup {:?}, phases {phases:#?}", started.startup());
+        let sum: f64 = phases.iter().map(|p| p.duration_ms).sum();
+        assert!((sum - started.startup().as_secs_f64() * 1e3).abs() < 1.0);
+        assert!(
+            phases.iter().any(|p| p.name.contains("kernel init")),
+            "{phases:?}"
+        );
+        let (status, _) = health::get_json(started.base_url(), "/health").unwrap();
+        assert_eq!(status, 200);
+        // Reach the concrete instance through a fresh start (the trait object hides it).
+        drop(started);
+        let (prepared, _) = vm.ensure_prepared().unwrap();
+        let plan = BootPlan {
+            accel: prepared.accel.accel,
+            cpu: TCG_CPU.to_owned(),
+            timeout: boot_timeout(prepared.accel.accel),
+            mode: vm.mode,
+            tsc_khz: prepared.tsc_khz,
+        };
+        let mut instance = boot(
+            &vm.qemu,
+            &prepared.image,
+            &vm.budget,
+            &plan,
+            Instant::now(),
+            true,
+        )
+        .unwrap();
+        let memory = instance.guest_memory().unwrap();
+        eprintln!("guest memory {memory:?}");
+        assert!(memory.total_bytes > 0 && memory.available_bytes <= memory.total_bytes);
+        instance.kill_guest_service().unwrap();
+        let exited = instance
+            .child
+            .wait_timeout(Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            exited.is_some(),
+            "QEMU still runs after the service was killed"
+        );
+        assert!(health::get_json(instance.base_url(), "/health").is_err());
+        let console = fs::read_to_string(instance.dir().join("console.log")).unwrap();
+        assert!(console.contains("isobench-server exited"), "{console}");
     }
 }

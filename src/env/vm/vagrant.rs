@@ -439,6 +439,7 @@ impl Environment for VagrantVm {
             image_size_bytes: None,
             detected: None,
             notes,
+            accel_attempts: Vec::new(),
         }
     }
 }

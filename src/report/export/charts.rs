@@ -478,6 +478,106 @@ pub(crate) fn latency_under_load(
     Ok(svg)
 }
 
+/// Each environment's median startup phases as one stacked horizontal bar (phase medians
+/// over the rounds, in the order the rounds report them), so a reader sees whether firmware,
+/// kernel, engine or service is the cost. `None` when no environment reports phases.
+pub(crate) fn startup_phases(artifact: &Artifact) -> Result<Option<String>, ExportError> {
+    // (column title, [(phase, median ms)])
+    let mut rows: Vec<(String, Vec<(String, f64)>)> = Vec::new();
+    for env in &artifact.environments {
+        let mut names: Vec<String> = Vec::new();
+        let mut samples: Vec<Vec<f64>> = Vec::new();
+        for phase in env.rounds.iter().flat_map(|r| &r.startup_phases) {
+            match names.iter().position(|n| *n == phase.name) {
+                Some(i) => samples[i].push(phase.duration_ms),
+                None => {
+                    names.push(phase.name.clone());
+                    samples.push(vec![phase.duration_ms]);
+                }
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        let medians = samples.into_iter().map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        });
+        rows.push((
+            env_title(&env.label),
+            names.into_iter().zip(medians).collect(),
+        ));
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: "startup phases".into(),
+        reason: e.to_string(),
+    };
+    let max_x = rows
+        .iter()
+        .map(|(_, phases)| phases.iter().map(|p| p.1).sum::<f64>())
+        .fold(0.0_f64, f64::max)
+        .max(1.0)
+        * 1.05;
+    let height = 90 + 70 * rows.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Startup, phase by phase (medians)", ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(10)
+            .build_cartesian_2d(0.0..max_x, 0.0..rows.len() as f64)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(TRANSPARENT)
+            .x_desc("ms")
+            .y_labels(0)
+            .x_label_formatter(&|x| super::number(*x))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        let text = ("sans-serif", 11).into_font().color(&BLACK);
+        for (slot, (title, phases)) in rows.iter().enumerate() {
+            let (bottom, top) = (slot as f64 + 0.15, slot as f64 + 0.6);
+            let mut from = 0.0;
+            for (i, (name, ms)) in phases.iter().enumerate() {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(from, bottom), (from + ms, top)],
+                        color(i).mix(0.8).filled(),
+                    )))
+                    .map_err(|e| fail(&e))?;
+                // Label every phase under its bar, staggered so short phases stay readable.
+                let (x, y) = chart.backend_coord(&(from, bottom));
+                let line = (i % 2) as i32 * 12;
+                root.draw(&Text::new(
+                    format!("{name} {}", super::number(*ms)),
+                    (x + 2, y + 2 + line),
+                    text.clone(),
+                ))
+                .map_err(|e| fail(&e))?;
+                from += ms;
+            }
+            let (x, y) = chart.backend_coord(&(0.0, top));
+            root.draw(&Text::new(title.clone(), (x + 2, y - 14), text.clone()))
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(Some(svg))
+}
+
 /// Decodes the artifact's base64 V2-deflate histogram.
 fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -516,6 +616,37 @@ mod tests {
     use super::*;
     use crate::report::fixture;
     use crate::report::summarize::summarize;
+
+    #[test]
+    fn startup_phases_stack_per_environment_with_their_medians() {
+        use crate::report::schema::StartupPhase;
+        let mut artifact = fixture::artifact();
+        assert!(startup_phases(&artifact).unwrap().is_none());
+        let vm = artifact
+            .environments
+            .iter_mut()
+            .find(|e| e.label.name == "vm")
+            .unwrap();
+        for (round, kernel_ms) in vm.rounds.iter_mut().zip([3000.0, 1000.0, 2000.0]) {
+            round.startup_phases = vec![
+                StartupPhase {
+                    name: "firmware".into(),
+                    duration_ms: 500.0,
+                },
+                StartupPhase {
+                    name: "kernel init".into(),
+                    duration_ms: kernel_ms,
+                },
+            ];
+        }
+        let svg = startup_phases(&artifact).unwrap().unwrap();
+        assert!(svg.contains("firmware 500"), "{svg}");
+        // The median of 3000, 1000 and 2000.
+        assert!(
+            svg.contains("kernel init 2000") || svg.contains("kernel init 2,000"),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn nines_are_labelled_as_percentiles() {

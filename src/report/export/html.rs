@@ -91,6 +91,9 @@ impl Exporter for Html {
             out.push_str(&section);
         }
         percentile_curves(&mut out, artifact)?;
+        if let Some(svg) = charts::startup_phases(artifact)? {
+            let _ = writeln!(out, "<h2>Startup phases</h2>\n<figure>\n{svg}\n</figure>");
+        }
 
         // Environments.
         let envs = &artifact.environments;
