@@ -60,12 +60,18 @@ fn a_mock_run_writes_json_markdown_and_html() {
     let mock = &artifact.environments[0];
     assert_eq!(mock.rounds.len(), 2);
     for round in &mock.rounds {
+        // The latency-under-load sweep's steps follow the named scenarios.
         let names: Vec<_> = round
             .scenarios
             .iter()
+            .filter(|s| s.sweep.is_none())
             .map(|s| s.scenario.as_str())
             .collect();
         assert_eq!(names, ["health", "mixed", "fixed-rate"]);
+        assert!(
+            round.scenarios.iter().any(|s| s.sweep.is_some()),
+            "the latency sweep ran after `health`"
+        );
         for scenario in &round.scenarios {
             assert!(
                 scenario.load.ok > 0,

@@ -214,6 +214,9 @@ fn failure(
     }
 }
 
+/// Longest wait for a window that a load run reported as still open when it returned.
+const MAX_WAIT_FOR_WINDOW_END: Duration = Duration::from_secs(1);
+
 /// Runs one scenario against `instance`, reading its resources throughout.
 pub fn measure_scenario(
     instance: &dyn Instance,
@@ -236,8 +239,15 @@ pub fn measure_scenario(
     if let Some(affinity) = affinity {
         let _ = pin::pin_current_thread(&affinity);
     }
-    let (loaded, samples) = outcome?;
+    let (loaded, mut samples) = outcome?;
     let (report, measured) = loaded?;
+    // An open loop whose last request was answered early returns before its planned window
+    // closes; one more reading once it has closed keeps the window's end bracketed.
+    if samples.last().is_some_and(|last| last.at < measured.end) {
+        let wait = measured.end.saturating_duration_since(Instant::now());
+        std::thread::sleep(wait.min(MAX_WAIT_FOR_WINDOW_END));
+        samples.push(sample(instance)?);
+    }
     let readings = window::over(&samples, &measured);
     Ok(ScenarioRun {
         scenario: scenario.name.clone(),
