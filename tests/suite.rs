@@ -30,8 +30,12 @@ fn main() {
         eprintln!("could not install signal handlers: {error}");
     }
     // Every suite starts by removing what isobench processes that died left behind (never
-    // what a live one owns).
-    if let Some(note) = isobench::env::cleanup::sweep_orphans().note() {
+    // what a live one owns). nextest runs each trial in a process of its own: only the first
+    // process of a run sweeps, so trials that make orphans on purpose (the sweep's own test)
+    // are not raced by another trial's start.
+    if first_process_of_this_run()
+        && let Some(note) = isobench::env::cleanup::sweep_orphans().note()
+    {
         eprintln!("isobench suite: {note}");
     }
     let mut trials: Vec<Trial> = Vec::new();
@@ -60,4 +64,21 @@ fn main() {
     let conclusion = libtest_mimic::run(&arguments, trials);
     isobench::env::cleanup::wait_if_interrupted();
     conclusion.exit();
+}
+
+/// Whether this is the first suite process of this nextest run (always, outside nextest):
+/// the first to create the run's marker file under `target/isobench/`.
+fn first_process_of_this_run() -> bool {
+    let Ok(run) = std::env::var("NEXTEST_RUN_ID") else {
+        return true;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/isobench/suite-runs");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(run))
+        .is_ok()
 }

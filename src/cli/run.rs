@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// ceiling to past it; run after the scenarios when `health` is among them).
     #[arg(long)]
     pub no_sweep: bool,
+    /// How many rounds run the sweep, from the first: each sweep is eight more measured
+    /// windows per environment, so one round draws the curve by default; more give each
+    /// point a median over rounds.
+    #[arg(long, default_value_t = 1)]
+    pub sweep_rounds: u32,
     /// Checks and report options.
     #[command(flatten)]
     pub gate: crate::cli::gate::GateArgs,
@@ -149,7 +154,10 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
             .iter()
             .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
     {
-        plan.sweep = Some(crate::measure::scenario::Sweep::default());
+        plan.sweep = Some(crate::measure::scenario::Sweep {
+            rounds: args.sweep_rounds,
+            ..Default::default()
+        });
     }
     plan.validate().map_err(|error| {
         // Name the flag behind each plan field.

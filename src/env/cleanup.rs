@@ -446,9 +446,12 @@ pub fn record_phase(phase: Phase) {
     }
 }
 
-/// Pauses for [`PAUSE`] if [`PAUSE_AT_ENV`] names `phase` and no pause happened yet.
+/// Pauses for [`PAUSE`] if [`PAUSE_AT_ENV`] names `phase`, the run is in that phase, and no
+/// pause happened yet. The phase check matters where preparing starts something itself (a
+/// runtime's trial container while preparing gVisor passes the `starting` point).
 pub fn pause_point(phase: Phase) {
     if std::env::var(PAUSE_AT_ENV).is_ok_and(|name| name == phase.name())
+        && current_phase() == Some(phase)
         && !PAUSED.swap(true, Ordering::SeqCst)
     {
         eprintln!("isobench: paused at {} ({PAUSE_AT_ENV})", phase.name());

@@ -147,6 +147,7 @@ fn measure_instance(
         }
     }
     if let Some(sweep) = &plan.sweep
+        && round.round < sweep.rounds
         && round.failure.is_none()
     {
         run_sweep(instance, env_name, plan, sweep, round, observer);

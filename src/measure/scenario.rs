@@ -173,6 +173,9 @@ pub struct Sweep {
     pub fractions: Vec<f64>,
     /// Connections the open loop spreads its schedule over.
     pub connections: usize,
+    /// How many rounds sweep, from the first: a sweep costs eight scenario windows, so by
+    /// default one round draws the curve and the others keep the run's wall time.
+    pub rounds: u32,
 }
 
 /// Name of the scenario the sweep takes its ceiling from.
@@ -184,6 +187,7 @@ impl Default for Sweep {
         Self {
             fractions: vec![0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3],
             connections: 2 * FIXED_RATE_CONNECTIONS,
+            rounds: 1,
         }
     }
 }
@@ -259,6 +263,7 @@ mod tests {
         assert_eq!((step.name.as_str(), step.rate_rps), ("sweep", Some(500.0)));
         step.validate().unwrap();
         let falling = Sweep {
+            rounds: 1,
             fractions: vec![0.5, 0.25],
             connections: 1,
         };

@@ -702,10 +702,21 @@ impl Instance for QemuInstance {
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        // A VM that died on its own (QEMU killed, the guest powered off) must not read as one
+        // that stopped cleanly: the round it served is a failed repetition.
+        let died = self
+            .child
+            .try_wait()
+            .map_err(|e| EnvError::Other(anyhow::Error::new(e).context("waiting for QEMU")))?;
         self.child
             .stop()
             .map_err(|e| EnvError::Other(anyhow::Error::new(e).context("stopping QEMU")))?;
-        Ok(())
+        match died {
+            Some(status) => Err(EnvError::Other(anyhow::anyhow!(
+                "QEMU had exited before it was stopped: {status}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
