@@ -80,12 +80,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!(
                     " (unavailable: {})",
-                    artifact
-                        .unavailable
-                        .iter()
-                        .map(|u| format!("{}: {}", u.name, u.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    crate::report::unavailable_line(&artifact.unavailable)
                 )
             }
         );

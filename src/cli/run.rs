@@ -315,12 +315,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     anyhow::ensure!(
         !artifact.environments.is_empty(),
         "no environment completed a round: {}",
-        artifact
-            .unavailable
-            .iter()
-            .map(|u| format!("{}: {}", u.name, u.reason))
-            .collect::<Vec<_>>()
-            .join("; ")
+        crate::report::unavailable_line(&artifact.unavailable)
     );
     Ok(artifact)
 }

@@ -23,3 +23,12 @@ pub(crate) mod fixture;
 
 pub use merge::{load, merge};
 pub use summarize::summarize;
+
+/// The environments that could not run, as one line: `name: reason; name: reason`.
+pub fn unavailable_line(unavailable: &[schema::Unavailable]) -> String {
+    unavailable
+        .iter()
+        .map(|u| format!("{}: {}", u.name, u.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
