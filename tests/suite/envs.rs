@@ -27,6 +27,9 @@ pub fn prepared(name: &str) -> Result<(Box<dyn Environment>, Vec<Preparation>), 
         .map_err(|e| format!("preparing {name}: {e:#}").into())
 }
 
+/// Lines of an instance's log attached to a failed check.
+const LOG_TAIL_LINES: usize = 40;
+
 /// Starts a fresh instance of `env`, runs `body` against it and stops it, also when `body`
 /// fails or panics (the instance's `Drop` cleans up during unwinding).
 pub fn with_instance(
@@ -40,7 +43,22 @@ pub fn with_instance(
     if std::env::var(FAIL_ON_PURPOSE_ENV).is_ok_and(|name| name == trial) {
         panic!("{trial} fails on purpose ({FAIL_ON_PURPOSE_ENV})");
     }
-    let outcome = body(instance.as_ref());
+    // A failed check carries the instance's own log (server output, container log, guest
+    // console): a hung guest or a crashed server shows there, not in the HTTP error.
+    let outcome = body(instance.as_ref()).map_err(|failure| {
+        let tail = instance.log_tail(LOG_TAIL_LINES);
+        if tail.is_empty() {
+            failure
+        } else {
+            let message = failure.message().unwrap_or("failed");
+            format!(
+                "{message}\n--- last {} lines of the instance's log ---\n{}",
+                tail.len(),
+                tail.join("\n")
+            )
+            .into()
+        }
+    });
     instance
         .stop()
         .map_err(|e| format!("stopping {}: {e:#}", env.name()))?;
