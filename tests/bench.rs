@@ -745,10 +745,12 @@ fn both_clients_read_chunked_answers_and_keep_the_connection() {
         let report = load::run(&exact(&server.base_url(), client, 40)).unwrap();
         assert_accounted(&report);
         assert_eq!(report.ok, 40, "{client:?}: {:?}", report.errors);
-        assert_eq!(
-            server.accepted.load(Ordering::SeqCst) - before,
-            2,
-            "{client:?}"
+        // Never more than one connection per slot: none was reopened. (A slot can also open
+        // none, when the other claims every request before its first.)
+        let accepted = server.accepted.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=2).contains(&accepted),
+            "{client:?}: {accepted} connections"
         );
     }
 }

@@ -37,7 +37,7 @@ mod progress;
 pub mod recorder;
 mod report;
 pub mod scenario;
-mod usage;
+pub mod usage;
 mod worker;
 
 pub use client::ClientKind;

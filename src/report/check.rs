@@ -671,6 +671,10 @@ fn limit_notes(environment: &str, estimate: &Estimate) -> (Vec<String>, bool) {
             LimitKind::GeneratorSaturated => "the load generator was saturated",
             LimitKind::RateNotKept => "the open loop did not keep its rate",
             LimitKind::Errors => "requests failed",
+            LimitKind::BothSaturated => {
+                "the load generator and the service were both saturated (the figure is the \
+                 service's at its CPU budget)"
+            }
         };
         let side = match limit.bottleneck {
             Side::Generator => {

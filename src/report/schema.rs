@@ -460,6 +460,10 @@ pub enum LimitKind {
     RateNotKept,
     /// Requests failed (errors > 0).
     Errors,
+    /// The load generator was saturated, and so was the service (all of its CPUs): more CPU
+    /// for the generator could not have raised the figure, which is the service's at its CPU
+    /// budget. Noted, not marked on the cell.
+    BothSaturated,
 }
 
 /// The side a limit points at.

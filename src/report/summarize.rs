@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::load::usage::SATURATED;
 use crate::report::schema::{
     Artifact, EnvKind, EnvironmentResult, Estimate, Limit, LimitKind, ScenarioRun, Side, Summary,
     SummaryRow,
@@ -231,13 +232,33 @@ fn ratio_limits(limits: &BTreeMap<&str, Vec<Limit>>, name: &str, base: &str) -> 
     merged
 }
 
+/// Whether the service used at least [`SATURATED`] of its `service_cpus` CPUs over the run's
+/// measured window (`None` when its CPU time was not read).
+pub fn service_saturated(run: &ScenarioRun, service_cpus: usize) -> Option<bool> {
+    let cpu = run.service_cpu_seconds?;
+    let capacity = run.load.elapsed_s * service_cpus as f64;
+    (capacity > 0.0).then(|| cpu / capacity >= SATURATED)
+}
+
 /// What limited a scenario's runs: generator saturation, an open loop behind its schedule,
 /// failed requests; each with the rounds it happened in and the side it points at.
-pub fn scenario_limits<'a>(runs: impl IntoIterator<Item = &'a ScenarioRun>) -> Vec<Limit> {
-    let (mut saturated, mut behind, mut behind_and_saturated, mut failed) = (0, 0, 0, 0);
+///
+/// A saturated generator limits a run only while the service, on its `service_cpus` CPUs,
+/// still had CPU to spare. When both were saturated, more CPU for the generator could not
+/// have raised the figure: the service was already using all of its own, so the figure is
+/// the service's at its CPU budget. (On loopback the two split the network stack's work, so
+/// at a cheap endpoint both saturate together, with wrk as much as with isobench.)
+pub fn scenario_limits<'a>(
+    runs: impl IntoIterator<Item = &'a ScenarioRun>,
+    service_cpus: usize,
+) -> Vec<Limit> {
+    let (mut saturated, mut both, mut behind, mut behind_and_saturated, mut failed) =
+        (0, 0, 0, 0, 0);
     for run in runs {
         let load = &run.load;
-        let is_saturated = load.generator.bottleneck;
+        let service_full = service_saturated(run, service_cpus) == Some(true);
+        let is_saturated = load.generator.bottleneck && !service_full;
+        both += usize::from(load.generator.bottleneck && service_full);
         let is_behind = load.open_loop
             && load
                 .requested_rate_rps
@@ -253,6 +274,13 @@ pub fn scenario_limits<'a>(runs: impl IntoIterator<Item = &'a ScenarioRun>) -> V
             kind: LimitKind::GeneratorSaturated,
             rounds: saturated,
             bottleneck: Side::Generator,
+        });
+    }
+    if both > 0 {
+        limits.push(Limit {
+            kind: LimitKind::BothSaturated,
+            rounds: both,
+            bottleneck: Side::Service,
         });
     }
     if behind > 0 {
@@ -325,7 +353,7 @@ impl Metric {
             .iter()
             .flat_map(|r| &r.scenarios)
             .filter(|s| &s.scenario == scenario);
-        let mut limits = scenario_limits(runs);
+        let mut limits = scenario_limits(runs, env.label.service_cpus.len());
         // The errors row shows the errors themselves.
         if self.name.starts_with("errors (") {
             limits.retain(|limit| limit.kind != LimitKind::Errors);
@@ -544,6 +572,47 @@ mod tests {
         let table = crate::report::export::Table.render(&artifact).unwrap();
         assert!(table.contains("⚠gen"), "{table}");
         assert!(table.contains("bottleneck: the load generator"), "{table}");
+    }
+
+    #[test]
+    fn a_generator_saturated_beside_a_saturated_service_limits_nothing() {
+        // Both sides at their CPU budget: the service could not have gone faster, so the
+        // figure is the service's, not the generator's ceiling.
+        let mut artifact = fixture::artifact();
+        clear_errors(&mut artifact);
+        let native = env_mut(&mut artifact, "native");
+        let native_rounds = native.rounds.len();
+        let cpus = native.label.service_cpus.len() as f64;
+        for (i, round) in native.rounds.iter_mut().enumerate() {
+            let run = &mut round.scenarios[0];
+            run.load.generator.bottleneck = true;
+            // Round 0: the service had half its CPU to spare; the others: all of it used.
+            let share = if i == 0 { 0.5 } else { 0.97 };
+            run.service_cpu_seconds = Some(share * run.load.elapsed_s * cpus);
+        }
+        let summary = summarize(&artifact);
+        let limits = &row(&summary, "throughput (health)").estimates["native"].limits;
+        assert_eq!(
+            limits,
+            &[
+                Limit {
+                    kind: LimitKind::GeneratorSaturated,
+                    rounds: 1,
+                    bottleneck: Side::Generator,
+                },
+                Limit {
+                    kind: LimitKind::BothSaturated,
+                    rounds: native_rounds - 1,
+                    bottleneck: Side::Service,
+                }
+            ]
+        );
+        use crate::report::export::Exporter;
+        let table = crate::report::export::Table.render(&artifact).unwrap();
+        assert!(
+            table.contains("the load generator and the service were both saturated"),
+            "{table}"
+        );
     }
 
     #[test]

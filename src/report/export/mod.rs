@@ -93,12 +93,15 @@ pub(crate) const ERRORS_MARK: &str = "⚠err";
 pub(crate) fn limit_marks(estimate: &Estimate) -> String {
     let mut marks = String::new();
     for limit in &estimate.limits {
-        marks.push(' ');
-        marks.push_str(match limit.kind {
+        let mark = match limit.kind {
             LimitKind::GeneratorSaturated => GENERATOR_MARK,
             LimitKind::RateNotKept => RATE_MARK,
             LimitKind::Errors => ERRORS_MARK,
-        });
+            // The figure is the service's: noted under the table, not marked.
+            LimitKind::BothSaturated => continue,
+        };
+        marks.push(' ');
+        marks.push_str(mark);
     }
     marks
 }
@@ -106,8 +109,9 @@ pub(crate) fn limit_marks(estimate: &Estimate) -> String {
 /// The legend of the limit marks, saying which side each points at.
 pub(crate) fn limit_legend() -> String {
     format!(
-        "{GENERATOR_MARK}: the load generator was saturated in some of these rounds, so the \
-         figure may be the generator's limit, not the service's (bottleneck: generator); \
+        "{GENERATOR_MARK}: the load generator was saturated in some of these rounds while the \
+         service had CPU to spare, so the figure may be the generator's limit, not the \
+         service's (bottleneck: generator); \
          {RATE_MARK}: the open loop sent fewer requests than scheduled (bottleneck: the \
          generator when it was also saturated, else the service); {ERRORS_MARK}: requests \
          failed (bottleneck: the service)."
@@ -153,6 +157,10 @@ pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
                 LimitKind::GeneratorSaturated => "the load generator was saturated",
                 LimitKind::RateNotKept => "the open loop did not keep its rate",
                 LimitKind::Errors => "requests failed",
+                LimitKind::BothSaturated => {
+                    "the load generator and the service were both saturated (the service \
+                     used all of its CPU, so the figure is the service's at its CPU budget)"
+                }
             };
             let side = match side {
                 Side::Generator => "the load generator",
