@@ -2,9 +2,10 @@
 //!
 //! - `memory_at_cap`: the service's `/memory` caps follow the memory it has; a request at
 //!   the cap gets 200 or 503, and the service lives on.
-//! - `service_killed` (native, container), `stopped_from_outside` (container), `qemu_killed`
-//!   (vm): the service or what holds it dies in the middle of a scenario of `isobench run`;
-//!   the run records a failed repetition and goes on.
+//! - `service_killed` (native and the three container rungs; under gVisor the kill goes
+//!   through the engine into the sandbox), `stopped_from_outside` (the container rungs),
+//!   `qemu_killed` (vm): the service or what holds it dies in the middle of a scenario of
+//!   `isobench run`; the run records a failed repetition and goes on.
 //! - `output_disk_full`, `output_read_only`: the output directory on a small tmpfs that is
 //!   full or read-only, from the start or from the middle of the run.
 //! - `sigint_while_<phase>`, `sigterm_while_<phase>`: a signal in each phase of a run.
@@ -45,7 +46,7 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
     ];
     match env {
         "native" => trials.push(trial(env, "service_killed", service_killed)),
-        "container" => {
+        "container" | "container-host" | "gvisor" => {
             trials.push(trial(env, "service_killed", service_killed));
             trials.push(trial(env, "stopped_from_outside", stopped_from_outside));
         }
@@ -329,9 +330,22 @@ fn service_killed(env: &'static str) -> Result<(), Failed> {
     let mut run = Run::spawn(env, 2, dir.path(), &[])?;
     run.wait_for_load(2)?;
     std::thread::sleep(Duration::from_millis(700));
-    let pid = service_pid(env, &run)?;
-    // SAFETY: a plain syscall on the service process this trial's run started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    if env == "gvisor" {
+        // The service is not a host process under gVisor: the engine has runsc deliver the
+        // SIGKILL to it inside the sandbox.
+        let id = running_container(&run)?;
+        let status = Command::new("docker")
+            .args(["kill", "--signal", "KILL", &id])
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("docker kill {id}: {status}").into());
+        }
+    } else {
+        let pid = service_pid(env, &run)?;
+        // SAFETY: a plain syscall on the service process this trial's run started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
     expect_recorded_failure(&mut run)
 }
 
@@ -342,7 +356,7 @@ fn service_pid(env: &str, run: &Run) -> Result<u32, Failed> {
             .first()
             .copied()
             .ok_or_else(|| "no server process found".into()),
-        "container" => {
+        "container" | "container-host" => {
             let id = running_container(run)?;
             let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
             let state = engine
