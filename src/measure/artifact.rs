@@ -13,13 +13,5 @@ impl Artifact {
 
 /// This host, as the artifact records it.
 pub fn host_info() -> HostInfo {
-    let host = host::read();
-    HostInfo {
-        cpu_model: host.cpu_model,
-        logical_cpus: host.logical_cpus,
-        kernel: host.kernel,
-        os: host.os,
-        memory_total_bytes: host.memory_total_bytes,
-        hostname: host.hostname,
-    }
+    host::read()
 }

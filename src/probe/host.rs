@@ -2,24 +2,10 @@
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-/// The machine, as read from the kernel and sysinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostInfo {
-    /// CPU model as the kernel names it.
-    pub cpu_model: String,
-    /// Logical CPUs online.
-    pub logical_cpus: usize,
-    /// Kernel release.
-    pub kernel: String,
-    /// Operating system name and version.
-    pub os: String,
-    /// Physical memory in bytes.
-    pub memory_total_bytes: u64,
-    /// Host name.
-    pub hostname: String,
-}
+use crate::report::schema::HostInfo;
 
-/// Reads the host's CPU model, CPU count, kernel, OS, memory and name.
+/// Reads the host's CPU model, CPU count, kernel, OS, memory and name, as artifacts record
+/// them.
 pub fn read() -> HostInfo {
     let system = System::new_with_specifics(
         RefreshKind::nothing()
