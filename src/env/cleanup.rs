@@ -20,7 +20,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::env::container::engine::Engine;
@@ -166,6 +166,42 @@ pub fn release_all() -> usize {
     resources.len()
 }
 
+/// Container starts under way: between the engine's create call and the registration of
+/// what it created, a container is in no list a signal handler could read.
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Longest wait, on a signal, for starts under way to register what they created.
+const STARTING_GRACE: Duration = Duration::from_secs(10);
+
+/// Marks a container start under way until dropped (after its container is registered).
+#[must_use = "the start counts as under way only while the guard lives"]
+pub struct Starting(());
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks a container start under way; drop the guard once its container is registered.
+pub fn starting() -> Starting {
+    STARTING.fetch_add(1, Ordering::SeqCst);
+    Starting(())
+}
+
+/// Waits (bounded) for container starts under way to register or fail; true if any was
+/// under way. A create call in flight when a signal came completes after the handler's first
+/// look, and its container would outlive the run.
+fn wait_for_starts() -> bool {
+    let deadline = Instant::now() + STARTING_GRACE;
+    let mut waited = false;
+    while STARTING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        waited = true;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waited
+}
+
 /// Sends SIGKILL to a process and its process group.
 pub fn kill_group(pid: u32) {
     // SAFETY: plain syscalls on pids we started; a stale pid at worst gets ESRCH.
@@ -217,7 +253,10 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
             });
             INTERRUPTED.store(true, Ordering::SeqCst);
             let phase = current_phase();
-            let released = release_all();
+            let mut released = release_all();
+            if wait_for_starts() {
+                released += release_all();
+            }
             let during = phase.map_or(String::new(), |phase| format!(" while {}", phase.name()));
             eprintln!("isobench: interrupted{during}; stopped {released} running instance(s)");
             std::process::exit(code);

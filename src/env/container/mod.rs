@@ -397,10 +397,12 @@ impl Environment for ContainerEnv {
             let port = port.to_string();
             request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
         }
+        let starting = cleanup::starting();
         let container = request
             .start()
             .with_context(|| format!("starting a container from {}", image.reference()))?;
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
+        drop(starting);
         cleanup::pause_point(cleanup::Phase::Starting);
         let port = match host_port {
             Some(port) => port,
