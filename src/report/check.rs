@@ -24,11 +24,9 @@
 
 use std::path::Path;
 
-use crate::report::export::number;
+use crate::report::export::{limit_description, number};
 use crate::report::headline;
-use crate::report::schema::{
-    Artifact, CheckOutcome, CheckStatus, Estimate, LimitKind, Side, Summary,
-};
+use crate::report::schema::{Artifact, CheckOutcome, CheckStatus, Estimate, Side, Summary};
 use crate::report::stats;
 use crate::report::summarize;
 
@@ -667,15 +665,7 @@ fn limit_notes(environment: &str, estimate: &Estimate) -> (Vec<String>, bool) {
     let mut notes = Vec::new();
     let mut generator = false;
     for limit in &estimate.limits {
-        let what = match limit.kind {
-            LimitKind::GeneratorSaturated => "the load generator was saturated",
-            LimitKind::RateNotKept => "the open loop did not keep its rate",
-            LimitKind::Errors => "requests failed",
-            LimitKind::BothSaturated => {
-                "the load generator and the service were both saturated (the figure is the \
-                 service's at its CPU budget)"
-            }
-        };
+        let what = limit_description(limit.kind);
         let side = match limit.bottleneck {
             Side::Generator => {
                 generator = true;

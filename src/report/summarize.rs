@@ -233,11 +233,11 @@ fn ratio_limits(limits: &BTreeMap<&str, Vec<Limit>>, name: &str, base: &str) -> 
 }
 
 /// Whether the service used at least [`SATURATED`] of its `service_cpus` CPUs over the run's
-/// measured window (`None` when its CPU time was not read).
-pub fn service_saturated(run: &ScenarioRun, service_cpus: usize) -> Option<bool> {
-    let cpu = run.service_cpu_seconds?;
+/// measured window (never when its CPU time was not read).
+pub fn service_saturated(run: &ScenarioRun, service_cpus: usize) -> bool {
     let capacity = run.load.elapsed_s * service_cpus as f64;
-    (capacity > 0.0).then(|| cpu / capacity >= SATURATED)
+    run.service_cpu_seconds
+        .is_some_and(|cpu| capacity > 0.0 && cpu / capacity >= SATURATED)
 }
 
 /// What limited a scenario's runs: generator saturation, an open loop behind its schedule,
@@ -256,7 +256,7 @@ pub fn scenario_limits<'a>(
         (0, 0, 0, 0, 0);
     for run in runs {
         let load = &run.load;
-        let service_full = service_saturated(run, service_cpus) == Some(true);
+        let service_full = service_saturated(run, service_cpus);
         let is_saturated = load.generator.bottleneck && !service_full;
         both += usize::from(load.generator.bottleneck && service_full);
         let is_behind = load.open_loop

@@ -333,14 +333,7 @@ fn service_killed(env: &'static str) -> Result<(), Failed> {
     if env == "gvisor" {
         // The service is not a host process under gVisor: the engine has runsc deliver the
         // SIGKILL to it inside the sandbox.
-        let id = running_container(&run)?;
-        let status = Command::new("docker")
-            .args(["kill", "--signal", "KILL", &id])
-            .stdout(Stdio::null())
-            .status()?;
-        if !status.success() {
-            return Err(format!("docker kill {id}: {status}").into());
-        }
+        docker(&["kill", "--signal", "KILL", &running_container(&run)?])?;
     } else {
         let pid = service_pid(env, &run)?;
         // SAFETY: a plain syscall on the service process this trial's run started.
@@ -386,15 +379,20 @@ fn stopped_from_outside(env: &'static str) -> Result<(), Failed> {
     let mut run = Run::spawn(env, 2, dir.path(), &[])?;
     run.wait_for_load(2)?;
     std::thread::sleep(Duration::from_millis(700));
-    let id = running_container(&run)?;
+    docker(&["stop", "--time", "1", &running_container(&run)?])?;
+    expect_recorded_failure(&mut run)
+}
+
+/// Runs the docker CLI with `args`; its failure is the trial's.
+fn docker(args: &[&str]) -> Result<(), Failed> {
     let status = Command::new("docker")
-        .args(["stop", "--time", "1", &id])
+        .args(args)
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
-        return Err(format!("docker stop {id}: {status}").into());
+        return Err(format!("docker {}: {status}", args.join(" ")).into());
     }
-    expect_recorded_failure(&mut run)
+    Ok(())
 }
 
 fn qemu_killed(env: &'static str) -> Result<(), Failed> {

@@ -106,6 +106,19 @@ pub(crate) fn limit_marks(estimate: &Estimate) -> String {
     marks
 }
 
+/// What a limit of `kind` says happened, as the report's notes and the checks word it.
+pub(crate) fn limit_description(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::GeneratorSaturated => "the load generator was saturated",
+        LimitKind::RateNotKept => "the open loop did not keep its rate",
+        LimitKind::Errors => "requests failed",
+        LimitKind::BothSaturated => {
+            "the load generator and the service were both saturated (the service used all of \
+             its CPU, so the figure is the service's at its CPU budget)"
+        }
+    }
+}
+
 /// The legend of the limit marks, saying which side each points at.
 pub(crate) fn limit_legend() -> String {
     format!(
@@ -153,15 +166,7 @@ pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
     let mut notes: Vec<String> = found
         .into_iter()
         .map(|((env, kind), (side, scenarios))| {
-            let what = match kind {
-                LimitKind::GeneratorSaturated => "the load generator was saturated",
-                LimitKind::RateNotKept => "the open loop did not keep its rate",
-                LimitKind::Errors => "requests failed",
-                LimitKind::BothSaturated => {
-                    "the load generator and the service were both saturated (the service \
-                     used all of its CPU, so the figure is the service's at its CPU budget)"
-                }
-            };
+            let what = limit_description(kind);
             let side = match side {
                 Side::Generator => "the load generator",
                 Side::Service => "the service",
