@@ -1,8 +1,8 @@
 //! Foreign services: busybox's httpd (a tiny static image built `FROM scratch` offline) in
 //! every environment — correctness and a short performance run through the same protocol as
 //! isobench's own server — and the bad-input classes of `--image`: a missing image, a port
-//! that never answers, a health path that answers 404 and an entrypoint that exits, each a
-//! clear error within a bounded wait with nothing left running.
+//! that never answers, a health path that answers 404, an entrypoint that exits and one that
+//! is missing, each a clear error within a bounded wait with nothing left running.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             }),
             Trial::test(format!("{env}::foreign::entrypoint_exits"), move || {
                 entrypoint_exits(env)
+            }),
+            Trial::test(format!("{env}::foreign::entrypoint_missing"), move || {
+                entrypoint_missing(env)
             }),
         ]);
     }
@@ -280,6 +283,22 @@ fn entrypoint_exits(env: &str) -> Result<(), Failed> {
         &subject,
         BAD_INPUT_STARTUP + Duration::from_secs(20),
         &[said, "config missing"],
+    )
+}
+
+/// The image's entrypoint is not in it: the start fails, naming the file, and the container
+/// the engine created before the runtime refused it is not left behind (it was, in the
+/// `Created` state).
+fn entrypoint_missing(env: &str) -> Result<(), Failed> {
+    let engine = engine()?;
+    let reference = images::missing_entrypoint(&engine)?;
+    let subject =
+        subject::resolve_image(&engine, &reference, None, None).map_err(|e| format!("{e:#}"))?;
+    fails_cleanly(
+        env,
+        &subject,
+        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        &["/bin/no-such-server"],
     )
 }
 

@@ -96,3 +96,15 @@ pub fn exiting(engine: &Engine) -> Result<String, String> {
         &[("busybox", busybox()?, 0o755)],
     )
 }
+
+/// An image whose entrypoint names a file it does not hold: the engine creates the container,
+/// and the runtime refuses to start it.
+pub fn missing_entrypoint(engine: &Engine) -> Result<String, String> {
+    scratch_image(
+        engine,
+        "isobench-test-no-entrypoint",
+        "FROM scratch AS image\nCOPY busybox /bin/busybox\nEXPOSE 18082\n\
+         ENTRYPOINT [\"/bin/no-such-server\"]\n",
+        &[("busybox", busybox()?, 0o755)],
+    )
+}

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, ContainerStatsResponse};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, HostConfig,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
     StatsOptionsBuilder,
@@ -14,6 +16,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::env::EnvError;
+use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
 
 /// A connection to the engine plus a private runtime to drive it from synchronous code.
 pub struct Engine {
@@ -158,6 +161,42 @@ impl Engine {
             }) => Ok(()),
             Err(error) => Err(error).with_context(|| format!("removing container {id}")),
         }
+    }
+
+    /// Starts one container of `image` with the engine's default runtime on `cpuset` and
+    /// removes it again, also on failure: what it leaves is the engine's parent cgroups,
+    /// which runc sets up on its first container (see [`super::ContainerEnv`]'s runtime
+    /// check). What the entrypoint does is irrelevant; it is removed at once.
+    pub fn start_and_remove_default_runtime(
+        &self,
+        image: &str,
+        cpuset: &str,
+    ) -> anyhow::Result<()> {
+        let labels = HashMap::from([
+            (CONTAINER_LABEL.to_owned(), "1".to_owned()),
+            (OWNER_LABEL.to_owned(), std::process::id().to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                cpuset_cpus: Some(cpuset.to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .runtime
+            .block_on(self.docker.create_container(None, body))
+            .with_context(|| format!("creating a runc container from {image}"))?;
+        let _registration = cleanup::register(Resource::Container(created.id.clone()));
+        let started = self
+            .runtime
+            .block_on(self.docker.start_container(&created.id, None))
+            .with_context(|| format!("starting a runc container from {image}"));
+        let removed = self.force_remove(&created.id);
+        started?;
+        removed
     }
 
     /// Ids and labels of all containers (running or not) carrying `label=value`.

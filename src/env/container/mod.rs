@@ -266,10 +266,31 @@ impl ContainerEnv {
             env: self.spec.name.clone(),
             reason: format!("{error:#}"),
         };
-        let instance = self.start().map_err(unavailable)?;
+        let mut what = "runtime check (one container started and removed)".to_owned();
+        let instance = match self.start() {
+            Err(error) if format!("{error:#}").contains("cpuset") => {
+                // On cgroup v1, Debian 12's runsc (2022) creates the engine's parent cgroup
+                // (`cpuset/docker`) with no CPUs when no runc container has made it yet, and
+                // then cannot give its own container any: "write …/cpuset.cpus: permission
+                // denied" on a freshly started engine. runc fills the parent from its own
+                // parent on its first container, so one runc container is started first.
+                let image = self.image.as_ref().map(BuiltImage::reference);
+                let image = image.ok_or_else(|| unavailable(error))?;
+                self.engine
+                    .start_and_remove_default_runtime(&image, &self.budget.service_cpuset())
+                    .map_err(|e| unavailable(e.into()))?;
+                what.push_str(
+                    ", after one runc container set up the engine's parent cpuset cgroup, \
+                     which this runtime leaves empty",
+                );
+                self.start()
+            }
+            other => other,
+        }
+        .map_err(unavailable)?;
         instance.stop().map_err(unavailable)?;
         Ok(Some(Preparation {
-            what: "runtime check (one container started and removed)".into(),
+            what,
             seconds: started.elapsed().as_secs_f64(),
             cached: false,
         }))
@@ -285,6 +306,13 @@ fn connect(env: &str) -> Result<Engine, EnvError> {
         },
         other => other,
     })
+}
+
+/// A container name unique to this process and start: `isobench-<pid>-<n>`.
+fn container_name() -> String {
+    static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("isobench-{}-{n}", std::process::id())
 }
 
 /// A port nothing listens on now on 127.0.0.1, for a server on the host's network.
@@ -397,10 +425,21 @@ impl Environment for ContainerEnv {
             let port = port.to_string();
             request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
         }
+        // Named, so that a container the engine created but could not start (a runtime that
+        // refuses this machine's cgroups, say) can be found and removed: testcontainers
+        // returns the error without it, and it would stay behind in the `Created` state.
+        let name = container_name();
+        let request = request.with_container_name(&name);
         let starting = cleanup::starting();
-        let container = request
-            .start()
-            .with_context(|| format!("starting a container from {}", image.reference()))?;
+        let container = match request.start() {
+            Ok(container) => container,
+            Err(error) => {
+                let _ = self.engine.force_remove(&name);
+                return Err(anyhow::Error::new(error)
+                    .context(format!("starting a container from {}", image.reference()))
+                    .into());
+            }
+        };
         let registration = cleanup::register(Resource::Container(container.id().to_owned()));
         drop(starting);
         cleanup::pause_point(cleanup::Phase::Starting);
