@@ -269,6 +269,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             startup_phases: Vec::new(),
             idle_memory_bytes: None,
             idle_memory_method: None,
+            quiet_wait: None,
             scenarios: vec![ScenarioRun {
                 scenario: "bench".into(),
                 load: report,

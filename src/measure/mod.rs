@@ -3,6 +3,7 @@
 //!
 //! - [`plan`]: what to measure, as plain data (no command-line types);
 //! - [`scenario`]: the load scenarios, as plain data;
+//! - [`quiet`]: the bounded wait for a quiet machine before each instance starts;
 //! - [`protocol`]: one round on one fresh instance (start → idle reading → each scenario:
 //!   reading, load, reading → stop), failures recorded, not raised;
 //! - [`window`]: peak memory and CPU time over exactly the load's measured window;
@@ -17,6 +18,7 @@
 pub mod artifact;
 pub mod plan;
 pub mod protocol;
+pub mod quiet;
 pub mod rounds;
 pub mod scenario;
 pub mod soak;

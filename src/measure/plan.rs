@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::env::Budget;
+use crate::measure::quiet::QuietPolicy;
 use crate::measure::scenario::{Scenario, Sweep};
 
 /// Default repetitions. Seven rounds is the smallest n whose [min, max] interval covers a
@@ -49,6 +50,9 @@ pub struct Plan {
     pub seed: u64,
     /// The latency-under-load sweep run after the scenarios; needs the `health` scenario.
     pub sweep: Option<Sweep>,
+    /// The wait for a quiet machine before each instance starts; `None` starts at once
+    /// (for trials that run beside others, where the machine is never quiet).
+    pub quiet: Option<QuietPolicy>,
 }
 
 /// A plan that cannot be run, and why.
@@ -70,6 +74,7 @@ impl Plan {
             budget: Budget::for_host(),
             seed: 1,
             sweep: None,
+            quiet: Some(QuietPolicy::DEFAULT),
         }
     }
 
@@ -87,6 +92,11 @@ impl Plan {
         }
         if self.request_timeout.is_zero() {
             return bad("the request timeout must be longer than zero");
+        }
+        if let Some(quiet) = &self.quiet
+            && !(0.0..=100.0).contains(&quiet.busy_at_most_percent)
+        {
+            return bad("the quiet machine's CPU threshold must be a percentage, 0 to 100");
         }
         for scenario in &self.scenarios {
             scenario.validate().map_err(PlanError)?;
@@ -111,10 +121,18 @@ impl Plan {
 
     /// A one-line description recorded in every environment's notes.
     pub fn describe(&self) -> String {
+        let quiet = match &self.quiet {
+            Some(quiet) => format!(
+                "each started once the host's CPU use fell to {}% or less (waiting at most \
+                 {:?}); ",
+                quiet.busy_at_most_percent, quiet.within
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} rounds, fresh instances interleaved in an order shuffled with seed {}; each \
-             scenario {:?} measured after {:?} warm-up; idle memory read {:?} after the first \
-             200; memory and CPU read every {:?} during load",
+            "{} rounds, fresh instances interleaved in an order shuffled with seed {}, \
+             {quiet}each scenario {:?} measured after {:?} warm-up; idle memory read {:?} \
+             after the first 200; memory and CPU read every {:?} during load",
             self.repetitions,
             self.seed,
             self.window,

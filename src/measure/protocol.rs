@@ -1,6 +1,7 @@
 //! The per-instance protocol, the same for every environment and for `isobench run` and the
 //! test suite alike:
 //!
+//! 0. **quiet**: wait (bounded) for the host's CPUs to fall quiet ([`crate::measure::quiet`]);
 //! 1. **start** a fresh instance (startup = request to start → first 200);
 //! 2. **idle**: wait [`Plan::idle_settle`] after the first 200, read memory once (the one
 //!    moment idle memory is defined at);
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::env::{EnvError, Environment, Instance, health};
 use crate::load::{self, LoadError};
 use crate::measure::plan::Plan;
+use crate::measure::quiet;
 use crate::measure::scenario::Scenario;
 use crate::measure::window::{self, Sample};
 use crate::probe::pin;
@@ -72,9 +74,14 @@ pub fn run_round(
         startup_phases: Vec::new(),
         idle_memory_bytes: None,
         idle_memory_method: None,
+        quiet_wait: None,
         scenarios: Vec::new(),
         failure: None,
     };
+    if let Some(policy) = &plan.quiet {
+        observer.phase(index, env.name(), "quiet");
+        round.quiet_wait = Some(quiet::wait(policy));
+    }
     observer.phase(index, env.name(), "start");
     let instance = match env.start() {
         Ok(instance) => instance,

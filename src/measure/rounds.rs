@@ -13,6 +13,7 @@ use rand::seq::SliceRandom;
 use crate::env::Environment;
 use crate::measure::plan::{Plan, PlanError};
 use crate::measure::protocol::{self, Observer};
+use crate::measure::quiet;
 use crate::report::schema::{
     Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round, Unavailable,
 };
@@ -108,6 +109,13 @@ fn label_of(
     label.notes.push(note.to_owned());
     label.detected = detected;
     for round in rounds {
+        if let Some(note) = round
+            .quiet_wait
+            .as_ref()
+            .and_then(|wait| quiet::busy_note(round.round, wait))
+        {
+            label.notes.push(note);
+        }
         if let Some(failure) = &round.failure {
             label.notes.push(format!(
                 "round {} failed at {}: {}",

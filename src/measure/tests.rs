@@ -8,6 +8,7 @@ use crate::env::mock::{MockEnv, MockReadings};
 use crate::load::PathWeight;
 use crate::measure::plan::Plan;
 use crate::measure::protocol::{Observer, Quiet};
+use crate::measure::quiet::QuietPolicy;
 use crate::measure::rounds::{self, Prepared};
 use crate::measure::scenario::Scenario;
 use crate::report::schema::{Artifact, EnvironmentResult, HostInfo};
@@ -45,6 +46,8 @@ fn plan(scenarios: Vec<Scenario>, repetitions: u32, window_ms: u64, warmup_ms: u
     plan.warmup = Duration::from_millis(warmup_ms);
     plan.idle_settle = Duration::from_millis(100);
     plan.budget = Budget::for_host();
+    // Unit tests run beside each other: the machine is never quiet.
+    plan.quiet = None;
     plan
 }
 
@@ -124,6 +127,41 @@ fn cpu_per_request_covers_exactly_the_measured_window() {
     assert!(
         (per_thousand - 1.0).abs() < 0.05,
         "{per_thousand} s per 1k requests"
+    );
+}
+
+#[test]
+fn every_round_records_its_wait_for_a_quiet_machine() {
+    let mut plan = plan(vec![closed("health", 2)], 2, 200, 0);
+    // A threshold no machine misses: one reading per round, recorded. (The busy case, with
+    // its bound and note, is `quiet`'s own test.)
+    plan.quiet = Some(QuietPolicy {
+        busy_at_most_percent: 100.0,
+        within: Duration::from_secs(5),
+    });
+    let (artifact, _) = run(&plan, vec![mock("mock", MockReadings::default())]);
+    let mock_env = env(&artifact, "mock");
+    for round in &mock_env.rounds {
+        let wait = round.quiet_wait.as_ref().expect("the wait is recorded");
+        assert!(wait.quiet, "{wait:?}");
+    }
+    assert!(
+        mock_env
+            .label
+            .notes
+            .iter()
+            .all(|n| !n.contains("busy machine")),
+        "{:?}",
+        mock_env.label.notes
+    );
+    assert!(
+        mock_env
+            .label
+            .notes
+            .iter()
+            .any(|n| n.contains("fell to 100% or less")),
+        "the plan's note says how rounds wait: {:?}",
+        mock_env.label.notes
     );
 }
 

@@ -118,6 +118,7 @@ pub fn bench_pair() -> Artifact {
                 startup_phases: Vec::new(),
                 idle_memory_bytes: None,
                 idle_memory_method: None,
+                quiet_wait: None,
                 scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
                 failure: None,
             }],
@@ -187,6 +188,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
                 startup_phases: Vec::new(),
                 idle_memory_bytes: Some(f.idle_mib[i] * MIB),
                 idle_memory_method: None,
+                quiet_wait: None,
                 scenarios: vec![
                     scenario_run(
                         "health",

@@ -216,12 +216,32 @@ pub struct Round {
     /// the first 200`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_memory_method: Option<String>,
+    /// The wait for a quiet machine before this instance was started, where the plan asked
+    /// for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_wait: Option<QuietWait>,
     /// The scenarios run against this instance, in order.
     pub scenarios: Vec<ScenarioRun>,
     /// Why this repetition did not complete, when it did not: the measurements it holds are
     /// those taken before the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RoundFailure>,
+}
+
+/// How long a round waited for the machine to fall quiet before starting its instance, so
+/// that what the previous instance's teardown (or anything else) left running does not share
+/// the CPUs with this one's measurements.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuietWait {
+    /// Time spent waiting, in milliseconds.
+    pub waited_ms: f64,
+    /// The host's CPU use over the wait's last reading, as a percentage of all its CPUs
+    /// together (50 on a 2-CPU host is one CPU's worth).
+    pub busy_percent: f64,
+    /// Whether the machine fell below the plan's threshold within its bound; when not, the
+    /// instance was started anyway and the environment's notes say so.
+    pub quiet: bool,
 }
 
 /// A repetition that failed part-way; the run went on with the other environments.
