@@ -190,6 +190,27 @@ pub fn wait_until_ready(
     }
 }
 
+/// Checks that the service still answers `path` with a 2xx, trying for up to `within` (a
+/// queue an overload left behind may take a moment to drain); the error says what was last
+/// seen. A service that died answers nothing: refused at once natively, an accepted
+/// connection that stays silent behind QEMU's user-mode network.
+pub fn still_answering(base_url: &str, path: &str, within: Duration) -> anyhow::Result<()> {
+    let agent = agent(Duration::from_secs(1));
+    let url = format!("{base_url}{path}");
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match agent.get(&url).call() {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => format!("it answered {}", response.status().as_u16()),
+            Err(error) => error.to_string(),
+        };
+        if Instant::now() >= deadline {
+            bail!("{url} no longer answers 2xx ({last})");
+        }
+        std::thread::sleep(POLL_INTERVAL.max(Duration::from_millis(50)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

@@ -57,6 +57,9 @@ pub struct MockEnv {
     /// Starts (counted from 0) that fail on purpose.
     failing_starts: Vec<u32>,
     starts: AtomicU32,
+    /// Requests after which each instance's service dies (every connection fails from then
+    /// on, while its readings go on, like a VM whose guest is powering off).
+    dies_after_requests: Option<u64>,
 }
 
 impl MockEnv {
@@ -68,7 +71,14 @@ impl MockEnv {
             readings,
             failing_starts: Vec::new(),
             starts: AtomicU32::new(0),
+            dies_after_requests: None,
         }
+    }
+
+    /// Makes every instance's service die once it has received `requests` requests.
+    pub fn with_death_after_requests(mut self, requests: u64) -> Self {
+        self.dies_after_requests = Some(requests);
+        self
     }
 
     /// Makes the given starts (counted from 0) fail, as a broken environment would.
@@ -101,7 +111,10 @@ impl Environment for MockEnv {
             .block_on(TcpListener::bind("127.0.0.1:0"))
             .context("binding the mock's port")?;
         let address = listener.local_addr().context("reading the mock's port")?;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            dies_after_requests: self.dies_after_requests.unwrap_or(u64::MAX),
+            ..Counters::default()
+        });
         let listener = CountingListener {
             listener,
             counters: Arc::clone(&counters),
@@ -166,6 +179,19 @@ struct MockInstance {
 struct Counters {
     connections: AtomicU64,
     requests: AtomicU64,
+    /// The service is dead from this many requests on.
+    dies_after_requests: u64,
+}
+
+impl Counters {
+    fn dead(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) >= self.dies_after_requests
+    }
+}
+
+/// What a dead service's connections do: fail.
+fn reset() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "the mock service died")
 }
 
 /// A listener that counts open connections.
@@ -208,6 +234,9 @@ impl AsyncRead for CountedStream {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.counters.dead() {
+            return Poll::Ready(Err(reset()));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -218,6 +247,9 @@ impl AsyncWrite for CountedStream {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.counters.dead() {
+            return Poll::Ready(Err(reset()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 

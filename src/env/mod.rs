@@ -75,6 +75,12 @@ pub trait Instance: Send {
         Vec::new()
     }
 
+    /// The path that answers 2xx while the service is up: `/health` for isobench's own
+    /// server, the user's `--health` for a foreign one.
+    fn health_path(&self) -> &str {
+        "/health"
+    }
+
     /// Current resource readings of the whole environment (process, container or VM).
     fn resources(&self) -> Result<ResourceReading, EnvError>;
 

@@ -172,6 +172,7 @@ impl Environment for NativeForeignEnv {
         Ok(Box::new(ChrootInstance {
             child,
             base_url,
+            health_path: health_path.to_owned(),
             startup,
             _registration: registration,
             _port_lock: port_lock,
@@ -364,6 +365,7 @@ fn kill_group(child: &mut Child) {
 struct ChrootInstance {
     child: Child,
     base_url: String,
+    health_path: String,
     startup: Duration,
     _registration: Registration,
     /// Held while the service owns the port.
@@ -373,6 +375,10 @@ struct ChrootInstance {
 impl Instance for ChrootInstance {
     fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    fn health_path(&self) -> &str {
+        &self.health_path
     }
 
     fn startup(&self) -> Duration {

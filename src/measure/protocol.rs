@@ -39,6 +39,19 @@ pub enum PhaseError {
     /// The load generator's thread panicked.
     #[error("the load generator panicked")]
     LoadPanicked,
+    /// The service stopped answering during the scenario (it died, or was killed).
+    #[error(
+        "the service stopped answering during the scenario ({errors} of {sent} requests \
+         failed): {reason}"
+    )]
+    Died {
+        /// Requests of the window that failed.
+        errors: u64,
+        /// Requests of the window sent.
+        sent: u64,
+        /// What the health check saw.
+        reason: String,
+    },
 }
 
 /// One round's measurements, and what the service said about its own environment.
@@ -145,7 +158,7 @@ fn measure_instance(
     for scenario in &plan.scenarios {
         let phase = format!("scenario:{}", scenario.name);
         observer.phase(round.round, env_name, &phase);
-        match measure_scenario(instance, scenario, plan) {
+        match measure_scenario(instance, scenario, plan).and_then(|run| survived(instance, run)) {
             Ok(run) => round.scenarios.push(run),
             Err(error) => {
                 round.failure = Some(failure(&phase, &error, instance.log_tail(LOG_TAIL_LINES)));
@@ -183,7 +196,9 @@ fn run_sweep(
     for &fraction in &sweep.fractions {
         let phase = format!("sweep:{fraction}");
         observer.phase(round.round, env_name, &phase);
-        match measure_scenario(instance, &sweep.step(ceiling, fraction), plan) {
+        match measure_scenario(instance, &sweep.step(ceiling, fraction), plan)
+            .and_then(|run| survived(instance, run))
+        {
             Ok(mut run) => {
                 run.sweep = Some(crate::report::schema::SweepStep {
                     ceiling_rps: ceiling,
@@ -219,6 +234,25 @@ fn failure(
         phase: phase.into(),
         reason,
         log_tail,
+    }
+}
+
+/// How long a service may take to answer its health path again after a scenario (the
+/// queue an overload left behind draining) before the round counts it as dead.
+const ALIVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// `run`, when the service still answers its health path after it. A service that died in
+/// the last moments of a window leaves a run that looks like any other with a few errors
+/// (and a VM whose guest was powering off could even be stopped as if nothing happened):
+/// its figures are not the environment's, and the round is a failed repetition.
+fn survived(instance: &dyn Instance, run: ScenarioRun) -> Result<ScenarioRun, PhaseError> {
+    match health::still_answering(instance.base_url(), instance.health_path(), ALIVE_WITHIN) {
+        Ok(()) => Ok(run),
+        Err(error) => Err(PhaseError::Died {
+            errors: run.load.errors.total(),
+            sent: run.load.requests_sent,
+            reason: format!("{error:#}"),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::env::Budget;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::load::PathWeight;
 use crate::measure::plan::Plan;
-use crate::measure::protocol::{Observer, Quiet};
+use crate::measure::protocol::{self, Observer, Quiet};
 use crate::measure::quiet::QuietPolicy;
 use crate::measure::rounds::{self, Prepared};
 use crate::measure::scenario::Scenario;
@@ -163,6 +163,28 @@ fn every_round_records_its_wait_for_a_quiet_machine() {
         "the plan's note says how rounds wait: {:?}",
         mock_env.label.notes
     );
+}
+
+#[test]
+fn a_service_that_dies_during_a_scenario_fails_the_round() {
+    // The service dies part-way through the first window while its readings go on (a VM's
+    // guest powering off): the load only sees errors, which the old protocol recorded as a
+    // completed scenario with a few errors, and the round as a success.
+    let plan = plan(vec![closed("health", 2), closed("after", 2)], 1, 600, 0);
+    let dying = MockEnv::new("dying", Budget::for_host(), MockReadings::default())
+        .with_death_after_requests(200);
+    let round = protocol::run_round(&dying, &plan, 0, &mut Quiet).round;
+    let failure = round.failure.as_ref().expect("the round failed");
+    assert_eq!(failure.phase, "scenario:health");
+    assert!(
+        failure
+            .reason
+            .contains("stopped answering during the scenario"),
+        "{}",
+        failure.reason
+    );
+    // Neither the window it died in nor any later one counts as the environment's figure.
+    assert!(round.scenarios.is_empty(), "{:?}", round.scenarios);
 }
 
 #[test]

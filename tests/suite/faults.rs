@@ -2,10 +2,11 @@
 //!
 //! - `memory_at_cap`: the service's `/memory` caps follow the memory it has; a request at
 //!   the cap gets 200 or 503, and the service lives on.
-//! - `service_killed` (native and the three container rungs; under gVisor the kill goes
-//!   through the engine into the sandbox), `stopped_from_outside` (the container rungs),
-//!   `qemu_killed` (vm): the service or what holds it dies in the middle of a scenario of
-//!   `isobench run`; the run records a failed repetition and goes on.
+//! - `service_killed` (every environment; under gVisor the kill goes through the engine into
+//!   the sandbox, in the VM through the guest's serial console as SysRq),
+//!   `stopped_from_outside` (the container rungs), `qemu_killed` (vm): the service or what
+//!   holds it dies in the middle of a scenario of `isobench run`; the run records a failed
+//!   repetition and goes on.
 //! - `output_disk_full`, `output_read_only`: the output directory on a small tmpfs that is
 //!   full or read-only, from the start or from the middle of the run.
 //! - `sigint_while_<phase>`, `sigterm_while_<phase>`: a signal in each phase of a run.
@@ -50,7 +51,10 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             trials.push(trial(env, "service_killed", service_killed));
             trials.push(trial(env, "stopped_from_outside", stopped_from_outside));
         }
-        "vm" => trials.push(trial(env, "qemu_killed", qemu_killed)),
+        "vm" => {
+            trials.push(trial(env, "service_killed", service_killed));
+            trials.push(trial(env, "qemu_killed", qemu_killed));
+        }
         _ => {}
     }
     for (signal, signal_name) in [(libc::SIGINT, "sigint"), (libc::SIGTERM, "sigterm")] {
@@ -334,12 +338,37 @@ fn service_killed(env: &'static str) -> Result<(), Failed> {
         // The service is not a host process under gVisor: the engine has runsc deliver the
         // SIGKILL to it inside the sandbox.
         docker(&["kill", "--signal", "KILL", &running_container(&run)?])?;
+    } else if env == "vm" {
+        sysrq_kill_in_guest(&run)?;
     } else {
         let pid = service_pid(env, &run)?;
         // SAFETY: a plain syscall on the service process this trial's run started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     expect_recorded_failure(&mut run)
+}
+
+/// Kills every guest process but init, the service among them, from outside the run: the
+/// magic SysRq key `i` (SIGKILL to all but PID 1) typed on the guest's serial console, which
+/// is QEMU's stdin, the pipe the run holds open. Writing to that pipe through
+/// `/proc/<qemu>/fd/0` is what `QemuInstance::kill_guest_service` does from inside: the
+/// console multiplexer's `C-a b` escape (a serial BREAK), then `i`.
+fn sysrq_kill_in_guest(run: &Run) -> Result<(), Failed> {
+    let qemu = marked_processes(&run.marker)
+        .first()
+        .copied()
+        .ok_or("no QEMU process found")?;
+    let mut console = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{qemu}/fd/0"))
+        .map_err(|e| format!("opening QEMU's console input: {e}"))?;
+    console.write_all(b"\x01b")?;
+    console.flush()?;
+    // The SysRq key must come as a character of its own after the break.
+    std::thread::sleep(Duration::from_millis(100));
+    console.write_all(b"i")?;
+    console.flush()?;
+    Ok(())
 }
 
 /// The host pid of the service process of `run`: the native server, or the container's.

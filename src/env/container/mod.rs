@@ -506,6 +506,8 @@ impl Environment for ContainerEnv {
             cgroup,
             engine,
             base_url,
+            health_path: foreign
+                .map_or_else(|| "/health".to_owned(), |f| f.image.health_path.clone()),
             startup,
             _registration: registration,
         }))
@@ -588,6 +590,8 @@ struct ContainerInstance {
     cgroup: Option<Cgroup>,
     engine: Engine,
     base_url: String,
+    /// `/health`, or a foreign image's `--health`.
+    health_path: String,
     startup: Duration,
     startup_phases: Vec<StartupPhase>,
     _registration: Registration,
@@ -672,6 +676,10 @@ impl ContainerInstance {
 impl Instance for ContainerInstance {
     fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    fn health_path(&self) -> &str {
+        &self.health_path
     }
 
     fn startup(&self) -> Duration {
