@@ -30,10 +30,14 @@ use crate::subject::Subject;
 /// n ≥ 6 rounds to reach 95% (order statistics: [min, max] covers 1 − 2·0.5ⁿ), and a ratio
 /// of two environments, bounded by both medians' intervals, needs n ≥ 7 on each side
 /// (0.984² ≥ 95%). Seven 2 s rounds cost about the measuring time three 5 s rounds did
-/// (7 × 2.5 s vs 3 × 6 s per scenario). Shorter windows widen the spread between rounds only
-/// where the machine is disturbed; every round's throughput is in the artifact, so the
-/// spread (goal: a coefficient of variation of at most 3% natively) can be checked, and
-/// `±noisy` marks a median whose interval is wider than ±10%.
+/// (7 × 2.5 s vs 3 × 6 s per scenario). Every round's throughput is in the artifact, so the
+/// spread between rounds can be checked, and `±noisy` marks a median whose interval is wider
+/// than ±10%. On the 2-CPU cloud machine isobench is developed on, the coefficient of
+/// variation of native throughput at these defaults was 8%: the machine itself changes
+/// speed (a fixed CPU-bound loop took 37–48 ms from one run to the next on an idle
+/// machine) and wrk alone, same server and pinning, varied 12% across 2 s windows. Each
+/// round first waits for the host's CPUs to fall quiet, so what isobench's own previous
+/// instance left running is not part of that spread.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Environments to run, comma-separated: native, container-host, container, gvisor,

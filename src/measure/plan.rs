@@ -14,8 +14,10 @@ use crate::measure::scenario::{Scenario, Sweep};
 /// would give 96.9% per median but only 93.8% for ratios.
 pub const DEFAULT_REPETITIONS: u32 = 7;
 /// Default measured window of each scenario. Shorter windows buy more rounds in the same wall
-/// time; between instances the spread of throughput is dominated by the instance, not by the
-/// window's length (see `isobench run --help` for the measured spread).
+/// time. Measured here, the spread of throughput between windows came from the machine's
+/// own changes of speed, which persisted over several consecutive 2 s windows (four windows
+/// on one instance within 0.5% of each other, 20% below the next instance's), so longer
+/// windows would not average them out (see `isobench run --help` for the measured spread).
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(2);
 /// Default warm-up before each window (connections made, caches and JIT-free code warm).
 pub const DEFAULT_WARMUP: Duration = Duration::from_millis(500);

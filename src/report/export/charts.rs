@@ -11,6 +11,7 @@ use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use plotters::coord::combinators::IntoLogRange;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -166,91 +167,139 @@ pub(crate) fn latency_curves(
     })
 }
 
-/// Bars of each environment's median with its interval as an error bar, for one summary row.
-/// `None` when no environment has an estimate in the row.
-pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<String>, ExportError> {
-    let bars: Vec<(usize, String, f64, f64, f64)> = artifact
-        .environments
-        .iter()
-        .enumerate()
-        .filter_map(|(index, env)| {
-            let e = row.estimates.get(&env.label.name)?;
-            Some((index, env_title(&env.label), e.median, e.ci_low, e.ci_high))
-        })
-        .collect();
-    if bars.is_empty() {
-        return Ok(None);
-    }
+/// One slot of a bar chart: its title under the axis and its interval, drawn as an error bar
+/// around its median.
+struct Slot {
+    title: String,
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+/// The bars' drawing area: slot `i` spans `[i, i + 1]` on x, the value is on y.
+type BarChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// What both bar charts share: the caption, the axes (`0..highest` on y with room above),
+/// the bars `draw_bars` fills in, then each slot's interval as an error bar and its title.
+/// `chart` names the chart in errors.
+fn slotted_bars(
+    chart: &str,
+    caption: &str,
+    unit: &str,
+    width: u32,
+    slots: &[Slot],
+    highest: f64,
+    draw_bars: impl FnOnce(&mut BarChart<'_, '_>) -> Result<(), DrawingAreaErrorKind<std::io::Error>>,
+) -> Result<String, ExportError> {
     let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
-        chart: row.metric.clone(),
+        chart: chart.to_owned(),
         reason: e.to_string(),
     };
-    let max_y = bars.iter().map(|b| b.4.max(b.2)).fold(0.0_f64, f64::max);
-    let max_y = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
-    let titles: Vec<String> = bars.iter().map(|b| b.1.clone()).collect();
-
+    let max_y = if highest > 0.0 { highest * 1.15 } else { 1.0 };
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (width, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{} ({})", row.metric, row.unit), ("sans-serif", 16))
+        let mut bar_chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            // Slot i spans [i, i + 1]; the labels are drawn below the axis by hand, because
-            // plotters' segmented axes mis-place a single segment.
-            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..max_y)
+            // The labels are drawn below the axis by hand, because plotters' segmented axes
+            // mis-place a single segment.
+            .build_cartesian_2d(0.0..slots.len() as f64, 0.0..max_y)
             .map_err(|e| fail(&e))?;
-        chart
+        bar_chart
             .configure_mesh()
             .disable_x_mesh()
             .light_line_style(TRANSPARENT)
-            .y_desc(row.unit.as_str())
+            .y_desc(unit)
             .x_labels(0)
             .y_label_formatter(&|y| super::number(*y))
             .draw()
             .map_err(|e| fail(&e))?;
-        chart
-            .draw_series(
-                bars.iter()
-                    .enumerate()
-                    .map(|(slot, (index, _, median, ..))| {
-                        let left = slot as f64 + 0.15;
-                        Rectangle::new(
-                            [(left, 0.0), (left + 0.7, *median)],
-                            color(*index).mix(0.8).filled(),
-                        )
-                    }),
-            )
-            .map_err(|e| fail(&e))?;
-        chart
-            .draw_series(
-                bars.iter()
-                    .enumerate()
-                    .map(|(slot, (_, _, median, low, high))| {
-                        ErrorBar::new_vertical(
-                            slot as f64 + 0.5,
-                            *low,
-                            *median,
-                            *high,
-                            BLACK.stroke_width(2),
-                            12,
-                        )
-                    }),
-            )
+        draw_bars(&mut bar_chart).map_err(|e| fail(&e))?;
+        bar_chart
+            .draw_series(slots.iter().enumerate().map(|(index, slot)| {
+                ErrorBar::new_vertical(
+                    index as f64 + 0.5,
+                    slot.low,
+                    slot.median,
+                    slot.high,
+                    BLACK.stroke_width(2),
+                    12,
+                )
+            }))
             .map_err(|e| fail(&e))?;
         let label_style = ("sans-serif", 12)
             .into_font()
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Top));
-        for (slot, title) in titles.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(slot as f64 + 0.5, 0.0));
-            root.draw(&Text::new(title.clone(), (x, y + 6), label_style.clone()))
-                .map_err(|e| fail(&e))?;
+        for (index, slot) in slots.iter().enumerate() {
+            let (x, y) = bar_chart.backend_coord(&(index as f64 + 0.5, 0.0));
+            root.draw(&Text::new(
+                slot.title.clone(),
+                (x, y + 6),
+                label_style.clone(),
+            ))
+            .map_err(|e| fail(&e))?;
         }
         root.present().map_err(|e| fail(&e))?;
     }
+    Ok(svg)
+}
+
+/// Bars of each environment's median with its interval as an error bar, for one summary row.
+/// `None` when no environment has an estimate in the row.
+pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<String>, ExportError> {
+    // (environment's index, for its color; its slot)
+    let bars: Vec<(usize, Slot)> = artifact
+        .environments
+        .iter()
+        .enumerate()
+        .filter_map(|(index, env)| {
+            let e = row.estimates.get(&env.label.name)?;
+            Some((
+                index,
+                Slot {
+                    title: env_title(&env.label),
+                    median: e.median,
+                    low: e.ci_low,
+                    high: e.ci_high,
+                },
+            ))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(None);
+    }
+    let highest = bars
+        .iter()
+        .map(|(_, b)| b.high.max(b.median))
+        .fold(0.0_f64, f64::max);
+    let (colors, slots): (Vec<usize>, Vec<Slot>) = bars.into_iter().unzip();
+    let medians: Vec<f64> = slots.iter().map(|s| s.median).collect();
+    let svg = slotted_bars(
+        &row.metric,
+        &format!("{} ({})", row.metric, row.unit),
+        &row.unit,
+        WIDTH / 2,
+        &slots,
+        highest,
+        |chart| {
+            chart.draw_series(colors.iter().zip(&medians).enumerate().map(
+                |(slot, (index, median))| {
+                    let left = slot as f64 + 0.15;
+                    Rectangle::new(
+                        [(left, 0.0), (left + 0.7, *median)],
+                        color(*index).mix(0.8).filled(),
+                    )
+                },
+            ))?;
+            Ok(())
+        },
+    )?;
     Ok(Some(svg))
 }
 
@@ -262,8 +311,8 @@ pub(crate) fn ladder_steps(
     ladder: &crate::report::ladder::Ladder,
     metric: crate::report::ladder::LadderMetric,
 ) -> Result<Option<String>, ExportError> {
-    // (title, below median, median, low, high)
-    let bars: Vec<(String, Option<f64>, f64, f64, f64)> = ladder
+    // (the rung below's median, where there is a rung below; the rung's slot)
+    let rungs: Vec<(Option<f64>, Slot)> = ladder
         .steps
         .iter()
         .filter_map(|step| {
@@ -271,103 +320,66 @@ pub(crate) fn ladder_steps(
             let value = cost.value.as_ref()?;
             let below = cost.delta_over_below.map(|d| value.median - d);
             Some((
-                step.env.clone(),
                 below,
-                value.median,
-                value.ci_low,
-                value.ci_high,
+                Slot {
+                    title: step.env.clone(),
+                    median: value.median,
+                    low: value.ci_low,
+                    high: value.ci_high,
+                },
             ))
         })
         .collect();
-    if bars.is_empty() {
+    if rungs.is_empty() {
         return Ok(None);
     }
-    let title = format!("the ladder: {} ({})", metric.name(), metric.unit());
-    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
-        chart: title.clone(),
-        reason: e.to_string(),
-    };
-    let max_y = bars
+    let highest = rungs
         .iter()
-        .map(|b| b.4.max(b.2).max(b.1.unwrap_or(0.0)))
+        .map(|(below, s)| s.high.max(s.median).max(below.unwrap_or(0.0)))
         .fold(0.0_f64, f64::max);
-    let max_y = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
     let higher_is_better = metric.higher_is_better();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2 + 120, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..max_y)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(TRANSPARENT)
-            .y_desc(metric.unit())
-            .x_labels(0)
-            .y_label_formatter(&|y| super::number(*y))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        let inherited = RGBColor(200, 200, 200);
-        for (slot, (_, below, median, ..)) in bars.iter().enumerate() {
-            let left = slot as f64 + 0.15;
-            let right = left + 0.7;
-            let base = below.unwrap_or(0.0).min(*median);
-            let mut rectangles = vec![Rectangle::new(
-                [(left, 0.0), (right, base)],
-                inherited.filled(),
-            )];
-            if let Some(below) = below {
-                let worse = (*median > *below) != higher_is_better;
-                let step_color = if worse {
-                    RGBColor(214, 39, 40)
+    let (belows, slots): (Vec<Option<f64>>, Vec<Slot>) = rungs.into_iter().unzip();
+    let title = format!("the ladder: {} ({})", metric.name(), metric.unit());
+    let svg = slotted_bars(
+        &title,
+        &title,
+        metric.unit(),
+        WIDTH / 2 + 120,
+        &slots,
+        highest,
+        |chart| {
+            let inherited = RGBColor(200, 200, 200);
+            for (index, (below, slot)) in belows.iter().zip(&slots).enumerate() {
+                let median = slot.median;
+                let left = index as f64 + 0.15;
+                let right = left + 0.7;
+                let base = below.unwrap_or(0.0).min(median);
+                let mut rectangles = vec![Rectangle::new(
+                    [(left, 0.0), (right, base)],
+                    inherited.filled(),
+                )];
+                if let Some(below) = below {
+                    let worse = (median > *below) != higher_is_better;
+                    let step_color = if worse {
+                        RGBColor(214, 39, 40)
+                    } else {
+                        RGBColor(44, 160, 44)
+                    };
+                    rectangles.push(Rectangle::new(
+                        [(left, *below), (right, median)],
+                        step_color.mix(0.85).filled(),
+                    ));
                 } else {
-                    RGBColor(44, 160, 44)
-                };
-                rectangles.push(Rectangle::new(
-                    [(left, *below), (right, *median)],
-                    step_color.mix(0.85).filled(),
-                ));
-            } else {
-                rectangles.push(Rectangle::new(
-                    [(left, 0.0), (right, *median)],
-                    color(0).mix(0.8).filled(),
-                ));
+                    rectangles.push(Rectangle::new(
+                        [(left, 0.0), (right, median)],
+                        color(0).mix(0.8).filled(),
+                    ));
+                }
+                chart.draw_series(rectangles)?;
             }
-            chart.draw_series(rectangles).map_err(|e| fail(&e))?;
-        }
-        chart
-            .draw_series(
-                bars.iter()
-                    .enumerate()
-                    .map(|(slot, (_, _, median, low, high))| {
-                        ErrorBar::new_vertical(
-                            slot as f64 + 0.5,
-                            *low,
-                            *median,
-                            *high,
-                            BLACK.stroke_width(2),
-                            12,
-                        )
-                    }),
-            )
-            .map_err(|e| fail(&e))?;
-        let label_style = ("sans-serif", 12)
-            .into_font()
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Center, VPos::Top));
-        for (slot, (name, ..)) in bars.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(slot as f64 + 0.5, 0.0));
-            root.draw(&Text::new(name.clone(), (x, y + 6), label_style.clone()))
-                .map_err(|e| fail(&e))?;
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
+            Ok(())
+        },
+    )?;
     Ok(Some(svg))
 }
 
