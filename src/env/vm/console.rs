@@ -43,6 +43,16 @@ impl ConsoleLog {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether a line that arrived since `*seen` passes `test`; `*seen` moves past every
+    /// line looked at, so a caller polling for a line reads each line once instead of copying
+    /// the whole log every time.
+    pub fn any_new(&self, seen: &mut usize, test: impl FnMut(&ConsoleLine) -> bool) -> bool {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let found = lines.get(*seen..).is_some_and(|new| new.iter().any(test));
+        *seen = lines.len();
+        found
+    }
+
     fn push(&self, line: ConsoleLine) {
         self.lines
             .lock()
@@ -113,6 +123,12 @@ pub struct Milestones {
     pub listening: Option<Instant>,
 }
 
+/// Whether `text` is the guest init's `isobench-phase: <phase>` mark.
+pub fn is_phase_mark(text: &str, phase: &str) -> bool {
+    text.split_once("isobench-phase: ")
+        .is_some_and(|(_, name)| name.trim() == phase)
+}
+
 impl Milestones {
     /// Milestones found in `lines`.
     pub fn from_lines(lines: &[ConsoleLine]) -> Self {
@@ -179,6 +195,26 @@ mod tests {
             at: t0 + Duration::from_millis(ms),
             text: text.to_owned(),
         }
+    }
+
+    #[test]
+    fn new_lines_are_each_looked_at_once() {
+        let t0 = Instant::now();
+        let log = ConsoleLog::default();
+        let mut seen = 0;
+        let network_up = |l: &ConsoleLine| is_phase_mark(&l.text, "network-up");
+        assert!(!log.any_new(&mut seen, network_up));
+        log.push(line(t0, 1, "[    1.000000] isobench-phase: init"));
+        assert!(!log.any_new(&mut seen, network_up));
+        assert_eq!(seen, 1);
+        log.push(line(t0, 2, "[    1.100000] isobench-phase: network-up"));
+        assert!(log.any_new(&mut seen, network_up));
+        // Already looked at: not found again.
+        assert!(!log.any_new(&mut seen, network_up));
+        assert!(!is_phase_mark(
+            "isobench-phase: network-upish",
+            "network-up"
+        ));
     }
 
     #[test]

@@ -256,11 +256,11 @@ fn wait_for_guest_network(
     deadline: Instant,
     alive: &mut impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let mut seen = 0;
     loop {
-        if Milestones::from_lines(&console.lines())
-            .network_up
-            .is_some()
-        {
+        if console.any_new(&mut seen, |line| {
+            super::console::is_phase_mark(&line.text, "network-up")
+        }) {
             return Ok(());
         }
         alive()?;
