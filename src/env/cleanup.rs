@@ -30,6 +30,14 @@ pub const CONTAINER_LABEL: &str = "isobench";
 /// Label holding the pid of the isobench process that started the container.
 pub const OWNER_LABEL: &str = "isobench.owner-pid";
 
+/// Both labels, as the engine API takes them for a container this process creates.
+pub fn owner_labels() -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        (CONTAINER_LABEL.to_owned(), "1".to_owned()),
+        (OWNER_LABEL.to_owned(), std::process::id().to_string()),
+    ])
+}
+
 /// Something started that must not outlive the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {

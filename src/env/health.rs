@@ -190,6 +190,10 @@ pub fn wait_until_ready(
     }
 }
 
+/// Pause between attempts of [`still_answering`]: the service is up (it answered before)
+/// and is given seconds, so there is no startup to time to the millisecond.
+const STILL_ANSWERING_POLL: Duration = Duration::from_millis(50);
+
 /// Checks that the service still answers `path` with a 2xx, trying for up to `within` (a
 /// queue an overload left behind may take a moment to drain); the error says what was last
 /// seen. A service that died answers nothing: refused at once natively, an accepted
@@ -207,7 +211,7 @@ pub fn still_answering(base_url: &str, path: &str, within: Duration) -> anyhow::
         if Instant::now() >= deadline {
             bail!("{url} no longer answers 2xx ({last})");
         }
-        std::thread::sleep(POLL_INTERVAL.max(Duration::from_millis(50)));
+        std::thread::sleep(STILL_ANSWERING_POLL);
     }
 }
 

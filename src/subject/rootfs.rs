@@ -16,7 +16,7 @@ use bollard::models::ContainerCreateBody;
 use futures_util::StreamExt;
 
 use super::ImageConfig;
-use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
+use crate::env::cleanup::{self, Resource};
 use crate::env::container::engine::Engine;
 use crate::env::server_binary;
 use crate::report::schema::Preparation;
@@ -94,13 +94,9 @@ pub fn cache_key(image_id: &str) -> String {
 /// Creates a container from the image (never started), streams `docker export` of it into
 /// `tar_path`, and removes the container, also on failure.
 fn export_tar(engine: &Engine, image: &ImageConfig, tar_path: &Path) -> anyhow::Result<()> {
-    let labels = std::collections::HashMap::from([
-        (CONTAINER_LABEL.to_owned(), "1".to_owned()),
-        (OWNER_LABEL.to_owned(), std::process::id().to_string()),
-    ]);
     let body = ContainerCreateBody {
         image: Some(image.id.clone()),
-        labels: Some(labels),
+        labels: Some(cleanup::owner_labels()),
         // Never started; a command is given only so images without one can be created.
         cmd: image.argv().is_empty().then(|| vec!["/".to_owned()]),
         ..Default::default()

@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::env::EnvError;
-use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
+use crate::env::cleanup::{self, Resource};
 
 /// A connection to the engine plus a private runtime to drive it from synchronous code.
 pub struct Engine {
@@ -172,13 +172,9 @@ impl Engine {
         image: &str,
         cpuset: &str,
     ) -> anyhow::Result<()> {
-        let labels = HashMap::from([
-            (CONTAINER_LABEL.to_owned(), "1".to_owned()),
-            (OWNER_LABEL.to_owned(), std::process::id().to_string()),
-        ]);
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
-            labels: Some(labels),
+            labels: Some(cleanup::owner_labels()),
             host_config: Some(HostConfig {
                 cpuset_cpus: Some(cpuset.to_owned()),
                 ..Default::default()

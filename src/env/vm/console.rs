@@ -123,10 +123,15 @@ pub struct Milestones {
     pub listening: Option<Instant>,
 }
 
+/// The phase a guest init's `isobench-phase: <phase>` mark names, if `text` is one.
+fn phase_mark(text: &str) -> Option<&str> {
+    text.split_once("isobench-phase: ")
+        .map(|(_, name)| name.trim())
+}
+
 /// Whether `text` is the guest init's `isobench-phase: <phase>` mark.
 pub fn is_phase_mark(text: &str, phase: &str) -> bool {
-    text.split_once("isobench-phase: ")
-        .is_some_and(|(_, name)| name.trim() == phase)
+    phase_mark(text) == Some(phase)
 }
 
 impl Milestones {
@@ -142,8 +147,8 @@ impl Milestones {
             if found.listening.is_none() && text.contains("listening on") {
                 found.listening = Some(line.at);
             }
-            if let Some((_, name)) = text.split_once("isobench-phase: ") {
-                let slot = match name.trim() {
+            if let Some(name) = phase_mark(text) {
+                let slot = match name {
                     "init" => &mut found.init,
                     "network-up" => &mut found.network_up,
                     _ => continue,

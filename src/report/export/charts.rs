@@ -16,7 +16,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{ExportError, env_title};
-use crate::report::schema::{Artifact, SummaryRow};
+use crate::report::schema::{Artifact, Estimate, SummaryRow};
 
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 380;
@@ -176,26 +176,41 @@ struct Slot {
     high: f64,
 }
 
+impl Slot {
+    fn new(title: String, estimate: &Estimate) -> Self {
+        Self {
+            title,
+            median: estimate.median,
+            low: estimate.ci_low,
+            high: estimate.ci_high,
+        }
+    }
+}
+
 /// The bars' drawing area: slot `i` spans `[i, i + 1]` on x, the value is on y.
 type BarChart<'a, 'b> =
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// What both bar charts share: the caption, the axes (`0..highest` on y with room above),
-/// the bars `draw_bars` fills in, then each slot's interval as an error bar and its title.
-/// `chart` names the chart in errors.
+/// What both bar charts share: the caption, the axes (y from 0 to past every slot's median,
+/// interval and `reach`), the bars `draw_bars` fills in, then each slot's interval as an
+/// error bar and its title. `chart` names the chart in errors.
 fn slotted_bars(
     chart: &str,
     caption: &str,
     unit: &str,
     width: u32,
     slots: &[Slot],
-    highest: f64,
+    reach: f64,
     draw_bars: impl FnOnce(&mut BarChart<'_, '_>) -> Result<(), DrawingAreaErrorKind<std::io::Error>>,
 ) -> Result<String, ExportError> {
     let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
         chart: chart.to_owned(),
         reason: e.to_string(),
     };
+    let highest = slots
+        .iter()
+        .map(|slot| slot.high.max(slot.median))
+        .fold(reach, f64::max);
     let max_y = if highest > 0.0 { highest * 1.15 } else { 1.0 };
     let mut svg = String::new();
     {
@@ -259,41 +274,28 @@ pub(crate) fn bars(artifact: &Artifact, row: &SummaryRow) -> Result<Option<Strin
         .iter()
         .enumerate()
         .filter_map(|(index, env)| {
-            let e = row.estimates.get(&env.label.name)?;
-            Some((
-                index,
-                Slot {
-                    title: env_title(&env.label),
-                    median: e.median,
-                    low: e.ci_low,
-                    high: e.ci_high,
-                },
-            ))
+            let estimate = row.estimates.get(&env.label.name)?;
+            Some((index, Slot::new(env_title(&env.label), estimate)))
         })
         .collect();
     if bars.is_empty() {
         return Ok(None);
     }
-    let highest = bars
-        .iter()
-        .map(|(_, b)| b.high.max(b.median))
-        .fold(0.0_f64, f64::max);
     let (colors, slots): (Vec<usize>, Vec<Slot>) = bars.into_iter().unzip();
-    let medians: Vec<f64> = slots.iter().map(|s| s.median).collect();
     let svg = slotted_bars(
         &row.metric,
         &format!("{} ({})", row.metric, row.unit),
         &row.unit,
         WIDTH / 2,
         &slots,
-        highest,
+        0.0,
         |chart| {
-            chart.draw_series(colors.iter().zip(&medians).enumerate().map(
-                |(slot, (index, median))| {
-                    let left = slot as f64 + 0.15;
+            chart.draw_series(colors.iter().zip(&slots).enumerate().map(
+                |(index, (color_index, slot))| {
+                    let left = index as f64 + 0.15;
                     Rectangle::new(
-                        [(left, 0.0), (left + 0.7, *median)],
-                        color(*index).mix(0.8).filled(),
+                        [(left, 0.0), (left + 0.7, slot.median)],
+                        color(*color_index).mix(0.8).filled(),
                     )
                 },
             ))?;
@@ -319,26 +321,15 @@ pub(crate) fn ladder_steps(
             let cost = step.cost(metric)?;
             let value = cost.value.as_ref()?;
             let below = cost.delta_over_below.map(|d| value.median - d);
-            Some((
-                below,
-                Slot {
-                    title: step.env.clone(),
-                    median: value.median,
-                    low: value.ci_low,
-                    high: value.ci_high,
-                },
-            ))
+            Some((below, Slot::new(step.env.clone(), value)))
         })
         .collect();
     if rungs.is_empty() {
         return Ok(None);
     }
-    let highest = rungs
-        .iter()
-        .map(|(below, s)| s.high.max(s.median).max(below.unwrap_or(0.0)))
-        .fold(0.0_f64, f64::max);
     let higher_is_better = metric.higher_is_better();
     let (belows, slots): (Vec<Option<f64>>, Vec<Slot>) = rungs.into_iter().unzip();
+    let highest_below = belows.iter().flatten().copied().fold(0.0_f64, f64::max);
     let title = format!("the ladder: {} ({})", metric.name(), metric.unit());
     let svg = slotted_bars(
         &title,
@@ -346,7 +337,7 @@ pub(crate) fn ladder_steps(
         metric.unit(),
         WIDTH / 2 + 120,
         &slots,
-        highest,
+        highest_below,
         |chart| {
             let inherited = RGBColor(200, 200, 200);
             for (index, (below, slot)) in belows.iter().zip(&slots).enumerate() {
