@@ -8,8 +8,9 @@
 //! `isobench-server` and needs only libc.
 //!
 //! Usage: `isobench-exec SPEC_FILE`, where the file holds one `key value` per line:
-//! `root DIR`, `uid N`, `gid N`, `workdir DIR`, then `env NAME=VALUE` and `arg ARG` lines in
-//! order (an argument cannot hold a newline; isobench refuses such images for the VM).
+//! `root DIR`, `uid N`, `gid N`, `workdir DIR`, `no_new_privs` (the container's
+//! `no-new-privileges`, mirrored), then `env NAME=VALUE` and `arg ARG` lines in order (an
+//! argument cannot hold a newline; isobench refuses such images for the VM).
 
 use std::ffi::CString;
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ struct Spec {
     uid: libc::uid_t,
     gid: libc::gid_t,
     workdir: String,
+    no_new_privs: bool,
     env: Vec<(String, String)>,
     argv: Vec<String>,
 }
@@ -53,6 +55,7 @@ fn parse(text: &str) -> Result<Spec, String> {
             "gid" => spec.gid = value.parse().map_err(|_| format!("bad gid {value:?}"))?,
             "workdir" if !value.is_empty() => spec.workdir = value.into(),
             "workdir" => {}
+            "no_new_privs" => spec.no_new_privs = true,
             "env" => {
                 let (name, val) = value
                     .split_once('=')
@@ -105,6 +108,9 @@ fn exec(spec: &Spec) -> Result<Never, String> {
         if libc::setuid(spec.uid) != 0 {
             return Err(os(format!("setuid {}", spec.uid)));
         }
+        if spec.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(os("prctl(PR_SET_NO_NEW_PRIVS)".into()));
+        }
         libc::execvp(argv[0].as_ptr(), argv_ptrs.as_ptr());
     }
     Err(os(format!("exec {}", spec.argv[0])))
@@ -117,7 +123,7 @@ mod tests {
     #[test]
     fn parses_a_spec() {
         let spec = parse(
-            "root /newroot\nuid 1000\ngid 100\nworkdir /app\nenv A=b=c\narg gunicorn\narg a b\n",
+            "root /newroot\nuid 1000\ngid 100\nworkdir /app\nno_new_privs\nenv A=b=c\narg gunicorn\narg a b\n",
         )
         .unwrap();
         assert_eq!(
@@ -127,6 +133,7 @@ mod tests {
                 uid: 1000,
                 gid: 100,
                 workdir: "/app".into(),
+                no_new_privs: true,
                 env: vec![("A".into(), "b=c".into())],
                 argv: vec!["gunicorn".into(), "a b".into()],
             }

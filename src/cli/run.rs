@@ -197,6 +197,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     };
 
     let mut artifact = Artifact::now(Vec::new());
+    artifact.service = Some(subject.info());
     let mut prepared = Vec::new();
     let mut prepared_names = Vec::new();
     for kind in requested {

@@ -1,13 +1,26 @@
 //! Waiting for a service to come up, and small blocking HTTP look-ups of its JSON endpoints.
 //!
-//! Startup is measured to the first 200 on `/health`, on a fresh connection each time, so a
+//! Startup is measured to the first 2xx on the health path (`/health` for isobench's own
+//! server, the user's `--health` for a foreign one), on a fresh connection each time, so a
 //! listener that accepts but does not answer yet is not mistaken for a ready service.
 //!
-//! Attempts overlap: a new one starts every [`POLL_INTERVAL`] whether or not earlier ones
-//! have answered, and the first 200 wins. A forwarder that accepts connections before the
-//! service listens (QEMU's user-mode network does) holds an early attempt unanswered; with
-//! one attempt at a time, that attempt's timeout would be added to startup, while here a
-//! later attempt answers as soon as the service does.
+//! For isobench's own server, attempts overlap ([`Pace::OVERLAPPING`]): a new one starts
+//! every [`POLL_INTERVAL`] whether or not earlier ones have answered, and the first 2xx wins.
+//! A forwarder that accepts connections before the service listens (QEMU's user-mode network
+//! does) holds an early attempt unanswered; with one attempt at a time, that attempt's
+//! timeout would be added to startup, while here a later attempt answers as soon as the
+//! service does. The server answers in microseconds once up, so the extra attempts cost it
+//! nothing.
+//!
+//! A foreign service gets one attempt at a time ([`Pace::ONE_AT_A_TIME`]), because many
+//! services listen long before they can answer: gunicorn binds its socket, then forks workers
+//! that import the application (seconds, more under emulation), and every attempt made
+//! meanwhile waits in the socket's backlog. Hundreds of overlapping attempts, each abandoned
+//! after its timeout, are still answered one by one once a worker is up, and the first answer
+//! to a live attempt comes only after all of them: in a VM under TCG the Flask example never
+//! answered a live attempt within two minutes. One attempt with a long timeout waits in the
+//! backlog and is answered first. (The VM polls only once its guest reports its network up,
+//! so QEMU holds no attempt, and a container's proxy closes at once while nothing listens.)
 
 use std::time::{Duration, Instant};
 
@@ -18,11 +31,31 @@ use tokio::task::JoinSet;
 /// How often a new `/health` attempt starts while waiting: fine enough that the interval is
 /// small against even a native process's startup.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(2);
-/// How long one attempt may wait for its answer (a software-emulated guest's first answer
-/// can take a while; other attempts start meanwhile, so this adds nothing to startup).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Most attempts in flight at once (each holds a socket while a forwarder holds it).
-pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 256;
+/// How attempts are made while waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Most attempts in flight at once.
+    pub max_in_flight: usize,
+    /// How long one attempt may wait for its answer.
+    pub attempt_timeout: Duration,
+}
+
+impl Pace {
+    /// isobench's own server: overlapping attempts (see the module docs). An attempt waits
+    /// up to a second (a software-emulated guest's first answer can take a while; other
+    /// attempts start meanwhile, so this adds nothing to startup), and at most 256 are in
+    /// flight (each holds a socket while a forwarder holds it).
+    pub const OVERLAPPING: Self = Self {
+        max_in_flight: 256,
+        attempt_timeout: Duration::from_secs(1),
+    };
+    /// A foreign service: one attempt at a time, each waiting up to 10 s in the service's
+    /// backlog (see the module docs).
+    pub const ONE_AT_A_TIME: Self = Self {
+        max_in_flight: 1,
+        attempt_timeout: Duration::from_secs(10),
+    };
+}
 
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -33,21 +66,89 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// Polls `{base_url}/health` until it answers 200, and returns the time from `since` to
-/// that answer. `alive` is asked between attempts so a process that died fails at once
-/// instead of timing out.
+/// Polls `{base_url}/health` until it answers 200 (isobench's own server), and returns the
+/// time from `since` to that answer. `alive` is asked between attempts so a process that
+/// died fails at once instead of timing out.
 pub fn wait_until_healthy(
     base_url: &str,
     since: Instant,
     timeout: Duration,
-    mut alive: impl FnMut() -> anyhow::Result<()>,
+    alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Duration> {
+    let url = format!("{base_url}/health");
+    poll(
+        base_url,
+        "/health",
+        Pace::OVERLAPPING,
+        since,
+        timeout,
+        alive,
+    )
+    .map_err(|stop| match stop {
+        Stop::Dead(error) => error,
+        Stop::ClientError(status) => {
+            anyhow::anyhow!("{url} answered {status} for {CLIENT_ERROR_GRACE:?}, never a 200")
+        }
+        Stop::Timeout(last) => {
+            anyhow::anyhow!("{url} did not answer 200 within {timeout:?} ({last})")
+        }
+    })
+}
+
+/// How long a health path may keep answering a 4xx before startup gives up early: a service
+/// that is up but says "not found" on its health path will not change its mind, and waiting
+/// the whole startup timeout for it only hides the mistake.
+pub const CLIENT_ERROR_GRACE: Duration = Duration::from_secs(3);
+
+/// Polls `{base_url}{path}` until it answers any 2xx (a foreign service's readiness), and
+/// returns the time since `since`. Fails when `alive` fails, when the path keeps answering
+/// a 4xx for [`CLIENT_ERROR_GRACE`], or at `timeout`; the error says what was last seen and
+/// which flag to check.
+pub fn wait_until_ready(
+    base_url: &str,
+    path: &str,
+    since: Instant,
+    timeout: Duration,
+    alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
+    let url = format!("{base_url}{path}");
+    poll(base_url, path, Pace::ONE_AT_A_TIME, since, timeout, alive).map_err(|stop| match stop {
+        Stop::Dead(error) => error,
+        Stop::ClientError(status) => anyhow::anyhow!(
+            "{url} answered {status} for {CLIENT_ERROR_GRACE:?}, never a 2xx: is the health path right? (--health)"
+        ),
+        Stop::Timeout(last) => anyhow::anyhow!(
+            "{url} did not answer 2xx within {timeout:?} ({last}); is the port right? (--port)"
+        ),
+    })
+}
+
+/// Why [`poll`] stopped without a 2xx.
+enum Stop {
+    /// `alive` failed.
+    Dead(anyhow::Error),
+    /// The path answered this 4xx status for [`CLIENT_ERROR_GRACE`].
+    ClientError(u16),
+    /// The timeout passed; what was last seen.
+    Timeout(String),
+}
+
+/// The poller behind both waits: a new attempt every [`POLL_INTERVAL`] while fewer than
+/// `pace.max_in_flight` are open, the first 2xx wins (see the module docs).
+fn poll(
+    base_url: &str,
+    path: &str,
+    pace: Pace,
+    since: Instant,
+    timeout: Duration,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> Result<Duration, Stop> {
     let authority = base_url
         .strip_prefix("http://")
-        .with_context(|| format!("{base_url} is not an http:// URL"))?
+        .with_context(|| format!("{base_url} is not an http:// URL"))
+        .map_err(Stop::Dead)?
         .trim_end_matches('/')
         .to_owned();
-    let url = format!("{base_url}/health");
     let deadline = since + timeout;
     // One worker thread drives the attempts, so their answers are timed as they arrive even
     // while this thread asks `alive` (which may block on a runtime of its own).
@@ -55,32 +156,64 @@ pub fn wait_until_healthy(
         .worker_threads(1)
         .enable_all()
         .build()
-        .context("building the health poller's runtime")?;
+        .context("building the health poller's runtime")
+        .map_err(Stop::Dead)?;
     let mut attempts = JoinSet::new();
+    let mut seen = Seen::default();
     loop {
-        if attempts.len() < MAX_ATTEMPTS_IN_FLIGHT {
-            attempts.spawn_on(attempt(authority.clone()), runtime.handle());
+        if attempts.len() < pace.max_in_flight {
+            attempts.spawn_on(
+                attempt(authority.clone(), path.to_owned(), pace.attempt_timeout),
+                runtime.handle(),
+            );
         }
-        let answered = runtime.block_on(first_answer(&mut attempts, POLL_INTERVAL));
-        if let Some(at) = answered {
+        if let Some(at) = runtime.block_on(first_success(&mut attempts, POLL_INTERVAL, &mut seen)) {
             return Ok(at.saturating_duration_since(since));
         }
-        alive()?;
+        if let Some(first) = seen.client_error_since
+            && first.elapsed() >= CLIENT_ERROR_GRACE
+        {
+            return Err(Stop::ClientError(seen.last_status.unwrap_or_default()));
+        }
+        alive().map_err(Stop::Dead)?;
         if Instant::now() >= deadline {
-            bail!("{url} did not answer 200 within {timeout:?}");
+            return Err(Stop::Timeout(match seen.last_status {
+                Some(status) => format!("it answered {status}"),
+                None => "no answer".to_owned(),
+            }));
         }
     }
 }
 
-/// Waits up to `slice` for an attempt to bring a 200; the moment it arrived, or `None`.
-async fn first_answer(attempts: &mut JoinSet<Option<Instant>>, slice: Duration) -> Option<Instant> {
+/// What the attempts so far brought, short of a 2xx.
+#[derive(Default)]
+struct Seen {
+    last_status: Option<u16>,
+    /// Since when every answer has been a 4xx (reset by any other status).
+    client_error_since: Option<Instant>,
+}
+
+/// Waits up to `slice` for an attempt to bring a 2xx; the moment it arrived, or `None`. Other
+/// answers are recorded in `seen`.
+async fn first_success(
+    attempts: &mut JoinSet<Option<(Instant, u16)>>,
+    slice: Duration,
+    seen: &mut Seen,
+) -> Option<Instant> {
     let sleep = tokio::time::sleep(slice);
     tokio::pin!(sleep);
     loop {
         tokio::select! {
             Some(answered) = attempts.join_next(), if !attempts.is_empty() => {
-                if let Ok(Some(at)) = answered {
+                let Ok(Some((at, status))) = answered else { continue };
+                if (200..300).contains(&status) {
                     return Some(at);
+                }
+                seen.last_status = Some(status);
+                if (400..500).contains(&status) {
+                    seen.client_error_since.get_or_insert(at);
+                } else {
+                    seen.client_error_since = None;
                 }
             }
             () = &mut sleep => return None,
@@ -88,12 +221,12 @@ async fn first_answer(attempts: &mut JoinSet<Option<Instant>>, slice: Duration) 
     }
 }
 
-/// One GET of `/health` on a fresh connection: the moment a 200 arrived, or `None`.
-async fn attempt(authority: String) -> Option<Instant> {
+/// One GET of `path` on a fresh connection: when the status line arrived, and its status.
+async fn attempt(authority: String, path: String, timeout: Duration) -> Option<(Instant, u16)> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&authority).await.ok()?;
         let request =
-            format!("GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         // The status line is all that matters: `HTTP/1.1 200 OK`.
         let mut head = Vec::with_capacity(64);
@@ -106,12 +239,10 @@ async fn attempt(authority: String) -> Option<Instant> {
             head.extend_from_slice(&buffer[..read]);
         }
         let status = head.split(|&b| b == b' ').nth(1)?;
-        (status == b"200").then(Instant::now)
+        let status = std::str::from_utf8(status).ok()?.parse().ok()?;
+        Some((Instant::now(), status))
     };
-    tokio::time::timeout(ATTEMPT_TIMEOUT, exchange)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }
 
 /// GETs `{base_url}{path}` and parses the JSON body, whatever the status.
@@ -139,55 +270,6 @@ pub fn detected_environment(base_url: &str) -> anyhow::Result<String> {
         .and_then(|kind| kind.as_str())
         .map(str::to_owned)
         .context("/status has no environment.kind")
-}
-
-/// How long a health path may keep answering a 4xx before startup gives up early: a service
-/// that is up but says "not found" on its health path will not change its mind, and waiting
-/// the whole startup timeout for it only hides the mistake.
-pub const CLIENT_ERROR_GRACE: Duration = Duration::from_secs(3);
-
-/// Polls `{base_url}{path}` until it answers any 2xx (a foreign service's readiness), and
-/// returns the time since `since`. Fails when `alive` fails, when the path keeps answering
-/// a 4xx for [`CLIENT_ERROR_GRACE`], or at `timeout`; the error says what was last seen.
-pub fn wait_until_ready(
-    base_url: &str,
-    path: &str,
-    since: Instant,
-    timeout: Duration,
-    mut alive: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Duration> {
-    let agent = agent(Duration::from_millis(500));
-    let url = format!("{base_url}{path}");
-    let deadline = since + timeout;
-    let mut last;
-    let mut first_client_error: Option<Instant> = None;
-    loop {
-        match agent.get(&url).call() {
-            Ok(response) if response.status().is_success() => return Ok(since.elapsed()),
-            Ok(response) => {
-                let status = response.status().as_u16();
-                last = format!("it answered {status}");
-                if response.status().is_client_error() {
-                    let first = *first_client_error.get_or_insert_with(Instant::now);
-                    if first.elapsed() >= CLIENT_ERROR_GRACE {
-                        bail!(
-                            "{url} answered {status} for {CLIENT_ERROR_GRACE:?}, never a 2xx: is the health path right? (--health)"
-                        );
-                    }
-                } else {
-                    first_client_error = None;
-                }
-            }
-            Err(error) => last = format!("last attempt: {error}"),
-        }
-        alive()?;
-        if Instant::now() >= deadline {
-            bail!(
-                "{url} did not answer 2xx within {timeout:?} ({last}); is the port right? (--port)"
-            );
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
 }
 
 /// Pause between attempts of [`still_answering`]: the service is up (it answered before)
@@ -282,6 +364,103 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.to_string().contains("exited"), "{error}");
+    }
+
+    /// A listener that answers every request with `status`.
+    fn answering(status: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        base_url
+    }
+
+    /// A listener that, like gunicorn while its workers import the application, is bound but
+    /// accepts nothing until `ready_after`; then answers each request `204`, one at a time.
+    /// Returns the URL and the count of requests it has read.
+    fn backlogged_server(
+        ready_after: Duration,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(ready_after);
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 1024];
+                if matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        (base_url, requests)
+    }
+
+    #[test]
+    fn a_foreign_service_that_listens_before_it_answers_is_not_flooded() {
+        let started = Instant::now();
+        let (base_url, requests) = backlogged_server(Duration::from_millis(300));
+        let startup =
+            wait_until_ready(&base_url, "/ping", started, Duration::from_secs(10), || {
+                Ok(())
+            })
+            .unwrap();
+        assert!(startup >= Duration::from_millis(300), "{startup:?}");
+        assert!(startup < Duration::from_millis(600), "{startup:?}");
+        // One attempt waited in the backlog and was answered first. Overlapping attempts
+        // (one every 2 ms) left about 150 in the backlog, each answered in turn.
+        std::thread::sleep(Duration::from_millis(100));
+        let read = requests.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(read <= 2, "the service read {read} health requests");
+    }
+
+    #[test]
+    fn a_health_path_that_keeps_answering_404_fails_early_naming_the_flag() {
+        let started = Instant::now();
+        let error = wait_until_ready(
+            &answering("404 Not Found"),
+            "/healthz",
+            started,
+            Duration::from_secs(60),
+            || Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("/healthz answered 404"), "{error}");
+        assert!(error.contains("(--health)"), "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        // A server error is not a wrong path: the wait goes on to the timeout.
+        let error = wait_until_ready(
+            &answering("503 Service Unavailable"),
+            "/health",
+            Instant::now(),
+            Duration::from_millis(300),
+            || Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("did not answer 2xx"), "{error}");
+        assert!(error.contains("it answered 503"), "{error}");
+        assert!(error.contains("(--port)"), "{error}");
     }
 
     #[test]

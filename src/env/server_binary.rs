@@ -1,6 +1,7 @@
 //! The one server binary every environment runs: `isobench-server`, linked statically so it
 //! runs `FROM scratch` and in a VM with no libc, and so native, container and VM run the very
-//! same bytes.
+//! same bytes. Beside it, the static `isobench-exec`, which a VM guest uses to run a user's
+//! image's entrypoint as the image's user.
 //!
 //! Built on demand with cargo into `<target>/static`, without the `harness` feature so only
 //! the service's dependencies compile. Cargo's own lock on that directory makes concurrent
@@ -42,20 +43,34 @@ pub fn work_dir() -> PathBuf {
 
 /// Returns the static server binary, building it first if needed, and how long that took.
 pub fn static_server() -> anyhow::Result<(PathBuf, Preparation)> {
-    let started = Instant::now();
     if let Some(path) = std::env::var_os(SERVER_BIN_ENV) {
         let path = PathBuf::from(path);
         if !path.is_file() {
             bail!("{SERVER_BIN_ENV}={} is not a file", path.display());
         }
-        return Ok((path, preparation(started, true)));
+        return Ok((
+            path,
+            preparation("static server build", Instant::now(), true),
+        ));
     }
+    static_binary("isobench-server", "static server build")
+}
+
+/// Returns the static `isobench-exec` (the VM guest's way into a user's image as its user),
+/// building it first if needed, and how long that took.
+pub fn static_exec() -> anyhow::Result<(PathBuf, Preparation)> {
+    static_binary("isobench-exec", "static isobench-exec build")
+}
+
+/// Builds (or finds up to date) the static `bin` with cargo; `what` names the step.
+fn static_binary(bin: &str, what: &str) -> anyhow::Result<(PathBuf, Preparation)> {
+    let started = Instant::now();
     let static_target = target_dir().join("static");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
         .current_dir(manifest_dir())
         .args(["build", "--release", "--locked", "--no-default-features"])
-        .args(["--bin", "isobench-server", "--target", host_triple()])
+        .args(["--bin", bin, "--target", host_triple()])
         .arg("--target-dir")
         .arg(&static_target)
         // Only the target artifacts get crt-static; build scripts and proc macros stay
@@ -66,22 +81,19 @@ pub fn static_server() -> anyhow::Result<(PathBuf, Preparation)> {
         .with_context(|| format!("running {} to build the static server", cargo.display()))?;
     if !output.status.success() {
         bail!(
-            "building the static isobench-server failed:\n{}",
+            "building the static {bin} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let path = static_target
-        .join(host_triple())
-        .join("release")
-        .join("isobench-server");
+    let path = static_target.join(host_triple()).join("release").join(bin);
     // Cargo prints "Compiling" only when it had work to do.
     let cached = !String::from_utf8_lossy(&output.stderr).contains("Compiling");
-    Ok((path, preparation(started, cached)))
+    Ok((path, preparation(what, started, cached)))
 }
 
-fn preparation(started: Instant, cached: bool) -> Preparation {
+fn preparation(what: &str, started: Instant, cached: bool) -> Preparation {
     Preparation {
-        what: "static server build".into(),
+        what: what.into(),
         seconds: started.elapsed().as_secs_f64(),
         cached,
     }

@@ -99,6 +99,7 @@ pub fn artifact() -> Artifact {
         }],
         summary: None,
         checks: Vec::new(),
+        service: None,
     }
 }
 

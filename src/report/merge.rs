@@ -133,6 +133,10 @@ pub fn merge(inputs: Vec<(String, Artifact)>) -> Result<Artifact, MergeError> {
         if artifact.created_at > merged.created_at {
             merged.created_at = artifact.created_at.clone();
         }
+        // One service named for the whole file only when every input measured that one.
+        if artifact.service != merged.service {
+            merged.service = None;
+        }
         let other_host = artifact.host != merged.host;
         for mut env in artifact.environments {
             let name = if ambiguous.contains(&env.label.name) {

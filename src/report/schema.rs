@@ -39,6 +39,50 @@ pub struct Artifact {
     /// Every threshold check (`--check`) evaluated against this artifact, with its outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckOutcome>,
+    /// The service measured (written by `isobench run`; absent from `bench` artifacts, which
+    /// load a URL whatever serves it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
+}
+
+/// The service a run measured, as it was resolved before anything started.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInfo {
+    /// `isobench-server`, the image reference as given, or the binary's file name.
+    pub name: String,
+    /// Which kind of service it is.
+    pub kind: ServiceKind,
+    /// The image's id (`sha256:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The image's size as the engine reports it, or the binary's, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// What runs: the image's entrypoint followed by its command, or the binary and its
+    /// arguments; empty for isobench's own server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The image's `USER` (empty: root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The port the service listens on (isobench's own server: chosen per environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The path whose 2xx answer means ready.
+    pub health_path: String,
+}
+
+/// Which kind of service a run measured.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// isobench's own server.
+    Own,
+    /// A Docker image from the local engine.
+    Image,
+    /// A static binary.
+    Binary,
 }
 
 impl Artifact {
@@ -57,6 +101,7 @@ impl Artifact {
             unavailable: Vec::new(),
             summary: None,
             checks: Vec::new(),
+            service: None,
         }
     }
 }

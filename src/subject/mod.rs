@@ -119,6 +119,45 @@ impl Subject {
         !matches!(self, Self::Own)
     }
 
+    /// The service as the artifact records it.
+    pub fn info(&self) -> crate::report::schema::ServiceInfo {
+        use crate::report::schema::{ServiceInfo, ServiceKind};
+        match self {
+            Self::Own => ServiceInfo {
+                name: self.name(),
+                kind: ServiceKind::Own,
+                image_id: None,
+                size_bytes: None,
+                command: Vec::new(),
+                user: None,
+                port: None,
+                health_path: DEFAULT_HEALTH_PATH.to_owned(),
+            },
+            Self::Image(image) => ServiceInfo {
+                name: self.name(),
+                kind: ServiceKind::Image,
+                image_id: Some(image.image.id.clone()),
+                size_bytes: Some(image.image.size_bytes),
+                command: image.image.argv(),
+                user: Some(image.image.user.clone()),
+                port: Some(image.port),
+                health_path: image.health_path.clone(),
+            },
+            Self::Binary(binary) => ServiceInfo {
+                name: self.name(),
+                kind: ServiceKind::Binary,
+                image_id: None,
+                size_bytes: std::fs::metadata(&binary.path).ok().map(|m| m.len()),
+                command: std::iter::once(binary.path.display().to_string())
+                    .chain(binary.args.iter().cloned())
+                    .collect(),
+                user: None,
+                port: Some(binary.port),
+                health_path: binary.health_path.clone(),
+            },
+        }
+    }
+
     /// The health path to wait on.
     pub fn health_path(&self) -> &str {
         match self {

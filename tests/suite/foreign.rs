@@ -1,5 +1,5 @@
 //! Foreign services: busybox's httpd (a tiny static image built `FROM scratch` offline) in
-//! every environment — correctness and a short performance run through the same protocol as
+//! every environment, the VM with the image as its guest's root, — correctness and a short performance run through the same protocol as
 //! isobench's own server — and the bad-input classes of `--image`: a missing image, a port
 //! that never answers, a health path that answers 404, an entrypoint that exits and one that
 //! is missing, each a clear error within a bounded wait with nothing left running.
@@ -14,13 +14,20 @@ use libtest_mimic::{Failed, Trial};
 
 use super::images;
 
-/// The environments a foreign image runs in. Not yet the VM: booting an image as the
-/// guest's root is not wired up (`env::vm::foreign` says so), and a trial would only fail.
-pub const FOREIGN_ENVIRONMENTS: &[&str] = &["native", "container-host", "container", "gvisor"];
+/// The environments a foreign image runs in: every rung of the ladder.
+pub const FOREIGN_ENVIRONMENTS: &[&str] =
+    &["native", "container-host", "container", "gvisor", "vm"];
 
 /// A short startup bound for the bad-input trials: long enough for a container or a
 /// chrooted busybox to come up on a busy machine, short enough that the suite does not wait.
+/// (The VM keeps its boot timeout beyond this: a boot is not a startup it could cut short.)
 const BAD_INPUT_STARTUP: Duration = Duration::from_secs(8);
+
+/// How much longer than the startup bound a failing start may take: the container's or
+/// chroot's teardown, or under TCG a VM's boot up to the point where the failure shows.
+fn failure_slack(env: &str) -> Duration {
+    Duration::from_secs(if env == "vm" { 60 } else { 20 })
+}
 
 /// Every foreign trial of environment `env`.
 pub fn trials(env: &'static str) -> Vec<Trial> {
@@ -35,12 +42,17 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             busybox_perf(env)
         }),
     ];
-    // The bad-input classes that start something: where the chroot and the container differ.
+    // The bad-input classes that start something: where the chroot, the container and the
+    // VM's guest init differ. (In the VM, a port that never answers waits out the boot
+    // timeout, minutes under TCG, for nothing the other two do not already show.)
     if matches!(env, "native" | "container") {
+        trials.push(Trial::test(
+            format!("{env}::foreign::port_never_answers"),
+            move || port_never_answers(env),
+        ));
+    }
+    if matches!(env, "native" | "container" | "vm") {
         trials.extend([
-            Trial::test(format!("{env}::foreign::port_never_answers"), move || {
-                port_never_answers(env)
-            }),
             Trial::test(format!("{env}::foreign::health_404"), move || {
                 health_404(env)
             }),
@@ -58,7 +70,131 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             missing_image,
         ));
     }
+    // The seed's own service, in the environments of the seed's table and its native baseline.
+    if matches!(env, "native" | "container" | "vm") {
+        let flask = [
+            Trial::test(format!("{env}::foreign::flask"), move || {
+                flask_correctness(env)
+            }),
+            Trial::test(format!("{env}::foreign::perf::flask"), move || {
+                flask_perf(env)
+            }),
+        ];
+        trials.extend(flask.into_iter().map(|trial| match flask_skip_reason() {
+            Some(reason) => {
+                eprintln!("skipping {}: {reason}", trial.name());
+                trial.with_ignored_flag(true)
+            }
+            None => trial,
+        }));
+    }
     trials
+}
+
+/// The seed's Flask image, built offline by `examples/flask/build-image.sh` (debootstrap).
+pub const FLASK_IMAGE: &str = "isobench-flask:latest";
+
+/// Set by `.ci/run` once it has built [`FLASK_IMAGE`]: the Flask trials must then run (and
+/// fail if the image is missing), instead of being skipped.
+pub const REQUIRE_FLASK_ENV: &str = "ISOBENCH_REQUIRE_FLASK";
+
+/// Why the Flask trials are skipped here: the image is not on the engine and neither
+/// `.ci/run` ([`REQUIRE_FLASK_ENV`]) nor `CI=true` demands it.
+fn flask_skip_reason() -> Option<String> {
+    let required = std::env::var(REQUIRE_FLASK_ENV).is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    if required {
+        return None;
+    }
+    let present = Engine::connect()
+        .ok()
+        .and_then(|engine| engine.image_size(FLASK_IMAGE).ok())
+        .is_some_and(|size| size.is_some());
+    (!present).then(|| {
+        format!("{FLASK_IMAGE} is not built (examples/flask/build-image.sh; .ci/run builds it)")
+    })
+}
+
+fn flask_subject() -> Result<Subject, Failed> {
+    let engine = engine()?;
+    subject::resolve_image(&engine, FLASK_IMAGE, None, Some("/health"))
+        .map_err(|e| format!("{e:#} (build it with examples/flask/build-image.sh)").into())
+}
+
+/// Every endpoint of the seed's service answers as the seed describes, as user `app`.
+fn flask_correctness(env: &str) -> Result<(), Failed> {
+    let subject = flask_subject()?;
+    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let instance = environment.start().map_err(|e| format!("{e:#}"))?;
+    let outcome = (|| {
+        let field = |path: &str, pointer: &str| -> Result<serde_json::Value, Failed> {
+            let (status, body) = get(instance.as_ref(), path)?;
+            let json: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| format!("{path} answered {status} with no JSON ({e}): {body:?}"))?;
+            match (status, json.pointer(pointer)) {
+                (200, Some(value)) => Ok(value.clone()),
+                _ => Err(format!("{path} answered {status} {body:?}, without {pointer}").into()),
+            }
+        };
+        let checks = [
+            ("/health", "/status", serde_json::json!("ok")),
+            ("/cpu?n=1000", "/primes_below_n", serde_json::json!(168)),
+            ("/memory?mb=2", "/pages_touched", serde_json::json!(512)),
+            (
+                "/parallel?tasks=2&n=1000",
+                "/results",
+                serde_json::json!([168, 168]),
+            ),
+            // The image's user, as the seed's Dockerfile has it, in every environment.
+            ("/status", "/uid", serde_json::json!(1000)),
+        ];
+        for (path, pointer, expected) in checks {
+            let got = field(path, pointer)?;
+            if got != expected {
+                return Err(format!("{path}: {pointer} is {got}, expected {expected}").into());
+            }
+        }
+        let (status, _) = get(instance.as_ref(), "/cpu?n=0")?;
+        if status != 400 {
+            return Err(format!("/cpu?n=0 answered {status}, expected 400").into());
+        }
+        Ok::<(), Failed>(())
+    })();
+    instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
+    outcome
+}
+
+/// A short load on the Flask service's `/health`: every request answered, none failed.
+fn flask_perf(env: &str) -> Result<(), Failed> {
+    let subject = flask_subject()?;
+    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let instance = environment.start().map_err(|e| format!("{e:#}"))?;
+    let mut options = isobench::load::LoadOptions::new(instance.base_url());
+    options.connections = 4;
+    options.duration = Some(Duration::from_secs(2));
+    options.warmup = Duration::from_millis(500);
+    options.cpus = Budget::for_host().generator_cpus;
+    let report = isobench::load::run(&options);
+    let after = instance.resources();
+    let startup = instance.startup();
+    instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
+    let report = report.map_err(|e| format!("{e:#}"))?;
+    let after = after.map_err(|e| format!("{e:#}"))?;
+    eprintln!(
+        "{env} flask /health: startup {startup:?}, {} ok, {} errors, {:.0} req/s, {:.1} MB",
+        report.ok,
+        report.errors.total(),
+        report.throughput_rps,
+        after.memory_bytes as f64 / 1e6
+    );
+    if report.ok == 0 || report.errors.total() != 0 {
+        return Err(format!(
+            "{} requests with {:?} errors",
+            report.requests_sent, report.errors
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn engine() -> Result<Engine, Failed> {
@@ -213,8 +349,24 @@ fn fails_cleanly(
     nothing_left(subject)
 }
 
-/// No container owned by this process, no process whose root is the image's export.
+/// No container owned by this process, no process whose root is the image's export, no QEMU
+/// this process started.
 fn nothing_left(subject: &Subject) -> Result<(), Failed> {
+    let own_qemu = isobench::env::cleanup::qemu_name(std::process::id());
+    let qemus: Vec<u32> = std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|&b| b == 0)
+                    .any(|arg| arg == own_qemu.as_bytes())
+            })
+        })
+        .collect();
+    if !qemus.is_empty() {
+        return Err(format!("QEMU left running: {qemus:?}").into());
+    }
     let owned = engine()?
         .containers_labelled(
             isobench::env::cleanup::OWNER_LABEL,
@@ -248,7 +400,7 @@ fn port_never_answers(env: &str) -> Result<(), Failed> {
     fails_cleanly(
         env,
         &subject,
-        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        BAD_INPUT_STARTUP + failure_slack(env),
         &["did not answer 2xx within", "is the port right? (--port)"],
     )
 }
@@ -259,7 +411,7 @@ fn health_404(env: &str) -> Result<(), Failed> {
     fails_cleanly(
         env,
         &subject,
-        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        BAD_INPUT_STARTUP + failure_slack(env),
         &[
             "/healthz answered 404",
             "is the health path right? (--health)",
@@ -273,15 +425,15 @@ fn entrypoint_exits(env: &str) -> Result<(), Failed> {
     let reference = images::exiting(&engine)?;
     let subject =
         subject::resolve_image(&engine, &reference, None, None).map_err(|e| format!("{e:#}"))?;
-    let said = if env == "container" {
-        "the container exited during startup"
-    } else {
-        "exited during startup"
+    let said = match env {
+        "container" => "the container exited during startup",
+        "vm" => "the guest's service exited during startup",
+        _ => "exited during startup",
     };
     fails_cleanly(
         env,
         &subject,
-        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        BAD_INPUT_STARTUP + failure_slack(env),
         &[said, "config missing"],
     )
 }
@@ -297,7 +449,7 @@ fn entrypoint_missing(env: &str) -> Result<(), Failed> {
     fails_cleanly(
         env,
         &subject,
-        BAD_INPUT_STARTUP + Duration::from_secs(20),
+        BAD_INPUT_STARTUP + failure_slack(env),
         &["/bin/no-such-server"],
     )
 }

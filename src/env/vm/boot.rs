@@ -98,6 +98,14 @@ impl BootMode {
         }
     }
 
+    /// The disk device for a user's image as the guest's root, attached to drive `root`.
+    pub fn disk(self) -> &'static str {
+        match self {
+            Self::Legacy => "virtio-blk-pci,drive=root",
+            Self::Fast => "virtio-blk-device,drive=root",
+        }
+    }
+
     /// Whether the guest boots the ELF kernel through PVH (and an uncompressed initramfs).
     pub fn uncompressed(self) -> bool {
         self == Self::Fast

@@ -1,8 +1,11 @@
-//! The VM image: a Debian kernel plus an initramfs holding busybox, the static
-//! `isobench-server`, the virtio networking modules and the guest init (`vm/init`); no disk.
+//! The VM image: a Debian kernel plus an initramfs holding busybox, the service's files, the
+//! virtio modules and the guest init. For isobench's own server the files are the static
+//! `isobench-server` and the init is `vm/init`, with no disk; for a user's image they are the
+//! static `isobench-exec` and its spec, the init is `vm/init-image`, and the image's root
+//! filesystem comes as a disk ([`super::rootfs`]).
 //!
 //! Assembled once per content and cached under `target/isobench/vm/<content-hash>/`, keyed by a
-//! SHA-256 over the kernel, the modules, the server, busybox and the init script, so a change to
+//! SHA-256 over the kernel, the modules, the service's files, busybox and the init script, so a change to
 //! any of them gives a fresh image and an unchanged input never rebuilds. Parallel test
 //! processes serialise on a file lock in the cache directory and the loser reuses the winner's
 //! image. The archive is written by [`super::newc`] and compressed by busybox's gzip (busybox
@@ -32,7 +35,7 @@ pub const BUSYBOX_ENV: &str = "ISOBENCH_VM_BUSYBOX";
 pub const INIT_SCRIPT: &str = include_str!("../../../vm/init");
 
 /// Bumped when the layout of the image changes, so old cache entries are not reused.
-const IMAGE_FORMAT: &str = "isobench-vm-image v3";
+const IMAGE_FORMAT: &str = "isobench-vm-image v4";
 
 /// Why the image could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +323,55 @@ pub fn find_busybox() -> Result<PathBuf, ImageError> {
     Ok(path)
 }
 
+/// A file of the guest's service, placed in the initramfs beside busybox and init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFile {
+    /// Its path in the guest, relative to `/` (`bin/isobench-server`).
+    pub path: String,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Where its bytes come from.
+    pub source: GuestFileSource,
+}
+
+/// Where a [`GuestFile`]'s bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestFileSource {
+    /// A file on the host, read at assembly.
+    Host(PathBuf),
+    /// Bytes made by isobench (a spec file).
+    Bytes(Vec<u8>),
+}
+
+impl GuestFile {
+    /// An executable from the host at `path` in the guest.
+    pub fn program(path: &str, host: PathBuf) -> Self {
+        Self {
+            path: path.to_owned(),
+            mode: 0o755,
+            source: GuestFileSource::Host(host),
+        }
+    }
+
+    /// A plain file holding `bytes` at `path` in the guest.
+    pub fn data(path: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.to_owned(),
+            mode: 0o644,
+            source: GuestFileSource::Bytes(bytes.into()),
+        }
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, ImageError> {
+        match &self.source {
+            GuestFileSource::Host(host) => {
+                fs::read(host).map_err(io_err(format!("reading {}", host.display())))
+            }
+            GuestFileSource::Bytes(bytes) => Ok(bytes.clone()),
+        }
+    }
+}
+
 /// Everything that goes into the image.
 #[derive(Debug, Clone)]
 pub struct ImageInputs {
@@ -327,8 +379,9 @@ pub struct ImageInputs {
     pub kernel: GuestKernel,
     /// Modules to load, in load order.
     pub modules: Vec<KernelModule>,
-    /// The static server binary.
-    pub server: PathBuf,
+    /// The service's files: isobench's static server, or `isobench-exec` and its spec for a
+    /// user's image.
+    pub payload: Vec<GuestFile>,
     /// A static busybox.
     pub busybox: PathBuf,
     /// The init script.
@@ -339,16 +392,38 @@ pub struct ImageInputs {
 }
 
 impl ImageInputs {
-    /// The inputs found on this machine for `mode`, with the given server binary.
+    /// The inputs found on this machine for `mode` and isobench's own static server.
     pub fn discover(server: PathBuf, mode: BootMode) -> Result<Self, ImageError> {
+        Self::discover_for(
+            vec![GuestFile::program("bin/isobench-server", server)],
+            INIT_SCRIPT,
+            &[],
+            mode,
+        )
+    }
+
+    /// The inputs found on this machine for `mode`, with the service's files, its init and
+    /// the modules it needs beyond the NIC's.
+    pub fn discover_for(
+        payload: Vec<GuestFile>,
+        init: &str,
+        extra_modules: &[&str],
+        mode: BootMode,
+    ) -> Result<Self, ImageError> {
         let kernel = GuestKernel::find()?;
-        let modules = kernel.resolve_modules(mode.root_modules())?;
+        let roots: Vec<&str> = mode
+            .root_modules()
+            .iter()
+            .chain(extra_modules)
+            .copied()
+            .collect();
+        let modules = kernel.resolve_modules(&roots)?;
         Ok(Self {
             kernel,
             modules,
-            server,
+            payload,
             busybox: find_busybox()?,
-            init: INIT_SCRIPT.to_owned(),
+            init: init.to_owned(),
             mode,
         })
     }
@@ -386,8 +461,10 @@ pub fn assemble(
         "reading {}",
         inputs.kernel.vmlinuz.display()
     )))?;
-    let server_bytes =
-        fs::read(&inputs.server).map_err(io_err(format!("reading {}", inputs.server.display())))?;
+    let mut payload = Vec::new();
+    for file in &inputs.payload {
+        payload.push((file, file.bytes()?));
+    }
     let busybox_bytes = fs::read(&inputs.busybox)
         .map_err(io_err(format!("reading {}", inputs.busybox.display())))?;
     let mut modules = Vec::new();
@@ -405,7 +482,9 @@ pub fn assemble(
     part("format", IMAGE_FORMAT.as_bytes());
     part("kernel", &kernel_bytes);
     part("kernel-version", inputs.kernel.version.as_bytes());
-    part("server", &server_bytes);
+    for (file, bytes) in &payload {
+        part(&format!("{} {:o}", file.path, file.mode), bytes);
+    }
     part("busybox", &busybox_bytes);
     part("init", inputs.init.as_bytes());
     part("mode", inputs.mode.name().as_bytes());
@@ -437,7 +516,7 @@ pub fn assemble(
     lock_exclusive(&lock).map_err(io_err("locking the image cache"))?;
     let cached = dir.join(READY).is_file();
     if !cached {
-        let archive = initramfs_archive(inputs, &busybox_bytes, &server_bytes, &modules)
+        let archive = initramfs_archive(inputs, &busybox_bytes, &payload, &modules)
             .map_err(io_err("writing the cpio archive"))?;
 
         let cpio_path = dir.join("initramfs.cpio.tmp");
@@ -484,12 +563,12 @@ pub fn assemble(
     ))
 }
 
-/// The initramfs's members: directories, the console node, init, busybox, the server, the
-/// users the server runs as, and the modules with their load order.
+/// The initramfs's members: directories, the console node, init, busybox, the service's
+/// files, the users the own server runs as, and the modules with their load order.
 fn initramfs_archive(
     inputs: &ImageInputs,
     busybox_bytes: &[u8],
-    server_bytes: &[u8],
+    payload: &[(&GuestFile, Vec<u8>)],
     modules: &[(String, Vec<u8>)],
 ) -> io::Result<NewcArchive> {
     let mut archive = NewcArchive::new();
@@ -510,7 +589,9 @@ fn initramfs_archive(
     archive.char_device("dev/console", 0o600, 5, 1)?;
     archive.file("init", 0o755, inputs.init.as_bytes())?;
     archive.file("bin/busybox", 0o755, busybox_bytes)?;
-    archive.file("bin/isobench-server", 0o755, server_bytes)?;
+    for (file, bytes) in payload {
+        archive.file(&file.path, file.mode, bytes)?;
+    }
     archive.file(
         "etc/passwd",
         0o644,
@@ -637,7 +718,7 @@ kernel/net/core/failover.ko:
                 .resolve_modules(BootMode::Legacy.root_modules())
                 .unwrap(),
             kernel,
-            server,
+            payload: vec![GuestFile::program("bin/isobench-server", server.clone())],
             busybox: busybox.clone(),
             init: INIT_SCRIPT.to_owned(),
             mode: BootMode::Legacy,
@@ -688,7 +769,7 @@ kernel/net/core/failover.ko:
         assert_eq!(again, image);
 
         // A different server: a different image.
-        fs::write(&inputs.server, b"another server").unwrap();
+        fs::write(&server, b"another server").unwrap();
         let (other, _) = assemble(&inputs, &cache).unwrap();
         assert_ne!(other.content_hash, image.content_hash);
     }

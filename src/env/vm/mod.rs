@@ -3,6 +3,8 @@
 //!
 //! - [`image`]: the guest image (Debian kernel + initramfs with busybox, the static server and
 //!   the virtio modules), cached by content hash; [`newc`] writes its cpio archive.
+//! - [`guest`]: what the guest runs, isobench's server or a user's image, whose root
+//!   filesystem [`rootfs`] makes into the guest's disk.
 //! - [`accel`]: KVM or TCG, decided by a probe boot and cached.
 //! - [`qemu`]: the QEMU environment and instance; [`child`] keeps QEMU from outliving us.
 //! - [`vagrant`]: `vagrant up` / `vagrant destroy` around `vm/Vagrantfile`.
@@ -11,6 +13,7 @@ pub mod accel;
 pub mod boot;
 pub mod child;
 pub mod console;
+pub mod guest;
 pub mod image;
 pub mod kernel_elf;
 pub mod newc;
@@ -52,22 +55,27 @@ pub fn accel_decision(budget: Budget) -> Result<AccelDecision, EnvError> {
     QemuVm::new(budget)?.accel_decision()
 }
 
-/// The VM environment for a user's image. Not wired to QEMU yet: the pieces exist (the
-/// image's root filesystem as an ext4 disk, [`rootfs`]; the guest init `vm/init-image`; the
-/// guest's `isobench-exec`), but booting them waits for the reworked QEMU boot, so the VM is
-/// reported as unavailable for images, with this reason, rather than measured wrongly.
+/// The VM environment for a user's image: the QEMU VM with the image's root filesystem as
+/// its disk ([`guest`]). Vagrant boots a box of its own, which runs only isobench's server.
 pub fn foreign(
-    _budget: Budget,
+    budget: Budget,
     image: crate::subject::ImageSubject,
-    _run: crate::env::foreign::ForeignRun,
+    run: crate::env::foreign::ForeignRun,
 ) -> Result<Box<dyn Environment>, EnvError> {
-    Err(EnvError::Unavailable {
-        env: qemu::NAME.into(),
-        reason: format!(
-            "booting a user's image ({}) as a VM's root is not implemented yet in this build",
-            image.image.reference
-        ),
-    })
+    match std::env::var(VM_BACKEND_ENV)
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "qemu" => Ok(Box::new(QemuVm::for_image(budget, image, run)?)),
+        other => Err(EnvError::Unavailable {
+            env: qemu::NAME.into(),
+            reason: format!(
+                "{VM_BACKEND_ENV}={other}: a user's image boots only in the QEMU VM (unset {VM_BACKEND_ENV})"
+            ),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ use super::accel::{self, AccelDecision};
 use super::boot::{self, BootMode};
 use super::child::{Supervised, spawn_supervised};
 use super::console::{self, ConsoleLog, Milestones};
-use super::image::{self, ImageInputs, VmImage};
+use super::guest::{Guest, PreparedGuest};
+use super::image::{self, ImageInputs};
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
 };
@@ -39,8 +40,6 @@ pub const NAME: &str = "vm";
 pub const QEMU_ENV: &str = "ISOBENCH_QEMU";
 /// Environment variable overriding the boot timeout, in seconds.
 pub const BOOT_TIMEOUT_ENV: &str = "ISOBENCH_VM_BOOT_TIMEOUT_S";
-/// The port the server listens on inside the guest.
-pub const GUEST_PORT: u16 = 8080;
 /// How long a boot may take before it counts as failed, under TCG: software emulation on a
 /// shared machine with other VMs booting in parallel is slow, and a timeout is not a result.
 pub const TCG_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -121,11 +120,12 @@ const TCG_CPU: &str = "max";
 /// takes the mux's break escape for SysRq.
 fn qemu_command(
     qemu: &Qemu,
-    image: &VmImage,
+    guest: &PreparedGuest,
     budget: &Budget,
     plan: &BootPlan,
     port: u16,
 ) -> Command {
+    let image = &guest.image;
     let mut command = Command::new(&qemu.binary);
     let vcpus = budget.service_cpus.len().max(1);
     let memory_mib = (budget.memory_limit_bytes / (1 << 20)).max(64);
@@ -157,11 +157,21 @@ fn qemu_command(
         .arg(plan.mode.cmdline(plan.accel, plan.tsc_khz))
         .arg("-netdev")
         .arg(format!(
-            "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
+            "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{}",
+            guest.port
         ))
-        .args(["-device", plan.mode.nic()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+        .args(["-device", plan.mode.nic()]);
+    if let Some(disk) = &guest.disk {
+        // snapshot=on: the guest's writes go to a temporary overlay, never to the cached disk.
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(disk);
+        drive.push(",if=none,id=root,format=raw,snapshot=on");
+        command
+            .arg("-drive")
+            .arg(drive)
+            .args(["-device", plan.mode.disk()]);
+    }
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
     pin::pin_command(&mut command, &budget.service_cpus);
     command
 }
@@ -190,7 +200,7 @@ struct BootFailure {
 /// instance directory kept when `keep_on_failure` (its console log says what went wrong).
 fn boot(
     qemu: &Qemu,
-    image: &VmImage,
+    guest: &PreparedGuest,
     budget: &Budget,
     plan: &BootPlan,
     requested: Instant,
@@ -204,11 +214,12 @@ fn boot(
             .prefix("isobench-vm-")
             .tempdir()
             .map_err(|e| format!("creating the instance directory: {e}"))?;
-        match boot_once(qemu, image, budget, plan, requested, dir.path()) {
+        match boot_once(qemu, guest, budget, plan, requested, dir.path()) {
             Ok(booted) => {
                 let probe = ProcessProbe::new(booted.child.pid());
                 return Ok(QemuInstance {
                     base_url: format!("http://127.0.0.1:{}", booted.port),
+                    health_path: guest.health_path.clone(),
                     startup: booted.startup,
                     requested,
                     spawned: booted.spawned,
@@ -283,7 +294,7 @@ struct Booted {
 
 fn boot_once(
     qemu: &Qemu,
-    image: &VmImage,
+    guest: &PreparedGuest,
     budget: &Budget,
     plan: &BootPlan,
     requested: Instant,
@@ -297,7 +308,7 @@ fn boot_once(
     let stderr_path = dir.join("qemu.stderr");
     let stderr = fs::File::create(&stderr_path)
         .map_err(|e| fail(format!("creating {}: {e}", stderr_path.display())))?;
-    let mut command = qemu_command(qemu, image, budget, plan, port);
+    let mut command = qemu_command(qemu, guest, budget, plan, port);
     command.stderr(stderr);
     let mut child = spawn_supervised(command)
         .map_err(|e| fail(format!("starting {}: {e}", qemu.binary.display())))?;
@@ -309,12 +320,46 @@ fn boot_once(
         None => return Err(fail("QEMU's stdout was not piped".into())),
     };
     let base_url = format!("http://127.0.0.1:{port}");
-    let mut alive = || match child.try_wait()? {
-        Some(status) => anyhow::bail!("QEMU exited ({status})"),
-        None => Ok(()),
+    let mut init_seen = 0;
+    let mut alive = || {
+        // The image guest's init says when the entrypoint exited (or a step failed) before
+        // it powers off: name that rather than only QEMU's exit.
+        let mut said = None;
+        console.any_new(&mut init_seen, |line| {
+            let text = line.text.trim();
+            if said.is_none() {
+                if text.starts_with("isobench-init: the entrypoint exited") {
+                    said = Some(format!(
+                        "the guest's service exited during startup ({text})"
+                    ));
+                } else if text.starts_with("isobench-init: FAILED") {
+                    said = Some(format!("the guest init failed during startup ({text})"));
+                }
+            }
+            false
+        });
+        if let Some(said) = said {
+            anyhow::bail!(said);
+        }
+        match child.try_wait()? {
+            Some(status) => anyhow::bail!("QEMU exited ({status})"),
+            None => Ok(()),
+        }
     };
-    let result = wait_for_guest_network(&console, requested + plan.timeout, &mut alive)
-        .and_then(|()| health::wait_until_healthy(&base_url, requested, plan.timeout, alive));
+    let result =
+        wait_for_guest_network(&console, requested + plan.timeout, &mut alive).and_then(|()| {
+            if guest.is_image() {
+                health::wait_until_ready(
+                    &base_url,
+                    &guest.health_path,
+                    requested,
+                    plan.timeout,
+                    alive,
+                )
+            } else {
+                health::wait_until_healthy(&base_url, requested, plan.timeout, alive)
+            }
+        });
     match result {
         Ok(startup) => Ok(Booted {
             child,
@@ -362,20 +407,22 @@ fn boot_timeout(accel: Accel) -> Duration {
     })
 }
 
-/// What [`QemuVm::prepare`] produced: the image and the accelerator.
+/// What [`QemuVm::prepare`] produced: the guest and the accelerator.
 #[derive(Debug, Clone)]
 struct Prepared {
-    image: VmImage,
+    guest: PreparedGuest,
     accel: AccelDecision,
     tsc_khz: Option<u64>,
 }
 
-/// The QEMU VM environment (kernel + initramfs, no disk).
+/// The QEMU VM environment: isobench's own server (kernel + initramfs, no disk) or a user's
+/// image (its root filesystem as the guest's disk).
 pub struct QemuVm {
     budget: Budget,
     qemu: Qemu,
     guest_kernel: image::GuestKernel,
     mode: BootMode,
+    guest: Guest,
     prepared: Mutex<Option<Prepared>>,
 }
 
@@ -413,8 +460,26 @@ impl QemuVm {
             qemu,
             guest_kernel,
             mode,
+            guest: Guest::Own,
             prepared: Mutex::new(None),
         })
+    }
+
+    /// The VM for a user's image (the boot configuration from [`boot::BOOT_ENV`]).
+    pub fn for_image(
+        budget: Budget,
+        subject: crate::subject::ImageSubject,
+        run: crate::env::foreign::ForeignRun,
+    ) -> Result<Self, EnvError> {
+        let mut vm = Self::new(budget)?;
+        vm.guest_kernel
+            .resolve_modules(super::rootfs::DISK_MODULES)
+            .map_err(|e| unavailable(e.to_string()))?;
+        vm.guest = Guest::Image {
+            subject: Box::new(subject),
+            run,
+        };
+        Ok(vm)
     }
 
     /// The boot configuration.
@@ -432,7 +497,10 @@ impl QemuVm {
         )
     }
 
-    /// Assembles (or reuses) the image and decides the accelerator, once per value.
+    /// Assembles (or reuses) the image and decides the accelerator, once per value. The
+    /// accelerator is a property of the host, QEMU and the guest kernel, so it is probed with
+    /// isobench's own guest whatever the guest runs: its server answers within seconds, where
+    /// a user's service may take longer than a probe waits.
     fn ensure_prepared(&self) -> Result<(Prepared, Vec<Preparation>), EnvError> {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(prepared) = slot.as_ref() {
@@ -463,7 +531,7 @@ impl QemuVm {
                 };
                 boot(
                     &self.qemu,
-                    &probe_image,
+                    &PreparedGuest::own(probe_image.clone()),
                     &self.budget,
                     &plan,
                     Instant::now(),
@@ -480,8 +548,17 @@ impl QemuVm {
             seconds: started.elapsed().as_secs_f64(),
             cached: reused,
         });
+        let guest = match &self.guest {
+            Guest::Own => PreparedGuest::own(image),
+            Guest::Image { subject, run } => {
+                let (guest, image_steps) =
+                    super::guest::prepare_image(subject, run, self.mode, &cache_root())?;
+                steps.extend(image_steps);
+                guest
+            }
+        };
         let prepared = Prepared {
-            image,
+            guest,
             accel: decision,
             tsc_khz: boot::host_tsc_khz(Duration::from_millis(50)),
         };
@@ -492,6 +569,35 @@ impl QemuVm {
     /// The accelerator decision (probing KVM once if no decision is cached yet).
     pub fn accel_decision(&self) -> Result<AccelDecision, EnvError> {
         Ok(self.ensure_prepared()?.0.accel)
+    }
+}
+
+impl QemuVm {
+    /// The label's note on what the guest runs.
+    fn guest_description(&self) -> String {
+        match &self.guest {
+            Guest::Own => {
+                "no disk: the guest runs from an initramfs (busybox, the server, virtio modules)"
+                    .to_owned()
+            }
+            Guest::Image { subject, run } => format!(
+                "{} as the guest's root: its exported root filesystem as an ext4 virtio disk \
+                 (mkfs.ext4 -d, attached snapshot=on, mounted {}), its entrypoint run by the \
+                 guest init as the image's user{}; the guest's kernel and init are isobench's, \
+                 no container runtime inside",
+                subject.image.describe(),
+                if run.hardening.read_only_root {
+                    "read-only as the container's --read-only"
+                } else {
+                    "writable (--writable-root)"
+                },
+                if run.hardening.no_new_privileges {
+                    " with no-new-privileges"
+                } else {
+                    ""
+                },
+            ),
+        }
     }
 }
 
@@ -523,13 +629,19 @@ impl Environment for QemuVm {
                 Accel::Kvm => prepared.accel.cpu.clone(),
                 Accel::Tcg | Accel::Provider => TCG_CPU.to_owned(),
             },
-            timeout: boot_timeout(prepared.accel.accel),
+            timeout: match &self.guest {
+                Guest::Own => boot_timeout(prepared.accel.accel),
+                // The user's bound on start → first 2xx, but never below the boot's own.
+                Guest::Image { run, .. } => {
+                    boot_timeout(prepared.accel.accel).max(run.startup_timeout)
+                }
+            },
             mode: self.mode,
             tsc_khz: prepared.tsc_khz,
         };
         let instance = boot(
             &self.qemu,
-            &prepared.image,
+            &prepared.guest,
             &self.budget,
             &plan,
             requested,
@@ -553,8 +665,7 @@ impl Environment for QemuVm {
             "memory and CPU are those of the QEMU process: guest RAM as far as touched, plus \
              device emulation and user-mode networking; the memory limit is the guest's RAM (-m)"
                 .to_owned(),
-            "no disk: the guest runs from an initramfs (busybox, the server, virtio modules)"
-                .to_owned(),
+            self.guest_description(),
             format!(
                 "QEMU pinned to host CPUs {} with as many vCPUs; machine {}, user-mode \
                  networking (hostfwd) to the guest",
@@ -575,6 +686,14 @@ impl Environment for QemuVm {
              kernel entry estimated from the guest's printk clock"
                 .to_owned(),
         ];
+        if matches!(self.guest, Guest::Image { .. }) {
+            notes.push(
+                "startup phases of an image: the root disk is mounted before the network-up \
+                 mark; the service's own start and its first 2xx are one phase (a foreign \
+                 service prints no `listening on` isobench knows)"
+                    .to_owned(),
+            );
+        }
         let runtime = match &accel {
             Some(decision) => {
                 notes.push(decision.reason.clone());
@@ -623,7 +742,11 @@ impl Environment for QemuVm {
             generator_cpus: self.budget.generator_cpus.clone(),
             memory_limit_bytes: Some(self.budget.memory_limit_bytes),
             kernel: Some(self.guest_kernel.version.clone()),
-            image_size_bytes: prepared.map(|p| p.image.size_bytes),
+            image_size_bytes: match &self.guest {
+                Guest::Own => prepared.map(|p| p.guest.image.size_bytes),
+                // The user's image, as every environment of a foreign service reports it.
+                Guest::Image { subject, .. } => Some(subject.image.size_bytes),
+            },
             detected: None,
             notes,
             accel_attempts,
@@ -635,6 +758,8 @@ impl Environment for QemuVm {
 /// A running VM.
 pub struct QemuInstance {
     base_url: String,
+    /// The path whose 2xx says the service is up (`/health`, or a foreign image's).
+    health_path: String,
     startup: Duration,
     requested: Instant,
     spawned: Instant,
@@ -715,6 +840,10 @@ impl Instance for QemuInstance {
         &self.base_url
     }
 
+    fn health_path(&self) -> &str {
+        &self.health_path
+    }
+
     fn startup(&self) -> Duration {
         self.startup
     }
@@ -774,6 +903,7 @@ impl Instance for QemuInstance {
 
 #[cfg(test)]
 mod tests {
+    use super::super::image::VmImage;
     use super::*;
 
     fn plan(accel: Accel, mode: BootMode) -> BootPlan {
@@ -814,9 +944,10 @@ mod tests {
             generator_cpus: vec![0],
             memory_limit_bytes: 1 << 30,
         };
+        let own = PreparedGuest::own(image.clone());
         let legacy = qemu_command(
             &qemu,
-            &image,
+            &own,
             &budget,
             &plan(Accel::Tcg, BootMode::Legacy),
             40000,
@@ -847,7 +978,7 @@ mod tests {
 
         let fast = args_of(&qemu_command(
             &qemu,
-            &image,
+            &own,
             &budget,
             &plan(Accel::Tcg, BootMode::Fast),
             40000,
@@ -859,13 +990,43 @@ mod tests {
 
         let kvm = args_of(&qemu_command(
             &qemu,
-            &image,
+            &own,
             &budget,
             &plan(Accel::Kvm, BootMode::Fast),
             40000,
         ));
         assert!(kvm.contains("-accel kvm -cpu host"), "{kvm}");
         assert!(!kvm.contains("tsc_early_khz"), "{kvm}");
+        assert!(
+            !joined.contains("-drive") && !fast.contains("-drive"),
+            "{fast}"
+        );
+
+        // A user's image: its port forwarded, its root disk attached without writing it.
+        let image_guest = PreparedGuest {
+            image: image.clone(),
+            disk: Some("/c/root.ext4".into()),
+            port: 5000,
+            health_path: "/ping".into(),
+        };
+        for (mode, device) in [
+            (BootMode::Fast, "virtio-blk-device,drive=root"),
+            (BootMode::Legacy, "virtio-blk-pci,drive=root"),
+        ] {
+            let args = args_of(&qemu_command(
+                &qemu,
+                &image_guest,
+                &budget,
+                &plan(Accel::Tcg, mode),
+                40000,
+            ));
+            assert!(args.contains("hostfwd=tcp:127.0.0.1:40000-:5000"), "{args}");
+            assert!(
+                args.contains("-drive file=/c/root.ext4,if=none,id=root,format=raw,snapshot=on"),
+                "{args}"
+            );
+            assert!(args.contains(&format!("-device {device}")), "{args}");
+        }
     }
 
     #[test]
@@ -967,7 +1128,7 @@ mod tests {
         };
         let mut instance = boot(
             &vm.qemu,
-            &prepared.image,
+            &prepared.guest,
             &vm.budget,
             &plan,
             Instant::now(),

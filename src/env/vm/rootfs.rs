@@ -24,16 +24,10 @@ use crate::subject::ImageConfig;
 use crate::subject::rootfs::{RootFs, cache_key};
 use crate::subject::user::ResolvedUser;
 
-/// Modules the image guest loads, besides networking: the virtio disk and ext4 (whose
+/// Modules the image guest loads besides its NIC's: the virtio disk and ext4 (whose
 /// checksums need the crc32c algorithm, which the kernel requests at mount time and an
 /// initramfs without modprobe cannot load on demand).
-pub const IMAGE_MODULES: &[&str] = &[
-    "virtio_pci",
-    "virtio_net",
-    "virtio_blk",
-    "crc32c_generic",
-    "ext4",
-];
+pub const DISK_MODULES: &[&str] = &["virtio_blk", "crc32c_generic", "ext4"];
 
 /// The guest init for image VMs (`vm/init-image`).
 pub const INIT_IMAGE_SCRIPT: &str = include_str!("../../../vm/init-image");
@@ -112,13 +106,21 @@ fn make_ext4(source: &Path, disk: &Path) -> anyhow::Result<()> {
 }
 
 /// The spec `isobench-exec` reads in the guest: chroot into the mounted disk, enter the
-/// working directory, become the image's user, and exec entrypoint + command with the
+/// working directory, become the image's user (unable to gain privileges when
+/// `no_new_privileges`, as the container's hardening), and exec entrypoint + command with the
 /// image's environment (completed as `docker run` completes it).
-pub fn exec_spec(image: &ImageConfig, user: &ResolvedUser) -> anyhow::Result<String> {
+pub fn exec_spec(
+    image: &ImageConfig,
+    user: &ResolvedUser,
+    no_new_privileges: bool,
+) -> anyhow::Result<String> {
     let mut spec = String::new();
     writeln!(spec, "root /newroot")?;
     writeln!(spec, "uid {}", user.uid)?;
     writeln!(spec, "gid {}", user.gid)?;
+    if no_new_privileges {
+        writeln!(spec, "no_new_privs")?;
+    }
     writeln!(
         spec,
         "workdir {}",
@@ -180,17 +182,17 @@ mod tests {
             gid: 1000,
             home: "/app".into(),
         };
-        let spec = exec_spec(&image(), &user).unwrap();
+        let spec = exec_spec(&image(), &user, true).unwrap();
         assert_eq!(
             spec,
-            "root /newroot\nuid 1000\ngid 1000\nworkdir /app\nenv PYTHONUNBUFFERED=1\n\
+            "root /newroot\nuid 1000\ngid 1000\nno_new_privs\nworkdir /app\nenv PYTHONUNBUFFERED=1\n\
              env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
              env HOME=/app\narg gunicorn\narg --bind\narg 0.0.0.0:5000\n"
         );
         let mut bad = image();
         bad.cmd.push("a\nb".into());
         assert!(
-            exec_spec(&bad, &user)
+            exec_spec(&bad, &user, false)
                 .unwrap_err()
                 .to_string()
                 .contains("newline")

@@ -303,17 +303,25 @@ pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String
     notes
 }
 
-/// "Measured on HOST (CPU, N CPUs, X GiB, OS, kernel K); written T by isobench V.", with
-/// every string from the artifact passed through `escape` and the host name emphasised by
-/// `strong` (both per output format).
+/// "Measured on HOST (CPU, N CPUs, X GiB, OS, kernel K); written T by isobench V.", then
+/// the service measured when the artifact names it, with every string from the artifact
+/// passed through `escape` and the host name and service emphasised by `strong` (both per
+/// output format).
 pub(crate) fn provenance(
     artifact: &Artifact,
     escape: fn(&str) -> String,
     strong: fn(String) -> String,
 ) -> String {
     let host = &artifact.host;
+    let service = artifact.service.as_ref().map_or(String::new(), |service| {
+        format!(
+            " Service: {} {}.",
+            strong(escape(&service.name)),
+            escape(&service_details(service))
+        )
+    });
     format!(
-        "Measured on {} ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by isobench {}.",
+        "Measured on {} ({}, {} CPUs, {:.1} GiB, {}, kernel {}); written {} by isobench {}.{service}",
         strong(escape(&host.hostname)),
         escape(&host.cpu_model),
         host.logical_cpus,
@@ -323,6 +331,40 @@ pub(crate) fn provenance(
         escape(&artifact.created_at),
         escape(&artifact.tool_version),
     )
+}
+
+/// What a reader needs to know the service again: "(image, id 0123456789ab, 133.3 MB, runs
+/// [\"gunicorn\", …] as app, port 5000, ready at /health)".
+pub(crate) fn service_details(service: &crate::report::schema::ServiceInfo) -> String {
+    use crate::report::schema::ServiceKind;
+    let mut parts = vec![
+        match service.kind {
+            ServiceKind::Own => "isobench's own server",
+            ServiceKind::Image => "image",
+            ServiceKind::Binary => "static binary",
+        }
+        .to_owned(),
+    ];
+    if let Some(id) = &service.image_id {
+        let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        parts.push(format!("id {}", &hex[..hex.len().min(12)]));
+    }
+    if let Some(bytes) = service.size_bytes {
+        parts.push(format!("{:.1} MB", bytes as f64 / 1e6));
+    }
+    if !service.command.is_empty() {
+        let user = match service.user.as_deref() {
+            None => String::new(),
+            Some("") => " as root".to_owned(),
+            Some(user) => format!(" as {user}"),
+        };
+        parts.push(format!("runs {:?}{user}", service.command));
+    }
+    if let Some(port) = service.port {
+        parts.push(format!("port {port}"));
+    }
+    parts.push(format!("ready at {}", service.health_path));
+    format!("({})", parts.join(", "))
 }
 
 /// Columns of the environments table, in the order of [`environment_cells`].
@@ -605,6 +647,46 @@ mod tests {
         assert_eq!(improvement_cell(Some(86.18)), "+86.2%");
         assert_eq!(improvement_cell(Some(-5.0)), "-5.0%");
         assert_eq!(improvement_cell(None), "—");
+    }
+
+    #[test]
+    fn the_provenance_names_the_service_measured() {
+        use crate::report::schema::{ServiceInfo, ServiceKind};
+        let mut artifact = Artifact::on_host(crate::report::fixture::host(), Vec::new());
+        let plain = provenance(&artifact, escape_markdown, |s| format!("**{s}**"));
+        assert!(!plain.contains("Service:"), "{plain}");
+        artifact.service = Some(ServiceInfo {
+            name: "flask:1".into(),
+            kind: ServiceKind::Image,
+            image_id: Some("sha256:ba5b5098e6fc7834fd03a4fbe3e2c79d".into()),
+            size_bytes: Some(133_323_666),
+            command: vec!["gunicorn".into(), "app:app".into()],
+            user: Some("app".into()),
+            port: Some(5000),
+            health_path: "/health".into(),
+        });
+        let named = provenance(&artifact, escape_markdown, |s| format!("**{s}**"));
+        assert!(
+            named.ends_with(
+                " Service: **flask:1** (image, id ba5b5098e6fc, 133.3 MB, runs \\[\"gunicorn\", \
+                 \"app:app\"\\] as app, port 5000, ready at /health)."
+            ),
+            "{named}"
+        );
+        let own = ServiceInfo {
+            name: "isobench-server".into(),
+            kind: ServiceKind::Own,
+            image_id: None,
+            size_bytes: None,
+            command: Vec::new(),
+            user: None,
+            port: None,
+            health_path: "/health".into(),
+        };
+        assert_eq!(
+            service_details(&own),
+            "(isobench's own server, ready at /health)"
+        );
     }
 
     #[test]

@@ -120,6 +120,14 @@ impl Exporter for Table {
             host.cpu_model, host.logical_cpus, host.kernel
         )));
         out.push('\n');
+        if let Some(service) = &artifact.service {
+            out.push_str(&sanitize_terminal(&format!(
+                "service: {} {}",
+                service.name,
+                super::service_details(service)
+            )));
+            out.push('\n');
+        }
         // Which side limited which figure: the terminal's reader sees the bottleneck too.
         let limits = super::bottleneck_notes(&summary);
         let limited = summary.rows.iter().any(|row| {

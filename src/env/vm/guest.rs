@@ -1,0 +1,129 @@
+//! What the QEMU guest runs: isobench's own server from the initramfs, or a user's image, whose
+//! root filesystem becomes the guest's disk and whose entrypoint the guest init runs as the
+//! image's user ([`super::rootfs`], `vm/init-image`, `isobench-exec`).
+//!
+//! Either way the guest boots the same kernel with the same boot configuration; what differs
+//! is prepared here: the initramfs's payload and init, the disk, the port the service listens
+//! on inside the guest, and the path that says it is ready.
+
+use std::path::PathBuf;
+
+use super::boot::BootMode;
+use super::image::{self, GuestFile, ImageInputs, VmImage};
+use super::rootfs;
+use crate::env::container::engine::Engine;
+use crate::env::foreign::ForeignRun;
+use crate::env::{EnvError, server_binary};
+use crate::report::schema::Preparation;
+use crate::subject::{ImageSubject, user};
+
+/// The port isobench's own server listens on inside the guest.
+pub const OWN_SERVER_PORT: u16 = 8080;
+
+/// Where the image guest's init reads how to mount the image's root (`ro` or `rw`).
+const ROOT_OPTIONS_PATH: &str = "etc/isobench/root-options";
+
+/// What the guest runs.
+#[derive(Debug, Clone)]
+pub enum Guest {
+    /// isobench's own static server, from the initramfs (no disk).
+    Own,
+    /// A user's image as the guest's root.
+    Image {
+        /// The image and how to reach its service (boxed: far larger than `Own`).
+        subject: Box<ImageSubject>,
+        /// Startup bound and the container's hardening, mirrored where a VM can.
+        run: ForeignRun,
+    },
+}
+
+/// A guest ready to boot.
+#[derive(Debug, Clone)]
+pub struct PreparedGuest {
+    /// Kernel and initramfs.
+    pub image: VmImage,
+    /// The image's root filesystem as an ext4 disk (attached with `snapshot=on`), if any.
+    pub disk: Option<PathBuf>,
+    /// The port the service listens on inside the guest.
+    pub port: u16,
+    /// The path whose 2xx means ready (`/health` for the own server).
+    pub health_path: String,
+}
+
+impl PreparedGuest {
+    /// isobench's own server in `image`.
+    pub fn own(image: VmImage) -> Self {
+        Self {
+            image,
+            disk: None,
+            port: OWN_SERVER_PORT,
+            health_path: crate::subject::DEFAULT_HEALTH_PATH.to_owned(),
+        }
+    }
+
+    /// Whether the guest runs a user's image (readiness is any 2xx on its path, and the
+    /// errors name `--port` and `--health`).
+    pub fn is_image(&self) -> bool {
+        self.disk.is_some()
+    }
+}
+
+/// Prepares a user's image as the guest: the root filesystem exported through the engine
+/// (shared with the native chroot's cache), made an ext4 disk, the image's user resolved in
+/// it, and an initramfs with `vm/init-image`, the static `isobench-exec` and its spec, and
+/// the disk's modules. Each step is timed and cached.
+pub fn prepare_image(
+    subject: &ImageSubject,
+    run: &ForeignRun,
+    mode: BootMode,
+    cache_root: &std::path::Path,
+) -> Result<(PreparedGuest, Vec<Preparation>), EnvError> {
+    let mut steps = Vec::new();
+    let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
+        env: super::qemu::NAME.into(),
+        reason: format!(
+            "the image's root filesystem is exported through the Docker engine: {error}"
+        ),
+    })?;
+    let (root, exported) = crate::subject::rootfs::ensure(&engine, &subject.image)?;
+    steps.push(exported);
+    let user = user::resolve(&root.dir, &subject.image.user)
+        .map_err(|error| anyhow::anyhow!("image {}: {error}", subject.image.reference))?;
+    let (disk, made) = rootfs::ensure_disk(&root)?;
+    steps.push(made);
+    let spec = rootfs::exec_spec(&subject.image, &user, run.hardening.no_new_privileges)?;
+    let (exec, built) = server_binary::static_exec()?;
+    steps.push(built);
+    let root_options = if run.hardening.read_only_root {
+        "ro\n"
+    } else {
+        "rw\n"
+    };
+    let inputs = ImageInputs::discover_for(
+        vec![
+            GuestFile::program("bin/isobench-exec", exec),
+            GuestFile::data(rootfs::EXEC_SPEC_PATH, spec),
+            GuestFile::data(ROOT_OPTIONS_PATH, root_options),
+        ],
+        rootfs::INIT_IMAGE_SCRIPT,
+        rootfs::DISK_MODULES,
+        mode,
+    )
+    .map_err(|e| EnvError::Unavailable {
+        env: super::qemu::NAME.into(),
+        reason: e.to_string(),
+    })?;
+    let (image, mut assembly) =
+        image::assemble(&inputs, cache_root).map_err(|e| EnvError::Other(e.into()))?;
+    assembly.what = format!("vm image assembly for {}", subject.image.reference);
+    steps.push(assembly);
+    Ok((
+        PreparedGuest {
+            image,
+            disk: Some(disk),
+            port: subject.port,
+            health_path: subject.health_path.clone(),
+        },
+        steps,
+    ))
+}
