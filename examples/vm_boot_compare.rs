@@ -1,6 +1,7 @@
-//! Boots the VM in both configurations, interleaved, and prints the startup phase by phase:
-//! the seed's (`legacy`: q35, SeaBIOS, bzImage) beside the fast one (microvm, PVH). Used by
-//! `vm/compare-boot.sh`; pass the number of boots per configuration (default 3).
+//! Starts the VM three ways, interleaved, and prints the startup phase by phase: the seed's
+//! boot (`legacy`: q35, SeaBIOS, bzImage), the fast boot (microvm, PVH), and the fast guest
+//! restored from a snapshot (`vm-snapshot`). Used by `vm/compare-boot.sh`; pass the number of
+//! starts per configuration (default 3).
 
 use std::collections::BTreeMap;
 
@@ -28,44 +29,45 @@ fn main() -> anyhow::Result<()> {
         .context("the argument is the number of boots per configuration")?
         .unwrap_or(3)
         .clamp(1, 50);
-    let modes = [BootMode::Legacy, BootMode::Fast];
+    // The seed's configuration, the fast boot, and the fast guest restored from a snapshot.
+    let columns = ["legacy", "fast", "snapshot"];
     let mut envs = Vec::new();
-    for mode in modes {
-        let mut vm = QemuVm::with_mode(Budget::for_host(), mode)?;
+    for column in columns {
+        let mut vm = match column {
+            "legacy" => QemuVm::with_mode(Budget::for_host(), BootMode::Legacy)?,
+            "fast" => QemuVm::with_mode(Budget::for_host(), BootMode::Fast)?,
+            _ => QemuVm::from_snapshot(Budget::for_host())?,
+        };
         let steps = vm.prepare()?;
-        eprintln!("{}: prepared {steps:?}", mode.name());
-        eprintln!("{}: {}", mode.name(), vm.label().runtime);
-        envs.push(vm);
+        eprintln!("{column}: prepared {steps:?}");
+        eprintln!("{column}: {}", vm.label().runtime);
+        envs.push((column, vm));
     }
-    // Phase names in the order first seen, and per name: mode -> samples (ms).
+    // Phase names in the order first seen, and per name: column -> samples (ms).
     let mut order: Vec<String> = Vec::new();
     let mut table: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut totals: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut rss: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for round in 0..boots {
-        // Alternate which configuration goes first, so drift hits both alike.
-        let sequence: Vec<usize> = if round % 2 == 0 {
-            vec![0, 1]
-        } else {
-            vec![1, 0]
-        };
-        for i in sequence {
-            let mode = envs[i].mode().name();
-            let instance = envs[i].start()?;
+        // Rotate which configuration goes first, so drift hits all alike.
+        for offset in 0..envs.len() {
+            let (column, vm) = &envs[(round + offset) % envs.len()];
+            let column: &str = column;
+            let instance = vm.start()?;
             let startup_ms = instance.startup().as_secs_f64() * 1e3;
             let phases = instance.startup_phases();
             let memory = instance.resources()?.memory_bytes as f64 / (1 << 20) as f64;
             instance.stop()?;
             eprintln!(
-                "round {round} {mode}: {startup_ms:.0} ms, QEMU RSS {memory:.0} MiB; {}",
+                "round {round} {column}: {startup_ms:.0} ms, QEMU RSS {memory:.0} MiB; {}",
                 phases
                     .iter()
                     .map(|p| format!("{} {:.0}", p.name, p.duration_ms))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            totals.entry(mode).or_default().push(startup_ms);
-            rss.entry(mode).or_default().push(memory);
+            totals.entry(column).or_default().push(startup_ms);
+            rss.entry(column).or_default().push(memory);
             for phase in phases {
                 if !order.contains(&phase.name) {
                     order.push(phase.name.clone());
@@ -73,39 +75,48 @@ fn main() -> anyhow::Result<()> {
                 table
                     .entry(phase.name)
                     .or_default()
-                    .entry(mode)
+                    .entry(column)
                     .or_default()
                     .push(phase.duration_ms);
             }
         }
     }
-    println!("| phase (median ms over {boots} boots) | legacy | fast |");
-    println!("|---|---:|---:|");
+    println!("| phase (median ms over {boots} starts) | legacy | fast | fast, from snapshot |");
+    println!("|---|---:|---:|---:|");
     for name in &order {
-        let Some(by_mode) = table.get_mut(name) else {
+        let Some(by_column) = table.get_mut(name) else {
             continue;
         };
-        let cell = |m: &str, by_mode: &mut BTreeMap<&str, Vec<f64>>| {
-            by_mode
-                .get_mut(m)
-                .map_or("–".to_owned(), |v| format!("{:.0}", median(v)))
-        };
-        println!(
-            "| {name} | {} | {} |",
-            cell("legacy", by_mode),
-            cell("fast", by_mode)
-        );
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                by_column
+                    .get_mut(c)
+                    .map_or("–".to_owned(), |v| format!("{:.0}", median(v)))
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
     }
-    let cell = |map: &mut BTreeMap<&str, Vec<f64>>, m: &str| {
-        map.get_mut(m).map_or(f64::NAN, |v| median(v))
+    let medians = |map: &mut BTreeMap<&str, Vec<f64>>| -> Vec<f64> {
+        columns
+            .iter()
+            .map(|c| map.get_mut(c).map_or(f64::NAN, |v| median(v)))
+            .collect()
     };
-    let (legacy, fast) = (cell(&mut totals, "legacy"), cell(&mut totals, "fast"));
-    println!("| **first 200 (startup)** | **{legacy:.0}** | **{fast:.0}** |");
+    let startup = medians(&mut totals);
+    let memory = medians(&mut rss);
     println!(
-        "| QEMU RSS after startup (MiB) | {:.0} | {:.0} |",
-        cell(&mut rss, "legacy"),
-        cell(&mut rss, "fast")
+        "| **first 200 (startup)** | **{:.0}** | **{:.0}** | **{:.0}** |",
+        startup[0], startup[1], startup[2]
     );
-    println!("\nfast / legacy = {:.2}", fast / legacy);
+    println!(
+        "| QEMU RSS after startup (MiB) | {:.0} | {:.0} | {:.0} |",
+        memory[0], memory[1], memory[2]
+    );
+    println!(
+        "\nfast / legacy = {:.2}; from snapshot / legacy = {:.3}",
+        startup[1] / startup[0],
+        startup[2] / startup[0]
+    );
     Ok(())
 }

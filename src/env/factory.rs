@@ -28,28 +28,33 @@ pub enum EnvName {
     /// The server in a VM (QEMU booting a kernel and an initramfs; Vagrant with
     /// `ISOBENCH_VM=vagrant`).
     Vm,
+    /// The QEMU VM restored from a snapshot taken after its first 200, instead of booted:
+    /// a way to start the VM rung, measured on request (`--env vm-snapshot`).
+    VmSnapshot,
     /// An in-process server with fixed readings, for trying the pipeline out.
     Mock,
 }
 
 impl EnvName {
-    /// Every name, in the order `isobench run` lists them; the mock last (see
-    /// [`Self::DEFAULT`]).
-    pub const ALL: [EnvName; 7] = [
+    /// Every name, in the order `isobench run` lists them: the ladder ([`Self::DEFAULT`]),
+    /// then the VM from snapshot and the mock.
+    pub const ALL: [EnvName; 8] = [
         Self::Native,
         Self::ContainerHost,
         Self::Container,
         Self::Gvisor,
         Self::Runtimes,
         Self::Vm,
+        Self::VmSnapshot,
         Self::Mock,
     ];
 
-    /// What `isobench run` measures when no environment is named: the whole ladder, which
-    /// is every name but the mock.
-    pub const DEFAULT: &'static [EnvName] = match Self::ALL.split_last() {
-        Some((EnvName::Mock, ladder)) => ladder,
-        _ => panic!("EnvName::ALL must end with the mock"),
+    /// What `isobench run` measures when no environment is named: the whole ladder. Not the
+    /// VM from snapshot (a second way to start the VM rung, which would add a full
+    /// environment's rounds to every default run) nor the mock.
+    pub const DEFAULT: &'static [EnvName] = match Self::ALL.split_at(6) {
+        (ladder, [EnvName::VmSnapshot, EnvName::Mock]) => ladder,
+        _ => panic!("EnvName::ALL must end with the VM from snapshot and the mock"),
     };
 
     /// The name as written on the command line and in reports.
@@ -61,6 +66,7 @@ impl EnvName {
             Self::Gvisor => "gvisor",
             Self::Runtimes => "runtimes",
             Self::Vm => "vm",
+            Self::VmSnapshot => "vm-snapshot",
             Self::Mock => "mock",
         }
     }
@@ -76,7 +82,7 @@ impl fmt::Display for EnvName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown environment {given:?}: expected one of native, container-host, container, gvisor, \
-     runtimes, vm, mock"
+     runtimes, vm, vm-snapshot, mock"
 )]
 pub struct UnknownEnv {
     /// The name as given.
@@ -138,6 +144,11 @@ pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepar
             })
             .collect(),
         EnvName::Vm => vec![(name.to_string(), crate::env::vm::from_env(budget))],
+        EnvName::VmSnapshot => vec![(
+            name.to_string(),
+            crate::env::vm::QemuVm::from_snapshot(budget)
+                .map(|vm| Box::new(vm) as Box<dyn Environment>),
+        )],
         EnvName::Mock => vec![(
             name.to_string(),
             Ok(Box::new(MockEnv::new(
@@ -174,10 +185,10 @@ mod tests {
     }
 
     #[test]
-    fn the_default_is_every_name_but_the_mock() {
+    fn the_default_is_the_ladder() {
         let expected: Vec<EnvName> = EnvName::ALL
             .into_iter()
-            .filter(|name| *name != EnvName::Mock)
+            .filter(|name| !matches!(name, EnvName::Mock | EnvName::VmSnapshot))
             .collect();
         assert_eq!(EnvName::DEFAULT, expected.as_slice());
     }

@@ -32,7 +32,7 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
         "container-host" => &[("least_privilege", host_network_least_privilege)],
         _ => &[],
     };
-    CHECKS
+    let mut trials: Vec<Trial> = CHECKS
         .iter()
         .chain(extra)
         .map(|&(check, run)| {
@@ -42,7 +42,52 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
                 envs::with_instance(&name, environment.as_ref(), |instance| run(instance, env))
             })
         })
-        .collect()
+        .collect();
+    if env == "vm" {
+        trials.push(Trial::test(
+            "vm::snapshot::restores_the_service",
+            vm_snapshot_restores_the_service,
+        ));
+    }
+    trials
+}
+
+/// The VM from snapshot: prepared (boot, save), then started twice from the same saved
+/// state; each restore answers like the booted VM, with its own two startup phases.
+fn vm_snapshot_restores_the_service() -> Result<(), Failed> {
+    const NAME: &str = "vm::snapshot::restores_the_service";
+    let (environment, steps) = envs::prepared("vm-snapshot")?;
+    expect(
+        steps
+            .iter()
+            .any(|step| step.what.starts_with("vm snapshot")),
+        || format!("no snapshot step among {steps:?}"),
+    )?;
+    let label = environment.label();
+    expect(label.name == "vm-snapshot" && label.rung.is_none(), || {
+        format!("label {} with rung {:?}", label.name, label.rung)
+    })?;
+    expect(label.notes.iter().any(|n| n.contains("-incoming")), || {
+        format!("no note on the restore: {:?}", label.notes)
+    })?;
+    for _ in 0..2 {
+        envs::with_instance(NAME, environment.as_ref(), |instance| {
+            health(instance, "vm")?;
+            status(instance, "vm")?;
+            parallel(instance, "vm")?;
+            let phases = instance.startup_phases();
+            let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+            expect(names == ["qemu exec", "restore + first 200"], || {
+                format!("phases {names:?}")
+            })?;
+            let sum: f64 = phases.iter().map(|p| p.duration_ms).sum();
+            let startup = instance.startup().as_secs_f64() * 1e3;
+            expect((sum - startup).abs() < 1.0, || {
+                format!("phases sum to {sum} ms, startup {startup} ms")
+            })
+        })?;
+    }
+    Ok(())
 }
 
 /// A response as the checks see it.

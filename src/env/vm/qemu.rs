@@ -28,6 +28,7 @@ use super::child::{Supervised, spawn_supervised};
 use super::console::{self, ConsoleLog, Milestones};
 use super::guest::{Guest, PreparedGuest};
 use super::image::{self, ImageInputs};
+use super::snapshot;
 use crate::env::{
     Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
 };
@@ -36,6 +37,8 @@ use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation, Start
 
 /// The environment's name in tables and artifacts.
 pub const NAME: &str = "vm";
+/// The name of the VM restored from a snapshot ([`super::snapshot`]).
+pub const SNAPSHOT_NAME: &str = "vm-snapshot";
 /// Environment variable naming the QEMU binary (default `qemu-system-x86_64` on `PATH`).
 pub const QEMU_ENV: &str = "ISOBENCH_QEMU";
 /// Environment variable overriding the boot timeout, in seconds.
@@ -110,6 +113,11 @@ struct BootPlan {
     mode: BootMode,
     /// The host TSC's frequency, told to a microvm guest under TCG ([`super::boot`]).
     tsc_khz: Option<u64>,
+    /// Whether QEMU gets a QMP socket (`qmp.sock` in the instance directory), to save a
+    /// snapshot through.
+    qmp: bool,
+    /// A snapshot to restore (`-incoming`) instead of booting.
+    incoming: Option<PathBuf>,
 }
 
 /// The CPU model under TCG.
@@ -124,6 +132,7 @@ fn qemu_command(
     budget: &Budget,
     plan: &BootPlan,
     port: u16,
+    dir: &Path,
 ) -> Command {
     let image = &guest.image;
     let mut command = Command::new(&qemu.binary);
@@ -171,10 +180,24 @@ fn qemu_command(
             .arg(drive)
             .args(["-device", plan.mode.disk()]);
     }
+    if plan.qmp {
+        let mut qmp = std::ffi::OsString::from("unix:");
+        qmp.push(dir.join(QMP_SOCKET));
+        qmp.push(",server=on,wait=off");
+        command.arg("-qmp").arg(qmp);
+    }
+    if let Some(state) = &plan.incoming {
+        command
+            .arg("-incoming")
+            .arg(format!("exec:cat {}", snapshot::shell_quote(state)));
+    }
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
     pin::pin_command(&mut command, &budget.service_cpus);
     command
 }
+
+/// QEMU's QMP socket in the instance directory, when the plan asks for one.
+const QMP_SOCKET: &str = "qmp.sock";
 
 /// A free 127.0.0.1 port: bind port 0 and release it. Another process may take it before
 /// QEMU binds it; [`boot`] notices and retries with a new one.
@@ -220,6 +243,7 @@ fn boot(
                 return Ok(QemuInstance {
                     base_url: format!("http://127.0.0.1:{}", booted.port),
                     health_path: guest.health_path.clone(),
+                    restored: plan.incoming.is_some(),
                     startup: booted.startup,
                     requested,
                     spawned: booted.spawned,
@@ -308,7 +332,7 @@ fn boot_once(
     let stderr_path = dir.join("qemu.stderr");
     let stderr = fs::File::create(&stderr_path)
         .map_err(|e| fail(format!("creating {}: {e}", stderr_path.display())))?;
-    let mut command = qemu_command(qemu, guest, budget, plan, port);
+    let mut command = qemu_command(qemu, guest, budget, plan, port, dir);
     command.stderr(stderr);
     let mut child = spawn_supervised(command)
         .map_err(|e| fail(format!("starting {}: {e}", qemu.binary.display())))?;
@@ -346,20 +370,24 @@ fn boot_once(
             None => Ok(()),
         }
     };
-    let result =
-        wait_for_guest_network(&console, requested + plan.timeout, &mut alive).and_then(|()| {
-            if guest.is_image() {
-                health::wait_until_ready(
-                    &base_url,
-                    &guest.health_path,
-                    requested,
-                    plan.timeout,
-                    alive,
-                )
-            } else {
-                health::wait_until_healthy(&base_url, requested, plan.timeout, alive)
-            }
-        });
+    // A restored guest's network has long been up, and its console says nothing more.
+    let network = match plan.incoming {
+        Some(_) => Ok(()),
+        None => wait_for_guest_network(&console, requested + plan.timeout, &mut alive),
+    };
+    let result = network.and_then(|()| {
+        if guest.is_image() {
+            health::wait_until_ready(
+                &base_url,
+                &guest.health_path,
+                requested,
+                plan.timeout,
+                alive,
+            )
+        } else {
+            health::wait_until_healthy(&base_url, requested, plan.timeout, alive)
+        }
+    });
     match result {
         Ok(startup) => Ok(Booted {
             child,
@@ -413,6 +441,8 @@ struct Prepared {
     guest: PreparedGuest,
     accel: AccelDecision,
     tsc_khz: Option<u64>,
+    /// The snapshot every start restores, for the VM from snapshot.
+    snapshot: Option<PathBuf>,
 }
 
 /// The QEMU VM environment: isobench's own server (kernel + initramfs, no disk) or a user's
@@ -423,6 +453,8 @@ pub struct QemuVm {
     guest_kernel: image::GuestKernel,
     mode: BootMode,
     guest: Guest,
+    /// Whether every start restores a snapshot ([`super::snapshot`]) instead of booting.
+    from_snapshot: bool,
     prepared: Mutex<Option<Prepared>>,
 }
 
@@ -461,8 +493,23 @@ impl QemuVm {
             guest_kernel,
             mode,
             guest: Guest::Own,
+            from_snapshot: false,
             prepared: Mutex::new(None),
         })
+    }
+
+    /// The VM from snapshot: isobench's own guest booted once and saved right after its
+    /// first 200, every start a restore of that snapshot (`vm-snapshot`).
+    pub fn from_snapshot(budget: Budget) -> Result<Self, EnvError> {
+        let mut vm = Self::new(budget).map_err(|error| match error {
+            EnvError::Unavailable { reason, .. } => EnvError::Unavailable {
+                env: SNAPSHOT_NAME.into(),
+                reason,
+            },
+            other => other,
+        })?;
+        vm.from_snapshot = true;
+        Ok(vm)
     }
 
     /// The VM for a user's image (the boot configuration from [`boot::BOOT_ENV`]).
@@ -528,6 +575,8 @@ impl QemuVm {
                     timeout: KVM_PROBE_TIMEOUT,
                     mode: self.mode,
                     tsc_khz: None,
+                    qmp: false,
+                    incoming: None,
                 };
                 boot(
                     &self.qemu,
@@ -557,13 +606,100 @@ impl QemuVm {
                 guest
             }
         };
-        let prepared = Prepared {
+        let mut prepared = Prepared {
             guest,
             accel: decision,
             tsc_khz: boot::host_tsc_khz(Duration::from_millis(50)),
+            snapshot: None,
         };
+        if self.from_snapshot {
+            let (state, taken) = self.ensure_snapshot(&prepared)?;
+            steps.push(taken);
+            prepared.snapshot = Some(state);
+        }
         *slot = Some(prepared.clone());
         Ok((prepared, steps))
+    }
+
+    /// The plan for booting (or restoring) the prepared guest.
+    fn plan(&self, prepared: &Prepared) -> BootPlan {
+        BootPlan {
+            accel: prepared.accel.accel,
+            cpu: match prepared.accel.accel {
+                Accel::Kvm => prepared.accel.cpu.clone(),
+                Accel::Tcg | Accel::Provider => TCG_CPU.to_owned(),
+            },
+            timeout: match &self.guest {
+                Guest::Own => boot_timeout(prepared.accel.accel),
+                // The user's bound on start → first 2xx, but never below the boot's own.
+                Guest::Image { run, .. } => {
+                    boot_timeout(prepared.accel.accel).max(run.startup_timeout)
+                }
+            },
+            mode: self.mode,
+            tsc_khz: prepared.tsc_khz,
+            qmp: false,
+            incoming: prepared.snapshot.clone(),
+        }
+    }
+
+    /// The snapshot of `prepared`'s guest, taken first unless cached: a boot with a QMP
+    /// socket, the first 200, a second for the health poller's connections to close (their
+    /// user-mode networking state would be saved too), then `migrate` into the cache.
+    fn ensure_snapshot(&self, prepared: &Prepared) -> Result<(PathBuf, Preparation), EnvError> {
+        let started = Instant::now();
+        let plan = BootPlan {
+            qmp: true,
+            incoming: None,
+            ..self.plan(prepared)
+        };
+        let args: Vec<String> = qemu_command(
+            &self.qemu,
+            &prepared.guest,
+            &self.budget,
+            &plan,
+            0,
+            Path::new("/"),
+        )
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+        let dir = cache_root()
+            .join("snapshots")
+            .join(snapshot::cache_key(&self.qemu.version_line, &args));
+        fs::create_dir_all(&dir).map_err(|e| EnvError::Other(e.into()))?;
+        let state = dir.join("state");
+        let lock = fs::File::create(dir.join("lock")).map_err(|e| EnvError::Other(e.into()))?;
+        image::lock_exclusive(&lock).map_err(|e| EnvError::Other(e.into()))?;
+        let cached = state.is_file();
+        if !cached {
+            let instance = boot(
+                &self.qemu,
+                &prepared.guest,
+                &self.budget,
+                &plan,
+                Instant::now(),
+                true,
+            )
+            .map_err(|e| EnvError::Other(anyhow::anyhow!(e).context("booting to snapshot")))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let partial = dir.join("state.partial");
+            let saved = snapshot::Qmp::connect(&instance.dir().join(QMP_SOCKET))
+                .and_then(|mut qmp| snapshot::save(&mut qmp, &partial));
+            // QEMU is left paused after the migration: stopped either way.
+            let _ = Box::new(instance).stop();
+            saved.map_err(|e| EnvError::Other(anyhow::Error::new(e)))?;
+            fs::rename(&partial, &state).map_err(|e| EnvError::Other(e.into()))?;
+        }
+        drop(lock);
+        Ok((
+            state,
+            Preparation {
+                what: "vm snapshot (boot, first 200, save the guest)".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                cached,
+            },
+        ))
     }
 
     /// The accelerator decision (probing KVM once if no decision is cached yet).
@@ -611,7 +747,11 @@ fn accel_description(accel: Accel) -> &'static str {
 
 impl Environment for QemuVm {
     fn name(&self) -> &str {
-        NAME
+        if self.from_snapshot {
+            SNAPSHOT_NAME
+        } else {
+            NAME
+        }
     }
 
     fn prepare(&mut self) -> Result<Vec<Preparation>, EnvError> {
@@ -623,22 +763,7 @@ impl Environment for QemuVm {
         // reported apart, so it is done before the clock starts.
         let (prepared, _) = self.ensure_prepared()?;
         let requested = Instant::now();
-        let plan = BootPlan {
-            accel: prepared.accel.accel,
-            cpu: match prepared.accel.accel {
-                Accel::Kvm => prepared.accel.cpu.clone(),
-                Accel::Tcg | Accel::Provider => TCG_CPU.to_owned(),
-            },
-            timeout: match &self.guest {
-                Guest::Own => boot_timeout(prepared.accel.accel),
-                // The user's bound on start → first 2xx, but never below the boot's own.
-                Guest::Image { run, .. } => {
-                    boot_timeout(prepared.accel.accel).max(run.startup_timeout)
-                }
-            },
-            mode: self.mode,
-            tsc_khz: prepared.tsc_khz,
-        };
+        let plan = self.plan(&prepared);
         let instance = boot(
             &self.qemu,
             &prepared.guest,
@@ -686,6 +811,16 @@ impl Environment for QemuVm {
              kernel entry estimated from the guest's printk clock"
                 .to_owned(),
         ];
+        if self.from_snapshot {
+            notes.push(
+                "VM from snapshot: the guest was booted once and saved (QEMU migration to a \
+                 file) a second after its first 200; every start restores that state with \
+                 -incoming, so startup is QEMU's start, loading the saved RAM and devices, and \
+                 the resumed service's first 200, not a boot. The guest's clock, memory and \
+                 service are those of the saved moment; its startup phases are only these two"
+                    .to_owned(),
+            );
+        }
         if matches!(self.guest, Guest::Image { .. }) {
             notes.push(
                 "startup phases of an image: the root disk is mounted before the network-up \
@@ -705,10 +840,15 @@ impl Environment for QemuVm {
                     );
                 }
                 format!(
-                    "qemu {} ({}, {} boot, {})",
+                    "qemu {} ({}, {} boot{}, {})",
                     self.qemu.version,
                     self.mode.machine_name(),
                     self.mode.name(),
+                    if self.from_snapshot {
+                        ", restored from a snapshot"
+                    } else {
+                        ""
+                    },
                     accel_description(decision.accel)
                 )
             }
@@ -734,7 +874,7 @@ impl Environment for QemuVm {
                 .map_or("accelerator not decided", |d| accel_description(d.accel))
         );
         EnvironmentLabel {
-            name: NAME.into(),
+            name: self.name().into(),
             kind: EnvKind::Vm,
             runtime,
             accel: accel.map(|d| d.accel),
@@ -750,7 +890,8 @@ impl Environment for QemuVm {
             detected: None,
             notes,
             accel_attempts,
-            rung: Some(crate::report::ladder::vm_rung(adds)),
+            // A restore is a way to start the VM rung, not a rung of its own.
+            rung: (!self.from_snapshot).then(|| crate::report::ladder::vm_rung(adds)),
         }
     }
 }
@@ -760,6 +901,8 @@ pub struct QemuInstance {
     base_url: String,
     /// The path whose 2xx says the service is up (`/health`, or a foreign image's).
     health_path: String,
+    /// Whether it was restored from a snapshot rather than booted.
+    restored: bool,
     startup: Duration,
     requested: Instant,
     spawned: Instant,
@@ -849,6 +992,17 @@ impl Instance for QemuInstance {
     }
 
     fn startup_phases(&self) -> Vec<StartupPhase> {
+        if self.restored {
+            // A restore prints nothing on the guest's console: QEMU's start, then loading the
+            // saved state and the resumed service's first answer.
+            return crate::env::phases::contiguous(
+                self.requested,
+                &[
+                    ("qemu exec", Some(self.spawned)),
+                    ("restore + first 200", Some(self.requested + self.startup)),
+                ],
+            );
+        }
         Milestones::from_lines(&self.console.lines()).phases(
             self.requested,
             self.spawned,
@@ -913,6 +1067,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             mode,
             tsc_khz: Some(2_100_000),
+            qmp: false,
+            incoming: None,
         }
     }
 
@@ -951,6 +1107,7 @@ mod tests {
             &budget,
             &plan(Accel::Tcg, BootMode::Legacy),
             40000,
+            Path::new("/i"),
         );
         let joined = args_of(&legacy);
         assert!(joined.contains("-M q35 -accel tcg -cpu max"), "{joined}");
@@ -982,6 +1139,7 @@ mod tests {
             &budget,
             &plan(Accel::Tcg, BootMode::Fast),
             40000,
+            Path::new("/i"),
         ));
         assert!(fast.contains("-M microvm,x-option-roms=off"), "{fast}");
         assert!(fast.contains("virtio-net-device,netdev=net0"), "{fast}");
@@ -994,6 +1152,7 @@ mod tests {
             &budget,
             &plan(Accel::Kvm, BootMode::Fast),
             40000,
+            Path::new("/i"),
         ));
         assert!(kvm.contains("-accel kvm -cpu host"), "{kvm}");
         assert!(!kvm.contains("tsc_early_khz"), "{kvm}");
@@ -1019,6 +1178,7 @@ mod tests {
                 &budget,
                 &plan(Accel::Tcg, mode),
                 40000,
+                Path::new("/i"),
             ));
             assert!(args.contains("hostfwd=tcp:127.0.0.1:40000-:5000"), "{args}");
             assert!(
@@ -1027,6 +1187,39 @@ mod tests {
             );
             assert!(args.contains(&format!("-device {device}")), "{args}");
         }
+
+        // Saving a snapshot: a QMP socket in the instance directory; restoring: -incoming.
+        let saving = BootPlan {
+            qmp: true,
+            ..plan(Accel::Tcg, BootMode::Fast)
+        };
+        let args = args_of(&qemu_command(
+            &qemu,
+            &own,
+            &budget,
+            &saving,
+            40000,
+            Path::new("/i"),
+        ));
+        assert!(
+            args.contains("-qmp unix:/i/qmp.sock,server=on,wait=off"),
+            "{args}"
+        );
+        assert!(!args.contains("-incoming"), "{args}");
+        let restoring = BootPlan {
+            incoming: Some("/c/it's".into()),
+            ..plan(Accel::Tcg, BootMode::Fast)
+        };
+        let args = args_of(&qemu_command(
+            &qemu,
+            &own,
+            &budget,
+            &restoring,
+            40000,
+            Path::new("/i"),
+        ));
+        assert!(args.contains(r"-incoming exec:cat '/c/it'\''s'"), "{args}");
+        assert!(!args.contains("-qmp"), "{args}");
     }
 
     #[test]
@@ -1119,13 +1312,7 @@ mod tests {
         // Reach the concrete instance through a fresh start (the trait object hides it).
         drop(started);
         let (prepared, _) = vm.ensure_prepared().unwrap();
-        let plan = BootPlan {
-            accel: prepared.accel.accel,
-            cpu: TCG_CPU.to_owned(),
-            timeout: boot_timeout(prepared.accel.accel),
-            mode: vm.mode,
-            tsc_khz: prepared.tsc_khz,
-        };
+        let plan = vm.plan(&prepared);
         let mut instance = boot(
             &vm.qemu,
             &prepared.guest,
