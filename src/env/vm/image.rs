@@ -729,7 +729,7 @@ kernel/net/core/failover.ko:
                 "6.1.0-57-cloud-amd64"
             ]
         );
-        let mut newer_generic = vec!["6.1.0-58-amd64", "6.1.0-57-cloud-amd64"];
+        let mut newer_generic = ["6.1.0-58-amd64", "6.1.0-57-cloud-amd64"];
         newer_generic.sort_by(|a, b| guest_kernel_order(a, b));
         assert_eq!(newer_generic.last(), Some(&"6.1.0-58-amd64"));
     }

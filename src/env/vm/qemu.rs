@@ -1,6 +1,7 @@
-//! The QEMU VM environment: the image from [`super::image`] (a kernel and an initramfs, no
-//! disk) booted with `qemu-system-x86_64`, the service reached through user-mode networking's
-//! `hostfwd` on a 127.0.0.1 port.
+//! The QEMU VM environment: the image from [`super::image`] (a kernel and an initramfs; for a
+//! user's image also its root filesystem as a disk, [`super::guest`]) booted with
+//! `qemu-system-x86_64`, or restored from a snapshot ([`super::snapshot`], `vm-snapshot`), the
+//! service reached through user-mode networking's `hostfwd` on a 127.0.0.1 port.
 //!
 //! Two boot configurations ([`super::boot`]): the fast one (`microvm`, the uncompressed
 //! kernel through PVH; the default) and the seed's (`q35`, SeaBIOS, bzImage;
@@ -702,13 +703,6 @@ impl QemuVm {
         ))
     }
 
-    /// The accelerator decision (probing KVM once if no decision is cached yet).
-    pub fn accel_decision(&self) -> Result<AccelDecision, EnvError> {
-        Ok(self.ensure_prepared()?.0.accel)
-    }
-}
-
-impl QemuVm {
     /// The label's note on what the guest runs.
     fn guest_description(&self) -> String {
         match &self.guest {
@@ -734,6 +728,11 @@ impl QemuVm {
                 },
             ),
         }
+    }
+
+    /// The accelerator decision (probing KVM once if no decision is cached yet).
+    pub fn accel_decision(&self) -> Result<AccelDecision, EnvError> {
+        Ok(self.ensure_prepared()?.0.accel)
     }
 }
 
