@@ -346,6 +346,14 @@ fn fails_cleanly(
     if took > bound {
         return Err(format!("failing took {took:?}, beyond {bound:?}: {error}").into());
     }
+    // A failed VM boot keeps its console log for the user and says where; the trial has
+    // read the error, so it removes the directory rather than leave one per run in /tmp.
+    if let Some((_, rest)) = error.split_once("console log kept in ")
+        && let Some((dir, _)) = rest.split_once(')')
+        && dir.contains("isobench-vm-")
+    {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("removing {dir}: {e}"))?;
+    }
     nothing_left(subject)
 }
 
