@@ -323,12 +323,14 @@ pub fn owner_alive(pid: u32) -> bool {
 
 /// Removes what isobench processes that no longer exist left behind: containers with
 /// isobench's label whose owner pid is gone, QEMU processes named for a gone owner
-/// ([`qemu_name`]), the Vagrant machine a gone owner brought up. Never touches anything whose
-/// owner is alive, nor anything without an owner mark. Errors are reported, not fatal.
+/// ([`qemu_name`]), their VM instance directories ([`vm_instance_dir_prefix`]), the Vagrant
+/// machine a gone owner brought up. Never touches anything whose owner is alive, nor anything
+/// without an owner mark. Errors are reported, not fatal.
 pub fn sweep_orphans() -> Swept {
     let mut swept = Swept::default();
     sweep_containers(&mut swept);
     sweep_qemu(&mut swept);
+    sweep_vm_instance_dirs(&std::env::temp_dir(), &mut swept);
     match crate::env::vm::vagrant::sweep_orphan() {
         Some(Ok(removed)) => swept.removed.push(removed),
         Some(Err(failed)) => swept.failed.push(failed),
@@ -365,6 +367,49 @@ fn sweep_containers(swept: &mut Swept) {
                 .removed
                 .push(format!("container {short} (owner pid {owner})")),
             Err(error) => swept.failed.push(format!("container {short}: {error:#}")),
+        }
+    }
+}
+
+/// Prefix of a VM instance directory (console log, QEMU's stderr, QMP socket) in the temp
+/// directory: `isobench-vm-<owner pid>-`, so a sweep can tell whose it is when an interrupted
+/// run could not remove it.
+pub fn vm_instance_dir_prefix(owner: u32) -> String {
+    format!("{VM_DIR_PREFIX}{owner}-")
+}
+
+const VM_DIR_PREFIX: &str = "isobench-vm-";
+
+/// The marker a failed boot leaves in the instance directory it keeps on purpose (its error
+/// names the directory for the user to read): sweeps leave such a directory alone.
+pub const KEPT_MARKER: &str = "kept-for-the-user";
+
+/// Removes the VM instance directories under `root` whose owner is gone, except those kept
+/// on purpose ([`KEPT_MARKER`]).
+fn sweep_vm_instance_dirs(root: &std::path::Path, swept: &mut Swept) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(VM_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        if owner_alive(owner) || path.join(KEPT_MARKER).exists() {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => swept.removed.push(format!(
+                "VM instance directory {} (owner pid {owner})",
+                path.display()
+            )),
+            Err(error) => swept.failed.push(format!("{}: {error}", path.display())),
         }
     }
 }
@@ -515,6 +560,31 @@ pub fn current_phase() -> Option<Phase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_instance_dirs_of_gone_owners_are_swept_unless_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let make = |name: String| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("console.log"), "x").unwrap();
+            dir
+        };
+        let orphan = make(format!("{}abc", vm_instance_dir_prefix(gone)));
+        let kept = make(format!("{}def", vm_instance_dir_prefix(gone)));
+        std::fs::write(kept.join(KEPT_MARKER), "").unwrap();
+        let live = make(format!("{}ghi", vm_instance_dir_prefix(std::process::id())));
+        let unmarked = make("isobench-vm-oldstyle".into());
+        let mut swept = Swept::default();
+        sweep_vm_instance_dirs(root.path(), &mut swept);
+        assert!(!orphan.exists(), "{swept:?}");
+        assert!(kept.exists() && live.exists() && unmarked.exists());
+        assert_eq!(swept.removed.len(), 1, "{swept:?}");
+        assert!(swept.removed[0].contains(&format!("owner pid {gone}")));
+    }
 
     #[test]
     fn qemu_owner_is_read_from_its_name() {

@@ -209,6 +209,22 @@ fn sweep_removes_only_orphans() -> Result<(), Failed> {
     let owned = container_owned_by(alive, &built.reference())?;
     let mut orphan_qemu = qemu_owned_by(dead)?;
     let mut owned_qemu = qemu_owned_by(alive)?;
+    // VM instance directories an interrupted run could not remove, one kept on purpose.
+    let instance_dir = |owner: u32, kept: bool| -> Result<std::path::PathBuf, Failed> {
+        let dir = tempfile::Builder::new()
+            .prefix(&isobench::env::cleanup::vm_instance_dir_prefix(owner))
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        if kept {
+            std::fs::write(dir.join(isobench::env::cleanup::KEPT_MARKER), "")
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(dir)
+    };
+    let orphan_dir = instance_dir(dead, false)?;
+    let owned_dir = instance_dir(alive, false)?;
+    let kept_dir = instance_dir(dead, true)?;
     // QEMU reads its command line at once; give /proc a moment to show the process.
     std::thread::sleep(Duration::from_millis(300));
 
@@ -236,6 +252,16 @@ fn sweep_removes_only_orphans() -> Result<(), Failed> {
     }
     if owned_child.try_wait()?.is_some() {
         return Err("the sweep killed a QEMU whose owner is alive".into());
+    }
+    let vm_dirs = (orphan_dir.exists(), owned_dir.exists(), kept_dir.exists());
+    for dir in [&owned_dir, &kept_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if vm_dirs != (false, true, true) {
+        return Err(format!(
+            "VM instance directories (orphan, owned, kept) exist after the sweep: {vm_dirs:?}: {note}"
+        )
+        .into());
     }
     if !note.contains(&format!("owner pid {dead}")) || note.contains(&format!("owner pid {alive}"))
     {

@@ -235,7 +235,9 @@ fn boot(
     // starting cost (it fails within milliseconds, before the guest boots).
     for _ in 0..PORT_ATTEMPTS {
         let dir = tempfile::Builder::new()
-            .prefix("isobench-vm-")
+            .prefix(&crate::env::cleanup::vm_instance_dir_prefix(
+                std::process::id(),
+            ))
             .tempdir()
             .map_err(|e| format!("creating the instance directory: {e}"))?;
         match boot_once(qemu, guest, budget, plan, requested, dir.path()) {
@@ -258,6 +260,8 @@ fn boot(
             Err(failure) if failure.port_taken => last = failure.message,
             Err(failure) => {
                 if keep_on_failure {
+                    // Marked, so the next run's orphan sweep leaves it for the user.
+                    let _ = fs::write(dir.path().join(crate::env::cleanup::KEPT_MARKER), "");
                     let kept = dir.keep();
                     return Err(format!(
                         "{} (console log kept in {})",
