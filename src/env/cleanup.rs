@@ -435,33 +435,7 @@ pub fn qemu_owner(args: &[&str]) -> Option<u32> {
 }
 
 fn sweep_qemu(swept: &mut Swept) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let is_qemu = std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| {
-            exe.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with("qemu-system"))
-        });
-        if !is_qemu {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline);
-        let args: Vec<&str> = text.split('\0').collect();
-        let Some(owner) = qemu_owner(&args) else {
-            continue;
-        };
+    for (pid, owner) in qemu_processes() {
         if owner_alive(owner) {
             continue;
         }
@@ -477,6 +451,28 @@ fn sweep_qemu(swept: &mut Swept) {
             ));
         }
     }
+}
+
+/// Every running QEMU that an isobench process started, as (QEMU's pid, owner pid), read
+/// from `/proc` ([`qemu_name`] on its command line).
+pub fn qemu_processes() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
+            if !exe.file_name()?.to_str()?.starts_with("qemu-system") {
+                return None;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            let args: Vec<&str> = text.split('\0').collect();
+            Some((pid, qemu_owner(&args)?))
+        })
+        .collect()
 }
 
 /// The phases of a run, in order.

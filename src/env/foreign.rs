@@ -15,7 +15,9 @@ use crate::env::container::{ContainerEnv, ForeignContainer};
 use crate::env::native_foreign::{Foreign, NativeForeignEnv};
 use crate::env::{Budget, EnvError, Environment};
 use crate::report::schema::Preparation;
-use crate::subject::{BinarySubject, ImageSubject, Subject};
+use crate::subject::rootfs::{self, RootFs};
+use crate::subject::user::{self, ResolvedUser};
+use crate::subject::{BinarySubject, ImageConfig, ImageSubject, Subject};
 
 /// How a foreign service is run, in every environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +132,25 @@ pub fn prepared(
     };
     steps.extend(env.prepare()?);
     Ok((env, steps))
+}
+
+/// The image's root filesystem, exported through the engine (cached by image id), and the
+/// image's user resolved in it: what the native chroot and the VM's disk both start from.
+/// `env` names the environment in the error when no engine answers.
+pub fn exported_root(
+    env: &str,
+    image: &ImageConfig,
+) -> Result<(RootFs, ResolvedUser, Preparation), EnvError> {
+    let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
+        env: env.into(),
+        reason: format!(
+            "the image's root filesystem is exported through the Docker engine: {error}"
+        ),
+    })?;
+    let (root, exported) = rootfs::ensure(&engine, image)?;
+    let user = user::resolve(&root.dir, &image.user)
+        .map_err(|error| anyhow::anyhow!("image {}: {error}", image.reference))?;
+    Ok((root, user, exported))
 }
 
 /// Wraps a static binary into an image `FROM scratch` (the binary, uid 65534, its port

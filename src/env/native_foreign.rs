@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 
 use crate::env::cleanup::{self, Registration, Resource};
-use crate::env::container::engine::Engine;
 use crate::env::server_binary;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, pin};
 use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
-use crate::subject::rootfs::{self, RootFs};
-use crate::subject::user::{self, ResolvedUser};
+use crate::subject::rootfs::RootFs;
+use crate::subject::user::ResolvedUser;
 use crate::subject::{BinarySubject, ImageSubject};
 
 /// How long a stopped service gets to exit after SIGTERM before its group is killed.
@@ -105,15 +104,8 @@ impl Environment for NativeForeignEnv {
                         .into(),
             });
         }
-        let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
-            env: "native".into(),
-            reason: format!(
-                "the image's root filesystem is exported through the Docker engine: {error}"
-            ),
-        })?;
-        let (rootfs, exported) = rootfs::ensure(&engine, &subject.image)?;
-        let user = user::resolve(&rootfs.dir, &subject.image.user)
-            .map_err(|error| anyhow!("image {}: {error}", subject.image.reference))?;
+        let (rootfs, user, exported) =
+            crate::env::foreign::exported_root("native", &subject.image)?;
         self.prepared = Some((rootfs, user));
         Ok(vec![exported])
     }

@@ -166,35 +166,14 @@ fn flask_correctness(env: &str) -> Result<(), Failed> {
 
 /// A short load on the Flask service's `/health`: every request answered, none failed.
 fn flask_perf(env: &str) -> Result<(), Failed> {
-    let subject = flask_subject()?;
-    let environment = prepared(env, &subject, &ForeignRun::default())?;
-    let instance = environment.start().map_err(|e| format!("{e:#}"))?;
-    let mut options = isobench::load::LoadOptions::new(instance.base_url());
-    options.connections = 4;
-    options.duration = Some(Duration::from_secs(2));
-    options.warmup = Duration::from_millis(500);
-    options.cpus = Budget::for_host().generator_cpus;
-    let report = isobench::load::run(&options);
-    let after = instance.resources();
-    let startup = instance.startup();
-    instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
-    let report = report.map_err(|e| format!("{e:#}"))?;
-    let after = after.map_err(|e| format!("{e:#}"))?;
-    eprintln!(
-        "{env} flask /health: startup {startup:?}, {} ok, {} errors, {:.0} req/s, {:.1} MB",
-        report.ok,
-        report.errors.total(),
-        report.throughput_rps,
-        after.memory_bytes as f64 / 1e6
-    );
-    if report.ok == 0 || report.errors.total() != 0 {
-        return Err(format!(
-            "{} requests with {:?} errors",
-            report.requests_sent, report.errors
-        )
-        .into());
-    }
-    Ok(())
+    short_load(
+        env,
+        "flask",
+        &flask_subject()?,
+        Duration::from_secs(2),
+        Duration::from_millis(500),
+    )
+    .map(drop)
 }
 
 fn engine() -> Result<Engine, Failed> {
@@ -283,21 +262,44 @@ fn busybox_correctness(env: &str) -> Result<(), Failed> {
 
 /// A short load run on busybox's health file: every request answered, none failed.
 fn busybox_perf(env: &str) -> Result<(), Failed> {
-    let subject = busybox_subject(None, "/health")?;
-    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let after = short_load(
+        env,
+        "busybox httpd",
+        &busybox_subject(None, "/health")?,
+        Duration::from_secs(1),
+        Duration::from_millis(200),
+    )?;
+    if after.cpu_seconds <= 0.0 {
+        return Err("the service used no CPU under load".into());
+    }
+    Ok(())
+}
+
+/// Starts `subject` in `env`, loads its `/health` with 4 connections for `window` after
+/// `warmup`, stops it, and fails unless requests were answered and none failed; returns the
+/// instance's resource reading taken right after the load.
+fn short_load(
+    env: &str,
+    what: &str,
+    subject: &Subject,
+    window: Duration,
+    warmup: Duration,
+) -> Result<isobench::env::ResourceReading, Failed> {
+    let environment = prepared(env, subject, &ForeignRun::default())?;
     let instance = environment.start().map_err(|e| format!("{e:#}"))?;
     let mut options = isobench::load::LoadOptions::new(instance.base_url());
     options.connections = 4;
-    options.duration = Some(Duration::from_secs(1));
-    options.warmup = Duration::from_millis(200);
+    options.duration = Some(window);
+    options.warmup = warmup;
     options.cpus = Budget::for_host().generator_cpus;
     let report = isobench::load::run(&options);
     let after = instance.resources();
+    let startup = instance.startup();
     instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
     let report = report.map_err(|e| format!("{e:#}"))?;
     let after = after.map_err(|e| format!("{e:#}"))?;
     eprintln!(
-        "{env} busybox httpd /health: {} ok, {} errors, {:.0} req/s, {:.1} MB",
+        "{env} {what} /health: startup {startup:?}, {} ok, {} errors, {:.0} req/s, {:.1} MB",
         report.ok,
         report.errors.total(),
         report.throughput_rps,
@@ -310,10 +312,7 @@ fn busybox_perf(env: &str) -> Result<(), Failed> {
         )
         .into());
     }
-    if after.cpu_seconds <= 0.0 {
-        return Err("the service used no CPU under load".into());
-    }
-    Ok(())
+    Ok(after)
 }
 
 /// Starting must fail within `bound`, with an error containing every one of `expected`,
@@ -360,17 +359,11 @@ fn fails_cleanly(
 /// No container owned by this process, no process whose root is the image's export, no QEMU
 /// this process started.
 fn nothing_left(subject: &Subject) -> Result<(), Failed> {
-    let own_qemu = isobench::env::cleanup::qemu_name(std::process::id());
-    let qemus: Vec<u32> = std::fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|pid: &u32| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|&b| b == 0)
-                    .any(|arg| arg == own_qemu.as_bytes())
-            })
-        })
+    let me = std::process::id();
+    let qemus: Vec<u32> = isobench::env::cleanup::qemu_processes()
+        .into_iter()
+        .filter(|&(_, owner)| owner == me)
+        .map(|(pid, _)| pid)
         .collect();
     if !qemus.is_empty() {
         return Err(format!("QEMU left running: {qemus:?}").into());

@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use super::boot::BootMode;
 use super::image::{self, GuestFile, ImageInputs, VmImage};
 use super::rootfs;
-use crate::env::container::engine::Engine;
 use crate::env::foreign::ForeignRun;
 use crate::env::{EnvError, server_binary};
 use crate::report::schema::Preparation;
-use crate::subject::{ImageSubject, user};
+use crate::subject::ImageSubject;
 
 /// The port isobench's own server listens on inside the guest.
 pub const OWN_SERVER_PORT: u16 = 8080;
@@ -79,16 +78,9 @@ pub fn prepare_image(
     cache_root: &std::path::Path,
 ) -> Result<(PreparedGuest, Vec<Preparation>), EnvError> {
     let mut steps = Vec::new();
-    let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
-        env: super::qemu::NAME.into(),
-        reason: format!(
-            "the image's root filesystem is exported through the Docker engine: {error}"
-        ),
-    })?;
-    let (root, exported) = crate::subject::rootfs::ensure(&engine, &subject.image)?;
+    let (root, user, exported) =
+        crate::env::foreign::exported_root(super::qemu::NAME, &subject.image)?;
     steps.push(exported);
-    let user = user::resolve(&root.dir, &subject.image.user)
-        .map_err(|error| anyhow::anyhow!("image {}: {error}", subject.image.reference))?;
     let (disk, made) = rootfs::ensure_disk(&root)?;
     steps.push(made);
     let spec = rootfs::exec_spec(&subject.image, &user, run.hardening.no_new_privileges)?;

@@ -39,9 +39,23 @@ pub fn from_env(budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
 
 /// The VM environment for a backend name: `qemu` (or empty) or `vagrant`.
 pub fn by_name(choice: &str, budget: Budget) -> Result<Box<dyn Environment>, EnvError> {
+    match backend(choice)? {
+        Backend::Qemu => Ok(Box::new(QemuVm::new(budget)?)),
+        Backend::Vagrant => Ok(Box::new(VagrantVm::new(budget)?)),
+    }
+}
+
+/// A VM backend.
+enum Backend {
+    Qemu,
+    Vagrant,
+}
+
+/// The backend a name chooses: `qemu` (or empty) or `vagrant`, in any case.
+fn backend(choice: &str) -> Result<Backend, EnvError> {
     match choice.trim().to_ascii_lowercase().as_str() {
-        "" | "qemu" => Ok(Box::new(QemuVm::new(budget)?)),
-        "vagrant" => Ok(Box::new(VagrantVm::new(budget)?)),
+        "" | "qemu" => Ok(Backend::Qemu),
+        "vagrant" => Ok(Backend::Vagrant),
         other => Err(EnvError::Unavailable {
             env: qemu::NAME.into(),
             reason: format!("{VM_BACKEND_ENV}={other}: expected qemu or vagrant"),
@@ -63,17 +77,12 @@ pub fn foreign(
     image: crate::subject::ImageSubject,
     run: crate::env::foreign::ForeignRun,
 ) -> Result<Box<dyn Environment>, EnvError> {
-    match std::env::var(VM_BACKEND_ENV)
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "" | "qemu" => Ok(Box::new(QemuVm::for_image(budget, image, run)?)),
-        other => Err(EnvError::Unavailable {
+    match backend(&std::env::var(VM_BACKEND_ENV).unwrap_or_default())? {
+        Backend::Qemu => Ok(Box::new(QemuVm::for_image(budget, image, run)?)),
+        Backend::Vagrant => Err(EnvError::Unavailable {
             env: qemu::NAME.into(),
             reason: format!(
-                "{VM_BACKEND_ENV}={other}: a user's image boots only in the QEMU VM (unset {VM_BACKEND_ENV})"
+                "{VM_BACKEND_ENV}=vagrant: a user's image boots only in the QEMU VM (unset {VM_BACKEND_ENV})"
             ),
         }),
     }

@@ -673,18 +673,8 @@ mod tests {
             ),
             "{named}"
         );
-        let own = ServiceInfo {
-            name: "isobench-server".into(),
-            kind: ServiceKind::Own,
-            image_id: None,
-            size_bytes: None,
-            command: Vec::new(),
-            user: None,
-            port: None,
-            health_path: "/health".into(),
-        };
         assert_eq!(
-            service_details(&own),
+            service_details(&crate::subject::Subject::Own.info()),
             "(isobench's own server, ready at /health)"
         );
     }
