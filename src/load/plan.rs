@@ -287,19 +287,20 @@ fn resolve(base_url: &str) -> Result<(SocketAddr, HeaderValue), LoadError> {
     Ok((addr, header))
 }
 
-/// Fewest worker threads (event loops) a run uses when it has at least that many
-/// connections. A single event loop stalls every one of its connections whenever its thread
-/// is descheduled; measured on the shared 2-CPU development host with the generator confined
-/// to one CPU, one loop reached about 18k req/s against nginx and two loops 27k–36k, at the
-/// same CPU cost per request. oha gets the same effect by starting one thread per physical
-/// core whatever its CPU affinity.
-pub const MIN_THREADS: usize = 2;
-
-/// One worker thread per CPU the generator may use, at least [`MIN_THREADS`], never more
-/// than there are connections; when `options.cpus` is given, thread `i` is pinned to
-/// `cpus[i % cpus.len()]`.
+/// One worker thread (event loop) per CPU the generator may use, never more than there are
+/// connections; when `options.cpus` is given, thread `i` is pinned to `cpus[i]`.
+///
+/// Not two loops on one CPU, which this once did: with the generator confined to one CPU
+/// (isobench-server pinned to the other, 50 connections, 7 interleaved rounds of 3 s), one
+/// loop used 8.1 µs of CPU per request against two loops' 8.9 µs and served 1.08× wrk's
+/// throughput against their 1.03×; two loops on one CPU add a context switch and a wakeup
+/// between them (`perf stat -a`, one 4 s run each: 0.14 → 0.10 context switches and 0.09 → 0.05 wakeups
+/// per request). What two
+/// loops had bought on a shared host, 27k–36k req/s against one loop's 18k, was CPU share
+/// against other processes on the same CPU (the scheduler is fair per thread), not
+/// efficiency; isobench pins the service and its helpers away from the generator's CPUs.
 fn threads(options: &LoadOptions) -> Result<Vec<Option<usize>>, LoadError> {
-    let count = |cpus: usize| cpus.max(MIN_THREADS).min(options.connections).max(1);
+    let count = |cpus: usize| cpus.min(options.connections).max(1);
     if options.cpus.is_empty() {
         let available = crate::env::pin::current_affinity()
             .map(|cpus| cpus.len())
@@ -314,9 +315,7 @@ fn threads(options: &LoadOptions) -> Result<Vec<Option<usize>>, LoadError> {
         ));
     }
     let cpus = &options.cpus;
-    Ok((0..count(cpus.len()))
-        .map(|i| Some(cpus[i % cpus.len()]))
-        .collect())
+    Ok((0..count(cpus.len())).map(|i| Some(cpus[i])).collect())
 }
 
 /// The distinct CPUs the generator may use: the pinned ones, else its affinity.
@@ -418,15 +417,19 @@ mod tests {
     }
 
     #[test]
-    fn threads_cover_the_cpus_and_at_least_two_loops() {
-        let first = crate::env::pin::current_affinity().unwrap()[0];
+    fn one_loop_per_generator_cpu_never_more_than_connections() {
+        let allowed = crate::env::pin::current_affinity().unwrap();
         let mut o = options("http://127.0.0.1:9");
-        o.cpus = vec![first];
+        o.cpus = allowed.clone();
         let plan = build(&o).unwrap();
-        assert_eq!(plan.threads, vec![Some(first); MIN_THREADS]);
-        assert_eq!(generator_cpu_count(&plan.threads), 1);
+        let pinned: Vec<_> = allowed.iter().copied().map(Some).collect();
+        assert_eq!(plan.threads, pinned);
+        assert_eq!(generator_cpu_count(&plan.threads), allowed.len());
+        o.cpus = vec![allowed[0]];
+        assert_eq!(build(&o).unwrap().threads, vec![Some(allowed[0])]);
+        o.cpus = allowed.clone();
         o.connections = 1;
-        assert_eq!(build(&o).unwrap().threads, vec![Some(first)]);
+        assert_eq!(build(&o).unwrap().threads, vec![Some(allowed[0])]);
     }
 
     #[test]

@@ -173,7 +173,10 @@ pub(crate) fn bottleneck_notes(summary: &Summary) -> Vec<String> {
             };
             let scenarios: Vec<String> = scenarios
                 .iter()
-                .map(|(name, rounds)| format!("{name} ({rounds} rounds)"))
+                .map(|(name, rounds)| {
+                    let word = if *rounds == 1 { "round" } else { "rounds" };
+                    format!("{name} ({rounds} {word})")
+                })
                 .collect();
             format!(
                 "{env}: {what} in {}; bottleneck: {side}.",
