@@ -65,18 +65,23 @@ pub fn with_instance(
     outcome
 }
 
-/// Set by `.ci/run` once it has registered gVisor with the engine: the gVisor trials must
-/// then run, and fail if gVisor does not work, instead of being skipped.
+/// Whether the gVisor trials must run: `1` when `.ci/run` has registered gVisor with the
+/// engine (they then fail if gVisor does not work instead of being skipped), `0` when a
+/// pipeline says it set up no gVisor (the GitHub `test` job), unset: required on `CI=true`.
 pub const REQUIRE_GVISOR_ENV: &str = "ISOBENCH_REQUIRE_GVISOR";
 
 /// Why the trials of `env` are skipped on this machine: only an optional environment (gVisor)
-/// that this machine lacks and that `.ci/run` did not set up (nor `CI=true` demands).
+/// that this machine lacks and that is not required ([`REQUIRE_GVISOR_ENV`]).
 pub fn skip_reason(env: &str) -> Option<String> {
     if env != "gvisor" {
         return None;
     }
-    let required = std::env::var(REQUIRE_GVISOR_ENV).is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true");
+    let required = match std::env::var(REQUIRE_GVISOR_ENV).as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        // Unset (or another value): a CI machine must not pass by skipping what it lacks.
+        _ => std::env::var("CI").is_ok_and(|v| v == "true"),
+    };
     if required {
         return None;
     }
