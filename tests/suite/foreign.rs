@@ -349,7 +349,9 @@ fn fails_cleanly(
     // read the error, so it removes the directory rather than leave one per run in /tmp.
     if let Some((_, rest)) = error.split_once("console log kept in ")
         && let Some((dir, _)) = rest.split_once(')')
-        && dir.contains("isobench-vm-")
+        && dir.contains(&isobench::env::cleanup::vm_instance_dir_prefix(
+            std::process::id(),
+        ))
     {
         std::fs::remove_dir_all(dir).map_err(|e| format!("removing {dir}: {e}"))?;
     }
