@@ -17,9 +17,10 @@ use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Parser as _;
+use isobench::artifact::load::{LoadReport, PathWeight};
+use isobench::artifact::{Artifact, EnvKind};
 use isobench::cli::{Cli, Command};
-use isobench::load::{self, ClientKind, LoadOptions, LoadReport, PathWeight};
-use isobench::report::schema::{Artifact, EnvKind};
+use isobench::load::{self, ClientKind, LoadOptions};
 
 /// Runs whose latency or rate is asserted on take turns, so they do not compete for the CPU.
 fn serial() -> MutexGuard<'static, ()> {
@@ -420,7 +421,7 @@ fn open_loop_keeps_the_requested_rate() {
 }
 
 fn schema_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/report/artifact.schema.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/artifact/schema.json")
 }
 
 fn generated_schema() -> String {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use isobench::report::schema::Artifact;
+use isobench::artifact::Artifact;
 
 #[path = "support/processes.rs"]
 mod processes;

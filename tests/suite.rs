@@ -26,7 +26,7 @@ use libtest_mimic::{Arguments, Trial};
 
 fn main() {
     let arguments = Arguments::from_args();
-    if let Err(error) = isobench::env::cleanup::install_signal_handlers() {
+    if let Err(error) = isobench::cleanup::install_signal_handlers() {
         eprintln!("could not install signal handlers: {error}");
     }
     // Every suite starts by removing what isobench processes that died left behind (never
@@ -34,7 +34,7 @@ fn main() {
     // process of a run sweeps, so trials that make orphans on purpose (the sweep's own test)
     // are not raced by another trial's start.
     if first_process_of_this_run()
-        && let Some(note) = isobench::env::cleanup::sweep_orphans().note()
+        && let Some(note) = isobench::env::orphans::sweep_orphans().note()
     {
         eprintln!("isobench suite: {note}");
     }
@@ -62,7 +62,7 @@ fn main() {
         }
     }
     let conclusion = libtest_mimic::run(&arguments, trials);
-    isobench::env::cleanup::wait_if_interrupted();
+    isobench::cleanup::wait_if_interrupted();
     conclusion.exit();
 }
 

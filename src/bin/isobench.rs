@@ -10,11 +10,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = isobench::cli::Cli::parse();
-    if let Err(error) = isobench::env::cleanup::install_signal_handlers() {
+    if let Err(error) = isobench::cleanup::install_signal_handlers() {
         eprintln!("isobench: warning: Ctrl-C will not clean up: {error}");
     }
     let outcome = isobench::cli::main(cli);
-    isobench::env::cleanup::wait_if_interrupted();
+    isobench::cleanup::wait_if_interrupted();
     match outcome {
         Ok(code) => code,
         Err(error) => {

@@ -12,10 +12,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::load::{self, LoadOptions, LoadReport, PathWeight};
-use crate::report::schema::{
-    Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun,
-};
+use crate::artifact::load::{LoadReport, PathWeight};
+use crate::artifact::{Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, Round, ScenarioRun};
+use crate::load::{self, LoadOptions};
 
 /// How long to wait for the target's `/status` when labelling the artifact; a target that
 /// does not answer quickly is simply not labelled.
@@ -211,7 +210,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // Written before judging the run, so a failed run still leaves its evidence.
     if let Some(path) = &args.output {
         let artifact = artifact(report.clone(), &name, detected);
-        crate::report::write::json(path, &artifact)
+        crate::render::write::json(path, &artifact)
             .with_context(|| format!("writing the artifact to {}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -283,7 +282,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
     }])
 }
 
-fn error_summary(errors: &load::ErrorCounts) -> String {
+fn error_summary(errors: &crate::artifact::load::ErrorCounts) -> String {
     let kinds = [
         ("connect", errors.connect),
         ("timeout", errors.timeout),
@@ -376,7 +375,7 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         "p99.9",
         "max",
     ]);
-    let mut row = |label: String, s: &load::LatencyStats| {
+    let mut row = |label: String, s: &crate::artifact::load::LatencyStats| {
         let mut cells = vec![Cell::new(label), Cell::new(s.count)];
         for value in [
             s.min_us, s.mean_us, s.stdev_us, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us,

@@ -3,7 +3,7 @@
 //! - **Two runs** (`compare OLD.json NEW.json`, both from `isobench run` and sharing
 //!   environments): per metric and environment, the change from OLD to NEW with its interval
 //!   and a verdict — faster, slower, no significant change — in the style of hyperfine's
-//!   comparisons and critcmp ([`crate::report::verdict`]).
+//!   comparisons and critcmp ([`crate::analysis::verdict`]).
 //! - **Side by side** (any other set, or `--side-by-side`): the artifacts are merged and
 //!   compared as environments, the seed report's workflow (bench the container to
 //!   `docker_results.json`, the VM to `vm_results.json`, then compare).
@@ -16,11 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::analysis::verdict;
+use crate::artifact::Artifact;
+use crate::artifact::merge::{self, origin_of};
 use crate::cli::gate::{self, GateArgs};
-use crate::report::export::{Exporter, Table, comparison};
-use crate::report::merge::{self, origin_of};
-use crate::report::schema::Artifact;
-use crate::report::{verdict, write};
+use crate::render::write;
+use crate::render::{Exporter, Table, comparison};
 
 /// Options of `isobench compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -80,7 +81,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!(
                     " (unavailable: {})",
-                    crate::report::unavailable_line(&artifact.unavailable)
+                    crate::render::unavailable_line(&artifact.unavailable)
                 )
             }
         );
@@ -93,7 +94,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         Table.render(&artifact).context("rendering the table")?
     );
     if let Some(path) = &args.markdown {
-        let text = crate::report::export::Markdown
+        let text = crate::render::Markdown
             .render(&artifact)
             .context("rendering markdown")?;
         write::atomic(path, text.as_bytes())?;
@@ -137,11 +138,8 @@ fn two_runs(
         let mut text = comparison::markdown(&result, &old_label, &new_label);
         if !new.checks.is_empty() {
             text.push_str("\n### Checks\n\n");
-            for line in crate::report::check::outcome_lines(&new.checks) {
-                text.push_str(&format!(
-                    "- {}\n",
-                    crate::report::export::escape_markdown(&line)
-                ));
+            for line in crate::gate::outcome_lines(&new.checks) {
+                text.push_str(&format!("- {}\n", crate::render::escape_markdown(&line)));
             }
         }
         write::atomic(path, text.as_bytes())?;
@@ -187,7 +185,7 @@ fn write_report(args: &CompareArgs, artifact: &Artifact) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixture;
+    use crate::artifact::fixture;
 
     fn args(files: Vec<PathBuf>, output_dir: Option<PathBuf>) -> CompareArgs {
         use clap::Parser as _;
@@ -220,17 +218,17 @@ mod tests {
 
         let mut a = args(files, Some(dir.path().join("out")));
         a.gate.checks = vec![
-            crate::report::check::parse("vm startup < 0.5s").unwrap(),
-            crate::report::check::parse("container/native throughput >= 0.3").unwrap(),
+            crate::gate::parse("vm startup < 0.5s").unwrap(),
+            crate::gate::parse("container/native throughput >= 0.3").unwrap(),
         ];
         assert_eq!(
             run(a).unwrap(),
-            ExitCode::from(crate::report::check::EXIT_CHECK_FAILED)
+            ExitCode::from(crate::gate::EXIT_CHECK_FAILED)
         );
         // The artifact records every check's outcome.
         let written = merge::load(&dir.path().join("out").join(write::JSON_FILE)).unwrap();
         let statuses: Vec<_> = written.checks.iter().map(|c| c.status).collect();
-        use crate::report::schema::CheckStatus;
+        use crate::artifact::CheckStatus;
         assert_eq!(statuses, [CheckStatus::Fail, CheckStatus::Pass]);
     }
 

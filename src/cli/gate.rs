@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::report::check::{self, Check};
-use crate::report::schema::Artifact;
-use crate::report::summarize;
+use crate::analysis::summarize;
+use crate::artifact::Artifact;
+use crate::gate::{self, Check};
 
 /// Report and gate options.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,7 +15,7 @@ pub struct GateArgs {
     /// A threshold the run must meet, k6-style, e.g. `vm startup < 2s` or `container/native
     /// throughput >= 0.3` (ENV or ENV/ENV, a metric, <, <=, >, >=, a number with an optional
     /// unit). Repeatable. Exit code 4 when one fails.
-    #[arg(long = "check", value_name = "CHECK", value_parser = check::parse_arg)]
+    #[arg(long = "check", value_name = "CHECK", value_parser = gate::parse_arg)]
     pub checks: Vec<Check>,
     /// A file of checks, one per line (blank lines and `#` comments skipped). Repeatable.
     #[arg(long, value_name = "FILE")]
@@ -40,7 +40,7 @@ impl GateArgs {
     pub fn settings(&self, baseline: Option<String>) -> anyhow::Result<ReportSettings> {
         let mut checks = self.checks.clone();
         for path in &self.check_file {
-            checks.extend(check::parse_file(path)?);
+            checks.extend(gate::parse_file(path)?);
         }
         anyhow::ensure!(
             !self.p99_under.is_zero(),
@@ -60,30 +60,30 @@ impl ReportSettings {
     /// Summarizes the artifact and records every check's outcome in it.
     pub fn apply(&self, artifact: &mut Artifact) {
         let summary = summarize::summarize_with(artifact, &self.summary);
-        artifact.checks = check::evaluate_all(artifact, &summary, &self.checks);
+        artifact.checks = gate::evaluate_all(artifact, &summary, &self.checks);
         artifact.summary = Some(summary);
     }
 }
 
 /// Prints the checks' outcomes (stdout) and returns the exit code they call for: 0, or
-/// [`check::EXIT_CHECK_FAILED`] when one failed.
+/// [`gate::EXIT_CHECK_FAILED`] when one failed.
 pub fn report_checks(artifact: &Artifact) -> u8 {
     if artifact.checks.is_empty() {
         return 0;
     }
     println!("\nChecks:");
-    for line in check::outcome_lines(&artifact.checks) {
-        println!("  {}", crate::report::export::sanitize_terminal(&line));
+    for line in gate::outcome_lines(&artifact.checks) {
+        println!("  {}", crate::render::sanitize_terminal(&line));
     }
     let failed = artifact
         .checks
         .iter()
-        .filter(|c| c.status == crate::report::schema::CheckStatus::Fail)
+        .filter(|c| c.status == crate::artifact::CheckStatus::Fail)
         .count();
     let unsure = artifact
         .checks
         .iter()
-        .filter(|c| c.status == crate::report::schema::CheckStatus::Inconclusive)
+        .filter(|c| c.status == crate::artifact::CheckStatus::Inconclusive)
         .count();
     if unsure > 0 {
         eprintln!(
@@ -94,9 +94,9 @@ pub fn report_checks(artifact: &Artifact) -> u8 {
         eprintln!(
             "isobench: {failed} of {} check(s) failed (exit code {})",
             artifact.checks.len(),
-            check::EXIT_CHECK_FAILED
+            gate::EXIT_CHECK_FAILED
         );
-        check::EXIT_CHECK_FAILED
+        gate::EXIT_CHECK_FAILED
     } else {
         0
     }

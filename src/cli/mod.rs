@@ -26,9 +26,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::report::export::{Exporter, Table};
-use crate::report::schema::Artifact;
-use crate::report::{self, write};
+use crate::artifact::Artifact;
+use crate::render::write;
+use crate::render::{Exporter, Table};
 
 /// What does isolation cost a web service? isobench runs the same small service natively,
 /// in a Docker container and in a VM, checks it, and measures startup, memory, throughput
@@ -100,7 +100,7 @@ pub mod exit {
     /// The outputs could not be written.
     pub const OUTPUT: u8 = 3;
     /// A `--check` failed (the run itself finished).
-    pub const CHECK_FAILED: u8 = crate::report::check::EXIT_CHECK_FAILED;
+    pub const CHECK_FAILED: u8 = crate::gate::EXIT_CHECK_FAILED;
     /// SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// SIGTERM (128 + 15).
@@ -169,7 +169,7 @@ pub fn write_outputs(
     settings: &gate::ReportSettings,
 ) -> anyhow::Result<()> {
     settings.apply(artifact);
-    report::write::report_files(dir, artifact)
+    write::report_files(dir, artifact)
         .with_context(|| format!("writing the report into {}", dir.display()))?;
     Ok(())
 }

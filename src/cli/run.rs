@@ -12,16 +12,16 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::env::Environment;
-use crate::env::cleanup::{self, Phase};
+use crate::artifact::{Artifact, Unavailable};
+use crate::cleanup::{self, Phase};
 use crate::env::factory::{self, EnvName};
+use crate::env::{Environment, orphans};
 use crate::measure::Plan;
 use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW};
 use crate::measure::protocol::Observer;
 use crate::measure::rounds::{self, Prepared};
 use crate::measure::scenario::{BUILT_IN, Scenario};
 use crate::measure::soak::{self, SoakPlan};
-use crate::report::schema::{Artifact, Unavailable};
 use crate::subject::Subject;
 
 /// Options of `isobench run`.
@@ -186,7 +186,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     // Before anything starts: a full disk or a read-only directory is found in a second,
     // not after the first round.
     crate::cli::check_output_dir(&args.output_dir)?;
-    let swept = cleanup::sweep_orphans().note();
+    let swept = orphans::sweep_orphans().note();
     if let Some(note) = &swept {
         eprintln!("isobench: {note}");
     }
@@ -320,7 +320,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     anyhow::ensure!(
         !artifact.environments.is_empty(),
         "no environment completed a round: {}",
-        crate::report::unavailable_line(&artifact.unavailable)
+        crate::render::unavailable_line(&artifact.unavailable)
     );
     Ok(artifact)
 }
@@ -362,7 +362,7 @@ fn soak_environment(
     cleanup::enter_phase(Phase::Writing);
     let path = output_dir.join(format!("soak-{}.json", env.name()));
     let json = serde_json::to_vec_pretty(&result).context("serializing the soak")?;
-    crate::report::write::atomic(&path, &json)?;
+    crate::render::write::atomic(&path, &json)?;
     let problems = result.problems();
     let verdict = if problems.is_empty() {
         "no growth beyond noise".to_owned()
@@ -401,10 +401,10 @@ mod tests {
     fn the_default_plan_is_a_95_percent_plan() {
         let plan = plan(&[]).unwrap();
         assert_eq!(plan.repetitions, 7);
-        let (_, coverage) = crate::report::stats::order_statistic_rank(plan.repetitions as usize);
+        let (_, coverage) = crate::analysis::stats::order_statistic_rank(plan.repetitions as usize);
         assert!(coverage >= 0.95, "{coverage}");
         let n = plan.repetitions as usize;
-        assert!(crate::report::stats::ratio_ranks(n, n).2 >= 0.95);
+        assert!(crate::analysis::stats::ratio_ranks(n, n).2 >= 0.95);
         let names: Vec<_> = plan.scenarios.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, BUILT_IN);
     }

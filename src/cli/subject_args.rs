@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::env::container::engine::Engine;
+use crate::docker::Engine;
 use crate::env::foreign::{ForeignRun, Hardening};
 use crate::subject::scenario_file::{self, LoopKind, PathSpec, ScenarioSpec};
 use crate::subject::{self, Subject, SubjectError};
@@ -213,7 +213,7 @@ pub fn to_scenario(spec: &ScenarioSpec) -> crate::measure::scenario::Scenario {
         paths: spec
             .paths
             .iter()
-            .map(|p| crate::load::PathWeight {
+            .map(|p| crate::artifact::load::PathWeight {
                 path: p.path.clone(),
                 weight: p.weight,
             })
@@ -232,7 +232,7 @@ pub fn load_options(spec: &ScenarioSpec, base_url: &str) -> crate::load::LoadOpt
     options.scenario = spec
         .paths
         .iter()
-        .map(|p| crate::load::PathWeight {
+        .map(|p| crate::artifact::load::PathWeight {
             path: p.path.clone(),
             weight: p.weight,
         })

@@ -4,11 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::artifact::Preparation;
 use crate::env::container::ContainerEnv;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::env::native::NativeEnv;
 use crate::env::{Budget, EnvError, Environment};
-use crate::report::schema::Preparation;
 
 /// An environment isobench can start, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::env::container::engine::Engine;
+use crate::artifact::Preparation;
+use crate::docker::Engine;
 use crate::env::container::{ContainerEnv, ForeignContainer};
 use crate::env::native_foreign::{Foreign, NativeForeignEnv};
 use crate::env::{Budget, EnvError, Environment};
-use crate::report::schema::Preparation;
 use crate::subject::rootfs::{self, RootFs};
 use crate::subject::user::{self, ResolvedUser};
 use crate::subject::{BinarySubject, ImageConfig, ImageSubject, Subject};
@@ -144,7 +144,8 @@ pub fn exported_root(
     let engine = Engine::connect().map_err(|error| EnvError::Unavailable {
         env: env.into(),
         reason: format!(
-            "the image's root filesystem is exported through the Docker engine: {error}"
+            "the image's root filesystem is exported through the Docker engine: {}",
+            EnvError::from(error)
         ),
     })?;
     let (root, exported) = rootfs::ensure(&engine, image)?;

@@ -18,8 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading};
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
 use crate::service;
 
 /// The readings every mock instance reports.

@@ -7,7 +7,6 @@
 //! up: [`Instance::stop`], and `Drop` for panics and early returns.
 
 pub mod budget;
-pub mod cleanup;
 pub mod container;
 pub mod factory;
 pub mod foreign;
@@ -16,17 +15,15 @@ pub mod logs;
 pub mod mock;
 pub mod native;
 pub mod native_foreign;
+pub mod orphans;
 pub mod phases;
-pub mod server_binary;
 pub mod vm;
 
 use std::time::Duration;
 
-/// CPU pinning lives with the readings in [`crate::probe::pin`]; re-exported for existing paths.
-pub use crate::probe::pin;
 pub use budget::Budget;
 
-use crate::report::schema::{EnvironmentLabel, Preparation, StartupPhase};
+use crate::artifact::{EnvironmentLabel, Preparation, StartupPhase};
 
 /// Why an environment could not be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +39,16 @@ pub enum EnvError {
     /// Anything else that went wrong, with context.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<crate::docker::Unreachable> for EnvError {
+    /// No engine answers: every environment that needs one is unavailable here.
+    fn from(error: crate::docker::Unreachable) -> Self {
+        Self::Unavailable {
+            env: "container".into(),
+            reason: error.reason,
+        }
+    }
 }
 
 /// One way of running the service.

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::env::cleanup::{self, Registration, Resource};
+use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
+use crate::cleanup::{self, Registration, Resource};
 use crate::env::logs::LogTail;
-use crate::env::{
-    Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
-};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
+use crate::probe::pin;
 use crate::probe::process::ProcessProbe;
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+use crate::subject::server_binary;
 
 /// How long the process may take from spawn to its first 200.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,8 +138,8 @@ impl Environment for NativeEnv {
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "image size is the static server binary's size".into(),
             ],
-            rung: Some(crate::report::ladder::rung(
-                crate::report::ladder::position::NATIVE,
+            rung: Some(crate::artifact::Rung::new(
+                crate::artifact::position::NATIVE,
                 "the baseline: the server as a plain process on the host",
                 None,
             )),

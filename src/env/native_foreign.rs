@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::env::cleanup::{self, Registration, Resource};
-use crate::env::server_binary;
-use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, pin};
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation};
+use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
+use crate::cleanup::{self, Registration, Resource};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
+use crate::probe::pin;
 use crate::subject::rootfs::RootFs;
+use crate::subject::server_binary;
 use crate::subject::user::ResolvedUser;
 use crate::subject::{BinarySubject, ImageSubject};
 
@@ -207,8 +208,8 @@ impl Environment for NativeForeignEnv {
                 "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
             ],
             accel_attempts: Vec::new(),
-            rung: Some(crate::report::ladder::rung(
-                crate::report::ladder::position::NATIVE,
+            rung: Some(crate::artifact::Rung::new(
+                crate::artifact::position::NATIVE,
                 "the baseline: the service's own files as plain processes on the host (chroot only)",
                 None,
             )),

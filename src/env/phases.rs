@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use crate::report::schema::StartupPhase;
+use crate::artifact::StartupPhase;
 
 /// Phases from `requested` through `points` (each phase named for what ends at its point) to
 /// the last point, which must be the end of startup.

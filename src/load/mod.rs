@@ -35,13 +35,12 @@ mod lean_client;
 mod plan;
 mod progress;
 pub mod recorder;
-mod report;
 pub mod scenario;
-pub mod usage;
 mod worker;
 
+use crate::artifact::load::{GeneratorUsage, LoadReport, PathReport, PathWeight, SATURATED};
+use crate::probe::usage;
 pub use client::ClientKind;
-pub use report::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathReport, PathWeight};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,6 +132,8 @@ pub enum LoadError {
 /// How long past the hard deadline the workers get to hand their results back before the run
 /// is declared broken (they stop by themselves at the deadline; this is only a backstop).
 const COLLECT_GRACE: Duration = Duration::from_secs(2);
+/// Shortest measured window over which the generator's saturation is judged at all.
+const MIN_JUDGED_WINDOW: Duration = Duration::from_millis(200);
 /// How often the progress display is refreshed.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
@@ -383,7 +384,7 @@ fn assemble(
 }
 
 /// The generator's CPU use over the measured window (`cpu_window` = wall time, CPU time),
-/// and whether it was the bottleneck: the process used at least [`usage::SATURATED`] of the
+/// and whether it was the bottleneck: the process used at least [`SATURATED`] of the
 /// CPUs it had, or one worker thread was busy that share of its time (its connections then
 /// waited for it, whatever the other CPUs did).
 fn generator_usage(
@@ -403,14 +404,13 @@ fn generator_usage(
     };
     let busiest_thread = thread_busy.iter().copied().fold(0.0, f64::max);
     // Over a few milliseconds, starting the runtimes dominates the CPU time; no verdict.
-    let judged = cpu_window.is_some_and(|(wall, _)| wall >= usage::MIN_JUDGED_WINDOW);
+    let judged = cpu_window.is_some_and(|(wall, _)| wall >= MIN_JUDGED_WINDOW);
     GeneratorUsage {
         cpus,
         threads,
         cpu_seconds,
         cpu_utilisation,
-        bottleneck: judged
-            && (cpu_utilisation >= usage::SATURATED || busiest_thread >= usage::SATURATED),
+        bottleneck: judged && (cpu_utilisation >= SATURATED || busiest_thread >= SATURATED),
     }
 }
 

@@ -302,12 +302,12 @@ fn resolve(base_url: &str) -> Result<(SocketAddr, HeaderValue), LoadError> {
 fn threads(options: &LoadOptions) -> Result<Vec<Option<usize>>, LoadError> {
     let count = |cpus: usize| cpus.min(options.connections).max(1);
     if options.cpus.is_empty() {
-        let available = crate::env::pin::current_affinity()
+        let available = crate::probe::pin::current_affinity()
             .map(|cpus| cpus.len())
             .unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get()));
         return Ok(vec![None; count(available)]);
     }
-    let allowed = crate::env::pin::current_affinity()?;
+    let allowed = crate::probe::pin::current_affinity()?;
     if let Some(cpu) = options.cpus.iter().find(|cpu| !allowed.contains(cpu)) {
         return Err(invalid(
             "cpus",
@@ -324,7 +324,7 @@ pub fn generator_cpu_count(threads: &[Option<usize>]) -> usize {
     pinned.sort_unstable();
     pinned.dedup();
     if pinned.is_empty() {
-        crate::env::pin::current_affinity().map_or(1, |cpus| cpus.len().max(1))
+        crate::probe::pin::current_affinity().map_or(1, |cpus| cpus.len().max(1))
     } else {
         pinned.len()
     }
@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn one_loop_per_generator_cpu_never_more_than_connections() {
-        let allowed = crate::env::pin::current_affinity().unwrap();
+        let allowed = crate::probe::pin::current_affinity().unwrap();
         let mut o = options("http://127.0.0.1:9");
         o.cpus = allowed.clone();
         let plan = build(&o).unwrap();

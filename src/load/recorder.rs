@@ -10,7 +10,7 @@ use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 
-use super::report::{ErrorCounts, LatencyStats};
+use crate::artifact::load::{ErrorCounts, LatencyStats};
 
 /// Largest latency a histogram tracks, µs (one hour); longer ones are clamped to it, which
 /// cannot happen within a run's hard deadline anyway.

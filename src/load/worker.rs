@@ -18,7 +18,7 @@ use super::client::Connection;
 use super::plan::{Pacing, Plan, Rate};
 use super::recorder::{Outcome, Recorder};
 use super::scenario::Picker;
-use super::usage;
+use crate::probe::usage;
 
 /// Live counters of one worker, read by the progress display. Aligned to its own cache line
 /// so workers never contend on it.
@@ -63,7 +63,7 @@ pub fn spawn(
 
 fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Result<WorkerResult> {
     if let Some(cpu) = plan.threads[index] {
-        crate::env::pin::pin_current_thread(&[cpu])?;
+        crate::probe::pin::pin_current_thread(&[cpu])?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

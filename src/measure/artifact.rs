@@ -1,8 +1,8 @@
 //! `Artifact::now`: a new artifact stamped with this host's reading. It lives here, with the
-//! code that drives the probes, so `report::schema` stays plain data and depends on no probe.
+//! code that drives the probes, so `artifact` stays plain data and depends on no probe.
 
+use crate::artifact::{Artifact, EnvironmentResult, HostInfo};
 use crate::probe::host;
-use crate::report::schema::{Artifact, EnvironmentResult, HostInfo};
 
 impl Artifact {
     /// A new artifact of this isobench, written now on this host, holding `environments`.

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::artifact::{Round, RoundFailure, ScenarioRun};
 use crate::env::{EnvError, Environment, Instance, health};
 use crate::load::{self, LoadError};
 use crate::measure::plan::Plan;
@@ -22,7 +23,6 @@ use crate::measure::quiet;
 use crate::measure::scenario::Scenario;
 use crate::measure::window::{self, Sample};
 use crate::probe::pin;
-use crate::report::schema::{Round, RoundFailure, ScenarioRun};
 
 /// Lines of the instance's log kept with a failure.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -200,7 +200,7 @@ fn run_sweep(
             .and_then(|run| survived(instance, run))
         {
             Ok(mut run) => {
-                run.sweep = Some(crate::report::schema::SweepStep {
+                run.sweep = Some(crate::artifact::SweepStep {
                     ceiling_rps: ceiling,
                     fraction,
                 });

@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::artifact::QuietWait;
 use crate::probe::host::CpuMeter;
-use crate::report::schema::QuietWait;
 
 /// When the machine counts as quiet, and how long to wait for it.
 #[derive(Debug, Clone, Copy, PartialEq)]

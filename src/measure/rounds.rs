@@ -10,13 +10,13 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
+use crate::artifact::{
+    Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round, Unavailable,
+};
 use crate::env::Environment;
 use crate::measure::plan::{Plan, PlanError};
 use crate::measure::protocol::{self, Observer};
 use crate::measure::quiet;
-use crate::report::schema::{
-    Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round, Unavailable,
-};
 
 /// Why a run of rounds stopped early.
 #[derive(Debug, thiserror::Error)]

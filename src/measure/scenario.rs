@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::{LoadOptions, PathWeight};
+use crate::artifact::load::PathWeight;
+use crate::load::LoadOptions;
 
 /// One load scenario: where to send, how many connections, closed or open loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,7 +166,7 @@ impl Scenario {
 /// loop on `/health` at each fraction of the instance's own ceiling — the throughput of the
 /// closed-loop `health` scenario in the same round — from light load to past saturation. Each
 /// step is recorded as a `sweep` scenario run with its
-/// [`SweepStep`](crate::report::schema::SweepStep); `report::sweep` reads the curves.
+/// [`SweepStep`](crate::artifact::SweepStep); `analysis::sweep` reads the curves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {

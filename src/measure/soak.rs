@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::load::LoadReport;
 use crate::env::health;
-use crate::load::{self, LoadOptions, LoadReport};
+use crate::load::{self, LoadOptions};
 
 /// Samples at each end reduced to a median.
 pub const EDGE_SAMPLES: usize = 3;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
-use crate::report::schema::HostInfo;
+use crate::artifact::HostInfo;
 
 /// Reads the host's CPU model, CPU count, kernel, OS, memory and name, as artifacts record
 /// them.

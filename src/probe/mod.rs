@@ -8,3 +8,4 @@ pub mod host;
 pub mod pin;
 pub mod process;
 pub mod tree;
+pub mod usage;

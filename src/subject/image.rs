@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 use super::SubjectError;
-use crate::env::container::engine::Engine;
+use crate::docker::Engine;
 
 /// What the engine says about an image: enough to run it the way `docker run` would.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 pub mod image;
 pub mod rootfs;
 pub mod scenario_file;
+pub mod server_binary;
 pub mod user;
 
 use std::path::PathBuf;
@@ -120,8 +121,8 @@ impl Subject {
     }
 
     /// The service as the artifact records it.
-    pub fn info(&self) -> crate::report::schema::ServiceInfo {
-        use crate::report::schema::{ServiceInfo, ServiceKind};
+    pub fn info(&self) -> crate::artifact::ServiceInfo {
+        use crate::artifact::{ServiceInfo, ServiceKind};
         match self {
             Self::Own => ServiceInfo {
                 name: self.name(),
@@ -179,7 +180,7 @@ pub fn check_health_path(path: &str) -> Result<String, SubjectError> {
 
 /// Resolves `--image REFERENCE [--port P] [--health PATH]` against the local engine.
 pub fn resolve_image(
-    engine: &crate::env::container::engine::Engine,
+    engine: &crate::docker::Engine,
     reference: &str,
     port: Option<u16>,
     health_path: Option<&str>,

@@ -16,10 +16,10 @@ use bollard::models::ContainerCreateBody;
 use futures_util::StreamExt;
 
 use super::ImageConfig;
-use crate::env::cleanup::{self, Resource};
-use crate::env::container::engine::Engine;
-use crate::env::server_binary;
-use crate::report::schema::Preparation;
+use crate::artifact::Preparation;
+use crate::cleanup::{self, Resource};
+use crate::docker::Engine;
+use crate::subject::server_binary;
 
 /// Character devices a chroot gets, since nothing is mounted on its `/dev`: name, major,
 /// minor. The ones programs open without asking (the C library, Python, shells).

@@ -10,9 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use isobench::env::server_binary;
-use isobench::report::schema::{Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round};
-use isobench::report::write;
+use isobench::artifact::{Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round};
+use isobench::render::write;
+use isobench::subject::server_binary;
 
 /// `target/isobench/suite`.
 pub fn suite_dir() -> PathBuf {

@@ -2,9 +2,9 @@
 //!
 //! Each trial starts a fresh instance, so a failure in one never leaks state into another.
 
+use isobench::cleanup::OWNER_LABEL;
+use isobench::docker::Engine;
 use isobench::env::Instance;
-use isobench::env::cleanup::OWNER_LABEL;
-use isobench::env::container::engine::Engine;
 use libtest_mimic::{Failed, Trial};
 use serde_json::Value;
 

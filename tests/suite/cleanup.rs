@@ -162,7 +162,7 @@ impl Drop for Made {
 }
 
 fn container_owned_by(owner: u32, image: &str) -> Result<Made, Failed> {
-    use isobench::env::cleanup::{CONTAINER_LABEL, OWNER_LABEL};
+    use isobench::cleanup::{CONTAINER_LABEL, OWNER_LABEL};
     let output = Command::new("docker")
         .args(["create", "--label", &format!("{CONTAINER_LABEL}=1")])
         .args(["--label", &format!("{OWNER_LABEL}={owner}"), image])
@@ -178,7 +178,7 @@ fn container_owned_by(owner: u32, image: &str) -> Result<Made, Failed> {
 fn qemu_owned_by(owner: u32) -> Result<Made, Failed> {
     let child = Command::new("qemu-system-x86_64")
         .args(["-M", "none", "-nodefaults", "-display", "none", "-S"])
-        .args(["-name", &isobench::env::cleanup::qemu_name(owner)])
+        .args(["-name", &isobench::env::orphans::qemu_name(owner)])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -198,10 +198,11 @@ fn container_exists(id: &str) -> Result<bool, Failed> {
 /// The sweep removes containers and QEMU processes of a dead owner, and leaves those of a
 /// live one (this trial) alone.
 fn sweep_removes_only_orphans() -> Result<(), Failed> {
-    use isobench::env::container::{engine::Engine, image};
+    use isobench::docker::Engine;
+    use isobench::env::container::image;
     let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
     let (server, _) =
-        isobench::env::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
+        isobench::subject::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
     let (built, _) = image::ensure_image(&engine, &server).map_err(|e| format!("{e:#}"))?;
     let dead = dead_pid()?;
     let alive = std::process::id();
@@ -212,12 +213,12 @@ fn sweep_removes_only_orphans() -> Result<(), Failed> {
     // VM instance directories an interrupted run could not remove, one kept on purpose.
     let instance_dir = |owner: u32, kept: bool| -> Result<std::path::PathBuf, Failed> {
         let dir = tempfile::Builder::new()
-            .prefix(&isobench::env::cleanup::vm_instance_dir_prefix(owner))
+            .prefix(&isobench::env::orphans::vm_instance_dir_prefix(owner))
             .tempdir()
             .map_err(|e| e.to_string())?
             .keep();
         if kept {
-            std::fs::write(dir.join(isobench::env::cleanup::KEPT_MARKER), "")
+            std::fs::write(dir.join(isobench::env::orphans::KEPT_MARKER), "")
                 .map_err(|e| e.to_string())?;
         }
         Ok(dir)
@@ -228,7 +229,7 @@ fn sweep_removes_only_orphans() -> Result<(), Failed> {
     // QEMU reads its command line at once; give /proc a moment to show the process.
     std::thread::sleep(Duration::from_millis(300));
 
-    let swept = isobench::env::cleanup::sweep_orphans();
+    let swept = isobench::env::orphans::sweep_orphans();
     let note = swept.note().unwrap_or_default();
     println!("    {note}");
 

@@ -1,8 +1,8 @@
 //! Which environments the suite runs, and how each is started for a trial.
 
+use isobench::artifact::Preparation;
 use isobench::env::factory::{self, EnvName};
 use isobench::env::{Budget, Environment, Instance};
-use isobench::report::schema::Preparation;
 use libtest_mimic::Failed;
 
 /// Environments with trials; the VM only with `--features vm`.

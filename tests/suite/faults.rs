@@ -23,9 +23,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use isobench::cleanup::{PAUSE_AT_ENV, TRACE_PHASES_ENV};
 use isobench::cli::exit;
-use isobench::env::cleanup::{PAUSE_AT_ENV, TRACE_PHASES_ENV};
-use isobench::env::container::engine::Engine;
+use isobench::docker::Engine;
 use isobench::env::{Budget, health};
 use isobench::service::memory_limit::MemoryCaps;
 use libtest_mimic::{Failed, Trial};

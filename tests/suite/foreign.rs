@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use isobench::env::container::engine::Engine;
+use isobench::docker::Engine;
 use isobench::env::foreign::{self, ForeignRun};
 use isobench::env::{Budget, Environment, Instance};
 use isobench::subject::{self, Subject, SubjectError};
@@ -349,7 +349,7 @@ fn fails_cleanly(
     // read the error, so it removes the directory rather than leave one per run in /tmp.
     if let Some((_, rest)) = error.split_once("console log kept in ")
         && let Some((dir, _)) = rest.split_once(')')
-        && dir.contains(&isobench::env::cleanup::vm_instance_dir_prefix(
+        && dir.contains(&isobench::env::orphans::vm_instance_dir_prefix(
             std::process::id(),
         ))
     {
@@ -362,7 +362,7 @@ fn fails_cleanly(
 /// this process started.
 fn nothing_left(subject: &Subject) -> Result<(), Failed> {
     let me = std::process::id();
-    let qemus: Vec<u32> = isobench::env::cleanup::qemu_processes()
+    let qemus: Vec<u32> = isobench::env::orphans::qemu_processes()
         .into_iter()
         .filter(|&(_, owner)| owner == me)
         .map(|(pid, _)| pid)
@@ -372,7 +372,7 @@ fn nothing_left(subject: &Subject) -> Result<(), Failed> {
     }
     let owned = engine()?
         .containers_labelled(
-            isobench::env::cleanup::OWNER_LABEL,
+            isobench::cleanup::OWNER_LABEL,
             &std::process::id().to_string(),
         )
         .map_err(|e| format!("{e:#}"))?;

@@ -8,11 +8,11 @@
 //! nextest runs them alone (`.config/nextest.toml`: a perf trial takes every test thread), so
 //! nothing else, a VM boot least of all, competes with them for the CPUs.
 
+use isobench::artifact::load::LoadReport;
+use isobench::artifact::{Accel, Artifact, EnvironmentResult, Preparation, Round};
 use isobench::env::Environment;
-use isobench::load::LoadReport;
 use isobench::measure::rounds::{self, Prepared};
 use isobench::measure::{Plan, Scenario, protocol};
-use isobench::report::schema::{Accel, Artifact, EnvironmentResult, Preparation, Round};
 use libtest_mimic::{Failed, Trial};
 
 use super::{artifacts, envs};

@@ -15,8 +15,9 @@
 
 use std::time::Duration;
 
-use isobench::env::{Budget, server_binary};
+use isobench::env::Budget;
 use isobench::measure::soak::{self, SoakPlan};
+use isobench::subject::server_binary;
 use libtest_mimic::Trial;
 
 use super::envs;

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use isobench::env::container::engine::Engine;
+use isobench::docker::Engine;
 use sha2::{Digest, Sha256};
 
 /// The stage every test Dockerfile names, so the build stops there.

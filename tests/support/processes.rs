@@ -37,8 +37,8 @@ fn environ_has(pid: u32, needle: &str) -> bool {
 /// Ids of the containers that isobench process `pid` started (their owner label), none when
 /// no Docker engine answers.
 pub fn containers_of(pid: u32) -> Result<Vec<String>, String> {
-    use isobench::env::cleanup::OWNER_LABEL;
-    use isobench::env::container::engine::Engine;
+    use isobench::cleanup::OWNER_LABEL;
+    use isobench::docker::Engine;
     let Ok(engine) = Engine::connect() else {
         return Ok(Vec::new());
     };

@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use super::engine::Engine;
-use crate::env::server_binary;
-use crate::report::schema::Preparation;
+use crate::artifact::Preparation;
+use crate::docker::Engine;
+use crate::subject::server_binary;
 
 /// Repository of the images isobench builds.
 pub const IMAGE_REPOSITORY: &str = "isobench-server";

@@ -16,7 +16,6 @@
 //! it is on the engine (never built, never pulled), its own port and health path, the same
 //! budget, and the hardening on unless the user turned a part of it off.
 
-pub mod engine;
 pub mod image;
 pub mod listeners;
 pub mod proxy;
@@ -31,20 +30,18 @@ use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-use self::engine::Engine;
 use self::image::BuiltImage;
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
-use crate::env::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
+use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, StartupPhase, position};
+use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
+use crate::docker::Engine;
 use crate::env::foreign::ForeignRun;
-use crate::env::{
-    Budget, EnvError, Environment, Instance, ResourceReading, health, logs, server_binary,
-};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, logs};
 use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
 use crate::probe::process::ProcessProbe;
-use crate::report::ladder::{self, position};
-use crate::report::schema::{EnvKind, EnvironmentLabel, Preparation, Rung, StartupPhase};
 use crate::subject::ImageSubject;
+use crate::subject::server_binary;
 
 /// The port the server listens on inside the container on a bridge network.
 const SERVICE_PORT: u16 = 8080;
@@ -108,13 +105,13 @@ impl ContainerSpec {
     /// This rung's place on the ladder and what it adds.
     fn rung(&self) -> Rung {
         match (&self.runtime, self.network) {
-            (None, NetworkMode::Host) => ladder::rung(
+            (None, NetworkMode::Host) => Rung::new(
                 position::CONTAINER_HOST_NETWORK,
                 "namespaces (pid, mount, ipc, uts; not network), cgroup limits and the \
                  hardening, runc: Docker with --network host, no bridge, NAT or proxy",
                 Some("native"),
             ),
-            (None, NetworkMode::Bridge) => ladder::rung(
+            (None, NetworkMode::Bridge) => Rung::new(
                 position::CONTAINER_BRIDGE,
                 "Docker's network path: a network namespace behind the bridge and NAT, and \
                  docker-proxy carrying loopback traffic to the published port",
@@ -122,7 +119,7 @@ impl ContainerSpec {
             ),
             (Some(runtime), _) if runtime.is_gvisor() => {
                 let config = GvisorConfig::of(runtime);
-                ladder::rung(
+                Rung::new(
                     position::SANDBOX_RUNTIME,
                     &format!(
                         "gVisor's syscall interposition: a user-space kernel (runsc, platform \
@@ -133,7 +130,7 @@ impl ContainerSpec {
                     Some("container"),
                 )
             }
-            (Some(runtime), _) => ladder::rung(
+            (Some(runtime), _) => Rung::new(
                 position::SANDBOX_RUNTIME,
                 &format!("the OCI runtime {} in place of runc", runtime.describe()),
                 Some("container"),
@@ -201,7 +198,7 @@ impl ContainerEnv {
     /// The `gvisor` rung: `Unavailable` unless the engine has a runsc runtime registered.
     pub fn gvisor(budget: Budget) -> Result<Self, EnvError> {
         let engine = connect("gvisor")?;
-        let registered = engine.runtimes()?;
+        let registered = runtimes::registered(&engine)?;
         let Some(runsc) = registered.iter().find(|r| r.is_gvisor()) else {
             let names: Vec<&str> = registered.iter().map(|r| r.name.as_str()).collect();
             return Err(EnvError::Unavailable {
@@ -222,7 +219,7 @@ impl ContainerEnv {
         let Ok(engine) = Engine::connect() else {
             return Vec::new();
         };
-        match engine.runtimes() {
+        match runtimes::registered(&engine) {
             Ok(registered) => registered
                 .into_iter()
                 .filter(|r| !r.is_builtin() && !r.is_gvisor())
@@ -276,9 +273,12 @@ impl ContainerEnv {
                 // parent on its first container, so one runc container is started first.
                 let image = self.image.as_ref().map(BuiltImage::reference);
                 let image = image.ok_or_else(|| unavailable(error))?;
-                self.engine
-                    .start_and_remove_default_runtime(&image, &self.budget.service_cpuset())
-                    .map_err(|e| unavailable(e.into()))?;
+                runtimes::start_and_remove_default_runtime(
+                    &self.engine,
+                    &image,
+                    &self.budget.service_cpuset(),
+                )
+                .map_err(|e| unavailable(e.into()))?;
                 what.push_str(
                     ", after one runc container set up the engine's parent cpuset cgroup, \
                      which this runtime leaves empty",
@@ -299,12 +299,9 @@ impl ContainerEnv {
 
 /// Connects to the engine, naming `env` when it cannot.
 fn connect(env: &str) -> Result<Engine, EnvError> {
-    Engine::connect().map_err(|error| match error {
-        EnvError::Unavailable { reason, .. } => EnvError::Unavailable {
-            env: env.into(),
-            reason,
-        },
-        other => other,
+    Engine::connect().map_err(|error| EnvError::Unavailable {
+        env: env.into(),
+        reason: error.reason,
     })
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::env::pin;
+use crate::probe::pin;
 
 /// The `docker-proxy` serving host port `port` on 127.0.0.1, if there is one.
 pub fn find(port: u16) -> Option<u32> {

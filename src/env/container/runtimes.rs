@@ -10,6 +10,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use anyhow::Context;
+use bollard::models::{ContainerCreateBody, HostConfig};
+
+use crate::cleanup::{self, Resource};
+use crate::docker::Engine;
+
 /// Runtimes every engine has, which need no rung of their own.
 const BUILTIN: [&str; 1] = ["runc"];
 
@@ -95,6 +101,41 @@ impl GvisorConfig {
             other => format!("runsc --network={other}"),
         }
     }
+}
+
+/// The OCI runtimes `engine` has registered, sorted by name.
+pub fn registered(engine: &Engine) -> anyhow::Result<Vec<RegisteredRuntime>> {
+    Ok(from_info(engine.runtimes()?))
+}
+
+/// Starts one container of `image` with the engine's default runtime on `cpuset` and
+/// removes it again, also on failure: what it leaves is the engine's parent cgroups,
+/// which runc sets up on its first container (see [`super::ContainerEnv`]'s runtime
+/// check). What the entrypoint does is irrelevant; it is removed at once.
+pub fn start_and_remove_default_runtime(
+    engine: &Engine,
+    image: &str,
+    cpuset: &str,
+) -> anyhow::Result<()> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        labels: Some(cleanup::owner_labels()),
+        host_config: Some(HostConfig {
+            cpuset_cpus: Some(cpuset.to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = engine
+        .create_container(body)
+        .with_context(|| format!("creating a runc container from {image}"))?;
+    let _registration = cleanup::register(Resource::Container(id.clone()));
+    let started = engine
+        .start_container(&id)
+        .with_context(|| format!("starting a runc container from {image}"));
+    let removed = engine.force_remove(&id);
+    started?;
+    removed
 }
 
 /// The engine's registered runtimes, sorted by name, from `docker info`'s `Runtimes`.

@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::report::schema::{Accel, AccelAttempt};
+use crate::artifact::{Accel, AccelAttempt};
 
 /// Environment variable forcing the accelerator (`kvm` or `tcg`), skipping the probe.
 pub const ACCEL_ENV: &str = "ISOBENCH_VM_ACCEL";

@@ -18,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::report::schema::Accel;
+use crate::artifact::Accel;
 
 /// Environment variable choosing the boot configuration: `fast` (default) or `legacy`.
 pub const BOOT_ENV: &str = "ISOBENCH_VM_BOOT";

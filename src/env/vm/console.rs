@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::report::schema::StartupPhase;
+use crate::artifact::StartupPhase;
 
 /// One console line and when the host received it.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use super::boot::BootMode;
 use super::image::{self, GuestFile, ImageInputs, VmImage};
 use super::rootfs;
+use crate::artifact::Preparation;
+use crate::env::EnvError;
 use crate::env::foreign::ForeignRun;
-use crate::env::{EnvError, server_binary};
-use crate::report::schema::Preparation;
 use crate::subject::ImageSubject;
+use crate::subject::server_binary;
 
 /// The port isobench's own server listens on inside the guest.
 pub const OWN_SERVER_PORT: u16 = 8080;

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::boot::BootMode;
 use super::kernel_elf;
 use super::newc::NewcArchive;
-use crate::report::schema::Preparation;
+use crate::artifact::Preparation;
 
 /// Environment variable naming the guest kernel image (`vmlinuz-<version>`) to boot.
 pub const KERNEL_ENV: &str = "ISOBENCH_VM_KERNEL";

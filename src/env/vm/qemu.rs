@@ -30,11 +30,11 @@ use super::console::{self, ConsoleLog, Milestones};
 use super::guest::{Guest, PreparedGuest};
 use super::image::{self, ImageInputs};
 use super::snapshot;
-use crate::env::{
-    Budget, EnvError, Environment, Instance, ResourceReading, health, pin, server_binary,
-};
+use crate::artifact::{Accel, EnvKind, EnvironmentLabel, Preparation, StartupPhase};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
+use crate::probe::pin;
 use crate::probe::process::ProcessProbe;
-use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation, StartupPhase};
+use crate::subject::server_binary;
 
 /// The environment's name in tables and artifacts.
 pub const NAME: &str = "vm";
@@ -150,8 +150,8 @@ fn qemu_command(
         ])
         .args(["-smp", &vcpus.to_string(), "-m", &format!("{memory_mib}M")])
         .args(["-nodefaults", "-no-reboot", "-display", "none"])
-        // Marks whose QEMU this is, for the orphan sweep (crate::env::cleanup::sweep_orphans).
-        .args(["-name", &crate::env::cleanup::qemu_name(std::process::id())])
+        // Marks whose QEMU this is, for the orphan sweep (crate::env::orphans::sweep_orphans).
+        .args(["-name", &crate::env::orphans::qemu_name(std::process::id())])
         .args(["-chardev", "stdio,id=con,mux=on,signal=off"])
         .args(["-serial", "chardev:con"]);
     if plan.mode == BootMode::Legacy {
@@ -235,7 +235,7 @@ fn boot(
     // starting cost (it fails within milliseconds, before the guest boots).
     for _ in 0..PORT_ATTEMPTS {
         let dir = tempfile::Builder::new()
-            .prefix(&crate::env::cleanup::vm_instance_dir_prefix(
+            .prefix(&crate::env::orphans::vm_instance_dir_prefix(
                 std::process::id(),
             ))
             .tempdir()
@@ -261,7 +261,7 @@ fn boot(
             Err(failure) => {
                 if keep_on_failure {
                     // Marked, so the next run's orphan sweep leaves it for the user.
-                    let _ = fs::write(dir.path().join(crate::env::cleanup::KEPT_MARKER), "");
+                    let _ = fs::write(dir.path().join(crate::env::orphans::KEPT_MARKER), "");
                     let kept = dir.keep();
                     return Err(format!(
                         "{} (console log kept in {})",
@@ -894,7 +894,7 @@ impl Environment for QemuVm {
             notes,
             accel_attempts,
             // A restore is a way to start the VM rung, not a rung of its own.
-            rung: (!self.from_snapshot).then(|| crate::report::ladder::vm_rung(adds)),
+            rung: (!self.from_snapshot).then(|| crate::artifact::Rung::vm(adds)),
         }
     }
 }
@@ -1130,7 +1130,7 @@ mod tests {
         assert!(joined.contains("-nodefaults -no-reboot"), "{joined}");
         let words: Vec<&str> = joined.split(' ').collect();
         assert_eq!(
-            crate::env::cleanup::qemu_owner(&words),
+            crate::env::orphans::qemu_owner(&words),
             Some(std::process::id())
         );
         assert!(joined.contains("virtio-net-pci"), "{joined}");

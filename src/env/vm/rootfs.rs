@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::env::server_binary;
-use crate::report::schema::Preparation;
+use crate::artifact::Preparation;
 use crate::subject::ImageConfig;
 use crate::subject::rootfs::{RootFs, cache_key};
+use crate::subject::server_binary;
 use crate::subject::user::ResolvedUser;
 
 /// Modules the image guest loads besides its NIC's: the virtio disk and ext4 (whose

@@ -20,10 +20,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::child::spawn_supervised;
-use crate::env::cleanup::{self, Registration, ReleaseCommand, Resource};
-use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, server_binary};
+use crate::artifact::{Accel, EnvKind, EnvironmentLabel, Preparation};
+use crate::cleanup::{self, Registration, ReleaseCommand, Resource};
+use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
 use crate::probe::process::ProcessProbe;
-use crate::report::schema::{Accel, EnvKind, EnvironmentLabel, Preparation};
+use crate::subject::server_binary;
 
 /// The environment's name in tables and artifacts.
 pub const NAME: &str = "vm-vagrant";
@@ -424,7 +425,7 @@ impl Environment for VagrantVm {
             );
         }
         EnvironmentLabel {
-            rung: Some(crate::report::ladder::vm_rung(format!(
+            rung: Some(crate::artifact::Rung::vm(format!(
                 "a hypervisor in place of namespaces: {} under Vagrant",
                 self.provider.name()
             ))),
@@ -500,7 +501,7 @@ pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
     let text = fs::read_to_string(owner_file(vagrant_dir)).ok()?;
     let mut lines = text.lines();
     let owner: u32 = lines.next()?.trim().parse().ok()?;
-    if cleanup::owner_alive(owner) {
+    if crate::env::orphans::owner_alive(owner) {
         return None;
     }
     let vagrant = lines

@@ -1,0 +1,14 @@
+//! Analysis: what the measurements in an artifact say, as numbers and findings.
+//!
+//! [`summarize`] turns repetitions into per-metric estimates ([`stats`]); [`headline`] picks
+//! the seed's four questions out of them; [`ladder`] takes isolation apart rung by rung;
+//! [`sweep`] reads the latency-under-load curves; [`verdict`] compares two runs.
+
+pub mod headline;
+pub mod ladder;
+pub mod stats;
+pub mod summarize;
+pub mod sweep;
+pub mod verdict;
+
+pub use summarize::summarize;

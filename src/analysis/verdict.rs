@@ -1,0 +1,443 @@
+//! Comparing two runs: per metric and environment, the change from OLD to NEW with its
+//! interval and a verdict, in the manner of hyperfine's "… times faster than …" and critcmp's
+//! side-by-side columns.
+//!
+//! The change is the ratio of NEW's median to OLD's over the same per-round samples the
+//! summary used, with the same percentile-bootstrap interval ([`stats::ratio_estimate`]).
+//! A verdict is given only when the interval excludes 1 *and* the median moved by at least
+//! the noise threshold (critcmp's `--threshold` idea), so a tight interval around a 0.3%
+//! shift is still "no significant change". With a single round on either side the spread is
+//! unknown and nothing is decided. Bootstrap intervals from 3–5 rounds are optimistic; the
+//! legend says so.
+
+use crate::analysis::stats;
+use crate::analysis::summarize;
+use crate::artifact::{Artifact, EnvKind, Estimate, Summary};
+use crate::render::number;
+
+/// Default smallest relative change that earns a verdict: 2%.
+pub const DEFAULT_NOISE_THRESHOLD: f64 = 0.02;
+
+/// What happened to one figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Better, beyond the interval and the noise threshold.
+    Better,
+    /// Worse, beyond the interval and the noise threshold.
+    Worse,
+    /// The interval holds 1, or the change is below the noise threshold.
+    NoChange,
+    /// Too few rounds on a side to tell.
+    Undecided,
+}
+
+/// One metric of one environment, OLD against NEW.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The summary row's name.
+    pub metric: String,
+    /// The row's unit.
+    pub unit: String,
+    /// Whether a larger value is better.
+    pub higher_is_better: bool,
+    /// The environment's name.
+    pub environment: String,
+    /// OLD's estimate.
+    pub old: Estimate,
+    /// NEW's estimate.
+    pub new: Estimate,
+    /// NEW / OLD with its interval.
+    pub ratio: Estimate,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+impl Change {
+    /// The verdict in the metric's own words: `faster`, `slower`, `less memory`, …
+    pub fn words(&self) -> &'static str {
+        let [better, worse] = words_for(&self.metric);
+        match self.verdict {
+            Verdict::Better => better,
+            Verdict::Worse => worse,
+            Verdict::NoChange => "no significant change",
+            Verdict::Undecided => "too few rounds to tell",
+        }
+    }
+
+    /// `+9.1% [+2.0%, +15.0%]`.
+    pub fn change_text(&self) -> String {
+        let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
+        if self.ratio.ci_low == self.ratio.ci_high {
+            pct(self.ratio.median)
+        } else {
+            format!(
+                "{} [{}, {}]",
+                pct(self.ratio.median),
+                pct(self.ratio.ci_low),
+                pct(self.ratio.ci_high)
+            )
+        }
+    }
+
+    /// hyperfine's phrasing: `1.25 [1.10, 1.40] times faster`, as the factor by which NEW is
+    /// better or worse (always ≥ 1).
+    pub fn factor_text(&self) -> String {
+        let (low, median, high) = (self.ratio.ci_low, self.ratio.median, self.ratio.ci_high);
+        // Express as a factor ≥ 1 in the direction of the change.
+        let (median, low, high) = if median >= 1.0 {
+            (median, low, high)
+        } else {
+            (1.0 / median, 1.0 / high, 1.0 / low)
+        };
+        format!(
+            "{} [{}, {}] times {}",
+            number(median),
+            number(low),
+            number(high),
+            self.words()
+        )
+    }
+}
+
+/// Words for better and worse, by what the metric measures.
+fn words_for(metric: &str) -> [&'static str; 2] {
+    if metric.contains("memory") || metric.starts_with("image size") {
+        ["smaller", "larger"]
+    } else if metric.starts_with("errors") {
+        ["fewer", "more"]
+    } else if metric.starts_with("CPU per") {
+        ["cheaper", "costlier"]
+    } else {
+        // Startup, latency and throughput are all speeds.
+        ["faster", "slower"]
+    }
+}
+
+/// The outcome of comparing two runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Every metric of every environment present in both, in NEW's summary order.
+    pub changes: Vec<Change>,
+    /// Environments measured only in OLD.
+    pub only_old: Vec<String>,
+    /// Environments measured only in NEW.
+    pub only_new: Vec<String>,
+    /// The noise threshold used.
+    pub noise_threshold: f64,
+}
+
+/// Whether two artifacts are two runs of the same environments (compare them OLD → NEW)
+/// rather than pieces to put side by side (the seed's bench files): both hold an environment
+/// isobench started itself, and they share at least one environment name.
+pub fn are_two_runs(old: &Artifact, new: &Artifact) -> bool {
+    let started = |a: &Artifact| {
+        a.environments
+            .iter()
+            .any(|e| e.label.kind != EnvKind::External)
+    };
+    started(old)
+        && started(new)
+        && new.environments.iter().any(|e| {
+            old.environments
+                .iter()
+                .any(|o| o.label.name == e.label.name)
+        })
+}
+
+/// Compares OLD and NEW; `old_summary` and `new_summary` are their summaries (same
+/// baseline).
+pub fn compare(
+    old: &Artifact,
+    old_summary: &Summary,
+    new: &Artifact,
+    new_summary: &Summary,
+    noise_threshold: f64,
+) -> Comparison {
+    let mut changes = Vec::new();
+    for row in &new_summary.rows {
+        let Some(old_row) = old_summary.rows.iter().find(|r| r.metric == row.metric) else {
+            continue;
+        };
+        for env in &new.environments {
+            let name = &env.label.name;
+            let Some(old_env) = old.environments.iter().find(|e| &e.label.name == name) else {
+                continue;
+            };
+            let (Some(new_estimate), Some(old_estimate)) =
+                (row.estimates.get(name), old_row.estimates.get(name))
+            else {
+                continue;
+            };
+            let Some((new_values, new_exact)) = summarize::samples(new, &row.metric, env) else {
+                continue;
+            };
+            let Some((old_values, old_exact)) = summarize::samples(old, &row.metric, old_env)
+            else {
+                continue;
+            };
+            let exact = new_exact && old_exact;
+            let ratio = match (new_values.as_slice(), old_values.as_slice()) {
+                ([n], [o]) if exact && *o > 0.0 => Some(stats::exact(n / o)),
+                _ => stats::ratio_estimate(&new_values, &old_values),
+            };
+            let Some(ratio) = ratio else {
+                continue;
+            };
+            let verdict = if !exact && (new_values.len() < 2 || old_values.len() < 2) {
+                Verdict::Undecided
+            } else {
+                let moved = (ratio.median - 1.0).abs() >= noise_threshold;
+                let higher = ratio.ci_low > 1.0 && moved;
+                let lower = ratio.ci_high < 1.0 && moved;
+                match (higher, lower, row.higher_is_better) {
+                    (true, _, true) | (_, true, false) => Verdict::Better,
+                    (true, _, false) | (_, true, true) => Verdict::Worse,
+                    _ => Verdict::NoChange,
+                }
+            };
+            changes.push(Change {
+                metric: row.metric.clone(),
+                unit: row.unit.clone(),
+                higher_is_better: row.higher_is_better,
+                environment: name.clone(),
+                old: old_estimate.clone(),
+                new: new_estimate.clone(),
+                ratio,
+                verdict,
+            });
+        }
+    }
+    let names = |a: &Artifact| -> Vec<String> {
+        a.environments
+            .iter()
+            .map(|e| e.label.name.clone())
+            .collect()
+    };
+    let (old_names, new_names) = (names(old), names(new));
+    Comparison {
+        changes,
+        only_old: old_names
+            .iter()
+            .filter(|n| !new_names.contains(n))
+            .cloned()
+            .collect(),
+        only_new: new_names
+            .iter()
+            .filter(|n| !old_names.contains(n))
+            .cloned()
+            .collect(),
+        noise_threshold,
+    }
+}
+
+/// hyperfine-style lines for the significant changes: `container: throughput (health) is 1.25
+/// [1.10, 1.40] times faster`; one line saying so when nothing changed.
+pub fn summary_lines(comparison: &Comparison) -> Vec<String> {
+    let significant: Vec<&Change> = comparison
+        .changes
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Better | Verdict::Worse))
+        .collect();
+    if significant.is_empty() {
+        return vec![format!(
+            "No significant change in {} figures (noise threshold {:.0}%).",
+            comparison.changes.len(),
+            comparison.noise_threshold * 100.0
+        )];
+    }
+    let (better, worse): (Vec<&Change>, Vec<&Change>) = significant
+        .iter()
+        .copied()
+        .partition(|c| c.verdict == Verdict::Better);
+    let mut lines = vec![format!(
+        "{} better, {} worse, {} unchanged or undecided (noise threshold {:.0}%):",
+        better.len(),
+        worse.len(),
+        comparison.changes.len() - significant.len(),
+        comparison.noise_threshold * 100.0
+    )];
+    for change in worse.iter().chain(&better) {
+        lines.push(format!(
+            "  {}: {} is {} than before",
+            change.environment,
+            change.metric,
+            change.factor_text()
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::summarize::summarize;
+    use crate::artifact::fixture;
+
+    fn compare_fixture(new: &Artifact) -> Comparison {
+        let old = fixture::artifact();
+        compare(
+            &old,
+            &summarize(&old),
+            new,
+            &summarize(new),
+            DEFAULT_NOISE_THRESHOLD,
+        )
+    }
+
+    fn change<'a>(comparison: &'a Comparison, metric: &str, env: &str) -> &'a Change {
+        comparison
+            .changes
+            .iter()
+            .find(|c| c.metric == metric && c.environment == env)
+            .unwrap_or_else(|| panic!("no change for {metric} / {env}"))
+    }
+
+    #[test]
+    fn identical_runs_show_no_significant_change() {
+        let comparison = compare_fixture(&fixture::artifact());
+        assert!(!comparison.changes.is_empty());
+        for c in &comparison.changes {
+            assert!(
+                matches!(c.verdict, Verdict::NoChange),
+                "{} {}: {:?}",
+                c.environment,
+                c.metric,
+                c.verdict
+            );
+            assert_eq!(c.ratio.median, 1.0);
+        }
+        assert_eq!(
+            summary_lines(&comparison)[0],
+            format!(
+                "No significant change in {} figures (noise threshold 2%).",
+                comparison.changes.len()
+            )
+        );
+    }
+
+    #[test]
+    fn slower_startup_and_higher_throughput_get_their_words() {
+        let mut new = fixture::artifact();
+        for round in &mut new.environments[2].rounds {
+            // vm: startup doubled, throughput up 50%.
+            round.startup_ms = round.startup_ms.map(|s| s * 2.0);
+            round.scenarios[0].load.throughput_rps *= 1.5;
+        }
+        let comparison = compare_fixture(&new);
+        let startup = change(&comparison, "startup", "vm");
+        assert_eq!(startup.verdict, Verdict::Worse);
+        assert_eq!(startup.words(), "slower");
+        assert!(
+            startup.change_text().starts_with("+100.0% ["),
+            "{}",
+            startup.change_text()
+        );
+        let factor = startup.factor_text();
+        assert!(
+            factor.starts_with("2.00 [") && factor.ends_with("] times slower"),
+            "{factor}"
+        );
+        let throughput = change(&comparison, "throughput (health)", "vm");
+        assert_eq!(throughput.verdict, Verdict::Better);
+        assert_eq!(throughput.words(), "faster");
+        assert_eq!(
+            change(&comparison, "startup", "native").verdict,
+            Verdict::NoChange
+        );
+        let lines = summary_lines(&comparison);
+        assert!(lines[0].starts_with("1 better, 1 worse"), "{lines:?}");
+        assert!(lines[1].starts_with("  vm: startup is 2.00 ["), "{lines:?}");
+        assert!(lines[1].ends_with("times slower than before"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("  vm: throughput (health) is 1.50"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_lower_latency_reads_faster_and_the_factor_is_inverted() {
+        let mut new = fixture::artifact();
+        for round in &mut new.environments[0].rounds {
+            round.startup_ms = round.startup_ms.map(|s| s / 2.0);
+        }
+        let comparison = compare_fixture(&new);
+        let startup = change(&comparison, "startup", "native");
+        assert_eq!(startup.verdict, Verdict::Better);
+        assert!(
+            startup.change_text().starts_with("-50.0% ["),
+            "{}",
+            startup.change_text()
+        );
+        // The ratio 0.5 reads as "2 times faster"; the interval's ends swap when inverted.
+        let factor = startup.factor_text();
+        assert!(
+            factor.starts_with("2.00 [") && factor.ends_with("times faster"),
+            "{factor}"
+        );
+        let (low, high) = (1.0 / startup.ratio.ci_high, 1.0 / startup.ratio.ci_low);
+        assert!(
+            factor.contains(&format!("[{}, {}]", number(low), number(high))),
+            "{factor}"
+        );
+    }
+
+    #[test]
+    fn a_change_below_the_noise_threshold_is_no_change() {
+        // Constant rounds give a point interval: 1% above 1, entirely, and still no change.
+        let mut old = fixture::artifact();
+        let mut new = fixture::artifact();
+        for (artifact, startup) in [(&mut old, 10.0), (&mut new, 10.1)] {
+            for round in &mut artifact.environments[0].rounds {
+                round.startup_ms = Some(startup);
+            }
+        }
+        let comparison = compare(&old, &summarize(&old), &new, &summarize(&new), 0.02);
+        let startup = change(&comparison, "startup", "native");
+        assert!(startup.ratio.ci_low > 1.0, "a tight interval above 1");
+        assert_eq!(startup.verdict, Verdict::NoChange);
+    }
+
+    #[test]
+    fn single_rounds_are_undecided_and_memory_has_its_words() {
+        let mut old = fixture::artifact();
+        let mut new = fixture::artifact();
+        for artifact in [&mut old, &mut new] {
+            for env in &mut artifact.environments {
+                env.rounds.truncate(1);
+            }
+        }
+        for round in &mut new.environments[0].rounds {
+            round.idle_memory_bytes = round.idle_memory_bytes.map(|b| b * 3);
+        }
+        let comparison = compare(&old, &summarize(&old), &new, &summarize(&new), 0.02);
+        let memory = change(&comparison, "idle memory", "native");
+        assert_eq!(memory.verdict, Verdict::Undecided);
+        assert_eq!(memory.words(), "too few rounds to tell");
+        // Image sizes are exact: a change is a change.
+        let mut bigger = fixture::artifact();
+        bigger.environments[1].label.image_size_bytes = Some(8 << 20);
+        let comparison = compare_fixture(&bigger);
+        let image = change(&comparison, "image size", "container");
+        assert_eq!((image.verdict, image.words()), (Verdict::Worse, "larger"));
+    }
+
+    #[test]
+    fn runs_are_told_from_bench_pieces() {
+        let run = fixture::artifact();
+        assert!(are_two_runs(&run, &run));
+        let bench = fixture::bench_pair();
+        assert!(!are_two_runs(&bench, &bench));
+        let mut other = fixture::artifact();
+        for env in &mut other.environments {
+            env.label.name.push_str("-x");
+        }
+        assert!(!are_two_runs(&run, &other));
+        let comparison = compare_fixture(&{
+            let mut a = fixture::artifact();
+            a.environments.remove(2);
+            a
+        });
+        assert_eq!(comparison.only_old, ["vm"]);
+        assert!(comparison.only_new.is_empty());
+    }
+}

@@ -1,0 +1,347 @@
+//! Deterministic artifacts with fixed, hand-chosen numbers, for the report's tests and
+//! snapshots (no environment, no load, no clock).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+
+use crate::artifact::load::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathWeight};
+use crate::artifact::{
+    Accel, Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, HostInfo, Preparation, Round,
+    SCHEMA_VERSION, ScenarioRun, Unavailable,
+};
+
+/// One environment's figures per round (three rounds).
+struct Figures {
+    startup_ms: [f64; 3],
+    idle_mib: [u64; 3],
+    peak_mib: [u64; 3],
+    throughput_rps: [f64; 3],
+    p99_us: [f64; 3],
+    /// Multiplies every latency (p50 400 µs, p99.9 2 ms for factor 1).
+    latency_factor: f64,
+    /// Service CPU-seconds per 1,000 ok requests.
+    cpu_per_thousand_s: f64,
+}
+
+const MIB: u64 = 1024 * 1024;
+const ELAPSED_S: f64 = 5.0;
+
+/// Native, container and a TCG VM, three rounds each, scenarios `health` and `fixed-rate`.
+pub fn artifact() -> Artifact {
+    let native = environment(
+        label("native", EnvKind::Native, "process", None, None),
+        Figures {
+            startup_ms: [10.0, 12.0, 11.0],
+            idle_mib: [8, 8, 9],
+            peak_mib: [20, 21, 19],
+            throughput_rps: [10_000.0, 10_200.0, 9_800.0],
+            p99_us: [1000.0, 1100.0, 950.0],
+            latency_factor: 1.0,
+            cpu_per_thousand_s: 0.01,
+        },
+    );
+    let container = environment(
+        label(
+            "container",
+            EnvKind::Container,
+            "docker 20.10.24",
+            None,
+            Some(4 * MIB),
+        ),
+        Figures {
+            startup_ms: [100.0, 110.0, 95.0],
+            idle_mib: [9, 9, 9],
+            peak_mib: [22, 22, 23],
+            throughput_rps: [9_000.0, 9_100.0, 8_900.0],
+            p99_us: [1200.0, 1250.0, 1150.0],
+            latency_factor: 1.2,
+            cpu_per_thousand_s: 0.011,
+        },
+    );
+    let mut vm = environment(
+        label(
+            "vm",
+            EnvKind::Vm,
+            "qemu 7.2.22 (microvm)",
+            Some(Accel::Tcg),
+            Some(40 * MIB),
+        ),
+        Figures {
+            startup_ms: [900.0, 1000.0, 1100.0],
+            idle_mib: [60, 61, 62],
+            peak_mib: [80, 90, 70],
+            throughput_rps: [3_000.0, 3_100.0, 2_900.0],
+            p99_us: [5000.0, 7000.0, 3000.0],
+            latency_factor: 4.0,
+            cpu_per_thousand_s: 0.05,
+        },
+    );
+    vm.label
+        .notes
+        .push("TCG: software emulation <not KVM> & slow".into());
+    vm.preparation.push(Preparation {
+        what: "vm image assembly".into(),
+        seconds: 2.5,
+        cached: false,
+    });
+    Artifact {
+        schema_version: SCHEMA_VERSION,
+        tool_version: "0.1.0".into(),
+        created_at: "2026-11-29T12:00:00Z".into(),
+        host: host(),
+        environments: vec![native, container, vm],
+        unavailable: vec![Unavailable {
+            name: "vagrant".into(),
+            reason: "vagrant trials need --features vm".into(),
+        }],
+        summary: None,
+        checks: Vec::new(),
+        service: None,
+    }
+}
+
+/// What the seed's workflow produces after merging: two `bench --url` artifacts, one round
+/// each, no startup; the container and the VM known only by what the service detected.
+pub fn bench_pair() -> Artifact {
+    let bench = |name: &str, detected: &str, rps: f64| {
+        let mut label = label(name, EnvKind::External, "external", None, None);
+        label.detected = Some(detected.into());
+        label.service_cpus.clear();
+        EnvironmentResult {
+            label,
+            preparation: Vec::new(),
+            rounds: vec![Round {
+                round: 0,
+                startup_ms: None,
+                startup_phases: Vec::new(),
+                idle_memory_bytes: None,
+                idle_memory_method: None,
+                quiet_wait: None,
+                scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
+                failure: None,
+            }],
+        }
+    };
+    Artifact {
+        environments: vec![
+            bench("docker", "container", 189.0),
+            bench("vm", "vm", 127.0),
+        ],
+        unavailable: Vec::new(),
+        ..artifact()
+    }
+}
+
+/// The fixed host of every fixture.
+pub fn host() -> HostInfo {
+    HostInfo {
+        cpu_model: "Fixture CPU @ 2.00GHz".into(),
+        logical_cpus: 2,
+        kernel: "6.1.0-test".into(),
+        os: "Debian GNU/Linux 12".into(),
+        memory_total_bytes: 24 * 1024 * MIB,
+        hostname: "fixture".into(),
+    }
+}
+
+fn label(
+    name: &str,
+    kind: EnvKind,
+    runtime: &str,
+    accel: Option<Accel>,
+    image_size_bytes: Option<u64>,
+) -> EnvironmentLabel {
+    EnvironmentLabel {
+        name: name.into(),
+        kind,
+        runtime: runtime.into(),
+        accel,
+        service_cpus: vec![1],
+        generator_cpus: vec![0],
+        memory_limit_bytes: Some(512 * MIB),
+        kernel: Some("6.1.0-test".into()),
+        image_size_bytes,
+        detected: Some(
+            match kind {
+                EnvKind::Container => "container",
+                EnvKind::Vm => "vm",
+                _ => "native",
+            }
+            .into(),
+        ),
+        notes: Vec::new(),
+        rung: None,
+        accel_attempts: Vec::new(),
+    }
+}
+
+fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
+    let rounds = (0..3)
+        .map(|i| {
+            let peak = Some(f.peak_mib[i] * MIB);
+            let cpu = Some(f.cpu_per_thousand_s);
+            Round {
+                round: i as u32,
+                startup_ms: Some(f.startup_ms[i]),
+                startup_phases: Vec::new(),
+                idle_memory_bytes: Some(f.idle_mib[i] * MIB),
+                idle_memory_method: None,
+                quiet_wait: None,
+                scenarios: vec![
+                    scenario_run(
+                        "health",
+                        f.throughput_rps[i],
+                        f.p99_us[i],
+                        f.latency_factor,
+                        peak,
+                        cpu,
+                    ),
+                    scenario_run(
+                        "fixed-rate",
+                        1000.0,
+                        f.p99_us[i] * 2.0,
+                        f.latency_factor,
+                        peak.map(|p| p - MIB),
+                        cpu.map(|c| c * 1.5),
+                    ),
+                ],
+                failure: None,
+            }
+        })
+        .collect();
+    EnvironmentResult {
+        label,
+        preparation: Vec::new(),
+        rounds,
+    }
+}
+
+/// A scenario run whose `ok` count is `throughput × 5 s` and whose service CPU time is
+/// `cpu_per_thousand_s` per 1,000 ok requests.
+fn scenario_run(
+    scenario: &str,
+    throughput_rps: f64,
+    p99_us: f64,
+    latency_factor: f64,
+    peak_memory_bytes: Option<u64>,
+    cpu_per_thousand_s: Option<f64>,
+) -> ScenarioRun {
+    let ok = (throughput_rps * ELAPSED_S) as u64;
+    let p50 = 400.0 * latency_factor;
+    let p90 = 600.0 * latency_factor;
+    let p999 = (2000.0 * latency_factor).max(p99_us * 1.5);
+    let max = p999 * 2.0;
+    let latency = LatencyStats {
+        count: ok,
+        min_us: 100.0 * latency_factor,
+        mean_us: 450.0 * latency_factor,
+        stdev_us: 150.0 * latency_factor,
+        p50_us: p50,
+        p90_us: p90,
+        p99_us,
+        p999_us: p999,
+        max_us: max,
+    };
+    let open_loop = scenario == "fixed-rate";
+    let load = LoadReport {
+        url: "http://127.0.0.1:8080".into(),
+        scenario: vec![PathWeight {
+            path: "/health".into(),
+            weight: 1,
+        }],
+        connections: 50,
+        open_loop,
+        requested_rate_rps: open_loop.then_some(throughput_rps),
+        keep_alive: true,
+        timeout_ms: 5000.0,
+        warmup_s: 1.0,
+        warmup_requests: 1000,
+        elapsed_s: ELAPSED_S,
+        requests_sent: ok + 2,
+        unfinished: 0,
+        responses: ok + 1,
+        ok,
+        errors: ErrorCounts {
+            timeout: 1,
+            status_5xx: 1,
+            ..ErrorCounts::default()
+        },
+        throughput_rps,
+        achieved_rate_rps: throughput_rps,
+        histogram: histogram([p50, p90, p99_us, p999, max]),
+        latency,
+        uncorrected_latency: None,
+        per_path: BTreeMap::new(),
+        generator: GeneratorUsage {
+            cpus: vec![0],
+            threads: 1,
+            cpu_seconds: 1.0,
+            cpu_utilisation: 0.2,
+            bottleneck: false,
+        },
+    };
+    ScenarioRun {
+        scenario: scenario.into(),
+        load,
+        peak_memory_bytes,
+        peak_memory_method: None,
+        service_cpu_seconds: cpu_per_thousand_s.map(|c| c * ok as f64 / 1000.0),
+        sweep: None,
+    }
+}
+
+/// Fractions of each round's own ceiling the fixture sweep requests.
+pub const SWEEP_FRACTIONS: [f64; 8] = [0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25];
+
+/// [`artifact`] with a latency-under-load sweep in every round: each step's rate is a
+/// fraction of that round's `health` throughput; up to the ceiling the rate is kept and
+/// p99 = base / (1 − 0.9·fraction) (base: native 1 ms, container 1.2 ms, vm 5 ms), so with a
+/// 10 ms limit native holds up to 0.9 (9000 req/s), container to 0.9 (8100 req/s) and the VM
+/// to 0.5 (1500 req/s); past the ceiling the achieved rate stays at the ceiling and p99 is
+/// 100 × base.
+pub fn with_sweep() -> Artifact {
+    let mut artifact = artifact();
+    for (env, base_ms) in artifact.environments.iter_mut().zip([1.0, 1.2, 5.0]) {
+        for round in &mut env.rounds {
+            let ceiling = round.scenarios[0].load.throughput_rps;
+            for fraction in SWEEP_FRACTIONS {
+                let requested = ceiling * fraction;
+                let (achieved, p99_ms) = if fraction <= 1.0 {
+                    (requested, base_ms / (1.0 - 0.9 * fraction))
+                } else {
+                    (ceiling, base_ms * 100.0)
+                };
+                let mut run = scenario_run("sweep", achieved, p99_ms * 1000.0, 1.0, None, None);
+                run.load.open_loop = true;
+                run.load.requested_rate_rps = Some(requested);
+                run.load.achieved_rate_rps = achieved;
+                run.load.latency.p50_us = p99_ms * 1000.0 / 3.0;
+                run.load.errors = ErrorCounts::default();
+                run.sweep = Some(crate::artifact::SweepStep {
+                    ceiling_rps: ceiling,
+                    fraction,
+                });
+                round.scenarios.push(run);
+            }
+        }
+    }
+    artifact
+}
+
+/// An HdrHistogram (µs) with 90% of samples near p50, then p90, p99, p99.9 and max, encoded
+/// as the load generator does: V2-deflate, base64.
+pub fn histogram([p50, p90, p99, p999, max]: [f64; 5]) -> String {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    for (value, count) in [(p50, 5000), (p90, 4000), (p99, 900), (p999, 90), (max, 10)] {
+        h.record_n(value as u64, count)
+            .expect("value within bounds");
+    }
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(&h, &mut bytes)
+        .expect("serializing to memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,216 @@
+//! The cost-ladder section of every report: one row per rung (least isolated first), each
+//! metric's median, its change over the rung below and its ratio to native, and one sentence
+//! per rung naming the layer it adds. The numbers come from [`crate::analysis::ladder`].
+
+use std::fmt::Write as _;
+
+use comfy_table::{CellAlignment, ContentArrangement, presets};
+
+use super::{ExportError, charts, escape_html, escape_markdown, estimate_cell, ratio_cell};
+use crate::analysis::ladder::{self, Cost, Ladder, LadderMetric, Step};
+use crate::artifact::Artifact;
+
+/// Column headers: the rung, then one per metric.
+fn header() -> Vec<String> {
+    std::iter::once("rung (over the rung below)".to_owned())
+        .chain(
+            LadderMetric::ALL
+                .iter()
+                .map(|m| format!("{} ({})", m.name(), m.unit())),
+        )
+        .collect()
+}
+
+/// The lines of one cell: the median, the change over the rung below, the ratio to native.
+fn cell_lines(cost: Option<&Cost>) -> Vec<String> {
+    let Some(cost) = cost else {
+        return vec!["—".into()];
+    };
+    let mut lines = vec![
+        cost.value
+            .as_ref()
+            .map(|v| estimate_cell(v, cost.metric.unit()))
+            .unwrap_or_else(|| "—".into()),
+    ];
+    if let Some(ratio) = &cost.ratio_over_below {
+        let delta = cost
+            .delta_over_below
+            .map(|d| format!(" ({})", ladder::signed(d, cost.metric.unit())))
+            .unwrap_or_default();
+        lines.push(format!("step {}{delta}", ladder::percent_change(ratio)));
+    }
+    if let Some(ratio) = &cost.ratio_over_native {
+        lines.push(format!("vs native {}", ratio_cell(ratio)));
+    }
+    lines
+}
+
+fn rung_title(step: &Step) -> String {
+    match &step.below {
+        Some(below) => format!("{} (over {below})", step.env),
+        None => step.env.clone(),
+    }
+}
+
+/// Rows of cells, each cell a list of lines.
+fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
+    ladder
+        .steps
+        .iter()
+        .map(|step| {
+            std::iter::once(vec![rung_title(step)])
+                .chain(LadderMetric::ALL.iter().map(|&m| cell_lines(step.cost(m))))
+                .collect()
+        })
+        .collect()
+}
+
+const LEGEND: &str = "each cell: median [interval]; step = change over the rung below \
+(ratio of medians with its interval, † below 95% coverage, and the difference of medians); \
+vs native = ratio to native. Throughput and CPU per request from the health scenario, p50 \
+from fixed-rate.";
+
+/// The section for the terminal, `None` without a ladder (fewer than two rungs).
+pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
+    let ladder = ladder::ladder(artifact)?;
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header());
+    for row in rows(&ladder) {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|lines| {
+                let lines: Vec<String> =
+                    lines.iter().map(|l| super::sanitize_terminal(l)).collect();
+                lines.join("\n")
+            })
+            .collect();
+        table.add_row(cells);
+    }
+    for index in 1..table.column_count() {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = format!("The cost ladder\n{table}\n{LEGEND}\n");
+    for sentence in ladder::sentences(&ladder) {
+        let _ = writeln!(out, "- {}", super::sanitize_terminal(&sentence));
+    }
+    Some(out)
+}
+
+/// The markdown section, `None` without a ladder.
+pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
+    let ladder = ladder::ladder(artifact)?;
+    let e = escape_markdown;
+    let mut out = String::from("\n## The cost ladder\n\n");
+    let header = header();
+    let _ = writeln!(
+        out,
+        "| {} |",
+        header.iter().map(|h| e(h)).collect::<Vec<_>>().join(" | ")
+    );
+    let alignment: Vec<&str> = (0..header.len())
+        .map(|i| if i == 0 { ":---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "| {} |", alignment.join(" | "));
+    for row in rows(&ladder) {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|lines| lines.iter().map(|l| e(l)).collect::<Vec<_>>().join("<br>"))
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n{}\n", e(LEGEND));
+    for sentence in ladder::sentences(&ladder) {
+        let _ = writeln!(out, "- {}", e(&sentence));
+    }
+    Some(out)
+}
+
+/// The HTML section with its charts, `None` without a ladder.
+pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
+    let Some(ladder) = ladder::ladder(artifact) else {
+        return Ok(None);
+    };
+    let h = escape_html;
+    let mut out = String::from("<h2>The cost ladder</h2>\n<div class=\"wide\"><table>\n<tr>");
+    for column in header() {
+        let _ = write!(out, "<th>{}</th>", h(&column));
+    }
+    let _ = writeln!(out, "</tr>");
+    for row in rows(&ladder) {
+        let _ = write!(out, "<tr>");
+        for (index, lines) in row.iter().enumerate() {
+            let class = if index == 0 { "" } else { " class=\"n\"" };
+            let text: Vec<String> = lines.iter().map(|l| h(l)).collect();
+            let _ = write!(out, "<td{class}>{}</td>", text.join("<br>"));
+        }
+        let _ = writeln!(out, "</tr>");
+    }
+    let _ = writeln!(out, "</table></div>\n<p>{}</p>\n<ul>", h(LEGEND));
+    for sentence in ladder::sentences(&ladder) {
+        let _ = writeln!(out, "<li>{}</li>", h(&sentence));
+    }
+    let _ = writeln!(out, "</ul>\n<div class=\"charts\">");
+    for metric in [LadderMetric::CpuPerRequest, LadderMetric::P50Latency] {
+        if let Some(svg) = charts::ladder_steps(&ladder, metric)? {
+            let _ = writeln!(out, "<figure>\n{svg}\n</figure>");
+        }
+    }
+    let _ = writeln!(out, "</div>");
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::fixture;
+    use crate::artifact::{EnvKind, Rung, position};
+
+    fn laddered() -> Artifact {
+        let mut artifact = fixture::artifact();
+        for env in &mut artifact.environments {
+            env.label.rung = Some(match env.label.kind {
+                EnvKind::Native => Rung::new(position::NATIVE, "baseline", None),
+                EnvKind::Container => Rung::new(
+                    position::CONTAINER_BRIDGE,
+                    "the <network> path",
+                    Some("native"),
+                ),
+                _ => Rung::vm("the hypervisor".into()),
+            });
+        }
+        artifact
+    }
+
+    #[test]
+    fn every_format_shows_every_rung_and_metric() {
+        let artifact = laddered();
+        let text = terminal(&artifact).unwrap();
+        let md = markdown(&artifact).unwrap();
+        let page = html(&artifact).unwrap().unwrap();
+        for out in [&text, &md, &page] {
+            for name in ["native", "container (over native)", "vm (over container)"] {
+                assert!(out.contains(name), "{name} missing in\n{out}");
+            }
+            for metric in LadderMetric::ALL {
+                assert!(out.contains(metric.name()), "{metric:?} missing");
+            }
+            assert!(out.contains("step "), "{out}");
+            assert!(out.contains("vs native "), "{out}");
+        }
+        assert!(page.contains("the &lt;network&gt; path"), "escaped");
+        assert_eq!(page.matches("<svg").count(), 2, "two ladder charts");
+    }
+
+    #[test]
+    fn no_rungs_no_section() {
+        let artifact = fixture::artifact();
+        assert!(terminal(&artifact).is_none());
+        assert!(markdown(&artifact).is_none());
+        assert!(html(&artifact).unwrap().is_none());
+    }
+}

@@ -1,0 +1,222 @@
+//! The markdown report: the headline (four questions), the full comparison as GitHub tables
+//! grouped by scenario, then a legend with everything a reader needs to interpret it
+//! (method, samples, host, cpusets, accelerator). Appended to the
+//! GitHub Actions job summary by the report workflow.
+
+use std::fmt::Write as _;
+
+use super::{
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
+    environment_cells, escape_markdown, estimate_cell, headline_title, improvement_cell,
+    method_notes, preparation_note, provenance, ratio_cell, row_groups, summary_of,
+};
+use crate::analysis::{headline, summarize};
+use crate::artifact::Artifact;
+
+/// GitHub-flavoured markdown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Markdown;
+
+impl Exporter for Markdown {
+    fn render(&self, artifact: &Artifact) -> Result<String, ExportError> {
+        let summary = summary_of(artifact);
+        let e = escape_markdown;
+        let mut out = String::new();
+        // `write!` to a String cannot fail; the results are ignored on purpose.
+        let _ = writeln!(out, "# isobench: what does isolation cost a web service?\n");
+        let _ = writeln!(
+            out,
+            "{}\n",
+            provenance(artifact, escape_markdown, |host| format!("**{host}**"))
+        );
+
+        let envs = &artifact.environments;
+        let baseline = summary.baseline.as_deref();
+        let compared = compared(artifact, &summary);
+        let pair = summarize::container_vm_pair(artifact);
+
+        let questions = headline::headline(artifact, &summary);
+        if !questions.is_empty() {
+            let _ = writeln!(out, "## Headline\n\n{}\n", e(&headline_title(&summary)));
+            let ratio_title =
+                baseline.map_or_else(|| "ratio".to_owned(), |b| format!("× {}", e(b)));
+            let _ = writeln!(
+                out,
+                "| question | environment | median | {ratio_title} [95% interval] | in words |"
+            );
+            let _ = writeln!(out, "| :--- | :--- | ---: | ---: | :--- |");
+            for question in &questions {
+                for (index, answer) in question.answers.iter().enumerate() {
+                    let title = if index == 0 {
+                        format!("**{}**", question.title)
+                    } else {
+                        String::new()
+                    };
+                    let ratio = answer
+                        .ratio
+                        .as_ref()
+                        .map(|r| e(&headline::ratio_text(r, None)))
+                        .unwrap_or_else(|| "—".into());
+                    let _ = writeln!(
+                        out,
+                        "| {title} | {} | {} | {ratio} | {} |",
+                        e(&answer.environment),
+                        e(&answer.value),
+                        e(&answer.words)
+                    );
+                }
+            }
+            out.push('\n');
+            for question in &questions {
+                let _ = writeln!(out, "- {}: {}.", question.title, e(&question.measured));
+            }
+            out.push('\n');
+        }
+
+        if let Some((title, lines)) = capacity_lines(artifact, &summary) {
+            let _ = writeln!(out, "## Latency under load\n\n{}\n", e(&title));
+            for line in lines {
+                let _ = writeln!(out, "- {}", e(&line));
+            }
+            out.push('\n');
+        }
+        if !artifact.checks.is_empty() {
+            let _ = writeln!(out, "## Checks\n");
+            for line in crate::gate::outcome_lines(&artifact.checks) {
+                let _ = writeln!(out, "- {}", e(&line));
+            }
+            out.push('\n');
+        }
+
+        let _ = writeln!(out, "## All measurements\n");
+        let mut header = vec!["metric".to_owned()];
+        header.extend(envs.iter().map(|env| e(&env_title(&env.label))));
+        if let Some(baseline) = baseline {
+            header.extend(
+                compared
+                    .iter()
+                    .map(|env| format!("{} / {}", e(&env.label.name), e(baseline))),
+            );
+        }
+        if let Some((container, vm)) = &pair {
+            header.push(format!("{} vs {}", e(container), e(vm)));
+        }
+        let alignment: Vec<&str> = (0..header.len())
+            .map(|i| if i == 0 { ":---" } else { "---:" })
+            .collect();
+        for group in row_groups(artifact, &summary) {
+            if group.description.is_empty() {
+                let _ = writeln!(out, "### {}\n", e(&group.title));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "### Scenario {}\n\n{}.\n",
+                    e(&group.title),
+                    e(&group.description)
+                );
+            }
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "| {} |", alignment.join(" | "));
+            for (label, row) in &group.rows {
+                let mut cells = vec![e(label)];
+                for env in envs {
+                    cells.push(
+                        row.estimates
+                            .get(&env.label.name)
+                            .map(|est| estimate_cell(est, &row.unit))
+                            .unwrap_or_else(|| "—".into()),
+                    );
+                }
+                if baseline.is_some() {
+                    for env in &compared {
+                        cells.push(
+                            row.ratio_to_baseline
+                                .get(&env.label.name)
+                                .map(ratio_cell)
+                                .unwrap_or_else(|| "—".into()),
+                        );
+                    }
+                }
+                if pair.is_some() {
+                    cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
+                }
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+            }
+            out.push('\n');
+        }
+
+        if let Some(section) = super::ladder::markdown(artifact) {
+            out.push_str(&section);
+        }
+        let _ = writeln!(out, "## Environments\n");
+        let _ = writeln!(out, "| {} |", ENVIRONMENT_COLUMNS.join(" | "));
+        let _ = writeln!(out, "|{}", " --- |".repeat(ENVIRONMENT_COLUMNS.len()));
+        for env in envs {
+            let _ = writeln!(out, "| {} |", environment_cells(env, e).join(" | "));
+        }
+        let notes: Vec<String> = envs
+            .iter()
+            .flat_map(|env| {
+                let name = &env.label.name;
+                env.preparation
+                    .iter()
+                    .map(preparation_note)
+                    .chain(env.label.notes.iter().cloned())
+                    .map(move |note| format!("{}: {}", e(name), e(&note)))
+            })
+            .collect();
+        if !notes.is_empty() {
+            out.push('\n');
+            for note in notes {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
+
+        if !artifact.unavailable.is_empty() {
+            let _ = writeln!(out, "\n## Not measured\n");
+            for unavailable in &artifact.unavailable {
+                let _ = writeln!(
+                    out,
+                    "- {}: {}",
+                    e(&unavailable.name),
+                    e(&unavailable.reason)
+                );
+            }
+        }
+
+        let _ = writeln!(out, "\n## How to read this\n");
+        for note in method_notes(&summary, artifact) {
+            let _ = writeln!(out, "- {}", e(&note));
+        }
+        Ok(out)
+    }
+}
+
+/// `1` or `0,2-3`-style list of CPUs; `none` when unpinned.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::fixture;
+
+    #[test]
+    fn markdown_report_snapshot() {
+        let text = Markdown.render(&fixture::artifact()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn markdown_bench_pair_snapshot() {
+        let text = Markdown.render(&fixture::bench_pair()).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn artifact_text_cannot_break_the_table() {
+        let mut artifact = fixture::artifact();
+        artifact.environments[0].label.name = "a|b<img src=x>".into();
+        artifact.summary = None;
+        let text = Markdown.render(&artifact).unwrap();
+        assert!(text.contains("a\\|b&lt;img src=x&gt;"), "{text}");
+        assert!(!text.contains("<img"));
+    }
+}
