@@ -14,12 +14,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::artifact::{Artifact, Unavailable};
 use crate::cleanup::{self, Phase};
+use crate::env::Prepared;
 use crate::env::factory::{self, EnvName};
 use crate::env::{Environment, orphans};
 use crate::measure::Plan;
 use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW};
 use crate::measure::protocol::Observer;
-use crate::measure::rounds::{self, Prepared};
+use crate::measure::rounds;
 use crate::measure::scenario::{BUILT_IN, Scenario};
 use crate::measure::soak::{self, SoakPlan};
 use crate::subject::Subject;
@@ -206,23 +207,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         spinner.enable_steady_tick(Duration::from_millis(120));
         cleanup::enter_phase(Phase::Preparing);
         // `runtimes` stands for one environment per registered runtime.
-        let outcomes = if subject.is_foreign() {
-            let prepared = crate::env::foreign::prepared(
-                name.as_str(),
-                plan.budget.clone(),
-                &subject,
-                &foreign_run,
-            );
-            vec![(name.to_string(), prepared)]
-        } else {
-            factory::prepared_all(name, plan.budget.clone())
-        };
+        let outcomes = factory::prepared_all(name, plan.budget.clone(), &subject, &foreign_run);
         spinner.finish_and_clear();
         for (name, outcome) in outcomes {
             match outcome {
-                Ok((env, preparation)) => {
+                Ok(environment) => {
                     prepared_names.push((kind, name));
-                    prepared.push(Prepared { env, preparation });
+                    prepared.push(environment);
                 }
                 Err(error) => {
                     eprintln!("isobench: skipping {name}: {error:#}");
@@ -293,11 +284,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     if args.thorough {
         for (kind, name) in &prepared_names {
             // Prepared again: cached, so only the environment object is new.
-            let (env, _) = factory::prepared_all(*kind, plan.budget.clone())
-                .into_iter()
-                .find(|(prepared, _)| prepared == name)
-                .map(|(_, outcome)| outcome)
-                .ok_or_else(|| anyhow::anyhow!("{name} is no longer available for the soak"))??;
+            let Prepared { env, .. } =
+                factory::prepared_all(*kind, plan.budget.clone(), &subject, &foreign_run)
+                    .into_iter()
+                    .find(|(prepared, _)| prepared == name)
+                    .map(|(_, outcome)| outcome)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{name} is no longer available for the soak")
+                    })??;
             let note = soak_environment(env.as_ref(), &plan, &args.output_dir)
                 .with_context(|| format!("the soak of {}", env.name()))?;
             eprintln!("isobench: {}: {note}", env.name());

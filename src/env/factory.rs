@@ -1,14 +1,19 @@
-//! The one place environments are made from their names, for `isobench run` and the test
-//! suite alike, so both measure exactly the same environments on the same budget.
+//! The one place environments are made from their names, for isobench's own server and a
+//! user's service alike, for `isobench run` and the test suite alike, so all of them measure
+//! exactly the same environments on the same budget.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::artifact::Preparation;
-use crate::env::container::ContainerEnv;
+use crate::docker::Engine;
+use crate::env::container::{ContainerEnv, ForeignContainer};
+use crate::env::foreign::{ForeignRun, wrap_binary};
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::env::native::NativeEnv;
-use crate::env::{Budget, EnvError, Environment};
+use crate::env::native_foreign::{Foreign, NativeForeignEnv};
+use crate::env::{Budget, EnvError, Environment, Prepared};
+use crate::subject::Subject;
 
 /// An environment isobench can start, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,14 +106,16 @@ impl FromStr for EnvName {
     }
 }
 
-/// A prepared environment with its timed preparation steps.
-pub type Prepared = (Box<dyn Environment>, Vec<Preparation>);
-
-/// The environment `name` on `budget`, prepared (builds, images), with its timed preparation
-/// steps; `EnvError::Unavailable` when this machine cannot run it. `runtimes` stands for
-/// several environments: use [`prepared_all`] for it.
-pub fn prepared(name: EnvName, budget: Budget) -> Result<Prepared, EnvError> {
-    let mut all = prepared_all(name, budget);
+/// The environment `name` for `subject` on `budget`, prepared (builds, images), with its
+/// timed preparation steps; `EnvError::Unavailable` when this machine cannot run it.
+/// `runtimes` stands for several environments: use [`prepared_all`] for it.
+pub fn prepared(
+    name: EnvName,
+    budget: Budget,
+    subject: &Subject,
+    run: &ForeignRun,
+) -> Result<Prepared, EnvError> {
+    let mut all = prepared_all(name, budget, subject, run);
     match all.len() {
         1 => all.remove(0).1,
         n => Err(EnvError::Unavailable {
@@ -121,13 +128,46 @@ pub fn prepared(name: EnvName, budget: Budget) -> Result<Prepared, EnvError> {
 /// An environment by its own name, constructed or with the reason it cannot be.
 type Named = (String, Result<Box<dyn Environment>, EnvError>);
 
-/// Every environment `name` stands for, by its own name, each prepared or with the reason
-/// it cannot run: one for most names, one per registered runtime (possibly none) for
-/// `runtimes`.
-pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepared, EnvError>)> {
+/// Every environment `name` stands for, by its own name, each prepared for `subject` or
+/// with the reason it cannot run: one for most names, one per registered runtime (possibly
+/// none) for `runtimes`. `run` says how a foreign subject runs; isobench's own server
+/// ignores it.
+pub fn prepared_all(
+    name: EnvName,
+    budget: Budget,
+    subject: &Subject,
+    run: &ForeignRun,
+) -> Vec<(String, Result<Prepared, EnvError>)> {
+    let built: Vec<(
+        String,
+        Result<(Box<dyn Environment>, Vec<Preparation>), EnvError>,
+    )> = match subject {
+        Subject::Own => own(name, budget)
+            .into_iter()
+            .map(|(own, env)| (own, env.map(|env| (env, Vec::new()))))
+            .collect(),
+        foreign_subject => vec![(
+            name.to_string(),
+            foreign(name, budget, foreign_subject, run),
+        )],
+    };
+    built
+        .into_iter()
+        .map(|(own, env)| {
+            let prepared = env.and_then(|(mut env, mut preparation)| {
+                preparation.extend(env.prepare()?);
+                Ok(Prepared { env, preparation })
+            });
+            (own, prepared)
+        })
+        .collect()
+}
+
+/// The environments `name` stands for, running isobench's own server.
+fn own(name: EnvName, budget: Budget) -> Vec<Named> {
     let boxed =
         |env: Result<ContainerEnv, EnvError>| env.map(|env| Box::new(env) as Box<dyn Environment>);
-    let built: Vec<Named> = match name {
+    match name {
         EnvName::Native => vec![(name.to_string(), Ok(Box::new(NativeEnv::new(budget))))],
         EnvName::ContainerHost => {
             vec![(name.to_string(), boxed(ContainerEnv::host_network(budget)))]
@@ -157,17 +197,70 @@ pub fn prepared_all(name: EnvName, budget: Budget) -> Vec<(String, Result<Prepar
                 MockReadings::default(),
             ))),
         )],
+    }
+}
+
+/// The environment `name` running a foreign `subject` (a user's image or static binary),
+/// with the steps it took to make (wrapping a binary into an image). The same image runs in
+/// every rung: natively chrooted into its root filesystem, in a container, and in a VM
+/// whose root is that filesystem; a static binary runs directly natively and is wrapped
+/// `FROM scratch` for every other rung.
+fn foreign(
+    name: EnvName,
+    budget: Budget,
+    subject: &Subject,
+    run: &ForeignRun,
+) -> Result<(Box<dyn Environment>, Vec<Preparation>), EnvError> {
+    let supported = matches!(
+        name,
+        EnvName::Native
+            | EnvName::ContainerHost
+            | EnvName::Container
+            | EnvName::Gvisor
+            | EnvName::Vm
+    );
+    if !supported {
+        return Err(EnvError::Unavailable {
+            env: name.to_string(),
+            reason: "this environment runs only isobench's own server".into(),
+        });
+    }
+    let mut steps = Vec::new();
+    let image = match (name, subject) {
+        (_, Subject::Own) => {
+            return Err(anyhow::anyhow!("isobench's own server is not a foreign service").into());
+        }
+        (EnvName::Native, Subject::Binary(binary)) => {
+            let env =
+                NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
+            return Ok((Box::new(env), steps));
+        }
+        (_, Subject::Image(image)) => image.clone(),
+        (_, Subject::Binary(binary)) => {
+            let engine = Engine::connect()?;
+            let (image, wrapped) = wrap_binary(&engine, binary)?;
+            steps.push(wrapped);
+            image
+        }
     };
-    built
-        .into_iter()
-        .map(|(own, env)| {
-            let prepared = env.and_then(|mut env| {
-                let preparation = env.prepare()?;
-                Ok((env, preparation))
-            });
-            (own, prepared)
-        })
-        .collect()
+    let container = |env: ContainerEnv| -> Box<dyn Environment> {
+        Box::new(env.with_foreign(ForeignContainer {
+            image: image.clone(),
+            run: *run,
+        }))
+    };
+    let env: Box<dyn Environment> = match name {
+        EnvName::Native => Box::new(NativeForeignEnv::new(
+            budget,
+            Foreign::Image(image.clone()),
+            run.startup_timeout,
+        )),
+        EnvName::Container => container(ContainerEnv::new(budget)?),
+        EnvName::ContainerHost => container(ContainerEnv::host_network(budget)?),
+        EnvName::Gvisor => container(ContainerEnv::gvisor(budget)?),
+        _ => crate::env::vm::foreign(budget, image.clone(), *run)?,
+    };
+    Ok((env, steps))
 }
 
 #[cfg(test)]
@@ -195,8 +288,14 @@ mod tests {
 
     #[test]
     fn the_mock_is_prepared_without_steps() {
-        let (env, preparation) = prepared(EnvName::Mock, Budget::for_host()).unwrap();
-        assert_eq!(env.name(), "mock");
-        assert!(preparation.is_empty());
+        let prepared = prepared(
+            EnvName::Mock,
+            Budget::for_host(),
+            &Subject::Own,
+            &ForeignRun::default(),
+        )
+        .unwrap();
+        assert_eq!(prepared.env.name(), "mock");
+        assert!(prepared.preparation.is_empty());
     }
 }

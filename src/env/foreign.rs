@@ -1,10 +1,6 @@
-//! Environments for a foreign service (a user's image or static binary): how each one is
-//! made from the [`Subject`], with the options every environment shares.
-//!
-//! isobench's own server keeps its environments ([`crate::env::factory`]); a foreign
-//! service gets the same ladder, each rung running the same image: natively chrooted into
-//! its root filesystem ([`crate::env::native_foreign`]), in a container, and in a VM whose
-//! root is that filesystem.
+//! How a foreign service (a user's image or static binary) runs in every environment: the
+//! options every rung shares, its image's exported root filesystem, and a static binary
+//! wrapped into an image. The environments themselves are made by [`crate::env::factory`].
 
 use std::time::Duration;
 
@@ -12,12 +8,10 @@ use anyhow::Context;
 
 use crate::artifact::Preparation;
 use crate::docker::Engine;
-use crate::env::container::{ContainerEnv, ForeignContainer};
-use crate::env::native_foreign::{Foreign, NativeForeignEnv};
-use crate::env::{Budget, EnvError, Environment};
+use crate::env::EnvError;
 use crate::subject::rootfs::{self, RootFs};
 use crate::subject::user::{self, ResolvedUser};
-use crate::subject::{BinarySubject, ImageConfig, ImageSubject, Subject};
+use crate::subject::{BinarySubject, ImageConfig, ImageSubject};
 
 /// How a foreign service is run, in every environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,59 +73,6 @@ impl Hardening {
         });
         parts.join(", ")
     }
-}
-
-/// The environment `name` (`native`, `container`, `container-host`, `gvisor`, `vm`) for a
-/// foreign `subject`, prepared, with its timed preparation steps. A static binary runs
-/// directly natively and is wrapped `FROM scratch` for every other environment.
-pub fn prepared(
-    name: &str,
-    budget: Budget,
-    subject: &Subject,
-    run: &ForeignRun,
-) -> Result<(Box<dyn Environment>, Vec<Preparation>), EnvError> {
-    let mut steps = Vec::new();
-    let image = match (name, subject) {
-        (_, Subject::Own) => {
-            return Err(anyhow::anyhow!("isobench's own server is not a foreign service").into());
-        }
-        ("native", Subject::Binary(binary)) => {
-            let env =
-                NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
-            return Ok((Box::new(env), steps));
-        }
-        (_, Subject::Image(image)) => image.clone(),
-        (_, Subject::Binary(binary)) => {
-            let engine = Engine::connect()?;
-            let (image, wrapped) = wrap_binary(&engine, binary)?;
-            steps.push(wrapped);
-            image
-        }
-    };
-    let mut env: Box<dyn Environment> = match name {
-        "native" => Box::new(NativeForeignEnv::new(
-            budget,
-            Foreign::Image(image),
-            run.startup_timeout,
-        )),
-        "container" | "container-host" | "gvisor" => {
-            let env = match name {
-                "container" => ContainerEnv::new(budget)?,
-                "container-host" => ContainerEnv::host_network(budget)?,
-                _ => ContainerEnv::gvisor(budget)?,
-            };
-            Box::new(env.with_foreign(ForeignContainer { image, run: *run }))
-        }
-        "vm" => crate::env::vm::foreign(budget, image, *run)?,
-        other => {
-            return Err(EnvError::Unavailable {
-                env: other.into(),
-                reason: "this environment runs only isobench's own server".into(),
-            });
-        }
-    };
-    steps.extend(env.prepare()?);
-    Ok((env, steps))
 }
 
 /// The image's root filesystem, exported through the engine (cached by image id), and the

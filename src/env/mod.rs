@@ -51,6 +51,14 @@ impl From<crate::docker::Unreachable> for EnvError {
     }
 }
 
+/// An environment ready to be measured, with its timed preparation steps.
+pub struct Prepared {
+    /// The environment.
+    pub env: Box<dyn Environment>,
+    /// Its preparation steps (builds, images), timed apart from startup.
+    pub preparation: Vec<Preparation>,
+}
+
 /// One way of running the service.
 pub trait Environment: Send {
     /// Short unique name: `native`, `container`, `vm`, `mock`.

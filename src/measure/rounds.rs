@@ -10,10 +10,8 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
-use crate::artifact::{
-    Artifact, EnvironmentLabel, EnvironmentResult, Preparation, Round, Unavailable,
-};
-use crate::env::Environment;
+use crate::artifact::{Artifact, EnvironmentLabel, EnvironmentResult, Round, Unavailable};
+use crate::env::{Environment, Prepared};
 use crate::measure::plan::{Plan, PlanError};
 use crate::measure::protocol::{self, Observer};
 use crate::measure::quiet;
@@ -34,14 +32,6 @@ pub enum RoundsError {
         /// What failed.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-}
-
-/// An environment ready to be measured, with its timed preparation steps.
-pub struct Prepared {
-    /// The environment.
-    pub env: Box<dyn Environment>,
-    /// Its preparation steps (builds, images), timed apart from startup.
-    pub preparation: Vec<Preparation>,
 }
 
 /// What is called after every instance's round with the artifact as it stands (write it).

@@ -6,11 +6,12 @@ use std::time::Duration;
 use crate::artifact::load::PathWeight;
 use crate::artifact::{Artifact, EnvironmentResult, HostInfo};
 use crate::env::Budget;
+use crate::env::Prepared;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::measure::plan::Plan;
 use crate::measure::protocol::{self, Observer, Quiet};
 use crate::measure::quiet::QuietPolicy;
-use crate::measure::rounds::{self, Prepared};
+use crate::measure::rounds;
 use crate::measure::scenario::Scenario;
 
 const MIB: u64 = 1 << 20;

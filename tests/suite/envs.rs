@@ -2,7 +2,9 @@
 
 use isobench::artifact::Preparation;
 use isobench::env::factory::{self, EnvName};
-use isobench::env::{Budget, Environment, Instance};
+use isobench::env::foreign::ForeignRun;
+use isobench::env::{Budget, Environment, Instance, Prepared};
+use isobench::subject::Subject;
 use libtest_mimic::Failed;
 
 /// Environments with trials; the VM only with `--features vm`.
@@ -23,8 +25,14 @@ pub const FAIL_ON_PURPOSE_ENV: &str = "ISOBENCH_FAIL_TRIAL";
 /// preparation steps: the same factory `isobench run` uses.
 pub fn prepared(name: &str) -> Result<(Box<dyn Environment>, Vec<Preparation>), Failed> {
     let name: EnvName = name.parse().map_err(|e| format!("{e}"))?;
-    factory::prepared(name, Budget::for_host())
-        .map_err(|e| format!("preparing {name}: {e:#}").into())
+    let Prepared { env, preparation } = factory::prepared(
+        name,
+        Budget::for_host(),
+        &Subject::Own,
+        &ForeignRun::default(),
+    )
+    .map_err(|e| format!("preparing {name}: {e:#}"))?;
+    Ok((env, preparation))
 }
 
 /// Lines of an instance's log attached to a failed check.

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use isobench::docker::Engine;
-use isobench::env::foreign::{self, ForeignRun};
+use isobench::env::factory::{self, EnvName};
+use isobench::env::foreign::ForeignRun;
 use isobench::env::{Budget, Environment, Instance};
 use isobench::subject::{self, Subject, SubjectError};
 use libtest_mimic::{Failed, Trial};
@@ -192,9 +193,10 @@ fn prepared(
     subject: &Subject,
     run: &ForeignRun,
 ) -> Result<Box<dyn Environment>, Failed> {
-    let (environment, _) = foreign::prepared(env, Budget::for_host(), subject, run)
+    let name: EnvName = env.parse().map_err(|e| format!("{e}"))?;
+    let prepared = factory::prepared(name, Budget::for_host(), subject, run)
         .map_err(|e| format!("preparing {env} for {}: {e:#}", subject.name()))?;
-    Ok(environment)
+    Ok(prepared.env)
 }
 
 fn get(instance: &dyn Instance, path: &str) -> Result<(u16, String), Failed> {

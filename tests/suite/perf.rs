@@ -10,8 +10,8 @@
 
 use isobench::artifact::load::LoadReport;
 use isobench::artifact::{Accel, Artifact, EnvironmentResult, Preparation, Round};
-use isobench::env::Environment;
-use isobench::measure::rounds::{self, Prepared};
+use isobench::env::{Environment, Prepared};
+use isobench::measure::rounds;
 use isobench::measure::{Plan, Scenario, protocol};
 use libtest_mimic::{Failed, Trial};
 
