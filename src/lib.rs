@@ -1,7 +1,7 @@
 //! isobench: what does isolation cost a web service?
 //!
 //! The same small axum service ([`service`]) runs as a native process, in Docker containers
-//! and in a virtual machine ([`env`]); a load generator ([`load`]) drives it while [`probe`]
+//! and in a virtual machine ([`env`](mod@env)); a load generator ([`load`]) drives it while [`probe`]
 //! reads its resources, and [`measure`] runs the one measurement protocol over them, writing
 //! plain records ([`artifact`]). [`analysis`] turns the records into estimates and findings,
 //! [`gate`] holds them against `--check` thresholds, and [`render`] words them once, for the
@@ -11,7 +11,8 @@
 //!
 //! Beside the pipeline: [`subject`] (what is measured: isobench's own server, a user's
 //! image or static binary), [`docker`] (the engine API client) and [`cleanup`] (everything
-//! a run starts is registered and released, also on a signal).
+//! a run starts is registered and released, also on a signal) and [`format`](mod@format) (how a number
+//! and an environment's name are written, in stored prose and in every report).
 //!
 //! Only [`service`] is built without the default `harness` feature, so the static server
 //! binary that goes into the container and the VM compiles just the service's dependencies.
@@ -30,6 +31,8 @@ pub mod cli;
 pub mod docker;
 #[cfg(feature = "harness")]
 pub mod env;
+#[cfg(feature = "harness")]
+pub mod format;
 #[cfg(feature = "harness")]
 pub mod gate;
 #[cfg(feature = "harness")]

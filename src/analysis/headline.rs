@@ -7,7 +7,7 @@
 //! it can never disagree with the table below it.
 
 use crate::artifact::{Artifact, Estimate, Summary, SummaryRow};
-use crate::render::number;
+use crate::format::number;
 
 /// One of the four questions and its answer per environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,7 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
                     };
                     Some(Answer {
                         better,
-                        environment: crate::render::env_title(&env.label),
+                        environment: crate::format::env_title(&env.label),
                         name: name.to_owned(),
                         value: value_text(estimate, &row.unit),
                         ratio: ratio.cloned(),

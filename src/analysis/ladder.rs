@@ -269,7 +269,7 @@ pub fn signed(value: f64, unit: &str) -> String {
 }
 
 fn signed_bare(value: f64) -> String {
-    let magnitude = crate::render::number(value.abs());
+    let magnitude = crate::format::number(value.abs());
     if value < 0.0 {
         format!("−{magnitude}")
     } else {

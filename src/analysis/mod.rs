@@ -1,6 +1,6 @@
 //! Analysis: what the measurements in an artifact say, as numbers and findings.
 //!
-//! [`summarize`] turns repetitions into per-metric estimates ([`stats`]); [`headline`] picks
+//! [`summarize`](mod@summarize) turns repetitions into per-metric estimates ([`stats`]); [`headline`] picks
 //! the seed's four questions out of them; [`ladder`] takes isolation apart rung by rung;
 //! [`sweep`] reads the latency-under-load curves; [`verdict`] compares two runs.
 

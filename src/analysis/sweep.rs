@@ -145,7 +145,7 @@ pub fn miss_reason(point: &Point, p99_limit_ms: f64) -> Option<String> {
         return Some("no successful response".into());
     }
     if point.p99_ms >= p99_limit_ms {
-        return Some(format!("p99 {} ms", crate::render::number(point.p99_ms)));
+        return Some(format!("p99 {} ms", crate::format::number(point.p99_ms)));
     }
     None
 }
@@ -180,7 +180,7 @@ pub fn capacities(artifact: &Artifact, p99_limit_ms: f64) -> BTreeMap<String, Ca
 
 /// `9000 req/s (at 10000 req/s: p99 10.0 ms)`, in words.
 pub fn capacity_text(capacity: &Capacity) -> String {
-    let number = crate::render::number;
+    let number = crate::format::number;
     let miss = match (capacity.first_miss_rps, &capacity.first_miss_reason) {
         (Some(rate), Some(reason)) => format!("at {} req/s: {reason}", number(rate)),
         _ => "every step met it; the sweep did not find the limit".into(),

@@ -13,7 +13,7 @@
 use crate::analysis::stats;
 use crate::analysis::summarize;
 use crate::artifact::{Artifact, EnvKind, Estimate, Summary};
-use crate::render::number;
+use crate::format::number;
 
 /// Default smallest relative change that earns a verdict: 2%.
 pub const DEFAULT_NOISE_THRESHOLD: f64 = 0.02;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Utilisation at or above which a CPU (or the generator's whole CPU budget) counts as
 /// saturated: beyond it, latency includes time spent waiting for the generator itself. The
-/// generator marks its own [`GeneratorUsage::saturated`] by it and the analysis judges the
+/// generator marks its own [`GeneratorUsage::bottleneck`] by it and the analysis judges the
 /// service's CPU by it, so both sides of a "both saturated" note use one line.
 pub const SATURATED: f64 = 0.9;
 

@@ -30,6 +30,12 @@ pub const CONTAINER_LABEL: &str = "isobench";
 /// Label holding the pid of the isobench process that started the container.
 pub const OWNER_LABEL: &str = "isobench.owner-pid";
 
+/// Whether the isobench process `pid` still exists. A pid reused by another process counts
+/// as alive: the sweep then leaves an orphan in place, never removes what someone owns.
+pub fn owner_alive(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Both labels, as the engine API takes them for a container this process creates.
 pub fn owner_labels() -> std::collections::HashMap<String, String> {
     std::collections::HashMap::from([
@@ -367,6 +373,14 @@ pub fn current_phase() -> Option<Phase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_are_alive_or_not() {
+        assert!(owner_alive(std::process::id()));
+        assert!(!owner_alive(0));
+        // Pids are below 2^22 on Linux (pid_max's ceiling).
+        assert!(!owner_alive(u32::MAX - 1));
+    }
 
     #[test]
     fn release_commands_run_with_their_environment() {

@@ -1,7 +1,7 @@
 //! `isobench run`: every environment, every scenario, n interleaved repetitions, one report.
 //!
 //! The pipeline reads top to bottom: flags → a plain [`Plan`] → environments from the one
-//! factory (prepared, or listed as unavailable with the reason) → [`measure::rounds::run`],
+//! factory (prepared, or listed as unavailable with the reason) → [`crate::measure::rounds::run`],
 //! the protocol the test suite runs too → the artifact with its report, rewritten after
 //! every instance's round, so a later failure or an interrupt loses nothing.
 

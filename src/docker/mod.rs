@@ -27,6 +27,15 @@ pub struct Engine {
     runtime: tokio::runtime::Runtime,
 }
 
+/// One OCI runtime as `docker info` lists it: what the engine knows, unresolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineRuntime {
+    pub name: String,
+    /// The executable, when the engine names one other than `name`.
+    pub path: Option<String>,
+    pub args: Option<Vec<String>>,
+}
+
 impl Engine {
     /// Connects to the local engine (DOCKER_HOST or the default socket) and checks it answers.
     pub fn connect() -> Result<Self, Unreachable> {
@@ -64,9 +73,8 @@ impl Engine {
         ))
     }
 
-    /// The OCI runtimes the engine has registered (`docker info`): name, path and
-    /// arguments, in the engine's order.
-    pub fn runtimes(&self) -> anyhow::Result<Vec<(String, Option<String>, Option<Vec<String>>)>> {
+    /// The OCI runtimes the engine has registered (`docker info`), in the engine's order.
+    pub fn runtimes(&self) -> anyhow::Result<Vec<EngineRuntime>> {
         let info = self
             .runtime
             .block_on(self.docker.info())
@@ -75,7 +83,11 @@ impl Engine {
             .runtimes
             .unwrap_or_default()
             .into_iter()
-            .map(|(name, runtime)| (name, runtime.path, runtime.runtime_args))
+            .map(|(name, runtime)| EngineRuntime {
+                name,
+                path: runtime.path,
+                args: runtime.runtime_args,
+            })
             .collect())
     }
 

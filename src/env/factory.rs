@@ -128,6 +128,9 @@ pub fn prepared(
 /// An environment by its own name, constructed or with the reason it cannot be.
 type Named = (String, Result<Box<dyn Environment>, EnvError>);
 
+/// An environment as a factory made it, with the steps making it took.
+type Built = (Box<dyn Environment>, Vec<Preparation>);
+
 /// Every environment `name` stands for, by its own name, each prepared for `subject` or
 /// with the reason it cannot run: one for most names, one per registered runtime (possibly
 /// none) for `runtimes`. `run` says how a foreign subject runs; isobench's own server
@@ -138,10 +141,7 @@ pub fn prepared_all(
     subject: &Subject,
     run: &ForeignRun,
 ) -> Vec<(String, Result<Prepared, EnvError>)> {
-    let built: Vec<(
-        String,
-        Result<(Box<dyn Environment>, Vec<Preparation>), EnvError>,
-    )> = match subject {
+    let built: Vec<(String, Result<Built, EnvError>)> = match subject {
         Subject::Own => own(name, budget)
             .into_iter()
             .map(|(own, env)| (own, env.map(|env| (env, Vec::new()))))
@@ -210,7 +210,7 @@ fn foreign(
     budget: Budget,
     subject: &Subject,
     run: &ForeignRun,
-) -> Result<(Box<dyn Environment>, Vec<Preparation>), EnvError> {
+) -> Result<Built, EnvError> {
     let supported = matches!(
         name,
         EnvName::Native

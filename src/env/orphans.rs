@@ -5,7 +5,7 @@
 //! touches what a live isobench owns, since other isobench processes may be running beside
 //! this one.
 
-use crate::cleanup::{CONTAINER_LABEL, OWNER_LABEL};
+use crate::cleanup::{CONTAINER_LABEL, OWNER_LABEL, owner_alive};
 use crate::docker::Engine;
 
 /// What [`sweep_orphans`] found: each thing it removed, and what it could not remove.
@@ -35,12 +35,6 @@ impl Swept {
         }
         Some(note)
     }
-}
-
-/// Whether the isobench process `pid` still exists. A pid reused by another process counts
-/// as alive: the sweep then leaves an orphan in place, never removes what someone owns.
-pub fn owner_alive(pid: u32) -> bool {
-    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Removes what isobench processes that no longer exist left behind: containers with
@@ -238,14 +232,6 @@ mod tests {
         assert_eq!(qemu_owner(&["qemu", "-name", "someone-elses-vm"]), None);
         assert_eq!(qemu_owner(&["qemu", "-m", &name]), None);
         assert_eq!(qemu_owner(&["qemu", "-name"]), None);
-    }
-
-    #[test]
-    fn owners_are_alive_or_not() {
-        assert!(owner_alive(std::process::id()));
-        assert!(!owner_alive(0));
-        // Pids are below 2^22 on Linux (pid_max's ceiling).
-        assert!(!owner_alive(u32::MAX - 1));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::analysis::headline;
 use crate::analysis::stats;
 use crate::analysis::summarize;
 use crate::artifact::{Artifact, CheckOutcome, CheckStatus, Estimate, Side, Summary};
-use crate::render::{limit_description, number};
+use crate::format::{limit_description, number};
 
 /// Exit code of `run` and `compare` when a check failed (2 is any other error).
 pub const EXIT_CHECK_FAILED: u8 = 4;

@@ -30,8 +30,6 @@
 //! Throughput is `ok` over the window; the generator's CPU is read over the same window.
 
 mod client;
-mod hyper_client;
-mod lean_client;
 mod plan;
 mod progress;
 pub mod recorder;

@@ -15,8 +15,9 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{ExportError, env_title};
+use super::ExportError;
 use crate::artifact::{Artifact, Estimate, SummaryRow};
+use crate::format::{env_title, number};
 
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 380;
@@ -139,7 +140,7 @@ pub(crate) fn latency_curves(
             // A log axis draws a light line at every minor value; they drown the curves.
             .light_line_style(TRANSPARENT)
             .x_label_formatter(&|x| nines_label(*x))
-            .y_label_formatter(&|y| super::number(*y))
+            .y_label_formatter(&|y| number(*y))
             .draw()
             .map_err(|e| fail(&e))?;
         for (index, title, points) in curves {
@@ -231,7 +232,7 @@ fn slotted_bars(
             .light_line_style(TRANSPARENT)
             .y_desc(unit)
             .x_labels(0)
-            .y_label_formatter(&|y| super::number(*y))
+            .y_label_formatter(&|y| number(*y))
             .draw()
             .map_err(|e| fail(&e))?;
         draw_bars(&mut bar_chart).map_err(|e| fail(&e))?;
@@ -428,8 +429,8 @@ pub(crate) fn latency_under_load(
             .x_labels(5)
             .y_labels(6)
             .light_line_style(TRANSPARENT)
-            .x_label_formatter(&|x| super::number(*x))
-            .y_label_formatter(&|y| super::number(*y))
+            .x_label_formatter(&|x| number(*x))
+            .y_label_formatter(&|y| number(*y))
             .draw()
             .map_err(|e| fail(&e))?;
         let limit_style = RGBColor(120, 120, 120).stroke_width(1);
@@ -441,7 +442,7 @@ pub(crate) fn latency_under_load(
                 limit_style,
             ))
             .map_err(|e| fail(&e))?
-            .label(format!("p99 limit {} ms", super::number(p99_limit_ms)))
+            .label(format!("p99 limit {} ms", number(p99_limit_ms)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], limit_style));
         chart
             .draw_series(LineSeries::new(
@@ -547,7 +548,7 @@ pub(crate) fn startup_phases(artifact: &Artifact) -> Result<Option<String>, Expo
             .light_line_style(TRANSPARENT)
             .x_desc("ms")
             .y_labels(0)
-            .x_label_formatter(&|x| super::number(*x))
+            .x_label_formatter(&|x| number(*x))
             .draw()
             .map_err(|e| fail(&e))?;
         let text = ("sans-serif", 11).into_font().color(&BLACK);
@@ -565,7 +566,7 @@ pub(crate) fn startup_phases(artifact: &Artifact) -> Result<Option<String>, Expo
                 let (x, y) = chart.backend_coord(&(from, bottom));
                 let line = (i % 2) as i32 * 12;
                 root.draw(&Text::new(
-                    format!("{name} {}", super::number(*ms)),
+                    format!("{name} {}", number(*ms)),
                     (x + 2, y + 2 + line),
                     text.clone(),
                 ))

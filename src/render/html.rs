@@ -11,12 +11,13 @@ use std::fmt::Write as _;
 
 use super::charts;
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
-    environment_cells, escape_html, estimate_cell, headline_title, improvement_cell, method_notes,
-    preparation_note, provenance, ratio_cell, row_groups, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, environment_cells,
+    escape_html, estimate_cell, headline_title, improvement_cell, method_notes, preparation_note,
+    provenance, ratio_cell, row_groups, summary_of,
 };
 use crate::analysis::{headline, summarize, sweep};
 use crate::artifact::{Artifact, CheckStatus, Summary};
+use crate::format::{env_title, number};
 
 /// A self-contained HTML page.
 #[derive(Debug, Clone, Copy, Default)]
@@ -319,7 +320,7 @@ fn latency_under_load(
             format!(
                 "The highest rate whose p99 stays under {} ms (and the rate was kept, with \
                  almost no errors) is listed in the headline: a capacity you can plan with.",
-                super::number(limit)
+                number(limit)
             ),
         ],
     );

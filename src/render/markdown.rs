@@ -6,12 +6,13 @@
 use std::fmt::Write as _;
 
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, env_title,
-    environment_cells, escape_markdown, estimate_cell, headline_title, improvement_cell,
-    method_notes, preparation_note, provenance, ratio_cell, row_groups, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, environment_cells,
+    escape_markdown, estimate_cell, headline_title, improvement_cell, method_notes,
+    preparation_note, provenance, ratio_cell, row_groups, summary_of,
 };
 use crate::analysis::{headline, summarize};
 use crate::artifact::Artifact;
+use crate::format::env_title;
 
 /// GitHub-flavoured markdown.
 #[derive(Debug, Clone, Copy, Default)]

@@ -19,9 +19,9 @@ pub use table::Table;
 use crate::analysis::stats::CONFIDENCE;
 use crate::analysis::summarize;
 use crate::artifact::{
-    Accel, Artifact, EnvironmentLabel, EnvironmentResult, Estimate, LimitKind, Preparation, Side,
-    Summary, SummaryRow,
+    Artifact, EnvironmentResult, Estimate, LimitKind, Preparation, Side, Summary, SummaryRow,
 };
+use crate::format::{accel_text, env_title, limit_description, number};
 
 /// Why an exporter could not render.
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +48,6 @@ pub(crate) fn summary_of(artifact: &Artifact) -> Cow<'_, Summary> {
         Some(summary) => Cow::Borrowed(summary),
         None => Cow::Owned(summarize::summarize(artifact)),
     }
-}
-
-/// An environment's column title: its name, and for a VM how its CPU is provided, so TCG
-/// numbers are never read as hardware virtualisation.
-pub(crate) fn env_title(label: &EnvironmentLabel) -> String {
-    match label.accel {
-        Some(accel) => format!("{} ({})", label.name, accel_text(accel)),
-        None => label.name.clone(),
-    }
-}
-
-/// How a VM's accelerator is named in reports.
-pub(crate) fn accel_text(accel: Accel) -> &'static str {
-    match accel {
-        Accel::Kvm => "KVM",
-        Accel::Tcg => "TCG, emulated",
-        Accel::Provider => "provider's hypervisor",
-    }
-}
-
-/// A number with three significant digits (no exponent), `0` for zero.
-pub(crate) fn number(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    let digits = x.abs().log10().floor() as i32;
-    let decimals = (2 - digits).clamp(0, 6) as usize;
-    format!("{x:.decimals$}")
 }
 
 /// Marker for an interval whose coverage is below the nominal 95% (too few rounds).
@@ -105,19 +77,6 @@ pub(crate) fn limit_marks(estimate: &Estimate) -> String {
         marks.push_str(mark);
     }
     marks
-}
-
-/// What a limit of `kind` says happened, as the report's notes and the checks word it.
-pub(crate) fn limit_description(kind: LimitKind) -> &'static str {
-    match kind {
-        LimitKind::GeneratorSaturated => "the load generator was saturated",
-        LimitKind::RateNotKept => "the open loop did not keep its rate",
-        LimitKind::Errors => "requests failed",
-        LimitKind::BothSaturated => {
-            "the load generator and the service were both saturated (the service used all of \
-             its CPU, so the figure is the service's at its CPU budget)"
-        }
-    }
 }
 
 /// The legend of the limit marks, saying which side each points at.
@@ -631,16 +590,6 @@ mod tests {
             noisy,
             limits: Vec::new(),
         }
-    }
-
-    #[test]
-    fn numbers_have_three_significant_digits() {
-        assert_eq!(number(12.345), "12.3");
-        assert_eq!(number(1234.5), "1234");
-        assert_eq!(number(0.01), "0.0100");
-        assert_eq!(number(1.0), "1.00");
-        assert_eq!(number(0.0), "0");
-        assert_eq!(number(-4.5678), "-4.57");
     }
 
     #[test]

@@ -6,12 +6,12 @@
 use comfy_table::{CellAlignment, ContentArrangement, presets};
 
 use super::{
-    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, RowGroup, capacity_lines, env_title,
-    estimate_cell, headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal,
-    summary_of,
+    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, RowGroup, capacity_lines, estimate_cell,
+    headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal, summary_of,
 };
 use crate::analysis::{headline, summarize};
 use crate::artifact::Artifact;
+use crate::format::env_title;
 
 /// The table printed by `isobench compare` and `isobench run`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -14,7 +14,7 @@ use anyhow::Context;
 use bollard::models::{ContainerCreateBody, HostConfig};
 
 use crate::cleanup::{self, Resource};
-use crate::docker::Engine;
+use crate::docker::{Engine, EngineRuntime};
 
 /// Runtimes every engine has, which need no rung of their own.
 const BUILTIN: [&str; 1] = ["runc"];
@@ -139,15 +139,13 @@ pub fn start_and_remove_default_runtime(
 }
 
 /// The engine's registered runtimes, sorted by name, from `docker info`'s `Runtimes`.
-pub fn from_info(
-    runtimes: impl IntoIterator<Item = (String, Option<String>, Option<Vec<String>>)>,
-) -> Vec<RegisteredRuntime> {
+pub fn from_info(runtimes: impl IntoIterator<Item = EngineRuntime>) -> Vec<RegisteredRuntime> {
     let mut list: Vec<RegisteredRuntime> = runtimes
         .into_iter()
-        .map(|(name, path, args)| RegisteredRuntime {
-            path: path.unwrap_or_else(|| name.clone()),
-            name,
-            args: args.unwrap_or_default(),
+        .map(|engine| RegisteredRuntime {
+            path: engine.path.unwrap_or_else(|| engine.name.clone()),
+            name: engine.name,
+            args: engine.args.unwrap_or_default(),
         })
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -203,8 +201,16 @@ mod tests {
     #[test]
     fn info_entries_are_sorted_and_default_their_path() {
         let list = from_info([
-            ("runsc".to_owned(), Some("/usr/bin/runsc".to_owned()), None),
-            ("crun".to_owned(), None, Some(vec!["--debug".to_owned()])),
+            EngineRuntime {
+                name: "runsc".to_owned(),
+                path: Some("/usr/bin/runsc".to_owned()),
+                args: None,
+            },
+            EngineRuntime {
+                name: "crun".to_owned(),
+                path: None,
+                args: Some(vec!["--debug".to_owned()]),
+            },
         ]);
         assert_eq!(list[0], runtime("crun", "crun", &["--debug"]));
         assert_eq!(list[1], runtime("runsc", "/usr/bin/runsc", &[]));

@@ -71,16 +71,16 @@ impl PreparedGuest {
 /// Prepares a user's image as the guest: the root filesystem exported through the engine
 /// (shared with the native chroot's cache), made an ext4 disk, the image's user resolved in
 /// it, and an initramfs with `vm/init-image`, the static `isobench-exec` and its spec, and
-/// the disk's modules. Each step is timed and cached.
+/// the disk's modules. Each step is timed and cached; errors name the environment `env`.
 pub fn prepare_image(
+    env: &str,
     subject: &ImageSubject,
     run: &ForeignRun,
     mode: BootMode,
     cache_root: &std::path::Path,
 ) -> Result<(PreparedGuest, Vec<Preparation>), EnvError> {
     let mut steps = Vec::new();
-    let (root, user, exported) =
-        crate::env::foreign::exported_root(super::qemu::NAME, &subject.image)?;
+    let (root, user, exported) = crate::env::foreign::exported_root(env, &subject.image)?;
     steps.push(exported);
     let (disk, made) = rootfs::ensure_disk(&root)?;
     steps.push(made);
@@ -103,7 +103,7 @@ pub fn prepare_image(
         mode,
     )
     .map_err(|e| EnvError::Unavailable {
-        env: super::qemu::NAME.into(),
+        env: env.into(),
         reason: e.to_string(),
     })?;
     let (image, mut assembly) =

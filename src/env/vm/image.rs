@@ -73,7 +73,7 @@ impl GuestKernel {
     /// The kernel named by [`KERNEL_ENV`] (and [`MODULES_ENV`]), else the newest
     /// `/boot/vmlinuz-*` whose `/lib/modules/<version>/modules.dep` exists (Debian's
     /// `linux-image-amd64` installs both), its `cloud` flavour where both are installed
-    /// ([`guest_kernel_order`]).
+    /// (`guest_kernel_order`).
     pub fn find() -> Result<Self, ImageError> {
         if let Some(path) = std::env::var_os(KERNEL_ENV) {
             let vmlinuz = PathBuf::from(path);

@@ -501,7 +501,7 @@ pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
     let text = fs::read_to_string(owner_file(vagrant_dir)).ok()?;
     let mut lines = text.lines();
     let owner: u32 = lines.next()?.trim().parse().ok()?;
-    if crate::env::orphans::owner_alive(owner) {
+    if crate::cleanup::owner_alive(owner) {
         return None;
     }
     let vagrant = lines

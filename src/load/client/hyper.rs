@@ -1,4 +1,4 @@
-//! The full client ([`super::ClientKind::Hyper`]): one HTTP/1.1 connection driven by
+//! The full client ([`super::target::ClientKind::Hyper`]): one HTTP/1.1 connection driven by
 //! hyper's low-level client, a `TcpStream` with TCP_NODELAY,
 //! `hyper::client::conn::http1::handshake`, no pool (what oha uses). It is the reference the
 //! lean client is tested against, and the one to use for anything beyond a plain GET.
@@ -17,8 +17,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::client::Target;
-use super::recorder::Outcome;
+use super::target::Target;
+use crate::load::recorder::Outcome;
 
 /// A connection that is (re)opened on demand.
 pub struct Connection<'a> {

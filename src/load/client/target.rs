@@ -1,16 +1,10 @@
-//! What every connection sends, and the two HTTP/1.1 clients that can send it: the lean one
-//! (default, [`super::lean_client`]) and hyper ([`super::hyper_client`]). Both send the same
-//! GET requests and classify every answer into the same [`Outcome`]s; the test suite runs
-//! both against the same servers.
+//! What every request of a run is: the address, the `Host` header and the requests' bytes,
+//! prepared once and shared by every connection, and which client sends them.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use http::Uri;
 use http::header::HeaderValue;
-
-use super::recorder::Outcome;
-use super::{hyper_client, lean_client};
 
 /// Which HTTP client drives the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -79,33 +73,6 @@ fn request_bytes(uri: &Uri, host: &HeaderValue, keep_alive: bool) -> Box<[u8]> {
     }
     bytes.extend_from_slice(b"\r\n");
     bytes.into_boxed_slice()
-}
-
-/// One connection of either client, (re)opened on demand.
-pub enum Connection<'a> {
-    /// The lean client.
-    Lean(lean_client::Connection<'a>),
-    /// hyper.
-    Hyper(hyper_client::Connection<'a>),
-}
-
-impl<'a> Connection<'a> {
-    /// Not connected yet; the first request connects.
-    pub fn new(target: &'a Target) -> Self {
-        match target.client {
-            ClientKind::Lean => Self::Lean(lean_client::Connection::new(target)),
-            ClientKind::Hyper => Self::Hyper(hyper_client::Connection::new(target)),
-        }
-    }
-
-    /// Sends one GET to path `path` and reads the whole response by `deadline` (connecting
-    /// included when needed); [`Outcome::Timeout`] when the deadline comes first.
-    pub async fn request(&mut self, path: usize, deadline: Instant) -> Outcome {
-        match self {
-            Self::Lean(connection) => connection.request(path, deadline).await,
-            Self::Hyper(connection) => connection.request(path, deadline).await,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The lean HTTP/1.1 client ([`super::ClientKind::Lean`]), the generator's hot path: it only
+//! The lean HTTP/1.1 client ([`super::target::ClientKind::Lean`]), the generator's hot path: it only
 //! ever sends the GET requests prepared in [`Target::requests`], one at a time per
 //! connection (no pipelining), and reads each answer far enough to know its status and
 //! where it ends.
@@ -26,8 +26,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::client::Target;
-use super::recorder::Outcome;
+use super::target::Target;
+use crate::load::recorder::Outcome;
 
 /// Initial size of a connection's read buffer: an answer's head normally fits many times.
 const BUFFER: usize = 16 * 1024;
