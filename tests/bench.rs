@@ -505,7 +505,7 @@ fn bench_output_validates_and_round_trips() {
     assert_accounted(report);
     assert_eq!(report.requests_sent, 150);
     assert_eq!(report.per_path["/health"].ok, report.ok);
-    let histogram = load::recorder::decode(&report.histogram).unwrap();
+    let histogram = isobench::artifact::histogram::decode(&report.histogram).unwrap();
     assert_eq!(histogram.len(), report.latency.count);
     assert!(report.generator.cpu_seconds > 0.0);
     // Only the artifact is left in the directory: the temporary file was renamed.
@@ -582,7 +582,7 @@ fn overloaded_open_loop_counts_unsent_requests() {
     assert_accounted(&report);
     // Two connections at 100 ms per answer send about 26 requests in the 1.3 s allowed.
     assert!(report.errors.unsent >= 950, "{:?}", report.errors);
-    let histogram = load::recorder::decode(&report.histogram).unwrap();
+    let histogram = isobench::artifact::histogram::decode(&report.histogram).unwrap();
     assert_eq!(histogram.len(), report.latency.count);
     // The earliest unsent request was due right at the start and was still unsent when
     // sending stopped, window + timeout later: that is the tail.
@@ -863,7 +863,7 @@ fn open_loop_at_50k_keeps_a_well_formed_record() {
     assert_eq!(report.requests_sent, 50_000);
     let uncorrected = report.uncorrected_latency.clone().expect("open loop");
     assert_eq!(uncorrected.count, report.ok);
-    let histogram = load::recorder::decode(&report.histogram).unwrap();
+    let histogram = isobench::artifact::histogram::decode(&report.histogram).unwrap();
     assert_eq!(histogram.len(), report.latency.count);
     assert!(report.latency.p50_us >= uncorrected.p50_us);
     assert!(report.latency.p99_us >= uncorrected.p99_us);

@@ -92,20 +92,34 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
+/// Why a CPU list does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuListError {
+    /// A part is not a number.
+    #[error("{0:?} is not a CPU number")]
+    NotANumber(String),
+    /// A range's end is below its start.
+    #[error("{0:?}: range runs backwards")]
+    Backwards(String),
+    /// Nothing was listed.
+    #[error("no CPUs given")]
+    Empty,
+}
+
 /// Parses `0,2-3` into `[0, 2, 3]`.
-pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+pub fn parse_cpu_list(text: &str) -> Result<CpuList, CpuListError> {
     let mut cpus = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let number = |s: &str| {
             s.trim()
                 .parse::<usize>()
-                .map_err(|_| format!("{s:?} is not a CPU number"))
+                .map_err(|_| CpuListError::NotANumber(s.to_owned()))
         };
         match part.split_once('-') {
             Some((low, high)) => {
                 let (low, high) = (number(low)?, number(high)?);
                 if low > high {
-                    return Err(format!("{part:?}: range runs backwards"));
+                    return Err(CpuListError::Backwards(part.to_owned()));
                 }
                 cpus.extend(low..=high);
             }
@@ -113,7 +127,7 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
         }
     }
     if cpus.is_empty() {
-        return Err("no CPUs given".into());
+        return Err(CpuListError::Empty);
     }
     cpus.sort_unstable();
     cpus.dedup();

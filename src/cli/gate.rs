@@ -15,7 +15,7 @@ pub struct GateArgs {
     /// A threshold the run must meet, k6-style, e.g. `vm startup < 2s` or `container/native
     /// throughput >= 0.3` (ENV or ENV/ENV, a metric, <, <=, >, >=, a number with an optional
     /// unit). Repeatable. Exit code 4 when one fails.
-    #[arg(long = "check", value_name = "CHECK", value_parser = gate::parse_arg)]
+    #[arg(long = "check", value_name = "CHECK", value_parser = gate::parse)]
     pub checks: Vec<Check>,
     /// A file of checks, one per line (blank lines and `#` comments skipped). Repeatable.
     #[arg(long, value_name = "FILE")]

@@ -18,7 +18,7 @@ use crate::env::Prepared;
 use crate::env::factory::{self, EnvName};
 use crate::env::{Environment, orphans};
 use crate::measure::Plan;
-use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW};
+use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW, PlanSetting};
 use crate::measure::protocol::Observer;
 use crate::measure::rounds;
 use crate::measure::scenario::{BUILT_IN, Scenario};
@@ -164,17 +164,21 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
             ..Default::default()
         });
     }
-    plan.validate().map_err(|error| {
-        // Name the flag behind each plan field.
-        let text = error
-            .0
-            .replace("repetitions", "--repetitions")
-            .replace("the measured window", "--duration")
-            .replace("connections", "--connections")
-            .replace("the rate", "--rate");
-        anyhow::anyhow!(text)
+    plan.validate().map_err(|error| match error.setting() {
+        Some(setting) => anyhow::anyhow!("{error} (set by {})", flag_of(setting)),
+        None => anyhow::Error::new(error),
     })?;
     Ok(plan)
+}
+
+/// The flag of `isobench run` behind a plan setting.
+fn flag_of(setting: PlanSetting) -> &'static str {
+    match setting {
+        PlanSetting::Repetitions => "--repetitions",
+        PlanSetting::Window => "--duration",
+        PlanSetting::Connections => "--connections",
+        PlanSetting::Rate => "--rate",
+    }
 }
 
 /// Runs the comparison and writes its outputs; returns the artifact.

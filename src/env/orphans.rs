@@ -49,7 +49,7 @@ pub fn sweep_orphans() -> Swept {
     sweep_vm_instance_dirs(&std::env::temp_dir(), &mut swept);
     match crate::env::vm::vagrant::sweep_orphan() {
         Some(Ok(removed)) => swept.removed.push(removed),
-        Some(Err(failed)) => swept.failed.push(failed),
+        Some(Err(failed)) => swept.failed.push(failed.to_string()),
         None => {}
     }
     swept

@@ -395,11 +395,6 @@ pub fn parse_lines(origin: &str, text: &str) -> Result<Vec<Check>, ParseError> {
         .collect()
 }
 
-/// clap's value parser for `--check`.
-pub fn parse_arg(text: &str) -> Result<Check, String> {
-    parse(text).map_err(|e| e.to_string())
-}
-
 fn split_operator(check: &str) -> Result<(&str, Operator, &str), ParseError> {
     let candidates = [
         ("<=", Operator::LessOrEqual),
@@ -483,7 +478,7 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
     };
     let row_name = match resolve(artifact, summary, &check.metric) {
         Ok(name) => name,
-        Err(note) => return failed(note, None),
+        Err(unresolved) => return failed(unresolved.to_string(), None),
     };
     let Some(row) = summary.rows.iter().find(|r| r.metric == row_name) else {
         return failed(format!("this run has no `{row_name}` figure"), None);
@@ -598,16 +593,27 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
     }
 }
 
+/// Why a check's metric names no one summary row.
+#[derive(Debug, thiserror::Error)]
+enum Unresolved {
+    /// No row of the run is that figure.
+    #[error("this run has no {0} figure")]
+    Missing(String),
+    /// Several scenarios measured it.
+    #[error("`{metric}` is measured in several scenarios; name one: {}", rows.join(", "))]
+    Ambiguous { metric: String, rows: Vec<String> },
+}
+
 /// The summary row a check's metric means: the headline's own row for the four questions'
 /// words, the named row when a scenario is given, the only scenario's row otherwise.
-fn resolve(artifact: &Artifact, summary: &Summary, metric: &str) -> Result<String, String> {
+fn resolve(artifact: &Artifact, summary: &Summary, metric: &str) -> Result<String, Unresolved> {
     let questions = headline::headline(artifact, summary);
     let headline_row = |title: &str| {
         questions
             .iter()
             .find(|q| q.title == title)
             .map(|q| q.metric.clone())
-            .ok_or_else(|| format!("this run has no {} figure", title.to_lowercase()))
+            .ok_or_else(|| Unresolved::Missing(title.to_lowercase()))
     };
     match metric {
         "startup" | "idle memory" | "peak memory" | "image size" => return Ok(metric.to_owned()),
@@ -630,11 +636,11 @@ fn resolve(artifact: &Artifact, summary: &Summary, metric: &str) -> Result<Strin
         .collect();
     match candidates.as_slice() {
         [only] => Ok((*only).to_owned()),
-        [] => Err(format!("this run has no {metric} figure")),
-        many => Err(format!(
-            "`{metric}` is measured in several scenarios; name one: {}",
-            many.join(", ")
-        )),
+        [] => Err(Unresolved::Missing(metric.to_owned())),
+        many => Err(Unresolved::Ambiguous {
+            metric: metric.to_owned(),
+            rows: many.iter().map(|row| (*row).to_owned()).collect(),
+        }),
     }
 }
 

@@ -374,7 +374,7 @@ fn assemble(
         latency: recorder::stats(&latency),
         uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
         per_path,
-        histogram: recorder::encode(&latency),
+        histogram: crate::artifact::histogram::encode(&latency),
         generator,
         errors: all.errors,
     };

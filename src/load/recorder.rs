@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 
 use crate::artifact::load::{ErrorCounts, LatencyStats};
 
@@ -236,26 +234,6 @@ pub fn stats(histogram: &Histogram<u64>) -> LatencyStats {
     }
 }
 
-/// The histogram in HdrHistogram's V2 deflate format, base64-encoded (what `LoadReport`
-/// stores so runs can be merged later).
-pub fn encode(histogram: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(histogram, &mut bytes)
-        .expect("serializing into memory does not fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads a histogram written by [`encode`].
-pub fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("histogram is not base64: {e}"))?;
-    hdrhistogram::serialization::Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("histogram does not deserialize: {e:?}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +281,6 @@ mod tests {
         assert!((latency.min_us - 2000.0).abs() <= 2.0);
         assert!((latency.max_us - 8000.0).abs() <= 8.0);
         assert_eq!(stats(a.uncorrected.as_ref().unwrap()).count, 2);
-    }
-
-    #[test]
-    fn histogram_round_trips_through_base64() {
-        let mut histogram = new_histogram();
-        for us in [10, 200, 3000, 40_000] {
-            histogram.record(us).unwrap();
-        }
-        let decoded = decode(&encode(&histogram)).unwrap();
-        assert_eq!(decoded.len(), 4);
-        assert_eq!(decoded.max(), histogram.max());
-        assert!(decode("not base64!").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::env::Budget;
 use crate::measure::quiet::QuietPolicy;
-use crate::measure::scenario::{Scenario, Sweep};
+use crate::measure::scenario::{Scenario, ScenarioProblem, Sweep, SweepProblem};
 
 /// Default repetitions. Seven rounds is the smallest n whose [min, max] interval covers a
 /// median with at least 97.5% (1 − 2·0.5⁷ = 98.4%), so that the ratio of two environments'
@@ -58,9 +58,63 @@ pub struct Plan {
 }
 
 /// A plan that cannot be run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid plan: {0}")]
-pub struct PlanError(pub String);
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// Nothing would be repeated.
+    #[error("invalid plan: repetitions must be at least 1")]
+    NoRepetitions,
+    /// Nothing would be measured.
+    #[error("invalid plan: the measured window must be longer than zero")]
+    EmptyWindow,
+    /// Resources would never be sampled.
+    #[error("invalid plan: the sampling interval must be longer than zero")]
+    NoSampleInterval,
+    /// Every request would time out at once.
+    #[error("invalid plan: the request timeout must be longer than zero")]
+    NoRequestTimeout,
+    /// The quiet machine's threshold is not a percentage.
+    #[error("invalid plan: the quiet machine's CPU threshold must be a percentage, 0 to 100")]
+    QuietThreshold,
+    /// A scenario is wrong on its own.
+    #[error("invalid plan: {0}")]
+    Scenario(#[from] ScenarioProblem),
+    /// The sweep is wrong on its own.
+    #[error("invalid plan: {0}")]
+    Sweep(#[from] SweepProblem),
+    /// A sweep without the scenario it takes its ceiling from.
+    #[error("invalid plan: the latency sweep needs the health scenario (its ceiling)")]
+    SweepWithoutCeiling,
+    /// Two scenarios share a name.
+    #[error("invalid plan: scenario {0} is listed twice")]
+    Duplicate(String),
+}
+
+/// The setting of a plan that a [`PlanError`] is about, for a front end to name its own
+/// flag or field for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanSetting {
+    /// [`Plan::repetitions`].
+    Repetitions,
+    /// [`Plan::window`].
+    Window,
+    /// A scenario's connections.
+    Connections,
+    /// A scenario's open-loop rate.
+    Rate,
+}
+
+impl PlanError {
+    /// The setting to change, when one setting alone is wrong.
+    pub fn setting(&self) -> Option<PlanSetting> {
+        match self {
+            Self::NoRepetitions => Some(PlanSetting::Repetitions),
+            Self::EmptyWindow => Some(PlanSetting::Window),
+            Self::Scenario(ScenarioProblem::NoConnections(_)) => Some(PlanSetting::Connections),
+            Self::Scenario(ScenarioProblem::BadRate(_)) => Some(PlanSetting::Rate),
+            _ => None,
+        }
+    }
+}
 
 impl Plan {
     /// The default plan over `scenarios` on this host's budget.
@@ -82,41 +136,40 @@ impl Plan {
 
     /// Checks the plan; the error names what is wrong.
     pub fn validate(&self) -> Result<(), PlanError> {
-        let bad = |what: &str| Err(PlanError(what.into()));
         if self.repetitions == 0 {
-            return bad("repetitions must be at least 1");
+            return Err(PlanError::NoRepetitions);
         }
         if self.window.is_zero() {
-            return bad("the measured window must be longer than zero");
+            return Err(PlanError::EmptyWindow);
         }
         if self.sample_interval.is_zero() {
-            return bad("the sampling interval must be longer than zero");
+            return Err(PlanError::NoSampleInterval);
         }
         if self.request_timeout.is_zero() {
-            return bad("the request timeout must be longer than zero");
+            return Err(PlanError::NoRequestTimeout);
         }
         if let Some(quiet) = &self.quiet
             && !(0.0..=100.0).contains(&quiet.busy_at_most_percent)
         {
-            return bad("the quiet machine's CPU threshold must be a percentage, 0 to 100");
+            return Err(PlanError::QuietThreshold);
         }
         for scenario in &self.scenarios {
-            scenario.validate().map_err(PlanError)?;
+            scenario.validate()?;
         }
         if let Some(sweep) = &self.sweep {
-            sweep.validate().map_err(PlanError)?;
+            sweep.validate()?;
             if !self
                 .scenarios
                 .iter()
                 .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
             {
-                return bad("the latency sweep needs the health scenario (its ceiling)");
+                return Err(PlanError::SweepWithoutCeiling);
             }
         }
         let mut names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
         names.sort_unstable();
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return bad(&format!("scenario {} is listed twice", pair[0]));
+            return Err(PlanError::Duplicate(pair[0].to_owned()));
         }
         Ok(())
     }
@@ -160,11 +213,11 @@ mod tests {
     fn bad_plans_say_what_is_wrong() {
         let mut plan = Plan::new(vec![Scenario::health(50)]);
         plan.repetitions = 0;
-        assert!(plan.validate().unwrap_err().0.contains("repetitions"));
+        assert_eq!(plan.validate(), Err(PlanError::NoRepetitions));
         let mut plan = Plan::new(vec![Scenario::health(50), Scenario::health(4)]);
-        assert!(plan.validate().unwrap_err().0.contains("listed twice"));
+        assert!(matches!(plan.validate(), Err(PlanError::Duplicate(_))));
         plan.scenarios.pop();
         plan.window = Duration::ZERO;
-        assert!(plan.validate().unwrap_err().0.contains("window"));
+        assert_eq!(plan.validate(), Err(PlanError::EmptyWindow));
     }
 }

@@ -9,6 +9,67 @@ use crate::artifact::load::PathWeight;
 use crate::load::LoadOptions;
 
 /// One load scenario: where to send, how many connections, closed or open loop.
+/// What is wrong with a scenario on its own.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScenarioProblem {
+    /// It has no name.
+    #[error("a scenario needs a name")]
+    Unnamed,
+    /// It requests nothing.
+    #[error("scenario {0}: no paths")]
+    NoPaths(String),
+    /// A path would never be requested.
+    #[error("scenario {scenario}: {path} has weight 0")]
+    ZeroWeight {
+        /// The scenario.
+        scenario: String,
+        /// The path.
+        path: String,
+    },
+    /// A path is not a request target.
+    #[error("scenario {scenario}: {problem}")]
+    BadPath {
+        /// The scenario.
+        scenario: String,
+        /// What is wrong with the path.
+        problem: crate::load::scenario::ScenarioError,
+    },
+    /// It opens no connection.
+    #[error("scenario {0}: connections must be at least 1")]
+    NoConnections(String),
+    /// Its open-loop rate is not a positive number.
+    #[error("scenario {0}: the rate must be a positive number of requests per second")]
+    BadRate(String),
+    /// The status it expects is not one the generator counts as correct.
+    #[error(
+        "scenario {scenario}: expected status {status} is not 2xx; the load generator counts \
+         only 2xx answers as correct"
+    )]
+    NotSuccess {
+        /// The scenario.
+        scenario: String,
+        /// The status it expects.
+        status: u16,
+    },
+}
+
+/// What is wrong with a latency sweep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SweepProblem {
+    /// No step.
+    #[error("the sweep needs at least one step")]
+    NoSteps,
+    /// A step is zero, negative or not a number.
+    #[error("sweep steps must be positive fractions of the ceiling")]
+    StepNotPositive,
+    /// The steps do not rise.
+    #[error("sweep steps must rise")]
+    StepsDoNotRise,
+    /// No connection.
+    #[error("the sweep needs at least one connection")]
+    NoConnections,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
@@ -105,37 +166,41 @@ impl Scenario {
     }
 
     /// Checks the scenario on its own; the error names what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ScenarioProblem> {
         if self.name.trim().is_empty() {
-            return Err("a scenario needs a name".into());
+            return Err(ScenarioProblem::Unnamed);
         }
-        let name = &self.name;
+        let scenario = || self.name.clone();
         if self.paths.is_empty() {
-            return Err(format!("scenario {name}: no paths"));
+            return Err(ScenarioProblem::NoPaths(scenario()));
         }
         for path in &self.paths {
             if path.weight == 0 {
-                return Err(format!("scenario {name}: {} has weight 0", path.path));
+                return Err(ScenarioProblem::ZeroWeight {
+                    scenario: scenario(),
+                    path: path.path.clone(),
+                });
             }
-            crate::load::scenario::validate_path(&path.path)
-                .map_err(|error| format!("scenario {name}: {error}"))?;
+            crate::load::scenario::validate_path(&path.path).map_err(|problem| {
+                ScenarioProblem::BadPath {
+                    scenario: scenario(),
+                    problem,
+                }
+            })?;
         }
         if self.connections == 0 {
-            return Err(format!("scenario {name}: connections must be at least 1"));
+            return Err(ScenarioProblem::NoConnections(scenario()));
         }
         if let Some(rate) = self.rate_rps
             && !(rate.is_finite() && rate > 0.0)
         {
-            return Err(format!(
-                "scenario {name}: the rate must be a positive number of requests per second"
-            ));
+            return Err(ScenarioProblem::BadRate(scenario()));
         }
         if !(200..300).contains(&self.expected_status) {
-            return Err(format!(
-                "scenario {name}: expected status {} is not 2xx; the load generator counts \
-                 only 2xx answers as correct",
-                self.expected_status
-            ));
+            return Err(ScenarioProblem::NotSuccess {
+                scenario: scenario(),
+                status: self.expected_status,
+            });
         }
         Ok(())
     }
@@ -206,18 +271,18 @@ impl Sweep {
     }
 
     /// Checks the sweep; the error names what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SweepProblem> {
         if self.fractions.is_empty() {
-            return Err("the sweep needs at least one step".into());
+            return Err(SweepProblem::NoSteps);
         }
         if self.fractions.iter().any(|f| !(f.is_finite() && *f > 0.0)) {
-            return Err("sweep steps must be positive fractions of the ceiling".into());
+            return Err(SweepProblem::StepNotPositive);
         }
         if self.fractions.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("sweep steps must rise".into());
+            return Err(SweepProblem::StepsDoNotRise);
         }
         if self.connections == 0 {
-            return Err("the sweep needs at least one connection".into());
+            return Err(SweepProblem::NoConnections);
         }
         Ok(())
     }
@@ -242,15 +307,23 @@ mod tests {
     #[test]
     fn bad_scenarios_say_what_is_wrong() {
         let mut s = Scenario::health(0);
-        assert!(s.validate().unwrap_err().contains("connections"));
+        assert_eq!(
+            s.validate(),
+            Err(ScenarioProblem::NoConnections("health".into()))
+        );
         s = Scenario::fixed_rate(f64::NAN);
-        assert!(s.validate().unwrap_err().contains("rate"));
+        assert!(matches!(s.validate(), Err(ScenarioProblem::BadRate(_))));
         s = Scenario::health(1);
         s.expected_status = 404;
-        assert!(s.validate().unwrap_err().contains("2xx"));
+        assert!(s.validate().unwrap_err().to_string().contains("2xx"));
         s = Scenario::mixed();
         s.paths[1].weight = 0;
-        assert!(s.validate().unwrap_err().contains("/cpu has weight 0"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("/cpu has weight 0")
+        );
         s = Scenario::health(1);
         s.paths[0].path = "health".into();
         assert!(s.validate().is_err());
@@ -268,7 +341,7 @@ mod tests {
             fractions: vec![0.5, 0.25],
             connections: 1,
         };
-        assert!(falling.validate().unwrap_err().contains("rise"));
+        assert_eq!(falling.validate(), Err(SweepProblem::StepsDoNotRise));
     }
 
     #[test]

@@ -7,15 +7,14 @@
 //! the merge of its rounds' histograms for the scenario, decoded from the artifact's
 //! V2-deflate, base64 `histogram` field.
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
 use plotters::coord::combinators::IntoLogRange;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ExportError;
+use crate::artifact::histogram::decode;
 use crate::artifact::{Artifact, Estimate, SummaryRow};
 use crate::format::{env_title, number};
 
@@ -580,16 +579,6 @@ pub(crate) fn startup_phases(artifact: &Artifact) -> Result<Option<String>, Expo
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(Some(svg))
-}
-
-/// Decodes the artifact's base64 V2-deflate histogram.
-fn decode(encoded: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|e| format!("base64: {e}"))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("HdrHistogram: {e:?}"))
 }
 
 /// (nines, latency ms) points from the median out to the deepest percentile the sample

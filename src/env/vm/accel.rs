@@ -87,15 +87,32 @@ fn cache_path(cache_root: &Path, key: &str) -> PathBuf {
     cache_root.join(format!("accel-{short}.json"))
 }
 
+/// An accelerator forced by [`ACCEL_ENV`] that is neither KVM nor TCG.
+#[derive(Debug, thiserror::Error)]
+#[error("{ACCEL_ENV}={value}: expected kvm or tcg")]
+pub struct UnknownAccel {
+    /// What was asked for.
+    pub value: String,
+}
+
+/// Why `/dev/kvm` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("/dev/kvm cannot be opened: {0}")]
+pub struct KvmDeviceUnusable(io::Error);
+
 /// The forced accelerator from [`ACCEL_ENV`], if set; an unknown value is an error.
-pub fn forced(key: &str) -> Result<Option<AccelDecision>, String> {
+pub fn forced(key: &str) -> Result<Option<AccelDecision>, UnknownAccel> {
     let Some(value) = std::env::var_os(ACCEL_ENV) else {
         return Ok(None);
     };
     let (accel, cpu) = match value.to_string_lossy().to_ascii_lowercase().as_str() {
         "kvm" => (Accel::Kvm, FORCED_KVM_CPU),
         "tcg" => (Accel::Tcg, TCG_CPU),
-        other => return Err(format!("{ACCEL_ENV}={other}: expected kvm or tcg")),
+        other => {
+            return Err(UnknownAccel {
+                value: other.to_owned(),
+            });
+        }
     };
     Ok(Some(AccelDecision {
         accel,
@@ -108,13 +125,13 @@ pub fn forced(key: &str) -> Result<Option<AccelDecision>, String> {
 }
 
 /// Whether `/dev/kvm` can be opened read-write (necessary, not sufficient, for KVM).
-pub fn kvm_device_usable() -> Result<(), String> {
+pub fn kvm_device_usable() -> Result<(), KvmDeviceUnusable> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map(drop)
-        .map_err(|e| format!("/dev/kvm cannot be opened: {e}"))
+        .map_err(KvmDeviceUnusable)
 }
 
 /// The decision cached for `key`, if a probe already ran.
@@ -138,11 +155,11 @@ fn one_line(why: &str) -> String {
 /// given `-cpu` value that returns `Err(why)` when it does not reach `/health`), tried for
 /// each of [`KVM_CPU_MODELS`] until one boots; the decision is then cached. The boolean is
 /// whether a stored decision was reused.
-pub fn decide(
+pub fn decide<DeviceError: std::fmt::Display, ProbeError: std::fmt::Display>(
     cache_root: &Path,
     key: &str,
-    kvm_device: impl FnOnce() -> Result<(), String>,
-    mut probe_kvm: impl FnMut(&str) -> Result<(), String>,
+    kvm_device: impl FnOnce() -> Result<(), DeviceError>,
+    mut probe_kvm: impl FnMut(&str) -> Result<(), ProbeError>,
 ) -> io::Result<(AccelDecision, bool)> {
     if let Some(decision) = forced(key).map_err(io::Error::other)? {
         return Ok((decision, false));
@@ -180,7 +197,7 @@ pub fn decide(
             ok: outcome.is_ok(),
             reason: match &outcome {
                 Ok(()) => format!("answered /health after {seconds:.1} s"),
-                Err(why) => one_line(why),
+                Err(why) => one_line(&why.to_string()),
             },
             seconds,
         });
@@ -246,7 +263,7 @@ mod tests {
             probes.set(probes.get() + 1);
             Err("no answer within 20 s;\nconsole ends with:\nProbing EDD".to_owned())
         };
-        let (first, reused) = decide(dir.path(), &key, || Ok(()), probe).unwrap();
+        let (first, reused) = decide(dir.path(), &key, || Ok::<(), &str>(()), probe).unwrap();
         assert!(!reused);
         assert_eq!(first.accel, Accel::Tcg);
         assert!(
@@ -262,7 +279,13 @@ mod tests {
         assert_eq!(first.attempts[1].cpu, KVM_CPU_MODELS[1]);
         assert_eq!(first.cpu, "max");
 
-        let (second, reused) = decide(dir.path(), &key, || Ok(()), |_| unreachable!()).unwrap();
+        let (second, reused) = decide(
+            dir.path(),
+            &key,
+            || Ok::<(), &str>(()),
+            |_| -> Result<(), &str> { unreachable!() },
+        )
+        .unwrap();
         assert!(reused);
         assert_eq!(second, first);
         assert_eq!(probes.get(), KVM_CPU_MODELS.len());
@@ -275,10 +298,10 @@ mod tests {
         let (kvm, reused) = decide(
             dir.path(),
             &other,
-            || Ok(()),
+            || Ok::<(), &str>(()),
             |cpu| {
                 if cpu == "host" {
-                    Err("qemu: error: failed to set MSR 0x10a to 0x0".into())
+                    Err("qemu: error: failed to set MSR 0x10a to 0x0")
                 } else {
                     Ok(())
                 }
@@ -303,8 +326,8 @@ mod tests {
         let (decision, reused) = decide(
             dir.path(),
             "k",
-            || Err("/dev/kvm cannot be opened: No such file".into()),
-            |_| unreachable!(),
+            || Err::<(), &str>("/dev/kvm cannot be opened: No such file"),
+            |_| -> Result<(), &str> { unreachable!() },
         )
         .unwrap();
         assert!(!reused);

@@ -37,9 +37,17 @@ pub enum BootMode {
     Fast,
 }
 
+/// A boot mode named neither `fast` nor `legacy`.
+#[derive(Debug, thiserror::Error)]
+#[error("{BOOT_ENV}={value}: expected fast or legacy")]
+pub struct UnknownBootMode {
+    /// What was asked for.
+    pub value: String,
+}
+
 impl BootMode {
     /// The mode named by [`BOOT_ENV`]; unset means [`BootMode::Fast`].
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, UnknownBootMode> {
         match std::env::var(BOOT_ENV) {
             Err(_) => Ok(Self::Fast),
             Ok(value) => Self::parse(&value),
@@ -47,11 +55,13 @@ impl BootMode {
     }
 
     /// `fast` or `legacy` (case-insensitive; empty means fast).
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, UnknownBootMode> {
         match value.trim().to_ascii_lowercase().as_str() {
             "" | "fast" => Ok(Self::Fast),
             "legacy" => Ok(Self::Legacy),
-            other => Err(format!("{BOOT_ENV}={other}: expected fast or legacy")),
+            other => Err(UnknownBootMode {
+                value: other.to_owned(),
+            }),
         }
     }
 
@@ -158,6 +168,7 @@ mod tests {
         assert!(
             BootMode::parse("turbo")
                 .unwrap_err()
+                .to_string()
                 .contains("fast or legacy")
         );
         assert_eq!(BootMode::Legacy.machine(), "q35");

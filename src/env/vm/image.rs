@@ -43,6 +43,12 @@ pub enum ImageError {
     /// A required input is missing on this machine (kernel, modules, busybox).
     #[error("{0}")]
     Missing(String),
+    /// A module the guest needs is neither a file of the kernel's nor built into it.
+    #[error("kernel module {0} is neither in modules.dep nor built in")]
+    UnknownModule(String),
+    /// `modules.dep` lists a module among its own dependencies.
+    #[error("dependency cycle through module {0}")]
+    ModuleCycle(String),
     /// Reading inputs or writing the image failed.
     #[error("{what}: {source}")]
     Io {
@@ -145,17 +151,15 @@ impl GuestKernel {
             .map_err(io_err(format!("reading {}", dep_path.display())))?;
         let builtin =
             fs::read_to_string(self.modules_dir.join("modules.builtin")).unwrap_or_default();
-        resolve(&deps, &builtin, roots)
-            .map_err(ImageError::Missing)
-            .map(|modules| {
-                modules
-                    .into_iter()
-                    .map(|relative| KernelModule {
-                        name: module_name(&relative),
-                        path: self.modules_dir.join(relative),
-                    })
-                    .collect()
-            })
+        resolve(&deps, &builtin, roots).map(|modules| {
+            modules
+                .into_iter()
+                .map(|relative| KernelModule {
+                    name: module_name(&relative),
+                    path: self.modules_dir.join(relative),
+                })
+                .collect()
+        })
     }
 }
 
@@ -218,7 +222,7 @@ fn resolve(
     modules_dep: &str,
     modules_builtin: &str,
     roots: &[&str],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ImageError> {
     use std::collections::HashMap;
     let mut deps: HashMap<String, (String, Vec<String>)> = HashMap::new();
     for line in modules_dep.lines() {
@@ -236,20 +240,18 @@ fn resolve(
         builtin: &[String],
         out: &mut Vec<String>,
         stack: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ImageError> {
         let Some((path, list)) = deps.get(name) else {
             if builtin.iter().any(|b| b == name) {
                 return Ok(());
             }
-            return Err(format!(
-                "kernel module {name} is neither in modules.dep nor built in"
-            ));
+            return Err(ImageError::UnknownModule(name.to_owned()));
         };
         if out.contains(path) {
             return Ok(());
         }
         if stack.iter().any(|s| s == name) {
-            return Err(format!("dependency cycle through module {name}"));
+            return Err(ImageError::ModuleCycle(name.to_owned()));
         }
         stack.push(name.to_owned());
         for dep in list {
@@ -700,7 +702,7 @@ kernel/net/core/failover.ko:
         .unwrap();
         assert!(order.is_empty());
         let err = resolve(DEP, "", &["no_such_module"]).unwrap_err();
-        assert!(err.contains("no_such_module"), "{err}");
+        assert!(err.to_string().contains("no_such_module"), "{err}");
     }
 
     #[test]

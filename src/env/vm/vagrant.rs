@@ -52,6 +52,69 @@ fn unavailable(reason: impl Into<String>) -> EnvError {
     }
 }
 
+/// Why a vagrant command, or the machine it manages, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VagrantError {
+    /// Capturing a command's output failed.
+    #[error("{what}: {error}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        error: std::io::Error,
+    },
+    /// The program could not be started.
+    #[error("cannot run {program}: {error}")]
+    CannotRun {
+        /// The program.
+        program: String,
+        /// Why it did not start.
+        error: std::io::Error,
+    },
+    /// The program overran its time and was killed.
+    #[error("{program} did not finish within {timeout:?}")]
+    Timeout {
+        /// The program.
+        program: String,
+        /// The time it had.
+        timeout: Duration,
+    },
+    /// A command ran and failed.
+    #[error("{command} failed: {stderr}")]
+    Failed {
+        /// The command, as a user would type it.
+        command: &'static str,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
+    /// The box is not installed for the provider.
+    #[error(
+        "box {box_name} for {provider} is not installed (vagrant box list: {listed}); add it \
+         with `vagrant box add {box_name} --provider {provider}` or set {BOX_ENV}"
+    )]
+    BoxMissing {
+        /// The box.
+        box_name: String,
+        /// The provider's name.
+        provider: &'static str,
+        /// What `vagrant box list` printed.
+        listed: String,
+    },
+    /// The provider's own tools or Vagrant's plugin for it are missing.
+    #[error("{0}")]
+    ProviderMissing(&'static str),
+}
+
+/// A machine the orphan sweep could not destroy, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{machine}: {reason}")]
+pub struct NotDestroyed {
+    /// The machine and its gone owner.
+    pub machine: String,
+    /// Why it is still there.
+    pub reason: VagrantError,
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 struct Output {
@@ -62,19 +125,23 @@ struct Output {
 
 /// Runs `command` to completion within `timeout`, capturing its output through files (no
 /// pipe to fill up) and killing it if it overruns.
-fn run(mut command: Command, timeout: Duration) -> Result<Output, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+fn run(mut command: Command, timeout: Duration) -> Result<Output, VagrantError> {
+    let io = |what| move |error| VagrantError::Io { what, error };
+    let dir = tempfile::tempdir().map_err(io("creating a directory for its output"))?;
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let program = command.get_program().to_string_lossy().into_owned();
     command
         .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err).map_err(|e| e.to_string())?);
-    let mut child = spawn_supervised(command).map_err(|e| format!("cannot run {program}: {e}"))?;
+        .stdout(fs::File::create(&out).map_err(io("creating its stdout file"))?)
+        .stderr(fs::File::create(&err).map_err(io("creating its stderr file"))?);
+    let mut child = spawn_supervised(command).map_err(|error| VagrantError::CannotRun {
+        program: program.clone(),
+        error,
+    })?;
     let status = child
         .wait_timeout(timeout)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{program} did not finish within {timeout:?}"))?;
+        .map_err(io("waiting for it"))?
+        .ok_or(VagrantError::Timeout { program, timeout })?;
     Ok(Output {
         status,
         stdout: fs::read_to_string(&out).unwrap_or_default(),
@@ -114,20 +181,18 @@ fn parse_box_list(text: &str) -> Vec<(String, String)> {
 }
 
 /// Whether `vagrant box list` output has `box_name` for `provider`; else what to do.
-fn check_box(box_name: &str, provider: Provider, box_list: &str) -> Result<(), String> {
+fn check_box(box_name: &str, provider: Provider, box_list: &str) -> Result<(), VagrantError> {
     let present = parse_box_list(box_list)
         .iter()
         .any(|(name, p)| name == box_name && p == provider.name());
     if present {
         return Ok(());
     }
-    Err(format!(
-        "box {box_name} for {} is not installed (vagrant box list: {}); add it with \
-         `vagrant box add {box_name} --provider {}` or set {BOX_ENV}",
-        provider.name(),
-        box_list.trim(),
-        provider.name()
-    ))
+    Err(VagrantError::BoxMissing {
+        box_name: box_name.to_owned(),
+        provider: provider.name(),
+        listed: box_list.trim().to_owned(),
+    })
 }
 
 /// The Vagrant VM environment.
@@ -192,8 +257,8 @@ impl VagrantVm {
         let provider = choose_provider(forced, quick)?;
 
         let box_name = std::env::var(BOX_ENV).unwrap_or_else(|_| DEFAULT_BOX.to_owned());
-        let boxes = quick(&["box", "list"]).map_err(unavailable)?;
-        check_box(&box_name, provider, &boxes.stdout).map_err(unavailable)?;
+        let boxes = quick(&["box", "list"]).map_err(|e| unavailable(e.to_string()))?;
+        check_box(&box_name, provider, &boxes.stdout).map_err(|e| unavailable(e.to_string()))?;
         let port = std::env::var(PORT_ENV)
             .ok()
             .and_then(|p| p.parse().ok())
@@ -234,16 +299,21 @@ impl VagrantVm {
         command
     }
 
-    fn destroy(&self) -> Result<(), String> {
+    fn destroy(&self) -> Result<(), VagrantError> {
         let output = run(self.command(&["destroy", "-f"]), DESTROY_TIMEOUT)?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "vagrant destroy -f failed: {}",
-                output.stderr.trim()
-            ))
-        }
+        destroyed(&output)
+    }
+}
+
+/// Whether `vagrant destroy -f` did what it says.
+fn destroyed(output: &Output) -> Result<(), VagrantError> {
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(VagrantError::Failed {
+            command: "vagrant destroy -f",
+            stderr: output.stderr.trim().to_owned(),
+        })
     }
 }
 
@@ -260,8 +330,8 @@ fn vagrant_env(command: &mut Command, dir: &Path) {
 /// the vagrant-libvirt plugin.
 fn provider_usable(
     provider: Provider,
-    quick: &impl Fn(&[&str]) -> Result<Output, String>,
-) -> Result<(), String> {
+    quick: &impl Fn(&[&str]) -> Result<Output, VagrantError>,
+) -> Result<(), VagrantError> {
     let runs = |program: &str| {
         Command::new(program)
             .arg("--version")
@@ -273,18 +343,21 @@ fn provider_usable(
     };
     match provider {
         Provider::VirtualBox if runs("VBoxManage") => Ok(()),
-        Provider::VirtualBox => Err("VirtualBox is not installed (no VBoxManage)".to_owned()),
-        Provider::Libvirt if !runs("virsh") => {
-            Err("libvirt is not installed (no virsh)".to_owned())
-        }
+        Provider::VirtualBox => Err(VagrantError::ProviderMissing(
+            "VirtualBox is not installed (no VBoxManage)",
+        )),
+        Provider::Libvirt if !runs("virsh") => Err(VagrantError::ProviderMissing(
+            "libvirt is not installed (no virsh)",
+        )),
         Provider::Libvirt => {
             let plugins = quick(&["plugin", "list"])?;
             if plugins.stdout.contains("vagrant-libvirt") {
                 Ok(())
             } else {
-                Err("the vagrant-libvirt plugin is not installed \
-                     (vagrant plugin install vagrant-libvirt)"
-                    .to_owned())
+                Err(VagrantError::ProviderMissing(
+                    "the vagrant-libvirt plugin is not installed \
+                     (vagrant plugin install vagrant-libvirt)",
+                ))
             }
         }
     }
@@ -293,7 +366,7 @@ fn provider_usable(
 /// The forced provider if it is usable, else the first usable of VirtualBox and libvirt.
 fn choose_provider(
     forced: Option<Provider>,
-    quick: impl Fn(&[&str]) -> Result<Output, String>,
+    quick: impl Fn(&[&str]) -> Result<Output, VagrantError>,
 ) -> Result<Provider, EnvError> {
     if let Some(provider) = forced {
         provider_usable(provider, &quick).map_err(|why| {
@@ -308,7 +381,7 @@ fn choose_provider(
     for provider in [Provider::VirtualBox, Provider::Libvirt] {
         match provider_usable(provider, &quick) {
             Ok(()) => return Ok(provider),
-            Err(why) => reasons.push(why),
+            Err(why) => reasons.push(why.to_string()),
         }
     }
     Err(unavailable(format!(
@@ -395,7 +468,10 @@ impl Environment for VagrantVm {
             Err(error) => {
                 drop(up);
                 drop(up_registration);
-                let destroyed = self.destroy().err().unwrap_or_default();
+                let destroyed = self
+                    .destroy()
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string());
                 if destroyed.is_empty() {
                     remove_owner(&self.vagrant_dir);
                 }
@@ -492,12 +568,12 @@ fn remove_owner(vagrant_dir: &Path) {
 /// Destroys the machine of isobench's Vagrantfile if the isobench that brought it up is
 /// gone: `None` when there is none to destroy (no mark, or its owner is alive), else what
 /// was destroyed or why it could not be.
-pub fn sweep_orphan() -> Option<Result<String, String>> {
+pub fn sweep_orphan() -> Option<Result<String, NotDestroyed>> {
     sweep_orphan_in(&server_binary::manifest_dir().join("vm"))
 }
 
 /// [`sweep_orphan`] for the Vagrantfile in `vagrant_dir`.
-pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
+pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, NotDestroyed>> {
     let text = fs::read_to_string(owner_file(vagrant_dir)).ok()?;
     let mut lines = text.lines();
     let owner: u32 = lines.next()?.trim().parse().ok()?;
@@ -514,14 +590,18 @@ pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, String>> {
         "Vagrant machine in {} (owner pid {owner})",
         vagrant_dir.display()
     );
-    Some(match run(command, DESTROY_TIMEOUT) {
-        Ok(output) if output.status.success() => {
-            remove_owner(vagrant_dir);
-            Ok(what)
-        }
-        Ok(output) => Err(format!("{what}: {}", output.stderr.trim())),
-        Err(error) => Err(format!("{what}: {error}")),
-    })
+    Some(
+        match run(command, DESTROY_TIMEOUT).and_then(|output| destroyed(&output)) {
+            Ok(()) => {
+                remove_owner(vagrant_dir);
+                Ok(what)
+            }
+            Err(reason) => Err(NotDestroyed {
+                machine: what,
+                reason,
+            }),
+        },
+    )
 }
 
 /// A running Vagrant VM; dropping it destroys the machine.
@@ -536,20 +616,13 @@ pub struct VagrantInstance {
 }
 
 impl VagrantInstance {
-    fn destroy(&mut self) -> Result<(), String> {
+    fn destroy(&mut self) -> Result<(), VagrantError> {
         let Some(command) = self.destroy.take() else {
             return Ok(());
         };
-        let output = run(command, DESTROY_TIMEOUT)?;
-        if output.status.success() {
-            remove_owner(&self.vagrant_dir);
-            Ok(())
-        } else {
-            Err(format!(
-                "vagrant destroy -f failed: {}",
-                output.stderr.trim()
-            ))
-        }
+        destroyed(&run(command, DESTROY_TIMEOUT)?)?;
+        remove_owner(&self.vagrant_dir);
+        Ok(())
     }
 }
 
@@ -575,8 +648,7 @@ impl Instance for VagrantInstance {
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
-        self.destroy()
-            .map_err(|e| EnvError::Other(anyhow::anyhow!(e)))
+        self.destroy().map_err(|e| EnvError::Other(e.into()))
     }
 }
 
@@ -621,10 +693,10 @@ mod tests {
         let vagrant = fake_vagrant(tools.path());
         let machine = tempfile::tempdir().unwrap();
         // No mark: nothing to do.
-        assert_eq!(sweep_orphan_in(machine.path()), None);
+        assert!(sweep_orphan_in(machine.path()).is_none());
         // A live owner (this test): left alone.
         write_owner(machine.path(), &vagrant).unwrap();
-        assert_eq!(sweep_orphan_in(machine.path()), None);
+        assert!(sweep_orphan_in(machine.path()).is_none());
         assert!(!tools.path().join("calls").exists());
         // A dead owner: destroyed, and the mark removed.
         let dead = u32::MAX - 1;
@@ -667,7 +739,9 @@ mod tests {
     fn the_box_must_exist_for_the_provider() {
         let list = "debian/bookworm64 (libvirt, 12.1)\n";
         assert!(check_box("debian/bookworm64", Provider::Libvirt, list).is_ok());
-        let why = check_box("debian/bookworm64", Provider::VirtualBox, list).unwrap_err();
+        let why = check_box("debian/bookworm64", Provider::VirtualBox, list)
+            .unwrap_err()
+            .to_string();
         assert!(
             why.contains("vagrant box add debian/bookworm64 --provider virtualbox"),
             "{why}"

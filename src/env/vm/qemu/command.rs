@@ -15,6 +15,27 @@ use crate::artifact::Accel;
 use crate::env::Budget;
 use crate::probe::pin;
 
+/// Why no usable QEMU was found.
+#[derive(Debug, thiserror::Error)]
+pub enum QemuMissing {
+    /// The binary does not run.
+    #[error("cannot run {} ({error}); install qemu-system-x86 or set {QEMU_ENV}", binary.display())]
+    CannotRun {
+        /// The binary tried.
+        binary: PathBuf,
+        /// Why it did not run.
+        error: std::io::Error,
+    },
+    /// It ran, but did not say a QEMU version.
+    #[error("{} --version printed {printed:?}", binary.display())]
+    NoVersion {
+        /// The binary tried.
+        binary: PathBuf,
+        /// The first line it printed.
+        printed: String,
+    },
+}
+
 /// A QEMU binary and its version.
 #[derive(Debug, Clone)]
 pub struct Qemu {
@@ -28,7 +49,7 @@ pub struct Qemu {
 
 impl Qemu {
     /// Finds QEMU ([`QEMU_ENV`] or `qemu-system-x86_64` on `PATH`) and asks its version.
-    pub fn find() -> Result<Self, String> {
+    pub fn find() -> Result<Self, QemuMissing> {
         let binary = std::env::var_os(QEMU_ENV)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"));
@@ -36,24 +57,27 @@ impl Qemu {
     }
 
     /// The QEMU at `binary`, if it runs and says its version.
-    pub fn at(binary: PathBuf) -> Result<Self, String> {
-        let output = Command::new(&binary)
+    pub fn at(binary: PathBuf) -> Result<Self, QemuMissing> {
+        let output = match Command::new(&binary)
             .arg("--version")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| {
-                format!(
-                    "cannot run {} ({e}); install qemu-system-x86 or set {QEMU_ENV}",
-                    binary.display()
-                )
-            })?;
+        {
+            Ok(output) => output,
+            Err(error) => return Err(QemuMissing::CannotRun { binary, error }),
+        };
         let text = String::from_utf8_lossy(&output.stdout);
         let version_line = text.lines().next().unwrap_or_default().trim().to_owned();
-        let version = version_line
+        let Some(version) = version_line
             .strip_prefix("QEMU emulator version ")
             .and_then(|rest| rest.split_whitespace().next())
-            .ok_or_else(|| format!("{} --version printed {version_line:?}", binary.display()))?
-            .to_owned();
+            .map(str::to_owned)
+        else {
+            return Err(QemuMissing::NoVersion {
+                binary,
+                printed: version_line,
+            });
+        };
         Ok(Self {
             binary,
             version,
@@ -331,7 +355,9 @@ mod tests {
 
     #[test]
     fn qemu_is_found_by_its_version_or_reported_missing() {
-        let err = Qemu::at("/nonexistent/qemu-system-x86_64".into()).unwrap_err();
+        let err = Qemu::at("/nonexistent/qemu-system-x86_64".into())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("install qemu-system-x86"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -347,7 +373,7 @@ mod tests {
         let mut found = Qemu::at(fake.clone());
         for _ in 0..20 {
             match &found {
-                Err(e) if e.contains("busy") => {
+                Err(e) if e.to_string().contains("busy") => {
                     std::thread::sleep(Duration::from_millis(50));
                     found = Qemu::at(fake.clone());
                 }

@@ -36,7 +36,32 @@ pub(super) fn tail_lines(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Why a boot failed.
+/// Why no VM came up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The instance directory could not be made.
+    #[error("creating the instance directory: {0}")]
+    InstanceDir(std::io::Error),
+    /// QEMU ran and the guest did not answer (what QEMU and the console said is in the
+    /// message); `kept` is the instance directory left for the user to read.
+    #[error("{message}{}", kept.as_ref().map_or_else(String::new, |dir| format!(" (console log kept in {})", dir.display())))]
+    Failed {
+        /// What went wrong, with QEMU's stderr and the console's last lines.
+        message: String,
+        /// The kept instance directory, when the caller asked to keep it.
+        kept: Option<std::path::PathBuf>,
+    },
+    /// Other processes took every port chosen.
+    #[error("no free port after {attempts} attempts: {last}")]
+    NoFreePort {
+        /// Boots tried.
+        attempts: usize,
+        /// The last attempt's failure.
+        last: String,
+    },
+}
+
+/// Why one boot attempt failed.
 #[derive(Debug)]
 pub(super) struct BootFailure {
     pub(super) message: String,
@@ -52,7 +77,7 @@ pub(super) fn boot(
     plan: &BootPlan,
     requested: Instant,
     keep_on_failure: bool,
-) -> Result<QemuInstance, String> {
+) -> Result<QemuInstance, BootError> {
     let mut last = String::new();
     // Startup stays measured from the original request: a lost port race is part of what
     // starting cost (it fails within milliseconds, before the guest boots).
@@ -62,7 +87,7 @@ pub(super) fn boot(
                 std::process::id(),
             ))
             .tempdir()
-            .map_err(|e| format!("creating the instance directory: {e}"))?;
+            .map_err(BootError::InstanceDir)?;
         match boot_once(qemu, guest, budget, plan, requested, dir.path()) {
             Ok(booted) => {
                 let probe = ProcessProbe::new(booted.child.pid());
@@ -85,20 +110,22 @@ pub(super) fn boot(
                 if keep_on_failure {
                     // Marked, so the next run's orphan sweep leaves it for the user.
                     let _ = fs::write(dir.path().join(crate::env::orphans::KEPT_MARKER), "");
-                    let kept = dir.keep();
-                    return Err(format!(
-                        "{} (console log kept in {})",
-                        failure.message,
-                        kept.display()
-                    ));
+                    return Err(BootError::Failed {
+                        message: failure.message,
+                        kept: Some(dir.keep()),
+                    });
                 }
-                return Err(failure.message);
+                return Err(BootError::Failed {
+                    message: failure.message,
+                    kept: None,
+                });
             }
         }
     }
-    Err(format!(
-        "no free port after {PORT_ATTEMPTS} attempts: {last}"
-    ))
+    Err(BootError::NoFreePort {
+        attempts: PORT_ATTEMPTS,
+        last,
+    })
 }
 
 /// How often the console is looked at while waiting for the guest's network.

@@ -76,10 +76,10 @@ pub struct QemuVm {
     prepared: Mutex<Option<Prepared>>,
 }
 
-fn unavailable(reason: impl Into<String>) -> EnvError {
+fn unavailable(reason: impl std::fmt::Display) -> EnvError {
     EnvError::Unavailable {
         env: NAME.into(),
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
 }
 
@@ -204,7 +204,8 @@ impl QemuVm {
                     Instant::now(),
                     false,
                 )
-                .and_then(|instance| Box::new(instance).stop().map_err(|e| e.to_string()))
+                .map_err(anyhow::Error::from)
+                .and_then(|instance| Ok(Box::new(instance).stop()?))
             },
         )
         .map_err(|e| {
@@ -388,7 +389,7 @@ impl Environment for QemuVm {
             requested,
             true,
         )
-        .map_err(|e| EnvError::Other(anyhow::anyhow!(e)))?;
+        .map_err(|e| EnvError::Other(e.into()))?;
         Ok(Box::new(instance))
     }
 
