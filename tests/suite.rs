@@ -9,7 +9,7 @@
 
 mod suite {
     pub mod artifacts;
-    pub mod checks;
+    pub mod endpoints;
     pub mod cleanup;
     pub mod envs;
     pub mod faults;
@@ -40,7 +40,7 @@ fn main() {
     }
     let mut trials: Vec<Trial> = Vec::new();
     for env in suite::envs::ENVIRONMENTS {
-        trials.extend(suite::checks::trials(env));
+        trials.extend(suite::endpoints::trials(env));
         trials.extend(suite::perf::trials(env));
         trials.extend(suite::soak::trials(env));
         trials.extend(suite::faults::trials(env));

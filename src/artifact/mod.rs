@@ -1,9 +1,9 @@
 //! The JSON artifact: every raw measurement a run or a bench took, plus its summary.
 //!
 //! Plain serde structs with units in the field names. The checked-in `schema.json`
-//! next to this file is generated from these types (schemars), and `tests/bench.rs` validates
+//! next to this file is generated from these types (schemars), and `tests/load.rs` validates
 //! real output against it, so a change here that is not reflected there fails the suite
-//! (`ISOBENCH_BLESS=1 cargo test --test bench` rewrites it). Bump [`SCHEMA_VERSION`] on any
+//! (`ISOBENCH_BLESS=1 cargo test --test load` rewrites it). Bump [`SCHEMA_VERSION`] on any
 //! incompatible change.
 
 use std::collections::BTreeMap;
