@@ -9,8 +9,8 @@
 
 mod suite {
     pub mod artifacts;
-    pub mod endpoints;
     pub mod cleanup;
+    pub mod endpoints;
     pub mod envs;
     pub mod faults;
     pub mod foreign;

@@ -63,7 +63,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             let output_dir = args.output_dir.clone();
-            let artifact = run::run(args)?;
+            let run::Finished {
+                artifact,
+                soak_failed,
+            } = run::run(args)?;
             print!(
                 "{}",
                 Table.render(&artifact).context("rendering the table")?
@@ -80,7 +83,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = if checks != exit::OK {
                 checks
             } else {
-                run_exit_code(&artifact)
+                run_exit_code(&artifact, soak_failed)
             };
             Ok(ExitCode::from(code))
         }
@@ -117,19 +120,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-/// [`exit::PARTIAL`] when a finished run recorded a failure (a failed repetition, a soak
-/// that found growth), else [`exit::OK`].
-pub fn run_exit_code(artifact: &Artifact) -> u8 {
+/// [`exit::PARTIAL`] when a finished run recorded a failure (a failed repetition) or its
+/// soak failed, else [`exit::OK`].
+pub fn run_exit_code(artifact: &Artifact, soak_failed: bool) -> u8 {
     let round_failed = artifact
         .environments
         .iter()
         .any(|env| env.rounds.iter().any(|round| round.failure.is_some()));
-    let soak_failed = artifact.environments.iter().any(|env| {
-        env.label
-            .notes
-            .iter()
-            .any(|note| note.contains(run::SOAK_FAILED_NOTE))
-    });
     if round_failed || soak_failed {
         exit::PARTIAL
     } else {

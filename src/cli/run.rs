@@ -19,10 +19,11 @@ use crate::env::factory::{self, EnvName};
 use crate::env::{Environment, orphans};
 use crate::measure::Plan;
 use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW, PlanSetting};
-use crate::measure::protocol::Observer;
+use crate::measure::protocol::{Observer, RoundPhase};
 use crate::measure::rounds;
-use crate::measure::scenario::{BUILT_IN, Scenario};
-use crate::measure::soak::{self, SoakPlan};
+use crate::measure::scenario::{BUILT_IN, BUILT_IN_FOR_ANY_SERVICE, BuiltInError, Scenario};
+use crate::measure::scenario_file;
+use crate::measure::soak::{self, SoakPlan, SoakVerdict};
 use crate::subject::Subject;
 
 /// Options of `isobench run`.
@@ -50,7 +51,7 @@ pub struct RunArgs {
     /// Scenarios to run against every instance: health (closed loop on /health, the
     /// ceiling), mixed (closed loop over /health, /cpu, /memory, /parallel), fixed-rate (open
     /// loop on /health at --rate, coordinated omission corrected).
-    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/subject/scenario_file.rs`).
+    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/measure/scenario_file.rs`).
     /// Without the flag: health,mixed,fixed-rate for isobench's own server; health and
     /// fixed-rate on the health path for `--image` / `--binary`.
     #[arg(long, value_delimiter = ',')]
@@ -122,31 +123,7 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
     } else {
         (DEFAULT_REPETITIONS, DEFAULT_WINDOW)
     };
-    let is_file = matches!(args.scenarios.as_slice(), [single]
-        if single.ends_with(".toml") || std::path::Path::new(single).is_file());
-    let scenarios = if subject.is_foreign() || is_file {
-        super::subject_args::workloads(&args.scenarios, subject, args.connections, args.rate)?
-            .iter()
-            .map(super::subject_args::to_scenario)
-            .collect()
-    } else {
-        let names: Vec<String> = if args.scenarios.is_empty() {
-            BUILT_IN.iter().map(|name| (*name).to_owned()).collect()
-        } else {
-            args.scenarios.clone()
-        };
-        names
-            .iter()
-            .map(|name| {
-                Scenario::built_in(name.trim(), args.connections, args.rate).with_context(|| {
-                    format!(
-                        "--scenarios: unknown scenario {name:?}; expected {}",
-                        BUILT_IN.join(", ")
-                    )
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
+    let scenarios = scenarios_for(&args.scenarios, subject, args.connections, args.rate)?;
     let mut plan = Plan::new(scenarios);
     plan.repetitions = args.repetitions.unwrap_or(repetitions);
     plan.window = args.duration.unwrap_or(window);
@@ -171,6 +148,52 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// The scenarios `--scenarios` asks for: a TOML scenario file (one value ending in `.toml`,
+/// or naming an existing file), or built-in names. Without any, isobench's own server gets
+/// `health`, `mixed` and `fixed-rate`, and a foreign service `health` (closed loop on its
+/// health path) and `fixed-rate` (open loop on it at `rate`); `mixed` needs isobench's
+/// endpoints, so a foreign service gets it only from a file.
+pub fn scenarios_for(
+    names: &[String],
+    subject: &Subject,
+    connections: usize,
+    rate: f64,
+) -> anyhow::Result<Vec<Scenario>> {
+    if let [single] = names
+        && (single.ends_with(".toml") || std::path::Path::new(single).is_file())
+    {
+        return Ok(scenario_file::load(std::path::Path::new(single))?);
+    }
+    let own_server = !subject.is_foreign();
+    let defaults: &[&str] = if own_server {
+        &BUILT_IN
+    } else {
+        &BUILT_IN_FOR_ANY_SERVICE
+    };
+    let names: Vec<&str> = if names.is_empty() {
+        defaults.to_vec()
+    } else {
+        names.iter().map(|name| name.trim()).collect()
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            Scenario::built_in(name, subject.health_path(), own_server, connections, rate).map_err(
+                |error| match error {
+                    BuiltInError::MixedNeedsOwnServer => anyhow::anyhow!(
+                        "--scenarios {error}; for {} give a scenario file (--scenarios my.toml)",
+                        subject.name()
+                    ),
+                    BuiltInError::Unknown(_) => anyhow::anyhow!(
+                        "--scenarios: {error}; expected {} or a .toml scenario file",
+                        BUILT_IN.join(", ")
+                    ),
+                },
+            )
+        })
+        .collect()
+}
+
 /// The flag of `isobench run` behind a plan setting.
 fn flag_of(setting: PlanSetting) -> &'static str {
     match setting {
@@ -181,8 +204,17 @@ fn flag_of(setting: PlanSetting) -> &'static str {
     }
 }
 
-/// Runs the comparison and writes its outputs; returns the artifact.
-pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
+/// What a finished run hands back: the artifact it wrote, and whether `--thorough`'s soak
+/// failed somewhere (a finished run then exits [`crate::cli::exit::PARTIAL`]).
+pub struct Finished {
+    /// The artifact, as written.
+    pub artifact: Artifact,
+    /// Whether a soak found failed requests or growth beyond noise.
+    pub soak_failed: bool,
+}
+
+/// Runs the comparison and writes its outputs.
+pub fn run(args: RunArgs) -> anyhow::Result<Finished> {
     let subject = args.subject.resolve()?;
     let plan = plan_for(&args, &subject)?;
     let foreign_run = args.subject.foreign_run();
@@ -204,21 +236,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     let mut artifact = Artifact::now(Vec::new());
     artifact.service = Some(subject.info());
     let mut prepared = Vec::new();
-    let mut prepared_names = Vec::new();
     for kind in requested {
-        let name = kind;
-        let spinner = ProgressBar::new_spinner().with_message(format!("preparing {name}"));
+        let spinner = ProgressBar::new_spinner().with_message(format!("preparing {kind}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
         cleanup::enter_phase(Phase::Preparing);
         // `runtimes` stands for one environment per registered runtime.
-        let outcomes = factory::prepared_all(name, plan.budget.clone(), &subject, &foreign_run);
+        let outcomes = factory::prepared_all(kind, plan.budget.clone(), &subject, &foreign_run);
         spinner.finish_and_clear();
         for (name, outcome) in outcomes {
             match outcome {
-                Ok(environment) => {
-                    prepared_names.push((kind, name));
-                    prepared.push(environment);
-                }
+                Ok(environment) => prepared.push(environment),
                 Err(error) => {
                     eprintln!("isobench: skipping {name}: {error:#}");
                     artifact.unavailable.push(Unavailable {
@@ -258,7 +285,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     };
     let outcome = rounds::run(
         &plan,
-        prepared,
+        &prepared,
         &mut artifact,
         &mut observer,
         &mut after_round,
@@ -285,19 +312,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
     if let Some(note) = swept {
         notes.push(format!("before this run, the orphan sweep {note}"));
     }
+    let mut soak_failed = false;
     if args.thorough {
-        for (kind, name) in &prepared_names {
-            // Prepared again: cached, so only the environment object is new.
-            let Prepared { env, .. } =
-                factory::prepared_all(*kind, plan.budget.clone(), &subject, &foreign_run)
-                    .into_iter()
-                    .find(|(prepared, _)| prepared == name)
-                    .map(|(_, outcome)| outcome)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("{name} is no longer available for the soak")
-                    })??;
-            let note = soak_environment(env.as_ref(), &plan, &args.output_dir)
+        for Prepared { env, .. } in &prepared {
+            let (note, verdict) = soak_environment(env.as_ref(), &plan, &args.output_dir)
                 .with_context(|| format!("the soak of {}", env.name()))?;
+            soak_failed |= verdict != SoakVerdict::Steady;
             eprintln!("isobench: {}: {note}", env.name());
             if let Some(result) = artifact
                 .environments
@@ -320,19 +340,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<Artifact> {
         "no environment completed a round: {}",
         crate::render::unavailable_line(&artifact.unavailable)
     );
-    Ok(artifact)
+    Ok(Finished {
+        artifact,
+        soak_failed,
+    })
 }
 
 /// Shows the protocol's phases on the progress bar.
 struct Progress<'a>(&'a ProgressBar);
 
 impl Observer for Progress<'_> {
-    fn phase(&mut self, round: u32, env: &str, phase: &str) {
+    fn phase(&mut self, round: u32, env: &str, phase: RoundPhase<'_>) {
         // The run's phases, for interrupts and fault injection: environments pause once they
         // have started something, a scenario where its load begins.
         match phase {
-            "start" => cleanup::record_phase(Phase::Starting),
-            _ if phase.starts_with("scenario:") => cleanup::enter_phase(Phase::Loading),
+            RoundPhase::Start => cleanup::record_phase(Phase::Starting),
+            RoundPhase::Scenario(_) => cleanup::enter_phase(Phase::Loading),
             _ => {}
         }
         self.0
@@ -340,39 +363,32 @@ impl Observer for Progress<'_> {
     }
 }
 
-/// Start of the note of a soak that found failed requests or growth beyond noise.
-pub const SOAK_FAILED_NOTE: &str = "soak FAILED";
-
 /// `--thorough`'s long soak of a fresh instance of `env` ([`crate::measure::soak`]): its
-/// samples go to `soak-<env>.json` in `output_dir`, its verdict into the returned note.
+/// samples go to `soak-<env>.json` in `output_dir`; returns the environment's note and the
+/// verdict.
 fn soak_environment(
     env: &dyn Environment,
     plan: &Plan,
     output_dir: &std::path::Path,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, SoakVerdict)> {
     let soak_plan = SoakPlan::long(plan.budget.generator_cpus.clone());
-    cleanup::record_phase(Phase::Starting);
-    let instance = env.start()?;
-    cleanup::enter_phase(Phase::Loading);
-    let result = soak::soak(instance.base_url(), &soak_plan);
-    instance.stop()?;
-    let result = result?;
+    let result = soak::soak_fresh_instance(env, &soak_plan)?;
     cleanup::enter_phase(Phase::Writing);
     let path = output_dir.join(format!("soak-{}.json", env.name()));
     let json = serde_json::to_vec_pretty(&result).context("serializing the soak")?;
     crate::render::write::atomic(&path, &json)?;
-    let problems = result.problems();
-    let verdict = if problems.is_empty() {
-        "no growth beyond noise".to_owned()
-    } else {
-        format!("{SOAK_FAILED_NOTE}: {}", problems.join("; "))
+    let verdict = result.verdict();
+    let words = match &verdict {
+        SoakVerdict::Steady => "no growth beyond noise".to_owned(),
+        SoakVerdict::Failed(problems) => format!("soak FAILED: {}", problems.join("; ")),
     };
-    Ok(format!(
-        "soak of {:?} at saturation ({}): {}; {verdict}",
+    let note = format!(
+        "soak of {:?} at saturation ({}): {}; {words}",
         soak_plan.length,
         path.display(),
         result.describe()
-    ))
+    );
+    Ok((note, verdict))
 }
 
 /// The per-round hook's error, as [`rounds::run`] takes it.
@@ -434,5 +450,71 @@ mod tests {
         let error = plan(&["-n", "0"]).unwrap_err().to_string();
         assert!(error.contains("--repetitions"), "{error}");
         assert!(plan(&["--env", "kata"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod scenario_tests {
+    use super::*;
+    use crate::subject::{ImageConfig, ImageSubject};
+
+    fn foreign() -> Subject {
+        Subject::Image(ImageSubject {
+            image: ImageConfig {
+                reference: "flask:1".into(),
+                id: "sha256:00".into(),
+                size_bytes: 1,
+                entrypoint: vec![],
+                cmd: vec!["gunicorn".into()],
+                env: vec![],
+                workdir: String::new(),
+                user: String::new(),
+                exposed_tcp_ports: vec![5000],
+            },
+            port: 5000,
+            health_path: "/healthz".into(),
+        })
+    }
+
+    #[test]
+    fn foreign_services_default_to_health_and_fixed_rate_on_their_health_path() {
+        let specs = scenarios_for(&[], &foreign(), 50, 100.0).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["health", "fixed-rate"]);
+        assert!(specs.iter().all(|s| s.paths[0].path == "/healthz"));
+        assert_eq!(specs[1].rate_rps, Some(100.0));
+        let own = scenarios_for(&[], &Subject::Own, 50, 100.0).unwrap();
+        assert_eq!(own.len(), 3);
+        assert_eq!(own[0].paths[0].path, "/health");
+    }
+
+    #[test]
+    fn mixed_and_unknown_names_are_errors_for_foreign_services() {
+        let error = scenarios_for(&["mixed".into()], &foreign(), 50, 1.0).unwrap_err();
+        assert!(
+            error.to_string().contains("give a scenario file"),
+            "{error}"
+        );
+        let error = scenarios_for(&["soak".into()], &Subject::Own, 50, 1.0).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown scenario \"soak\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_toml_value_is_read_as_a_scenario_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "[[scenario]]\nname = \"x\"\nloop = \"closed\"\npaths = [\"/\"]\nbogus = 1\n",
+        )
+        .unwrap();
+        let error = scenarios_for(&[file.display().to_string()], &foreign(), 50, 1.0).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `bogus`"),
+            "{error}"
+        );
     }
 }

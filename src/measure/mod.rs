@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod quiet;
 pub mod rounds;
 pub mod scenario;
+pub mod scenario_file;
 pub mod soak;
 pub mod window;
 

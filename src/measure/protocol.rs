@@ -63,10 +63,41 @@ pub struct RoundOutcome {
     pub detected: Option<String>,
 }
 
+/// A step of one round, as an observer sees it begin. Its text (`start`,
+/// `scenario:health`, `sweep:0.5`, …) is what a round's recorded failure names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RoundPhase<'a> {
+    /// Waiting for a quiet machine.
+    Quiet,
+    /// Starting the instance (the startup clock runs).
+    Start,
+    /// Reading the idle instance.
+    Idle,
+    /// Loading the instance with one scenario.
+    Scenario(&'a str),
+    /// One step of the latency sweep, at this fraction of the round's ceiling.
+    SweepStep(f64),
+    /// Stopping the instance.
+    Stop,
+}
+
+impl std::fmt::Display for RoundPhase<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Quiet => f.write_str("quiet"),
+            Self::Start => f.write_str("start"),
+            Self::Idle => f.write_str("idle"),
+            Self::Scenario(name) => write!(f, "scenario:{name}"),
+            Self::SweepStep(fraction) => write!(f, "sweep:{fraction}"),
+            Self::Stop => f.write_str("stop"),
+        }
+    }
+}
+
 /// What the protocol tells its caller as it goes (for progress displays).
 pub trait Observer {
-    /// A phase begins, e.g. `start`, `idle`, `scenario:health`, `stop`.
-    fn phase(&mut self, _round: u32, _env: &str, _phase: &str) {}
+    /// A phase of round `round` of `env` begins.
+    fn phase(&mut self, _round: u32, _env: &str, _phase: RoundPhase<'_>) {}
 }
 
 /// An observer that ignores everything.
@@ -92,14 +123,14 @@ pub fn run_round(
         failure: None,
     };
     if let Some(policy) = &plan.quiet {
-        observer.phase(index, env.name(), "quiet");
+        observer.phase(index, env.name(), RoundPhase::Quiet);
         round.quiet_wait = Some(quiet::wait(policy));
     }
-    observer.phase(index, env.name(), "start");
+    observer.phase(index, env.name(), RoundPhase::Start);
     let instance = match env.start() {
         Ok(instance) => instance,
         Err(error) => {
-            round.failure = Some(failure("start", &error, Vec::new()));
+            round.failure = Some(failure(RoundPhase::Start, &error, Vec::new()));
             return RoundOutcome {
                 round,
                 detected: None,
@@ -119,12 +150,12 @@ pub fn run_round(
         observer,
     );
 
-    observer.phase(index, env.name(), "stop");
+    observer.phase(index, env.name(), RoundPhase::Stop);
     let tail = instance.log_tail(LOG_TAIL_LINES);
     if let Err(error) = instance.stop()
         && round.failure.is_none()
     {
-        round.failure = Some(failure("stop", &error, tail));
+        round.failure = Some(failure(RoundPhase::Stop, &error, tail));
     }
     RoundOutcome { round, detected }
 }
@@ -138,7 +169,7 @@ fn measure_instance(
     round: &mut Round,
     observer: &mut dyn Observer,
 ) -> Option<String> {
-    observer.phase(round.round, env_name, "idle");
+    observer.phase(round.round, env_name, RoundPhase::Idle);
     // `start` returns right after the first 200; the idle moment is measured from there.
     std::thread::sleep(plan.idle_settle.saturating_sub(started.elapsed()));
     match instance.resources() {
@@ -150,18 +181,22 @@ fn measure_instance(
             ));
         }
         Err(error) => {
-            round.failure = Some(failure("idle", &error, instance.log_tail(LOG_TAIL_LINES)));
+            round.failure = Some(failure(
+                RoundPhase::Idle,
+                &error,
+                instance.log_tail(LOG_TAIL_LINES),
+            ));
             return None;
         }
     }
     let detected = health::detected_environment(instance.base_url()).ok();
     for scenario in &plan.scenarios {
-        let phase = format!("scenario:{}", scenario.name);
-        observer.phase(round.round, env_name, &phase);
+        let phase = RoundPhase::Scenario(&scenario.name);
+        observer.phase(round.round, env_name, phase);
         match measure_scenario(instance, scenario, plan).and_then(|run| survived(instance, run)) {
             Ok(run) => round.scenarios.push(run),
             Err(error) => {
-                round.failure = Some(failure(&phase, &error, instance.log_tail(LOG_TAIL_LINES)));
+                round.failure = Some(failure(phase, &error, instance.log_tail(LOG_TAIL_LINES)));
                 break;
             }
         }
@@ -194,8 +229,8 @@ fn run_sweep(
         return;
     };
     for &fraction in &sweep.fractions {
-        let phase = format!("sweep:{fraction}");
-        observer.phase(round.round, env_name, &phase);
+        let phase = RoundPhase::SweepStep(fraction);
+        observer.phase(round.round, env_name, phase);
         match measure_scenario(instance, &sweep.step(ceiling, fraction), plan)
             .and_then(|run| survived(instance, run))
         {
@@ -207,7 +242,7 @@ fn run_sweep(
                 round.scenarios.push(run);
             }
             Err(error) => {
-                round.failure = Some(failure(&phase, &error, instance.log_tail(LOG_TAIL_LINES)));
+                round.failure = Some(failure(phase, &error, instance.log_tail(LOG_TAIL_LINES)));
                 break;
             }
         }
@@ -216,7 +251,7 @@ fn run_sweep(
 
 /// The failure record: the error with its causes (each once), and the log's tail.
 fn failure(
-    phase: &str,
+    phase: RoundPhase<'_>,
     error: &(dyn std::error::Error + 'static),
     log_tail: Vec<String>,
 ) -> RoundFailure {
@@ -231,7 +266,7 @@ fn failure(
         source = cause.source();
     }
     RoundFailure {
-        phase: phase.into(),
+        phase: phase.to_string(),
         reason,
         log_tail,
     }

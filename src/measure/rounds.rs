@@ -40,9 +40,10 @@ pub type AfterRound<'a> =
 
 /// Runs `plan` on every environment in `prepared`, appending their results to `artifact`
 /// (whose other fields the caller set), and calls `after_round` after each instance's round.
+/// The environments stay the caller's, for what comes after the rounds (the soak).
 pub fn run(
     plan: &Plan,
-    prepared: Vec<Prepared>,
+    prepared: &[Prepared],
     artifact: &mut Artifact,
     observer: &mut dyn Observer,
     after_round: &mut AfterRound<'_>,
@@ -50,21 +51,19 @@ pub fn run(
     plan.validate()?;
     let note = plan.describe();
     let first = artifact.environments.len();
-    let mut environments = Vec::new();
     for Prepared { env, preparation } in prepared {
         artifact.environments.push(EnvironmentResult {
             label: label_of(env.as_ref(), &note, None, &[]),
-            preparation,
+            preparation: preparation.clone(),
             rounds: Vec::new(),
         });
-        environments.push(env);
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
     for index in 0..plan.repetitions {
-        let mut order: Vec<usize> = (0..environments.len()).collect();
+        let mut order: Vec<usize> = (0..prepared.len()).collect();
         order.shuffle(&mut rng);
         for position in order {
-            let env = environments[position].as_ref();
+            let env = prepared[position].env.as_ref();
             let outcome = protocol::run_round(env, plan, index, observer);
             let result = &mut artifact.environments[first + position];
             result.rounds.push(outcome.round);

@@ -103,6 +103,21 @@ pub const MIXED_CONNECTIONS: usize = 4;
 /// Names of the built-in scenarios, in their default order.
 pub const BUILT_IN: [&str; 3] = ["health", "mixed", "fixed-rate"];
 
+/// The built-ins a service other than isobench's own gets by default: `mixed` sends
+/// isobench-server's endpoints.
+pub const BUILT_IN_FOR_ANY_SERVICE: [&str; 2] = ["health", "fixed-rate"];
+
+/// Why a name is no built-in scenario for the service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuiltInError {
+    /// No built-in has the name.
+    #[error("unknown scenario {0:?}")]
+    Unknown(String),
+    /// `mixed` asked of a service other than isobench's own.
+    #[error("mixed sends isobench-server's endpoints")]
+    MixedNeedsOwnServer,
+}
+
 fn path(path: &str, weight: u32) -> PathWeight {
     PathWeight {
         path: path.into(),
@@ -113,9 +128,14 @@ fn path(path: &str, weight: u32) -> PathWeight {
 impl Scenario {
     /// Closed loop on `/health` with `connections`: the throughput ceiling.
     pub fn health(connections: usize) -> Self {
+        Self::health_at("/health", connections)
+    }
+
+    /// The same on the service's own health path.
+    pub fn health_at(health_path: &str, connections: usize) -> Self {
         Self {
             name: "health".into(),
-            paths: vec![path("/health", 1)],
+            paths: vec![path(health_path, 1)],
             connections,
             rate_rps: None,
             expected_status: 200,
@@ -140,23 +160,36 @@ impl Scenario {
 
     /// Open loop on `/health` at `rate_rps`: latency with coordinated omission corrected.
     pub fn fixed_rate(rate_rps: f64) -> Self {
+        Self::fixed_rate_at("/health", rate_rps)
+    }
+
+    /// The same on the service's own health path.
+    pub fn fixed_rate_at(health_path: &str, rate_rps: f64) -> Self {
         Self {
             name: "fixed-rate".into(),
-            paths: vec![path("/health", 1)],
+            paths: vec![path(health_path, 1)],
             connections: FIXED_RATE_CONNECTIONS,
             rate_rps: Some(rate_rps),
             expected_status: 200,
         }
     }
 
-    /// A built-in scenario by name (see [`BUILT_IN`]), with the closed-loop connections and
-    /// open-loop rate given.
-    pub fn built_in(name: &str, connections: usize, rate_rps: f64) -> Option<Self> {
+    /// A built-in scenario by name (see [`BUILT_IN`]) for a service answering health on
+    /// `health_path`, with the closed-loop connections and open-loop rate given; `mixed`
+    /// only for isobench's own server (`own_server`).
+    pub fn built_in(
+        name: &str,
+        health_path: &str,
+        own_server: bool,
+        connections: usize,
+        rate_rps: f64,
+    ) -> Result<Self, BuiltInError> {
         match name {
-            "health" => Some(Self::health(connections)),
-            "mixed" => Some(Self::mixed()),
-            "fixed-rate" => Some(Self::fixed_rate(rate_rps)),
-            _ => None,
+            "health" => Ok(Self::health_at(health_path, connections)),
+            "mixed" if own_server => Ok(Self::mixed()),
+            "mixed" => Err(BuiltInError::MixedNeedsOwnServer),
+            "fixed-rate" => Ok(Self::fixed_rate_at(health_path, rate_rps)),
+            other => Err(BuiltInError::Unknown(other.to_owned())),
         }
     }
 
@@ -295,11 +328,21 @@ mod tests {
     #[test]
     fn built_ins_are_valid_and_named() {
         for name in BUILT_IN {
-            let scenario = Scenario::built_in(name, 50, 200.0).unwrap();
+            let scenario = Scenario::built_in(name, "/health", true, 50, 200.0).unwrap();
             assert_eq!(scenario.name, name);
             scenario.validate().unwrap();
         }
-        assert!(Scenario::built_in("soak", 50, 200.0).is_none());
+        assert_eq!(
+            Scenario::built_in("soak", "/health", true, 50, 200.0),
+            Err(BuiltInError::Unknown("soak".into()))
+        );
+        assert_eq!(
+            Scenario::built_in("mixed", "/healthz", false, 50, 200.0),
+            Err(BuiltInError::MixedNeedsOwnServer)
+        );
+        let theirs = Scenario::built_in("fixed-rate", "/healthz", false, 50, 100.0).unwrap();
+        assert_eq!(theirs.paths[0].path, "/healthz");
+        assert_eq!(theirs.rate_rps, Some(100.0));
         assert!(Scenario::fixed_rate(200.0).open_loop());
         assert!(!Scenario::mixed().open_loop());
     }

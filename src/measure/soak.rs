@@ -21,7 +21,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::load::LoadReport;
-use crate::env::health;
+use crate::cleanup::{self, Phase};
+use crate::env::{Environment, health};
 use crate::load::{self, LoadOptions};
 
 /// Samples at each end reduced to a median.
@@ -126,7 +127,26 @@ pub struct SoakResult {
     pub throughput_rps: f64,
 }
 
+/// What a soak says of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SoakVerdict {
+    /// Every request answered and nothing grew beyond noise.
+    Steady,
+    /// Requests failed or something grew: each way, in words.
+    Failed(Vec<String>),
+}
+
 impl SoakResult {
+    /// The soak's verdict.
+    pub fn verdict(&self) -> SoakVerdict {
+        let problems = self.problems();
+        if problems.is_empty() {
+            SoakVerdict::Steady
+        } else {
+            SoakVerdict::Failed(problems)
+        }
+    }
+
     /// Every way the soak failed: requests that failed, quantities that grew beyond noise.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -182,6 +202,17 @@ pub fn sample(base_url: &str, at: Duration) -> anyhow::Result<Sample> {
         open_fds: field("/open_fds")?,
         threads: field("/threads")?,
     })
+}
+
+/// Starts a fresh instance of `env`, soaks it by `plan` and stops it. The run's phase (for
+/// interrupts and fault injection) follows: starting, then loading.
+pub fn soak_fresh_instance(env: &dyn Environment, plan: &SoakPlan) -> anyhow::Result<SoakResult> {
+    cleanup::record_phase(Phase::Starting);
+    let instance = env.start()?;
+    cleanup::enter_phase(Phase::Loading);
+    let result = soak(instance.base_url(), plan);
+    instance.stop()?;
+    result
 }
 
 /// Holds the service at `base_url` at saturation for `plan.length`, sampling it; errors

@@ -9,7 +9,7 @@ use crate::env::Budget;
 use crate::env::Prepared;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::measure::plan::Plan;
-use crate::measure::protocol::{self, Observer, Quiet};
+use crate::measure::protocol::{self, Observer, Quiet, RoundPhase};
 use crate::measure::quiet::QuietPolicy;
 use crate::measure::rounds;
 use crate::measure::scenario::Scenario;
@@ -62,7 +62,7 @@ fn mock(name: &str, readings: MockReadings) -> Prepared {
 fn run(plan: &Plan, prepared: Vec<Prepared>) -> (Artifact, usize) {
     let mut artifact = Artifact::on_host(host(), Vec::new());
     let mut writes = 0;
-    rounds::run(plan, prepared, &mut artifact, &mut Quiet, &mut |_| {
+    rounds::run(plan, &prepared, &mut artifact, &mut Quiet, &mut |_| {
         writes += 1;
         Ok(())
     })
@@ -262,21 +262,21 @@ fn a_failed_round_is_recorded_and_the_run_goes_on() {
 fn rounds_are_interleaved_in_a_shuffled_order() {
     struct Order(Vec<(u32, String)>);
     impl Observer for Order {
-        fn phase(&mut self, round: u32, env: &str, phase: &str) {
-            if phase == "start" {
+        fn phase(&mut self, round: u32, env: &str, phase: RoundPhase<'_>) {
+            if phase == RoundPhase::Start {
                 self.0.push((round, env.to_owned()));
             }
         }
     }
     let plan = plan(Vec::new(), 6, 100, 0);
     let names = ["a", "b", "c"];
-    let prepared = names
+    let prepared: Vec<Prepared> = names
         .iter()
         .map(|n| mock(n, MockReadings::default()))
         .collect();
     let mut artifact = Artifact::on_host(host(), Vec::new());
     let mut order = Order(Vec::new());
-    rounds::run(&plan, prepared, &mut artifact, &mut order, &mut |_| Ok(())).unwrap();
+    rounds::run(&plan, &prepared, &mut artifact, &mut order, &mut |_| Ok(())).unwrap();
     let per_round: Vec<Vec<&str>> = (0..6)
         .map(|r| {
             order

@@ -9,7 +9,6 @@
 
 pub mod image;
 pub mod rootfs;
-pub mod scenario_file;
 pub mod server_binary;
 pub mod user;
 

@@ -77,7 +77,7 @@ fn measure(
     let mut artifact = Artifact::now(Vec::new());
     rounds::run(
         plan,
-        vec![Prepared { env, preparation }],
+        &[Prepared { env, preparation }],
         &mut artifact,
         &mut protocol::Quiet,
         &mut |_| Ok(()),

@@ -26,12 +26,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::scenario::{FIXED_RATE_CONNECTIONS, Scenario};
+use crate::artifact::load::PathWeight;
 use crate::load::scenario::validate_path;
 
 /// Connections of a closed loop when the file does not say.
 pub const DEFAULT_CLOSED_CONNECTIONS: usize = 50;
-/// Connections of an open loop when the file does not say.
-pub const DEFAULT_OPEN_CONNECTIONS: usize = 16;
+/// Connections of an open loop when the file does not say: the built-in open loop's.
+pub const DEFAULT_OPEN_CONNECTIONS: usize = FIXED_RATE_CONNECTIONS;
 
 /// Why a scenario file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -103,44 +105,18 @@ fn ok_status() -> u16 {
     200
 }
 
-/// Closed or open loop.
+/// Closed or open loop, as the file says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LoopKind {
+enum LoopKind {
     /// Each connection sends its next request when the last is answered: the ceiling.
     Closed,
     /// Requests at a fixed total rate, latency from the intended send time.
     Open,
 }
 
-/// One path of a scenario.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathSpec {
-    /// Path and query, starting with `/`.
-    pub path: String,
-    /// Relative weight, ≥ 1.
-    pub weight: u32,
-}
-
-/// One named scenario, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScenarioSpec {
-    /// Unique name.
-    pub name: String,
-    /// Closed or open loop.
-    pub loop_kind: LoopKind,
-    /// Concurrent connections.
-    pub connections: usize,
-    /// Total request rate of an open loop, requests per second.
-    pub rate: Option<f64>,
-    /// The status every correct answer has (a 2xx).
-    pub status: u16,
-    /// Paths and weights.
-    pub paths: Vec<PathSpec>,
-}
-
 /// Reads and validates a scenario file.
-pub fn load(path: &Path) -> Result<Vec<ScenarioSpec>, ScenarioFileError> {
+pub fn load(path: &Path) -> Result<Vec<Scenario>, ScenarioFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioFileError::Read {
         path: path.display().to_string(),
         source,
@@ -149,7 +125,7 @@ pub fn load(path: &Path) -> Result<Vec<ScenarioSpec>, ScenarioFileError> {
 }
 
 /// Parses and validates scenario-file text; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFileError> {
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Scenario>, ScenarioFileError> {
     let file: File = toml::from_str(text).map_err(|error| ScenarioFileError::Parse {
         path: origin.into(),
         message: error.to_string().trim_end().to_owned(),
@@ -231,7 +207,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFile
                     format!("{}: the weight must be at least 1", full.path),
                 ));
             }
-            paths.push(PathSpec {
+            paths.push(PathWeight {
                 path: full.path,
                 weight: full.weight,
             });
@@ -245,13 +221,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<ScenarioSpec>, ScenarioFile
                 ),
             ));
         }
-        specs.push(ScenarioSpec {
+        specs.push(Scenario {
             name,
-            loop_kind: raw.loop_kind,
-            connections,
-            rate: raw.rate,
-            status: raw.status,
             paths,
+            connections,
+            rate_rps: raw.rate,
+            expected_status: raw.status,
         });
     }
     Ok(specs)
@@ -281,29 +256,29 @@ paths = ["/health"]
         let specs = parse(EXAMPLE, "t.toml").unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "browse");
-        assert_eq!(specs[0].loop_kind, LoopKind::Closed);
+        assert!(!specs[0].open_loop());
         assert_eq!(specs[0].connections, 8);
         assert_eq!(
             specs[0].paths,
             vec![
-                PathSpec {
+                PathWeight {
                     path: "/health".into(),
                     weight: 1
                 },
-                PathSpec {
+                PathWeight {
                     path: "/cpu?n=2000".into(),
                     weight: 3
                 },
-                PathSpec {
+                PathWeight {
                     path: "/a".into(),
                     weight: 1
                 },
             ]
         );
-        assert_eq!(specs[0].status, 204);
-        assert_eq!(specs[1].status, 200);
-        assert_eq!(specs[1].loop_kind, LoopKind::Open);
-        assert_eq!(specs[1].rate, Some(100.0));
+        assert_eq!(specs[0].expected_status, 204);
+        assert_eq!(specs[1].expected_status, 200);
+        assert!(specs[1].open_loop());
+        assert_eq!(specs[1].rate_rps, Some(100.0));
         assert_eq!(specs[1].connections, DEFAULT_OPEN_CONNECTIONS);
     }
 
