@@ -17,6 +17,7 @@
 //! budget, and the hardening on unless the user turned a part of it off.
 
 pub mod image;
+mod instance;
 pub mod listeners;
 pub mod proxy;
 pub mod runtimes;
@@ -28,17 +29,16 @@ use anyhow::{Context, anyhow};
 use bollard::models::PortBinding;
 use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::SyncRunner;
-use testcontainers::{Container, GenericImage, ImageExt};
+use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
 use self::image::BuiltImage;
+use self::instance::{ContainerInstance, cgroup_of, engine_phases};
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
-use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, StartupPhase, position};
-use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Registration, Resource};
+use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, position};
+use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
 use crate::docker::Engine;
-use crate::env::foreign::ForeignRun;
-use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health, logs};
-use crate::probe::cgroup::Cgroup;
-use crate::probe::container::ContainerReading;
+use crate::env::foreign::{ForeignRun, Hardening};
+use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::probe::process::ProcessProbe;
 use crate::subject::ImageSubject;
 use crate::subject::server_binary;
@@ -318,6 +318,156 @@ fn free_loopback_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// What the container serves, and so how it is started and judged ready: isobench's own
+/// server, or a user's image with its own port, health path and hardening.
+struct Served<'a> {
+    /// The port the service listens on inside the container.
+    port: u16,
+    hardening: Hardening,
+    startup_timeout: Duration,
+    /// A user's image's health path (ready at any 2xx); `None` for isobench's own server
+    /// (ready at its first 200 on `/health`, told its memory limit and where to bind).
+    foreign_health: Option<&'a str>,
+}
+
+impl ContainerEnv {
+    fn served(&self) -> Served<'_> {
+        match &self.foreign {
+            Some(foreign) => Served {
+                port: foreign.image.port,
+                hardening: foreign.run.hardening,
+                startup_timeout: foreign.run.startup_timeout,
+                foreign_health: Some(&foreign.image.health_path),
+            },
+            None => Served {
+                port: SERVICE_PORT,
+                hardening: Hardening::default(),
+                startup_timeout: STARTUP_TIMEOUT,
+                foreign_health: None,
+            },
+        }
+    }
+
+    /// The host port the service answers on when the container shares the host's network
+    /// (`None` on a bridge, where the engine publishes one), with the lock that holds it. A
+    /// foreign image binds its own fixed port, which on the host's network is the host's,
+    /// taken under the same per-port lock as the native chroot.
+    fn host_port(
+        &self,
+        served: &Served<'_>,
+    ) -> Result<(Option<u16>, Option<std::fs::File>), EnvError> {
+        match (self.spec.network, served.foreign_health) {
+            (NetworkMode::Host, Some(_)) => {
+                let lock =
+                    crate::env::native_foreign::lock_port(served.port, served.startup_timeout)?;
+                crate::env::native_foreign::ensure_port_free(served.port)?;
+                Ok((Some(served.port), Some(lock)))
+            }
+            (NetworkMode::Host, None) => Ok((Some(free_loopback_port()?), None)),
+            (NetworkMode::Bridge, _) => Ok((None, None)),
+        }
+    }
+
+    /// The container request: the image with isobench's labels, the budget's cpuset and
+    /// memory (no swap), the network, the runtime and the hardening.
+    fn request(
+        &self,
+        image: &BuiltImage,
+        served: &Served<'_>,
+        host_port: Option<u16>,
+    ) -> ContainerRequest<GenericImage> {
+        let cpuset = self.budget.service_cpuset();
+        let memory = self.budget.memory_limit_bytes as i64;
+        let network = self.spec.network;
+        let runtime = self.spec.runtime.as_ref().map(|r| r.name.clone());
+        let own_server = served.foreign_health.is_none();
+        let service_port = served.port;
+        let mut base = GenericImage::new(&image.repository, &image.tag);
+        if !own_server {
+            // Published even when the image does not EXPOSE it (the user's --port wins), as
+            // `docker run -p` does.
+            base = base.with_exposed_port(service_port.tcp());
+        }
+        let mut request = base
+            .with_label(CONTAINER_LABEL, "1")
+            .with_label(OWNER_LABEL, std::process::id().to_string())
+            .with_readonly_rootfs(served.hardening.read_only_root)
+            .with_startup_timeout(served.startup_timeout);
+        if own_server {
+            // The service derives its /memory caps from this (it could read the cgroup too;
+            // saying it is what every environment does alike).
+            request = request.with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string());
+        }
+        if served.hardening.drop_capabilities {
+            request = request.with_cap_drop("ALL");
+        }
+        if served.hardening.no_new_privileges {
+            request = request.with_security_opt("no-new-privileges");
+        }
+        let mut request = request.with_host_config_modifier(move |host| {
+            host.cpuset_cpus = Some(cpuset.clone());
+            host.memory = Some(memory);
+            host.memory_swap = Some(memory);
+            host.runtime = runtime.clone();
+            host.publish_all_ports = Some(false);
+            match network {
+                // Publish on loopback only, on a port the engine picks.
+                NetworkMode::Bridge => {
+                    host.port_bindings = Some(HashMap::from([(
+                        format!("{service_port}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )]));
+                }
+                NetworkMode::Host => host.network_mode = Some("host".into()),
+            }
+        });
+        if let Some(port) = host_port.filter(|_| own_server) {
+            // The image's command binds 0.0.0.0, which on the host's network would be every
+            // interface of the machine.
+            let port = port.to_string();
+            request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
+        }
+        request
+    }
+
+    /// How loopback traffic reaches the container, for its label; pins docker-proxy (`proxy`)
+    /// to the service CPUs when there is one.
+    fn proxy_note(&self, proxy: Option<u32>) -> String {
+        let pinned = proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus));
+        match (self.spec.network, pinned) {
+            (NetworkMode::Host, _) => "host network: the server binds 127.0.0.1 in the host's network namespace; no bridge, NAT or docker-proxy".to_owned(),
+            (_, Some(Ok(()))) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
+            (_, Some(Err(error))) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
+            (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
+        }
+    }
+}
+
+/// The host port the engine published for the service's `port` on 127.0.0.1.
+fn published_port(container: &Container<GenericImage>, port: u16) -> Result<u16, EnvError> {
+    match container.get_host_port_ipv4(port.tcp()) {
+        Ok(port) => Ok(port),
+        // A container that already exited has no published port: say why it exited.
+        Err(_) if !container.is_running().unwrap_or(false) => {
+            Err(exited_during_startup(container).into())
+        }
+        Err(error) => Err(anyhow::Error::new(error)
+            .context("reading the container's published port")
+            .into()),
+    }
+}
+
+/// A container that exited before answering, with what it wrote to stderr.
+fn exited_during_startup(container: &Container<GenericImage>) -> anyhow::Error {
+    anyhow!(
+        "the container exited during startup: {}",
+        String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
+    )
+}
+
 impl Environment for ContainerEnv {
     fn name(&self) -> &str {
         &self.spec.name
@@ -350,83 +500,15 @@ impl Environment for ContainerEnv {
             .ok_or_else(|| anyhow!("the {} environment was not prepared", self.spec.name))?;
         let started = Instant::now();
         let started_wall = std::time::SystemTime::now();
-        let cpuset = self.budget.service_cpuset();
-        let memory = self.budget.memory_limit_bytes as i64;
-        let network = self.spec.network;
-        let runtime = self.spec.runtime.as_ref().map(|r| r.name.clone());
-        let foreign = self.foreign.as_ref();
-        let service_port = foreign.map_or(SERVICE_PORT, |f| f.image.port);
-        let hardening = foreign.map(|f| f.run.hardening).unwrap_or_default();
-        let startup_timeout = foreign.map_or(STARTUP_TIMEOUT, |f| f.run.startup_timeout);
-        // A foreign image binds its own fixed port; on the host's network that is the host's
-        // port, taken under the same per-port lock as the native chroot.
-        let mut port_lock = None;
-        let host_port = match (network, foreign) {
-            (NetworkMode::Host, Some(_)) => {
-                port_lock = Some(crate::env::native_foreign::lock_port(
-                    service_port,
-                    startup_timeout,
-                )?);
-                crate::env::native_foreign::ensure_port_free(service_port)?;
-                Some(service_port)
-            }
-            (NetworkMode::Host, None) => Some(free_loopback_port()?),
-            (NetworkMode::Bridge, _) => None,
-        };
-        let mut base = GenericImage::new(&image.repository, &image.tag);
-        if foreign.is_some() {
-            // Published even when the image does not EXPOSE it (the user's --port wins), as
-            // `docker run -p` does.
-            base = base.with_exposed_port(service_port.tcp());
-        }
-        let mut request = base
-            .with_label(CONTAINER_LABEL, "1")
-            .with_label(OWNER_LABEL, std::process::id().to_string())
-            .with_readonly_rootfs(hardening.read_only_root)
-            .with_startup_timeout(startup_timeout);
-        if foreign.is_none() {
-            // The service derives its /memory caps from this (it could read the cgroup too;
-            // saying it is what every environment does alike).
-            request = request.with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string());
-        }
-        if hardening.drop_capabilities {
-            request = request.with_cap_drop("ALL");
-        }
-        if hardening.no_new_privileges {
-            request = request.with_security_opt("no-new-privileges");
-        }
-        let request = request.with_host_config_modifier(move |host| {
-            host.cpuset_cpus = Some(cpuset.clone());
-            host.memory = Some(memory);
-            host.memory_swap = Some(memory);
-            host.runtime = runtime.clone();
-            host.publish_all_ports = Some(false);
-            match network {
-                // Publish on loopback only, on a port the engine picks.
-                NetworkMode::Bridge => {
-                    host.port_bindings = Some(HashMap::from([(
-                        format!("{service_port}/tcp"),
-                        Some(vec![PortBinding {
-                            host_ip: Some("127.0.0.1".into()),
-                            host_port: Some(String::new()),
-                        }]),
-                    )]));
-                }
-                NetworkMode::Host => host.network_mode = Some("host".into()),
-            }
-        });
-        let mut request = request;
-        if let Some(port) = host_port.filter(|_| foreign.is_none()) {
-            // The image's command binds 0.0.0.0, which on the host's network would be every
-            // interface of the machine.
-            let port = port.to_string();
-            request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
-        }
+        let served = self.served();
+        let (host_port, port_lock) = self.host_port(&served)?;
         // Named, so that a container the engine created but could not start (a runtime that
         // refuses this machine's cgroups, say) can be found and removed: testcontainers
         // returns the error without it, and it would stay behind in the `Created` state.
         let name = container_name();
-        let request = request.with_container_name(&name);
+        let request = self
+            .request(image, &served, host_port)
+            .with_container_name(&name);
         let starting = cleanup::starting();
         let container = match request.start() {
             Ok(container) => container,
@@ -442,50 +524,23 @@ impl Environment for ContainerEnv {
         cleanup::pause_point(cleanup::Phase::Starting);
         let port = match host_port {
             Some(port) => port,
-            None => match container.get_host_port_ipv4(service_port.tcp()) {
-                Ok(port) => port,
-                // A container that already exited has no published port: say why it exited.
-                Err(_) if !container.is_running().unwrap_or(false) => {
-                    return Err(anyhow!(
-                        "the container exited during startup: {}",
-                        String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
-                    )
-                    .into());
-                }
-                Err(error) => {
-                    return Err(anyhow::Error::new(error)
-                        .context("reading the container's published port")
-                        .into());
-                }
-            },
+            None => published_port(&container, served.port)?,
         };
         let base_url = format!("http://127.0.0.1:{port}");
         let alive = || match container.is_running() {
             Ok(true) => Ok(()),
-            _ => Err(anyhow!(
-                "the container exited during startup: {}",
-                String::from_utf8_lossy(&container.stderr_to_vec().unwrap_or_default())
-            )),
+            _ => Err(exited_during_startup(&container)),
         };
-        let startup = match foreign {
-            Some(foreign) => health::wait_until_ready(
-                &base_url,
-                &foreign.image.health_path,
-                started,
-                startup_timeout,
-                alive,
-            ),
-            None => health::wait_until_healthy(&base_url, started, STARTUP_TIMEOUT, alive),
+        let startup = match served.foreign_health {
+            Some(path) => {
+                health::wait_until_ready(&base_url, path, started, served.startup_timeout, alive)
+            }
+            None => health::wait_until_healthy(&base_url, started, served.startup_timeout, alive),
         }?;
         // Found and pinned after the first 200, so isobench's own /proc scan is not counted
         // as the container's startup.
         let proxy = host_port.is_none().then(|| proxy::find(port)).flatten();
-        let note = match (network, proxy.map(|pid| proxy::pin_all_threads(pid, &self.budget.service_cpus))) {
-            (NetworkMode::Host, _) => "host network: the server binds 127.0.0.1 in the host's network namespace; no bridge, NAT or docker-proxy".to_owned(),
-            (_, Some(Ok(()))) => "loopback traffic crosses docker-proxy, pinned to the service CPUs; its CPU time and memory are counted with the container's".to_owned(),
-            (_, Some(Err(error))) => format!("loopback traffic crosses docker-proxy, which could not be pinned ({error}); its CPU time and memory are counted with the container's"),
-            (_, None) => "no docker-proxy serves the published port: the engine forwards loopback traffic in the kernel".to_owned(),
-        };
+        let note = self.proxy_note(proxy);
         *self.proxy_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
         // Timing points from the engine's own record, read after the clock stopped.
         let startup_phases = self
@@ -503,8 +558,7 @@ impl Environment for ContainerEnv {
             cgroup,
             engine,
             base_url,
-            health_path: foreign
-                .map_or_else(|| "/health".to_owned(), |f| f.image.health_path.clone()),
+            health_path: served.foreign_health.unwrap_or("/health").to_owned(),
             startup,
             _registration: registration,
         }))
@@ -567,202 +621,6 @@ impl Environment for ContainerEnv {
     }
 }
 
-/// The container's cgroup, found through its main process, for readings in microseconds
-/// instead of the engine's stats (about a second per call); `None` when this process cannot
-/// see it (another PID namespace), and the engine's stats are read instead.
-fn cgroup_of(engine: &Engine, id: &str) -> Option<Cgroup> {
-    let pid = engine.inspect_container(id).ok()?.state?.pid?;
-    let cgroup = Cgroup::of_pid(u32::try_from(pid).ok()?).ok()?;
-    cgroup.read().ok().map(|_| cgroup)
-}
-
-/// A running container; dropping it removes the container.
-struct ContainerInstance {
-    /// Held while a foreign image on the host's network owns its port.
-    _port_lock: Option<std::fs::File>,
-    container: Option<Container<GenericImage>>,
-    /// Docker's userland proxy for the published port, when the engine uses one.
-    proxy: Option<ProcessProbe>,
-    /// The container's cgroup files, when readable from here.
-    cgroup: Option<Cgroup>,
-    engine: Engine,
-    base_url: String,
-    /// `/health`, or a foreign image's `--health`.
-    health_path: String,
-    startup: Duration,
-    startup_phases: Vec<StartupPhase>,
-    _registration: Registration,
-}
-
-/// An engine timestamp on the monotonic clock, through the wall clock read at the request:
-/// the engine runs on this host and stamps with the same clock.
-fn engine_instant(
-    stamp: Option<time::OffsetDateTime>,
-    requested: Instant,
-    requested_wall: std::time::SystemTime,
-) -> Option<Instant> {
-    let wall = std::time::SystemTime::from(stamp?);
-    let after = wall.duration_since(requested_wall).ok()?;
-    requested.checked_add(after)
-}
-
-/// An RFC 3339 timestamp as the engine writes it (nanoseconds).
-fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
-}
-
-/// Engine API call and create (request → the engine's `Created`), runtime start (→
-/// `State.StartedAt`: the process exec'd), then the service's own start and the first 200
-/// through the published port.
-fn engine_phases(
-    inspect: &bollard::models::ContainerInspectResponse,
-    requested: Instant,
-    requested_wall: std::time::SystemTime,
-    first_200: Instant,
-) -> Vec<StartupPhase> {
-    let created = inspect.created;
-    let started = inspect
-        .state
-        .as_ref()
-        .and_then(|s| s.started_at.as_deref())
-        .and_then(rfc3339);
-    crate::env::phases::contiguous(
-        requested,
-        &[
-            (
-                "engine api + create",
-                engine_instant(created, requested, requested_wall),
-            ),
-            (
-                "runtime start",
-                engine_instant(started, requested, requested_wall),
-            ),
-            ("service start + first 200", Some(first_200)),
-        ],
-    )
-}
-
-impl ContainerInstance {
-    fn id(&self) -> &str {
-        self.container
-            .as_ref()
-            .map_or("", |container| container.id())
-    }
-
-    /// How the container ended, if it is no longer running: status, exit code, OOM kill.
-    fn stopped(&self) -> Option<String> {
-        let state = self.engine.inspect_container(self.id()).ok()?.state?;
-        if state.running == Some(true) {
-            return None;
-        }
-        Some(format!(
-            "the container is no longer running: {}, exit code {}{}",
-            state
-                .status
-                .map_or_else(|| "unknown status".to_owned(), |s| s.to_string()),
-            state.exit_code.unwrap_or_default(),
-            if state.oom_killed == Some(true) {
-                ", killed by the kernel's OOM killer"
-            } else {
-                ""
-            }
-        ))
-    }
-}
-
-impl Instance for ContainerInstance {
-    fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    fn health_path(&self) -> &str {
-        &self.health_path
-    }
-
-    fn startup(&self) -> Duration {
-        self.startup
-    }
-
-    fn startup_phases(&self) -> Vec<StartupPhase> {
-        self.startup_phases.clone()
-    }
-
-    fn resources(&self) -> Result<ResourceReading, EnvError> {
-        // The same working set either way: usage minus inactive file cache.
-        let read = || -> anyhow::Result<ResourceReading> {
-            Ok(match &self.cgroup {
-                Some(cgroup) => {
-                    let reading = cgroup.read().context("reading the container's cgroup")?;
-                    ResourceReading {
-                        memory_bytes: reading.memory_bytes,
-                        peak_memory_bytes: None,
-                        cpu_seconds: reading.cpu_seconds,
-                    }
-                }
-                None => {
-                    let stats = self.engine.stats(self.id())?;
-                    let reading =
-                        ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
-                    ResourceReading {
-                        memory_bytes: reading.memory_bytes,
-                        peak_memory_bytes: reading.peak_memory_bytes,
-                        cpu_seconds: reading.cpu_seconds,
-                    }
-                }
-            })
-        };
-        // A stopped container has neither cgroup nor stats: say that, not what is missing.
-        let mut total = read().map_err(|error| match self.stopped() {
-            Some(stopped) => anyhow!(stopped),
-            None => error,
-        })?;
-        if let Some(proxy) = &self.proxy {
-            let proxy = proxy.read().context("reading docker-proxy")?;
-            total.memory_bytes += proxy.rss_bytes;
-            total.peak_memory_bytes = total
-                .peak_memory_bytes
-                .map(|peak| peak + proxy.peak_rss_bytes.unwrap_or(proxy.rss_bytes));
-            total.cpu_seconds += proxy.cpu_seconds;
-        }
-        Ok(total)
-    }
-
-    fn log_tail(&self, lines: usize) -> Vec<String> {
-        let Some(container) = &self.container else {
-            return Vec::new();
-        };
-        // The engine keeps the container's output; the server writes only its address to
-        // stdout, so stdout first and then stderr is the order it was written in.
-        let mut text =
-            String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default()).into_owned();
-        text.push_str(&String::from_utf8_lossy(
-            &container.stderr_to_vec().unwrap_or_default(),
-        ));
-        logs::last_lines(&text, lines)
-    }
-
-    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
-        if let Some(container) = self.container.take() {
-            container
-                .rm()
-                .context("removing the container")
-                .map_err(EnvError::from)?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ContainerInstance {
-    fn drop(&mut self) {
-        if let Some(container) = self.container.take() {
-            // testcontainers removes it on drop; force-remove too in case that failed.
-            let id = container.id().to_owned();
-            drop(container);
-            let _ = self.engine.force_remove(&id);
-        }
-    }
-}
-
 #[cfg(test)]
 mod foreign_tests {
     use super::split_reference;
@@ -782,55 +640,6 @@ mod foreign_tests {
         assert_eq!(
             split("registry:5000/app:v2"),
             ("registry:5000/app".into(), "v2".into())
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engine_timestamps_become_contiguous_phases() {
-        let requested = Instant::now();
-        let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let inspect = bollard::models::ContainerInspectResponse {
-            created: rfc3339("2023-11-14T22:13:20.050000000Z"),
-            state: Some(bollard::models::ContainerState {
-                started_at: Some("2023-11-14T22:13:20.300000000Z".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let phases = engine_phases(
-            &inspect,
-            requested,
-            wall,
-            requested + Duration::from_millis(400),
-        );
-        let got: Vec<(&str, f64)> = phases
-            .iter()
-            .map(|p| (p.name.as_str(), p.duration_ms.round()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("engine api + create", 50.0),
-                ("runtime start", 250.0),
-                ("service start + first 200", 100.0)
-            ]
-        );
-        // Unparseable stamps merge into the last phase.
-        let phases = engine_phases(
-            &Default::default(),
-            requested,
-            wall,
-            requested + Duration::from_millis(400),
-        );
-        assert_eq!(phases.len(), 1);
-        assert_eq!(
-            phases[0].name,
-            "engine api + create + runtime start + service start + first 200"
         );
     }
 }

@@ -1,0 +1,261 @@
+//! A running container: its address and startup, the engine's own timing points, its
+//! resources (the cgroup's files, else the engine's stats, plus docker-proxy), its logs,
+//! and its removal, also when dropped.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use testcontainers::{Container, GenericImage};
+
+use crate::artifact::StartupPhase;
+use crate::cleanup::Registration;
+use crate::docker::Engine;
+use crate::env::{EnvError, Instance, ResourceReading, logs};
+use crate::probe::cgroup::Cgroup;
+use crate::probe::container::ContainerReading;
+use crate::probe::process::ProcessProbe;
+
+/// The container's cgroup, found through its main process, for readings in microseconds
+/// instead of the engine's stats (about a second per call); `None` when this process cannot
+/// see it (another PID namespace), and the engine's stats are read instead.
+pub(super) fn cgroup_of(engine: &Engine, id: &str) -> Option<Cgroup> {
+    let pid = engine.inspect_container(id).ok()?.state?.pid?;
+    let cgroup = Cgroup::of_pid(u32::try_from(pid).ok()?).ok()?;
+    cgroup.read().ok().map(|_| cgroup)
+}
+
+/// A running container; dropping it removes the container.
+pub(super) struct ContainerInstance {
+    /// Held while a foreign image on the host's network owns its port.
+    pub(super) _port_lock: Option<std::fs::File>,
+    pub(super) container: Option<Container<GenericImage>>,
+    /// Docker's userland proxy for the published port, when the engine uses one.
+    pub(super) proxy: Option<ProcessProbe>,
+    /// The container's cgroup files, when readable from here.
+    pub(super) cgroup: Option<Cgroup>,
+    pub(super) engine: Engine,
+    pub(super) base_url: String,
+    /// `/health`, or a foreign image's `--health`.
+    pub(super) health_path: String,
+    pub(super) startup: Duration,
+    pub(super) startup_phases: Vec<StartupPhase>,
+    pub(super) _registration: Registration,
+}
+
+/// An engine timestamp on the monotonic clock, through the wall clock read at the request:
+/// the engine runs on this host and stamps with the same clock.
+fn engine_instant(
+    stamp: Option<time::OffsetDateTime>,
+    requested: Instant,
+    requested_wall: std::time::SystemTime,
+) -> Option<Instant> {
+    let wall = std::time::SystemTime::from(stamp?);
+    let after = wall.duration_since(requested_wall).ok()?;
+    requested.checked_add(after)
+}
+
+/// An RFC 3339 timestamp as the engine writes it (nanoseconds).
+fn rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Engine API call and create (request → the engine's `Created`), runtime start (→
+/// `State.StartedAt`: the process exec'd), then the service's own start and the first 200
+/// through the published port.
+pub(super) fn engine_phases(
+    inspect: &bollard::models::ContainerInspectResponse,
+    requested: Instant,
+    requested_wall: std::time::SystemTime,
+    first_200: Instant,
+) -> Vec<StartupPhase> {
+    let created = inspect.created;
+    let started = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.started_at.as_deref())
+        .and_then(rfc3339);
+    crate::env::phases::contiguous(
+        requested,
+        &[
+            (
+                "engine api + create",
+                engine_instant(created, requested, requested_wall),
+            ),
+            (
+                "runtime start",
+                engine_instant(started, requested, requested_wall),
+            ),
+            ("service start + first 200", Some(first_200)),
+        ],
+    )
+}
+
+impl ContainerInstance {
+    fn id(&self) -> &str {
+        self.container
+            .as_ref()
+            .map_or("", |container| container.id())
+    }
+
+    /// How the container ended, if it is no longer running: status, exit code, OOM kill.
+    fn stopped(&self) -> Option<String> {
+        let state = self.engine.inspect_container(self.id()).ok()?.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(format!(
+            "the container is no longer running: {}, exit code {}{}",
+            state
+                .status
+                .map_or_else(|| "unknown status".to_owned(), |s| s.to_string()),
+            state.exit_code.unwrap_or_default(),
+            if state.oom_killed == Some(true) {
+                ", killed by the kernel's OOM killer"
+            } else {
+                ""
+            }
+        ))
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn health_path(&self) -> &str {
+        &self.health_path
+    }
+
+    fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    fn startup_phases(&self) -> Vec<StartupPhase> {
+        self.startup_phases.clone()
+    }
+
+    fn resources(&self) -> Result<ResourceReading, EnvError> {
+        // The same working set either way: usage minus inactive file cache.
+        let read = || -> anyhow::Result<ResourceReading> {
+            Ok(match &self.cgroup {
+                Some(cgroup) => {
+                    let reading = cgroup.read().context("reading the container's cgroup")?;
+                    ResourceReading {
+                        memory_bytes: reading.memory_bytes,
+                        peak_memory_bytes: None,
+                        cpu_seconds: reading.cpu_seconds,
+                    }
+                }
+                None => {
+                    let stats = self.engine.stats(self.id())?;
+                    let reading =
+                        ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
+                    ResourceReading {
+                        memory_bytes: reading.memory_bytes,
+                        peak_memory_bytes: reading.peak_memory_bytes,
+                        cpu_seconds: reading.cpu_seconds,
+                    }
+                }
+            })
+        };
+        // A stopped container has neither cgroup nor stats: say that, not what is missing.
+        let mut total = read().map_err(|error| match self.stopped() {
+            Some(stopped) => anyhow!(stopped),
+            None => error,
+        })?;
+        if let Some(proxy) = &self.proxy {
+            let proxy = proxy.read().context("reading docker-proxy")?;
+            total.memory_bytes += proxy.rss_bytes;
+            total.peak_memory_bytes = total
+                .peak_memory_bytes
+                .map(|peak| peak + proxy.peak_rss_bytes.unwrap_or(proxy.rss_bytes));
+            total.cpu_seconds += proxy.cpu_seconds;
+        }
+        Ok(total)
+    }
+
+    fn log_tail(&self, lines: usize) -> Vec<String> {
+        let Some(container) = &self.container else {
+            return Vec::new();
+        };
+        // The engine keeps the container's output; the server writes only its address to
+        // stdout, so stdout first and then stderr is the order it was written in.
+        let mut text =
+            String::from_utf8_lossy(&container.stdout_to_vec().unwrap_or_default()).into_owned();
+        text.push_str(&String::from_utf8_lossy(
+            &container.stderr_to_vec().unwrap_or_default(),
+        ));
+        logs::last_lines(&text, lines)
+    }
+
+    fn stop(mut self: Box<Self>) -> Result<(), EnvError> {
+        if let Some(container) = self.container.take() {
+            container
+                .rm()
+                .context("removing the container")
+                .map_err(EnvError::from)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ContainerInstance {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            // testcontainers removes it on drop; force-remove too in case that failed.
+            let id = container.id().to_owned();
+            drop(container);
+            let _ = self.engine.force_remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_timestamps_become_contiguous_phases() {
+        let requested = Instant::now();
+        let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let inspect = bollard::models::ContainerInspectResponse {
+            created: rfc3339("2023-11-14T22:13:20.050000000Z"),
+            state: Some(bollard::models::ContainerState {
+                started_at: Some("2023-11-14T22:13:20.300000000Z".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let phases = engine_phases(
+            &inspect,
+            requested,
+            wall,
+            requested + Duration::from_millis(400),
+        );
+        let got: Vec<(&str, f64)> = phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.duration_ms.round()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("engine api + create", 50.0),
+                ("runtime start", 250.0),
+                ("service start + first 200", 100.0)
+            ]
+        );
+        // Unparseable stamps merge into the last phase.
+        let phases = engine_phases(
+            &Default::default(),
+            requested,
+            wall,
+            requested + Duration::from_millis(400),
+        );
+        assert_eq!(phases.len(), 1);
+        assert_eq!(
+            phases[0].name,
+            "engine api + create + runtime start + service start + first 200"
+        );
+    }
+}
