@@ -154,59 +154,6 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
         .collect()
 }
 
-/// The headline as plain text lines (the terminal): a title line per question, then one
-/// aligned line per environment, its ratio naming `baseline`.
-pub fn lines(questions: &[Question], baseline: Option<&str>) -> Vec<String> {
-    let ratio = |a: &Answer| {
-        a.ratio
-            .as_ref()
-            .map(|r| ratio_text(r, baseline))
-            .unwrap_or_default()
-    };
-    let width = |f: fn(&Answer) -> usize| {
-        questions
-            .iter()
-            .flat_map(|q| &q.answers)
-            .map(f)
-            .max()
-            .unwrap_or(0)
-    };
-    let env_width = width(|a| a.environment.chars().count());
-    let value_width = width(|a| a.value.chars().count());
-    let ratio_width = questions
-        .iter()
-        .flat_map(|q| &q.answers)
-        .map(|a| ratio(a).chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = Vec::new();
-    for question in questions {
-        out.push(format!("{} — {}", question.title, question.measured));
-        for answer in &question.answers {
-            let line = format!(
-                "  {:<env_width$}  {:>value_width$}  {:<ratio_width$}  {}",
-                answer.environment,
-                answer.value,
-                ratio(answer),
-                answer.words,
-            );
-            out.push(line.trim_end().to_owned());
-        }
-    }
-    out
-}
-
-/// `9.09× native [7.92, 11.0]`, or `9.09× [7.92, 11.0]` without a baseline's name.
-pub fn ratio_text(ratio: &Estimate, baseline: Option<&str>) -> String {
-    let baseline = baseline.map_or_else(String::new, |b| format!(" {b}"));
-    format!(
-        "{}×{baseline} [{}, {}]",
-        number(ratio.median),
-        number(ratio.ci_low),
-        number(ratio.ci_high)
-    )
-}
-
 fn value_text(estimate: &Estimate, unit: &str) -> String {
     format!("{} {unit}", number(estimate.median))
 }
@@ -287,9 +234,10 @@ mod tests {
         assert_eq!(startup.answers[0].ratio, None);
         assert_eq!(startup.answers[1].value, "100 ms");
         let ratio = startup.answers[1].ratio.as_ref().unwrap();
+        let three_digits = |x: f64| crate::format::number(x);
         assert_eq!(
-            ratio_text(ratio, Some("native")),
-            "9.09× native [7.92, 11.0]"
+            [ratio.median, ratio.ci_low, ratio.ci_high].map(three_digits),
+            ["9.09", "7.92", "11.0"]
         );
         assert_eq!(startup.answers[1].words, "slower to start (noisy)");
         assert_eq!(startup.answers[1].better, Some(false));
@@ -345,18 +293,6 @@ mod tests {
             questions[0].answers[1].words,
             "serves fewer requests (one sample: spread unknown)"
         );
-    }
-
-    #[test]
-    fn lines_are_aligned() {
-        let artifact = fixture::artifact();
-        let summary = summarize(&artifact);
-        let lines = lines(&headline(&artifact, &summary), Some("native"));
-        assert_eq!(lines.len(), 4 * 4);
-        assert!(lines[0].starts_with("Startup — "));
-        let column = |line: &str| line.find("ms").unwrap();
-        assert_eq!(column(&lines[1]), column(&lines[2]));
-        assert_eq!(column(&lines[2]), column(&lines[3]));
     }
 
     #[test]

@@ -241,80 +241,6 @@ fn cost(
     }
 }
 
-/// `−12% [−15, −9]`: a ratio as a change in percent with its interval, marked `†` when the
-/// interval covers less than 95% (too few rounds).
-pub fn percent_change(ratio: &Estimate) -> String {
-    let pct = |r: f64| (r - 1.0) * 100.0;
-    let mark = if ratio.coverage < stats::CONFIDENCE {
-        "†"
-    } else {
-        ""
-    };
-    format!(
-        "{} [{}, {}]{mark}",
-        signed(pct(ratio.median), "%"),
-        signed_bare(pct(ratio.ci_low)),
-        signed_bare(pct(ratio.ci_high))
-    )
-}
-
-/// `+12 µs`, `−3.4 ms`: a difference with its sign and three significant digits.
-pub fn signed(value: f64, unit: &str) -> String {
-    let space = if unit == "%" || unit.is_empty() {
-        ""
-    } else {
-        " "
-    };
-    format!("{}{space}{unit}", signed_bare(value))
-}
-
-fn signed_bare(value: f64) -> String {
-    let magnitude = crate::format::number(value.abs());
-    if value < 0.0 {
-        format!("−{magnitude}")
-    } else {
-        format!("+{magnitude}")
-    }
-}
-
-/// One sentence per rung above the bottom: "container over container-host (Docker's
-/// network path: …): throughput −31% [−35, −27], p50 latency +45 µs (+20% [12, 28]), …".
-pub fn sentences(ladder: &Ladder) -> Vec<String> {
-    ladder
-        .steps
-        .iter()
-        .filter_map(|step| {
-            let below = step.below.as_ref()?;
-            let parts: Vec<String> = step
-                .costs
-                .iter()
-                .filter_map(|cost| {
-                    let ratio = cost.ratio_over_below.as_ref()?;
-                    Some(match (cost.metric, cost.delta_over_below) {
-                        (LadderMetric::P50Latency | LadderMetric::CpuPerRequest, Some(delta)) => {
-                            format!(
-                                "{} {} ({})",
-                                cost.metric.name(),
-                                signed(delta, cost.metric.unit()),
-                                percent_change(ratio)
-                            )
-                        }
-                        _ => format!("{} {}", cost.metric.name(), percent_change(ratio)),
-                    })
-                })
-                .collect();
-            (!parts.is_empty()).then(|| {
-                format!(
-                    "{} over {below} ({}): {}",
-                    step.env,
-                    step.adds,
-                    parts.join(", ")
-                )
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,16 +327,5 @@ mod tests {
             ladder(&fixture::artifact()).is_none(),
             "no rungs, no ladder"
         );
-    }
-
-    #[test]
-    fn sentences_name_the_layer_and_sign_the_change() {
-        let ladder = ladder(&laddered()).unwrap();
-        let sentences = sentences(&ladder);
-        assert_eq!(sentences.len(), 2);
-        assert!(sentences[0].starts_with("container over native (bridge): "));
-        assert!(sentences[1].contains("throughput "), "{}", sentences[1]);
-        assert_eq!(signed(-12.0, "%"), "−12.0%");
-        assert_eq!(signed(45.0, "µs"), "+45.0 µs");
     }
 }

@@ -178,19 +178,6 @@ pub fn capacities(artifact: &Artifact, p99_limit_ms: f64) -> BTreeMap<String, Ca
         .collect()
 }
 
-/// `9000 req/s (at 10000 req/s: p99 10.0 ms)`, in words.
-pub fn capacity_text(capacity: &Capacity) -> String {
-    let number = crate::format::number;
-    let miss = match (capacity.first_miss_rps, &capacity.first_miss_reason) {
-        (Some(rate), Some(reason)) => format!("at {} req/s: {reason}", number(rate)),
-        _ => "every step met it; the sweep did not find the limit".into(),
-    };
-    match capacity.highest_rate_rps {
-        Some(rate) => format!("{} req/s ({miss})", number(rate)),
-        None => format!("below the lowest step ({miss})"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +230,6 @@ mod tests {
         // A limit below every step.
         let strict = capacity(&curves[0], 0.5);
         assert_eq!(strict.highest_rate_rps, None);
-        assert!(capacity_text(&strict).starts_with("below the lowest step (at 1000 req/s"));
     }
 
     #[test]

@@ -13,7 +13,6 @@
 use crate::analysis::stats;
 use crate::analysis::summarize;
 use crate::artifact::{Artifact, EnvKind, Estimate, Summary};
-use crate::format::number;
 
 /// Default smallest relative change that earns a verdict: 2%.
 pub const DEFAULT_NOISE_THRESHOLD: f64 = 0.02;
@@ -50,67 +49,6 @@ pub struct Change {
     pub ratio: Estimate,
     /// The verdict.
     pub verdict: Verdict,
-}
-
-impl Change {
-    /// The verdict in the metric's own words: `faster`, `slower`, `less memory`, …
-    pub fn words(&self) -> &'static str {
-        let [better, worse] = words_for(&self.metric);
-        match self.verdict {
-            Verdict::Better => better,
-            Verdict::Worse => worse,
-            Verdict::NoChange => "no significant change",
-            Verdict::Undecided => "too few rounds to tell",
-        }
-    }
-
-    /// `+9.1% [+2.0%, +15.0%]`.
-    pub fn change_text(&self) -> String {
-        let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
-        if self.ratio.ci_low == self.ratio.ci_high {
-            pct(self.ratio.median)
-        } else {
-            format!(
-                "{} [{}, {}]",
-                pct(self.ratio.median),
-                pct(self.ratio.ci_low),
-                pct(self.ratio.ci_high)
-            )
-        }
-    }
-
-    /// hyperfine's phrasing: `1.25 [1.10, 1.40] times faster`, as the factor by which NEW is
-    /// better or worse (always ≥ 1).
-    pub fn factor_text(&self) -> String {
-        let (low, median, high) = (self.ratio.ci_low, self.ratio.median, self.ratio.ci_high);
-        // Express as a factor ≥ 1 in the direction of the change.
-        let (median, low, high) = if median >= 1.0 {
-            (median, low, high)
-        } else {
-            (1.0 / median, 1.0 / high, 1.0 / low)
-        };
-        format!(
-            "{} [{}, {}] times {}",
-            number(median),
-            number(low),
-            number(high),
-            self.words()
-        )
-    }
-}
-
-/// Words for better and worse, by what the metric measures.
-fn words_for(metric: &str) -> [&'static str; 2] {
-    if metric.contains("memory") || metric.starts_with("image size") {
-        ["smaller", "larger"]
-    } else if metric.starts_with("errors") {
-        ["fewer", "more"]
-    } else if metric.starts_with("CPU per") {
-        ["cheaper", "costlier"]
-    } else {
-        // Startup, latency and throughput are all speeds.
-        ["faster", "slower"]
-    }
 }
 
 /// The outcome of comparing two runs.
@@ -230,43 +168,6 @@ pub fn compare(
     }
 }
 
-/// hyperfine-style lines for the significant changes: `container: throughput (health) is 1.25
-/// [1.10, 1.40] times faster`; one line saying so when nothing changed.
-pub fn summary_lines(comparison: &Comparison) -> Vec<String> {
-    let significant: Vec<&Change> = comparison
-        .changes
-        .iter()
-        .filter(|c| matches!(c.verdict, Verdict::Better | Verdict::Worse))
-        .collect();
-    if significant.is_empty() {
-        return vec![format!(
-            "No significant change in {} figures (noise threshold {:.0}%).",
-            comparison.changes.len(),
-            comparison.noise_threshold * 100.0
-        )];
-    }
-    let (better, worse): (Vec<&Change>, Vec<&Change>) = significant
-        .iter()
-        .copied()
-        .partition(|c| c.verdict == Verdict::Better);
-    let mut lines = vec![format!(
-        "{} better, {} worse, {} unchanged or undecided (noise threshold {:.0}%):",
-        better.len(),
-        worse.len(),
-        comparison.changes.len() - significant.len(),
-        comparison.noise_threshold * 100.0
-    )];
-    for change in worse.iter().chain(&better) {
-        lines.push(format!(
-            "  {}: {} is {} than before",
-            change.environment,
-            change.metric,
-            change.factor_text()
-        ));
-    }
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,17 +207,10 @@ mod tests {
             );
             assert_eq!(c.ratio.median, 1.0);
         }
-        assert_eq!(
-            summary_lines(&comparison)[0],
-            format!(
-                "No significant change in {} figures (noise threshold 2%).",
-                comparison.changes.len()
-            )
-        );
     }
 
     #[test]
-    fn slower_startup_and_higher_throughput_get_their_words() {
+    fn slower_startup_and_higher_throughput_are_worse_and_better() {
         let mut new = fixture::artifact();
         for round in &mut new.environments[2].rounds {
             // vm: startup doubled, throughput up 50%.
@@ -326,36 +220,17 @@ mod tests {
         let comparison = compare_fixture(&new);
         let startup = change(&comparison, "startup", "vm");
         assert_eq!(startup.verdict, Verdict::Worse);
-        assert_eq!(startup.words(), "slower");
-        assert!(
-            startup.change_text().starts_with("+100.0% ["),
-            "{}",
-            startup.change_text()
-        );
-        let factor = startup.factor_text();
-        assert!(
-            factor.starts_with("2.00 [") && factor.ends_with("] times slower"),
-            "{factor}"
-        );
+        assert!((startup.ratio.median - 2.0).abs() < 1e-9);
         let throughput = change(&comparison, "throughput (health)", "vm");
         assert_eq!(throughput.verdict, Verdict::Better);
-        assert_eq!(throughput.words(), "faster");
         assert_eq!(
             change(&comparison, "startup", "native").verdict,
             Verdict::NoChange
         );
-        let lines = summary_lines(&comparison);
-        assert!(lines[0].starts_with("1 better, 1 worse"), "{lines:?}");
-        assert!(lines[1].starts_with("  vm: startup is 2.00 ["), "{lines:?}");
-        assert!(lines[1].ends_with("times slower than before"), "{lines:?}");
-        assert!(
-            lines[2].starts_with("  vm: throughput (health) is 1.50"),
-            "{lines:?}"
-        );
     }
 
     #[test]
-    fn a_lower_latency_reads_faster_and_the_factor_is_inverted() {
+    fn a_lower_startup_is_better() {
         let mut new = fixture::artifact();
         for round in &mut new.environments[0].rounds {
             round.startup_ms = round.startup_ms.map(|s| s / 2.0);
@@ -363,22 +238,7 @@ mod tests {
         let comparison = compare_fixture(&new);
         let startup = change(&comparison, "startup", "native");
         assert_eq!(startup.verdict, Verdict::Better);
-        assert!(
-            startup.change_text().starts_with("-50.0% ["),
-            "{}",
-            startup.change_text()
-        );
-        // The ratio 0.5 reads as "2 times faster"; the interval's ends swap when inverted.
-        let factor = startup.factor_text();
-        assert!(
-            factor.starts_with("2.00 [") && factor.ends_with("times faster"),
-            "{factor}"
-        );
-        let (low, high) = (1.0 / startup.ratio.ci_high, 1.0 / startup.ratio.ci_low);
-        assert!(
-            factor.contains(&format!("[{}, {}]", number(low), number(high))),
-            "{factor}"
-        );
+        assert!((startup.ratio.median - 0.5).abs() < 1e-9);
     }
 
     #[test]
@@ -398,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn single_rounds_are_undecided_and_memory_has_its_words() {
+    fn single_rounds_are_undecided_and_an_exact_change_is_a_change() {
         let mut old = fixture::artifact();
         let mut new = fixture::artifact();
         for artifact in [&mut old, &mut new] {
@@ -412,13 +272,12 @@ mod tests {
         let comparison = compare(&old, &summarize(&old), &new, &summarize(&new), 0.02);
         let memory = change(&comparison, "idle memory", "native");
         assert_eq!(memory.verdict, Verdict::Undecided);
-        assert_eq!(memory.words(), "too few rounds to tell");
         // Image sizes are exact: a change is a change.
         let mut bigger = fixture::artifact();
         bigger.environments[1].label.image_size_bytes = Some(8 << 20);
         let comparison = compare_fixture(&bigger);
         let image = change(&comparison, "image size", "container");
-        assert_eq!((image.verdict, image.words()), (Verdict::Worse, "larger"));
+        assert_eq!(image.verdict, Verdict::Worse);
     }
 
     #[test]

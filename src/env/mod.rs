@@ -16,7 +16,7 @@ pub mod mock;
 pub mod native;
 pub mod native_foreign;
 pub mod orphans;
-pub mod phases;
+pub mod startup_phases;
 pub mod vm;
 
 use std::time::Duration;

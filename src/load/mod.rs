@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use plan::{Pacing, Plan};
+use plan::{LoadPlan, Pacing};
 use progress::{Goal, Progress};
 use recorder::Recorder;
 use worker::{Live, WorkerResult};
@@ -160,7 +160,7 @@ pub fn run_with_window(options: &LoadOptions) -> Result<(LoadReport, MeasuredWin
 
 /// Starts a worker thread: `(plan, index, live counters, where to send the result)`.
 type Spawn = fn(
-    Arc<Plan>,
+    Arc<LoadPlan>,
     usize,
     Arc<Live>,
     mpsc::Sender<(usize, std::io::Result<WorkerResult>)>,
@@ -171,7 +171,7 @@ type Spawn = fn(
 /// waited for before the error is returned.
 fn drive(
     options: &LoadOptions,
-    plan: &Arc<Plan>,
+    plan: &Arc<LoadPlan>,
     spawn: Spawn,
 ) -> Result<(LoadReport, MeasuredWindow), LoadError> {
     let goal = match (&plan.pacing, options.duration, options.requests) {
@@ -282,7 +282,7 @@ fn drive(
 /// Merges the workers' results into the report.
 fn assemble(
     options: &LoadOptions,
-    plan: &Plan,
+    plan: &LoadPlan,
     results: &[WorkerResult],
     cpu_window: Option<(Duration, Duration)>,
 ) -> (LoadReport, MeasuredWindow) {
@@ -455,7 +455,7 @@ mod tests {
 
     /// Worker 0 sends load; every other worker fails 200 ms in.
     fn spawn_one_failing(
-        plan: Arc<Plan>,
+        plan: Arc<LoadPlan>,
         index: usize,
         live: Arc<Live>,
         results: mpsc::Sender<(usize, std::io::Result<WorkerResult>)>,

@@ -60,7 +60,7 @@ pub enum Pacing {
 
 /// A checked, resolved load run.
 #[derive(Debug)]
-pub struct Plan {
+pub struct LoadPlan {
     /// Where to connect and what to send.
     pub target: Target,
     /// Scenario weights by path index.
@@ -86,7 +86,7 @@ pub struct Plan {
     pub threads: Vec<Option<usize>>,
 }
 
-impl Plan {
+impl LoadPlan {
     /// Whether requests are paced at a constant rate.
     pub fn open_loop(&self) -> bool {
         matches!(self.pacing, Pacing::Open { .. })
@@ -140,7 +140,7 @@ fn invalid(option: &'static str, reason: impl Into<String>) -> LoadError {
 }
 
 /// Checks `options` and resolves the target; the clock starts now.
-pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
+pub fn build(options: &LoadOptions) -> Result<LoadPlan, LoadError> {
     let (addr, host) = resolve(&options.base_url)?;
     if options.scenario.is_empty() {
         return Err(invalid("scenario", "no paths to send"));
@@ -242,7 +242,7 @@ pub fn build(options: &LoadOptions) -> Result<Plan, LoadError> {
             (measure_start, window, pacing, send_limit)
         }
     };
-    Ok(Plan {
+    Ok(LoadPlan {
         target: Target::new(addr, host, uris, options.keep_alive, options.client),
         weights: options.scenario.iter().map(|p| p.weight).collect(),
         connections: options.connections,

@@ -15,7 +15,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::client::Connection;
-use super::plan::{Pacing, Plan, Rate};
+use super::plan::{LoadPlan, Pacing, Rate};
 use super::recorder::{Outcome, Recorder};
 use super::scenario::Picker;
 use crate::probe::usage;
@@ -46,7 +46,7 @@ pub struct WorkerResult {
 
 /// Starts worker `index` on its own thread; it sends its result on `results` when done.
 pub fn spawn(
-    plan: Arc<Plan>,
+    plan: Arc<LoadPlan>,
     index: usize,
     live: Arc<Live>,
     results: Sender<(usize, std::io::Result<WorkerResult>)>,
@@ -61,7 +61,11 @@ pub fn spawn(
     Ok(())
 }
 
-fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Result<WorkerResult> {
+fn run_worker(
+    plan: &Arc<LoadPlan>,
+    index: usize,
+    live: &Arc<Live>,
+) -> std::io::Result<WorkerResult> {
     if let Some(cpu) = plan.threads[index] {
         crate::probe::pin::pin_current_thread(&[cpu])?;
     }
@@ -120,7 +124,7 @@ fn run_worker(plan: &Arc<Plan>, index: usize, live: &Arc<Live>) -> std::io::Resu
 
 /// One connection's loop.
 struct Task {
-    plan: Arc<Plan>,
+    plan: Arc<LoadPlan>,
     connection: usize,
     recorder: Rc<RefCell<Recorder>>,
     last_done: Rc<RefCell<Option<Instant>>>,

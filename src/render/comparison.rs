@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use comfy_table::{CellAlignment, ContentArrangement, presets};
 
 use super::{escape_markdown, estimate_cell, sanitize_terminal};
-use crate::analysis::verdict::{Comparison, summary_lines};
+use crate::analysis::verdict::{Change, Comparison, Verdict};
+use crate::format::number;
 
 const COLUMNS: [&str; 6] = ["metric", "environment", "old", "new", "change", "verdict"];
 
@@ -22,8 +23,8 @@ fn cells(comparison: &Comparison) -> Vec<[String; 6]> {
                 c.environment.clone(),
                 estimate_cell(&c.old, &c.unit),
                 estimate_cell(&c.new, &c.unit),
-                c.change_text(),
-                c.words().to_owned(),
+                change_text(c),
+                verdict_words(c).to_owned(),
             ]
         })
         .collect()
@@ -108,6 +109,106 @@ pub fn markdown(comparison: &Comparison, old: &str, new: &str) -> String {
     out
 }
 
+/// The verdict in the metric's own words: `faster`, `slower`, `less memory`, …
+pub(crate) fn verdict_words(change: &Change) -> &'static str {
+    let [better, worse] = words_for(&change.metric);
+    match change.verdict {
+        Verdict::Better => better,
+        Verdict::Worse => worse,
+        Verdict::NoChange => "no significant change",
+        Verdict::Undecided => "too few rounds to tell",
+    }
+}
+
+/// `+9.1% [+2.0%, +15.0%]`.
+pub(crate) fn change_text(change: &Change) -> String {
+    let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
+    if change.ratio.ci_low == change.ratio.ci_high {
+        pct(change.ratio.median)
+    } else {
+        format!(
+            "{} [{}, {}]",
+            pct(change.ratio.median),
+            pct(change.ratio.ci_low),
+            pct(change.ratio.ci_high)
+        )
+    }
+}
+
+/// hyperfine's phrasing: `1.25 [1.10, 1.40] times faster`, as the factor by which NEW is
+/// better or worse (always ≥ 1).
+pub(crate) fn factor_text(change: &Change) -> String {
+    let (low, median, high) = (
+        change.ratio.ci_low,
+        change.ratio.median,
+        change.ratio.ci_high,
+    );
+    // Express as a factor ≥ 1 in the direction of the change.
+    let (median, low, high) = if median >= 1.0 {
+        (median, low, high)
+    } else {
+        (1.0 / median, 1.0 / high, 1.0 / low)
+    };
+    format!(
+        "{} [{}, {}] times {}",
+        number(median),
+        number(low),
+        number(high),
+        verdict_words(change)
+    )
+}
+
+/// Words for better and worse, by what the metric measures.
+fn words_for(metric: &str) -> [&'static str; 2] {
+    if metric.contains("memory") || metric.starts_with("image size") {
+        ["smaller", "larger"]
+    } else if metric.starts_with("errors") {
+        ["fewer", "more"]
+    } else if metric.starts_with("CPU per") {
+        ["cheaper", "costlier"]
+    } else {
+        // Startup, latency and throughput are all speeds.
+        ["faster", "slower"]
+    }
+}
+
+/// hyperfine-style lines for the significant changes: `container: throughput (health) is 1.25
+/// [1.10, 1.40] times faster`; one line saying so when nothing changed.
+pub(crate) fn summary_lines(comparison: &Comparison) -> Vec<String> {
+    let significant: Vec<&Change> = comparison
+        .changes
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Better | Verdict::Worse))
+        .collect();
+    if significant.is_empty() {
+        return vec![format!(
+            "No significant change in {} figures (noise threshold {:.0}%).",
+            comparison.changes.len(),
+            comparison.noise_threshold * 100.0
+        )];
+    }
+    let (better, worse): (Vec<&Change>, Vec<&Change>) = significant
+        .iter()
+        .copied()
+        .partition(|c| c.verdict == Verdict::Better);
+    let mut lines = vec![format!(
+        "{} better, {} worse, {} unchanged or undecided (noise threshold {:.0}%):",
+        better.len(),
+        worse.len(),
+        comparison.changes.len() - significant.len(),
+        comparison.noise_threshold * 100.0
+    )];
+    for change in worse.iter().chain(&better) {
+        lines.push(format!(
+            "  {}: {} is {} than before",
+            change.environment,
+            change.metric,
+            factor_text(change)
+        ));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +252,134 @@ mod tests {
         );
         // Brackets are escaped in markdown; they render as brackets.
         assert!(text.contains("- vm: startup is 2.00 \\["), "{text}");
+    }
+
+    fn compare_fixture(new: &crate::artifact::Artifact) -> Comparison {
+        let old = fixture::artifact();
+        compare(&old, &summarize(&old), new, &summarize(new), 0.02)
+    }
+
+    fn change<'a>(comparison: &'a Comparison, metric: &str, env: &str) -> &'a Change {
+        comparison
+            .changes
+            .iter()
+            .find(|c| c.metric == metric && c.environment == env)
+            .unwrap_or_else(|| panic!("no change for {metric} / {env}"))
+    }
+
+    #[test]
+    fn identical_runs_show_no_significant_change() {
+        let comparison = compare_fixture(&fixture::artifact());
+        assert!(!comparison.changes.is_empty());
+        for c in &comparison.changes {
+            assert!(
+                matches!(c.verdict, Verdict::NoChange),
+                "{} {}: {:?}",
+                c.environment,
+                c.metric,
+                c.verdict
+            );
+            assert_eq!(c.ratio.median, 1.0);
+        }
+        assert_eq!(
+            summary_lines(&comparison)[0],
+            format!(
+                "No significant change in {} figures (noise threshold 2%).",
+                comparison.changes.len()
+            )
+        );
+    }
+
+    #[test]
+    fn slower_startup_and_higher_throughput_get_their_words() {
+        let mut new = fixture::artifact();
+        for round in &mut new.environments[2].rounds {
+            // vm: startup doubled, throughput up 50%.
+            round.startup_ms = round.startup_ms.map(|s| s * 2.0);
+            round.scenarios[0].load.throughput_rps *= 1.5;
+        }
+        let comparison = compare_fixture(&new);
+        let startup = change(&comparison, "startup", "vm");
+        assert_eq!(startup.verdict, Verdict::Worse);
+        assert_eq!(verdict_words(startup), "slower");
+        assert!(
+            change_text(startup).starts_with("+100.0% ["),
+            "{}",
+            change_text(startup)
+        );
+        let factor = factor_text(startup);
+        assert!(
+            factor.starts_with("2.00 [") && factor.ends_with("] times slower"),
+            "{factor}"
+        );
+        let throughput = change(&comparison, "throughput (health)", "vm");
+        assert_eq!(throughput.verdict, Verdict::Better);
+        assert_eq!(verdict_words(throughput), "faster");
+        assert_eq!(
+            change(&comparison, "startup", "native").verdict,
+            Verdict::NoChange
+        );
+        let lines = summary_lines(&comparison);
+        assert!(lines[0].starts_with("1 better, 1 worse"), "{lines:?}");
+        assert!(lines[1].starts_with("  vm: startup is 2.00 ["), "{lines:?}");
+        assert!(lines[1].ends_with("times slower than before"), "{lines:?}");
+        assert!(
+            lines[2].starts_with("  vm: throughput (health) is 1.50"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_lower_latency_reads_faster_and_the_factor_is_inverted() {
+        let mut new = fixture::artifact();
+        for round in &mut new.environments[0].rounds {
+            round.startup_ms = round.startup_ms.map(|s| s / 2.0);
+        }
+        let comparison = compare_fixture(&new);
+        let startup = change(&comparison, "startup", "native");
+        assert_eq!(startup.verdict, Verdict::Better);
+        assert!(
+            change_text(startup).starts_with("-50.0% ["),
+            "{}",
+            change_text(startup)
+        );
+        // The ratio 0.5 reads as "2 times faster"; the interval's ends swap when inverted.
+        let factor = factor_text(startup);
+        assert!(
+            factor.starts_with("2.00 [") && factor.ends_with("times faster"),
+            "{factor}"
+        );
+        let (low, high) = (1.0 / startup.ratio.ci_high, 1.0 / startup.ratio.ci_low);
+        assert!(
+            factor.contains(&format!("[{}, {}]", number(low), number(high))),
+            "{factor}"
+        );
+    }
+
+    #[test]
+    fn single_rounds_are_undecided_and_memory_has_its_words() {
+        let mut old = fixture::artifact();
+        let mut new = fixture::artifact();
+        for artifact in [&mut old, &mut new] {
+            for env in &mut artifact.environments {
+                env.rounds.truncate(1);
+            }
+        }
+        for round in &mut new.environments[0].rounds {
+            round.idle_memory_bytes = round.idle_memory_bytes.map(|b| b * 3);
+        }
+        let comparison = compare(&old, &summarize(&old), &new, &summarize(&new), 0.02);
+        let memory = change(&comparison, "idle memory", "native");
+        assert_eq!(memory.verdict, Verdict::Undecided);
+        assert_eq!(verdict_words(memory), "too few rounds to tell");
+        // Image sizes are exact: a change is a change.
+        let mut bigger = fixture::artifact();
+        bigger.environments[1].label.image_size_bytes = Some(8 << 20);
+        let comparison = compare_fixture(&bigger);
+        let image = change(&comparison, "image size", "container");
+        assert_eq!(
+            (image.verdict, verdict_words(image)),
+            (Verdict::Worse, "larger")
+        );
     }
 }

@@ -186,7 +186,7 @@ fn headline_section(out: &mut String, artifact: &Artifact, summary: &Summary) {
             let ratio = answer
                 .ratio
                 .as_ref()
-                .map(|r| headline::ratio_text(r, None))
+                .map(|r| super::headline::ratio_text(r, None))
                 .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,

@@ -8,7 +8,8 @@ use comfy_table::{CellAlignment, ContentArrangement, presets};
 
 use super::{ExportError, charts, escape_html, escape_markdown, estimate_cell, ratio_cell};
 use crate::analysis::ladder::{self, Cost, Ladder, LadderMetric, Step};
-use crate::artifact::Artifact;
+use crate::analysis::stats;
+use crate::artifact::{Artifact, Estimate};
 
 /// Column headers: the rung, then one per metric.
 fn header() -> Vec<String> {
@@ -35,9 +36,9 @@ fn cell_lines(cost: Option<&Cost>) -> Vec<String> {
     if let Some(ratio) = &cost.ratio_over_below {
         let delta = cost
             .delta_over_below
-            .map(|d| format!(" ({})", ladder::signed(d, cost.metric.unit())))
+            .map(|d| format!(" ({})", signed(d, cost.metric.unit())))
             .unwrap_or_default();
-        lines.push(format!("step {}{delta}", ladder::percent_change(ratio)));
+        lines.push(format!("step {}{delta}", percent_change(ratio)));
     }
     if let Some(ratio) = &cost.ratio_over_native {
         lines.push(format!("vs native {}", ratio_cell(ratio)));
@@ -95,7 +96,7 @@ pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
         }
     }
     let mut out = format!("The cost ladder\n{table}\n{LEGEND}\n");
-    for sentence in ladder::sentences(&ladder) {
+    for sentence in sentences(&ladder) {
         let _ = writeln!(out, "- {}", super::sanitize_terminal(&sentence));
     }
     Some(out)
@@ -124,7 +125,7 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(out, "\n{}\n", e(LEGEND));
-    for sentence in ladder::sentences(&ladder) {
+    for sentence in sentences(&ladder) {
         let _ = writeln!(out, "- {}", e(&sentence));
     }
     Some(out)
@@ -151,7 +152,7 @@ pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
         let _ = writeln!(out, "</tr>");
     }
     let _ = writeln!(out, "</table></div>\n<p>{}</p>\n<ul>", h(LEGEND));
-    for sentence in ladder::sentences(&ladder) {
+    for sentence in sentences(&ladder) {
         let _ = writeln!(out, "<li>{}</li>", h(&sentence));
     }
     let _ = writeln!(out, "</ul>\n<div class=\"charts\">");
@@ -162,6 +163,80 @@ pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
     }
     let _ = writeln!(out, "</div>");
     Ok(Some(out))
+}
+
+/// `−12% [−15, −9]`: a ratio as a change in percent with its interval, marked `†` when the
+/// interval covers less than 95% (too few rounds).
+pub(crate) fn percent_change(ratio: &Estimate) -> String {
+    let pct = |r: f64| (r - 1.0) * 100.0;
+    let mark = if ratio.coverage < stats::CONFIDENCE {
+        "†"
+    } else {
+        ""
+    };
+    format!(
+        "{} [{}, {}]{mark}",
+        signed(pct(ratio.median), "%"),
+        signed_bare(pct(ratio.ci_low)),
+        signed_bare(pct(ratio.ci_high))
+    )
+}
+
+/// `+12 µs`, `−3.4 ms`: a difference with its sign and three significant digits.
+pub(crate) fn signed(value: f64, unit: &str) -> String {
+    let space = if unit == "%" || unit.is_empty() {
+        ""
+    } else {
+        " "
+    };
+    format!("{}{space}{unit}", signed_bare(value))
+}
+
+fn signed_bare(value: f64) -> String {
+    let magnitude = crate::format::number(value.abs());
+    if value < 0.0 {
+        format!("−{magnitude}")
+    } else {
+        format!("+{magnitude}")
+    }
+}
+
+/// One sentence per rung above the bottom: "container over container-host (Docker's
+/// network path: …): throughput −31% [−35, −27], p50 latency +45 µs (+20% [12, 28]), …".
+pub(crate) fn sentences(ladder: &Ladder) -> Vec<String> {
+    ladder
+        .steps
+        .iter()
+        .filter_map(|step| {
+            let below = step.below.as_ref()?;
+            let parts: Vec<String> = step
+                .costs
+                .iter()
+                .filter_map(|cost| {
+                    let ratio = cost.ratio_over_below.as_ref()?;
+                    Some(match (cost.metric, cost.delta_over_below) {
+                        (LadderMetric::P50Latency | LadderMetric::CpuPerRequest, Some(delta)) => {
+                            format!(
+                                "{} {} ({})",
+                                cost.metric.name(),
+                                signed(delta, cost.metric.unit()),
+                                percent_change(ratio)
+                            )
+                        }
+                        _ => format!("{} {}", cost.metric.name(), percent_change(ratio)),
+                    })
+                })
+                .collect();
+            (!parts.is_empty()).then(|| {
+                format!(
+                    "{} over {below} ({}): {}",
+                    step.env,
+                    step.adds,
+                    parts.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -212,5 +287,16 @@ mod tests {
         assert!(terminal(&artifact).is_none());
         assert!(markdown(&artifact).is_none());
         assert!(html(&artifact).unwrap().is_none());
+    }
+
+    #[test]
+    fn sentences_name_the_layer_and_sign_the_change() {
+        let ladder = ladder::ladder(&laddered()).unwrap();
+        let sentences = sentences(&ladder);
+        assert_eq!(sentences.len(), 2);
+        assert!(sentences[0].starts_with("container over native (the <network> path): "));
+        assert!(sentences[1].contains("throughput "), "{}", sentences[1]);
+        assert_eq!(signed(-12.0, "%"), "−12.0%");
+        assert_eq!(signed(45.0, "µs"), "+45.0 µs");
     }
 }

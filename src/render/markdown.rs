@@ -56,7 +56,7 @@ impl Exporter for Markdown {
                     let ratio = answer
                         .ratio
                         .as_ref()
-                        .map(|r| e(&headline::ratio_text(r, None)))
+                        .map(|r| e(&super::headline::ratio_text(r, None)))
                         .unwrap_or_else(|| "—".into());
                     let _ = writeln!(
                         out,

@@ -4,6 +4,7 @@
 
 mod charts;
 pub mod comparison;
+mod headline;
 mod html;
 mod ladder;
 mod markdown;
@@ -19,7 +20,8 @@ pub use table::Table;
 use crate::analysis::stats::CONFIDENCE;
 use crate::analysis::summarize;
 use crate::artifact::{
-    Artifact, EnvironmentResult, Estimate, LimitKind, Preparation, Side, Summary, SummaryRow,
+    Artifact, Capacity, EnvironmentResult, Estimate, LimitKind, Preparation, Side, Summary,
+    SummaryRow,
 };
 use crate::format::{accel_text, env_title, limit_description, number};
 
@@ -451,7 +453,7 @@ pub(crate) fn capacity_lines(
             Some(format!(
                 "{}: {}",
                 env_title(&env.label),
-                crate::analysis::sweep::capacity_text(capacity)
+                capacity_text(capacity)
             ))
         })
         .collect();
@@ -569,6 +571,18 @@ pub(crate) fn sanitize_terminal(text: &str) -> String {
         .collect()
 }
 
+/// `9000 req/s (at 10000 req/s: p99 10.0 ms)`, in words.
+fn capacity_text(capacity: &Capacity) -> String {
+    let miss = match (capacity.first_miss_rps, &capacity.first_miss_reason) {
+        (Some(rate), Some(reason)) => format!("at {} req/s: {reason}", number(rate)),
+        _ => "every step met it; the sweep did not find the limit".into(),
+    };
+    match capacity.highest_rate_rps {
+        Some(rate) => format!("{} req/s ({miss})", number(rate)),
+        None => format!("below the lowest step ({miss})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +604,28 @@ mod tests {
             noisy,
             limits: Vec::new(),
         }
+    }
+
+    #[test]
+    fn capacity_says_the_rate_and_where_it_ended() {
+        let below = Capacity {
+            highest_rate_rps: None,
+            first_miss_rps: Some(1000.0),
+            first_miss_reason: Some("p99 10.0 ms".into()),
+        };
+        assert_eq!(
+            capacity_text(&below),
+            "below the lowest step (at 1000 req/s: p99 10.0 ms)"
+        );
+        let unbounded = Capacity {
+            highest_rate_rps: Some(9000.0),
+            first_miss_rps: None,
+            first_miss_reason: None,
+        };
+        assert_eq!(
+            capacity_text(&unbounded),
+            "9000 req/s (every step met it; the sweep did not find the limit)"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl Exporter for Table {
         if !questions.is_empty() {
             out.push_str(&sanitize_terminal(&headline_title(&summary)));
             out.push('\n');
-            for line in headline::lines(&questions, baseline) {
+            for line in super::headline::lines(&questions, baseline) {
                 out.push_str(&sanitize_terminal(&line));
                 out.push('\n');
             }

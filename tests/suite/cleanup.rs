@@ -199,11 +199,11 @@ fn container_exists(id: &str) -> Result<bool, Failed> {
 /// live one (this trial) alone.
 fn sweep_removes_only_orphans() -> Result<(), Failed> {
     use isobench::docker::Engine;
-    use isobench::env::container::image;
+    use isobench::env::container::server_image;
     let engine = Engine::connect().map_err(|e| format!("{e:#}"))?;
     let (server, _) =
         isobench::subject::server_binary::static_server().map_err(|e| format!("{e:#}"))?;
-    let (built, _) = image::ensure_image(&engine, &server).map_err(|e| format!("{e:#}"))?;
+    let (built, _) = server_image::ensure_image(&engine, &server).map_err(|e| format!("{e:#}"))?;
     let dead = dead_pid()?;
     let alive = std::process::id();
     let orphan = container_owned_by(dead, &built.reference())?;

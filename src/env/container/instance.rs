@@ -74,7 +74,7 @@ pub(super) fn engine_phases(
         .as_ref()
         .and_then(|s| s.started_at.as_deref())
         .and_then(rfc3339);
-    crate::env::phases::contiguous(
+    crate::env::startup_phases::contiguous(
         requested,
         &[
             (

@@ -16,11 +16,11 @@
 //! it is on the engine (never built, never pulled), its own port and health path, the same
 //! budget, and the hardening on unless the user turned a part of it off.
 
-pub mod image;
 mod instance;
 pub mod listeners;
 pub mod proxy;
 pub mod runtimes;
+pub mod server_image;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,9 +31,9 @@ use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
-use self::image::BuiltImage;
 use self::instance::{ContainerInstance, cgroup_of, engine_phases};
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
+use self::server_image::BuiltImage;
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, position};
 use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
 use crate::docker::Engine;
@@ -485,7 +485,7 @@ impl Environment for ContainerEnv {
             return Ok(self.check_runtime()?.into_iter().collect());
         }
         let (server, built) = server_binary::static_server()?;
-        let (image, imaged) = image::ensure_image(&self.engine, &server)?;
+        let (image, imaged) = server_image::ensure_image(&self.engine, &server)?;
         self.image = Some(image);
         Ok([built, imaged]
             .into_iter()

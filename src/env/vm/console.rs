@@ -176,7 +176,7 @@ impl Milestones {
         spawned: Instant,
         first_200: Instant,
     ) -> Vec<StartupPhase> {
-        crate::env::phases::contiguous(
+        crate::env::startup_phases::contiguous(
             requested,
             &[
                 ("qemu exec", Some(spawned)),

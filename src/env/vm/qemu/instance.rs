@@ -113,7 +113,7 @@ impl Instance for QemuInstance {
         if self.restored {
             // A restore prints nothing on the guest's console: QEMU's start, then loading the
             // saved state and the resumed service's first answer.
-            return crate::env::phases::contiguous(
+            return crate::env::startup_phases::contiguous(
                 self.requested,
                 &[
                     ("qemu exec", Some(self.spawned)),

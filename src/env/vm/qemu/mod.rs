@@ -55,7 +55,7 @@ pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What [`QemuVm::prepare`] produced: the guest and the accelerator.
 #[derive(Debug, Clone)]
-struct Prepared {
+struct BootInputs {
     guest: PreparedGuest,
     accel: AccelDecision,
     tsc_khz: Option<u64>,
@@ -73,7 +73,7 @@ pub struct QemuVm {
     guest: Guest,
     /// Whether every start restores a snapshot ([`super::snapshot`]) instead of booting.
     from_snapshot: bool,
-    prepared: Mutex<Option<Prepared>>,
+    prepared: Mutex<Option<BootInputs>>,
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> EnvError {
@@ -166,7 +166,7 @@ impl QemuVm {
     /// accelerator is a property of the host, QEMU and the guest kernel, so it is probed with
     /// isobench's own guest whatever the guest runs: its server answers within seconds, where
     /// a user's service may take longer than a probe waits.
-    fn ensure_prepared(&self) -> Result<(Prepared, Vec<Preparation>), EnvError> {
+    fn ensure_prepared(&self) -> Result<(BootInputs, Vec<Preparation>), EnvError> {
         let mut slot = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(prepared) = slot.as_ref() {
             return Ok((prepared.clone(), Vec::new()));
@@ -225,7 +225,7 @@ impl QemuVm {
                 guest
             }
         };
-        let mut prepared = Prepared {
+        let mut prepared = BootInputs {
             guest,
             accel: decision,
             tsc_khz: boot::host_tsc_khz(Duration::from_millis(50)),
@@ -241,7 +241,7 @@ impl QemuVm {
     }
 
     /// The plan for booting (or restoring) the prepared guest.
-    fn plan(&self, prepared: &Prepared) -> BootPlan {
+    fn plan(&self, prepared: &BootInputs) -> BootPlan {
         BootPlan {
             accel: prepared.accel.accel,
             cpu: match prepared.accel.accel {
@@ -265,7 +265,7 @@ impl QemuVm {
     /// The snapshot of `prepared`'s guest, taken first unless cached: a boot with a QMP
     /// socket, the first 200, a second for the health poller's connections to close (their
     /// user-mode networking state would be saved too), then `migrate` into the cache.
-    fn ensure_snapshot(&self, prepared: &Prepared) -> Result<(PathBuf, Preparation), EnvError> {
+    fn ensure_snapshot(&self, prepared: &BootInputs) -> Result<(PathBuf, Preparation), EnvError> {
         let started = Instant::now();
         let plan = BootPlan {
             qmp: true,
