@@ -31,15 +31,12 @@ use crate::subject::Subject;
 /// Why the defaults (7 rounds × 2 s windows, 0.5 s warm-up): an interval for a median needs
 /// n ≥ 6 rounds to reach 95% (order statistics: [min, max] covers 1 − 2·0.5ⁿ), and a ratio
 /// of two environments, bounded by both medians' intervals, needs n ≥ 7 on each side
-/// (0.984² ≥ 95%). Seven 2 s rounds cost about the measuring time three 5 s rounds did
-/// (7 × 2.5 s vs 3 × 6 s per scenario). Every round's throughput is in the artifact, so the
-/// spread between rounds can be checked, and `±noisy` marks a median whose interval is wider
-/// than ±10%. On the 2-CPU cloud machine isobench is developed on, the coefficient of
-/// variation of native throughput at these defaults was 8%: the machine itself changes
-/// speed (a fixed CPU-bound loop took 37–48 ms from one run to the next on an idle
-/// machine) and wrk alone, same server and pinning, varied 12% across 2 s windows. Each
-/// round first waits for the host's CPUs to fall quiet, so what isobench's own previous
-/// instance left running is not part of that spread.
+/// (0.984² ≥ 95%); more, shorter rounds buy that coverage for the measuring time fewer
+/// long ones would take. Every round's throughput is in the artifact, so the spread between
+/// rounds can be checked, and `±noisy` marks a median whose interval is wider than ±10%.
+/// Each round first waits for the host's CPUs to fall quiet, so what isobench's own
+/// previous instance left running is not part of that spread. (The README's "Why these
+/// defaults" has the figures behind this.)
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Environments to run, comma-separated: native, container-host, container, gvisor,

@@ -290,15 +290,11 @@ fn resolve(base_url: &str) -> Result<(SocketAddr, HeaderValue), LoadError> {
 /// One worker thread (event loop) per CPU the generator may use, never more than there are
 /// connections; when `options.cpus` is given, thread `i` is pinned to `cpus[i]`.
 ///
-/// Not two loops on one CPU, which this once did: with the generator confined to one CPU
-/// (isobench-server pinned to the other, 50 connections, 7 interleaved rounds of 3 s), one
-/// loop used 8.1 µs of CPU per request against two loops' 8.9 µs and served 1.08× wrk's
-/// throughput against their 1.03×. Two loops on one CPU hand it to each other, a context
-/// switch and a wakeup every time (`perf stat -a`, one 4 s run each: 0.14 → 0.10 context
-/// switches and 0.09 → 0.05 wakeups per request). What two loops had bought on a shared
-/// host, 27k–36k req/s against one loop's 18k, was CPU share against other processes on the
-/// same CPU (the scheduler is fair per thread), not efficiency; isobench pins the service
-/// and its helpers away from the generator's CPUs.
+/// Never two loops on one CPU: they hand the CPU to each other, a context switch and a
+/// wakeup each time, and spend more CPU per request for it. What a second loop seems to buy
+/// on a shared host is CPU share against other processes on the same CPU (the scheduler is
+/// fair per thread), not efficiency; isobench instead pins the service and its helpers away
+/// from the generator's CPUs. (The README's "Why these defaults" has the measurement.)
 fn threads(options: &LoadOptions) -> Result<Vec<Option<usize>>, LoadError> {
     let count = |cpus: usize| cpus.min(options.connections).max(1);
     if options.cpus.is_empty() {

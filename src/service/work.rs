@@ -3,8 +3,7 @@
 //!
 //! Trial division rather than a sieve on purpose: it is pure integer arithmetic on a few
 //! registers, so `/cpu` measures the CPU and not the memory system, and its cost grows
-//! smoothly (about N·√N / ln N divisions). Release-mode timings on this project's 2-core
-//! development VM: N = 50,000 ≈ 1 ms, 1,000,000 ≈ 60 ms, 5,000,000 ≈ 0.55 s.
+//! smoothly (about N·√N / ln N divisions); the README's "The service" gives its timings.
 
 use std::collections::TryReserveError;
 use std::time::{Duration, Instant};
