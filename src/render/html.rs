@@ -10,10 +10,10 @@
 use std::fmt::Write as _;
 
 use super::charts;
+use super::measurements::{Column, measurements};
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, environment_cells,
-    escape_html, estimate_cell, headline_title, improvement_cell, method_notes, preparation_note,
-    provenance, ratio_cell, row_groups, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells, escape_html,
+    headline_title, method_notes, preparation_note, provenance, summary_of,
 };
 use crate::analysis::{headline, summarize, sweep};
 use crate::artifact::{Artifact, CheckStatus, Summary};
@@ -330,12 +330,9 @@ fn latency_under_load(
 
 fn full_table(out: &mut String, artifact: &Artifact, summary: &Summary) {
     let h = escape_html;
-    let envs = &artifact.environments;
-    let baseline = summary.baseline.as_deref();
-    let compared = compared(artifact, summary);
-    let pair = summarize::container_vm_pair(artifact);
+    let table = measurements(artifact, summary);
     let _ = writeln!(out, "<h2>All measurements</h2>");
-    for group in row_groups(artifact, summary) {
+    for group in &table.groups {
         if group.description.is_empty() {
             let _ = writeln!(out, "<h3>{}</h3>", h(&group.title));
         } else {
@@ -347,46 +344,26 @@ fn full_table(out: &mut String, artifact: &Artifact, summary: &Summary) {
             );
         }
         let _ = writeln!(out, "<div class=\"wide\"><table>\n<tr><th>metric</th>");
-        for (index, env) in envs.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "<th><span class=\"swatch\" style=\"background:{}\"></span>{}</th>",
-                css_color(index),
-                h(&env_title(&env.label))
-            );
-        }
-        if let Some(baseline) = baseline {
-            for env in &compared {
-                let _ = writeln!(out, "<th>{} / {}</th>", h(&env.label.name), h(baseline));
-            }
-        }
-        if let Some((container, vm)) = &pair {
-            let _ = writeln!(out, "<th>{} vs {}</th>", h(container), h(vm));
-        }
-        let _ = writeln!(out, "</tr>");
-        for (label, row) in &group.rows {
-            let _ = write!(out, "<tr><td>{}</td>", h(label));
-            for env in envs {
-                let cell = row
-                    .estimates
-                    .get(&env.label.name)
-                    .map(|e| estimate_cell(e, &row.unit))
-                    .unwrap_or_else(|| "—".into());
-                let _ = write!(out, "<td class=\"n\">{}</td>", h(&cell));
-            }
-            if baseline.is_some() {
-                for env in &compared {
-                    let cell = row
-                        .ratio_to_baseline
-                        .get(&env.label.name)
-                        .map(ratio_cell)
-                        .unwrap_or_else(|| "—".into());
-                    let _ = write!(out, "<td class=\"n\">{}</td>", h(&cell));
+        for column in &table.columns {
+            match column {
+                Column::Environment { index, title } => {
+                    let _ = writeln!(
+                        out,
+                        "<th><span class=\"swatch\" style=\"background:{}\"></span>{}</th>",
+                        css_color(*index),
+                        h(title)
+                    );
+                }
+                other => {
+                    let _ = writeln!(out, "<th>{}</th>", h(other.text()));
                 }
             }
-            if pair.is_some() {
-                let cell = improvement_cell(row.container_vs_vm_improvement_pct);
-                let _ = write!(out, "<td class=\"n\">{}</td>", h(&cell));
+        }
+        let _ = writeln!(out, "</tr>");
+        for row in &group.rows {
+            let _ = write!(out, "<tr><td>{}</td>", h(&row.label));
+            for cell in &row.cells {
+                let _ = write!(out, "<td class=\"n\">{}</td>", h(cell));
             }
             let _ = writeln!(out, "</tr>");
         }
@@ -411,7 +388,7 @@ fn percentile_curves(out: &mut String, artifact: &Artifact) -> Result<(), Export
                     &[
                         format!(
                             "Scenario {scenario}: {}.",
-                            super::scenario_description(artifact, &scenario)
+                            super::measurements::scenario_description(artifact, &scenario)
                         ),
                         "Each line is one environment's latency (all rounds merged) at every \
                          percentile: left is the typical request, right the slowest. The \

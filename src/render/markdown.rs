@@ -5,14 +5,13 @@
 
 use std::fmt::Write as _;
 
+use super::measurements::measurements;
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, compared, environment_cells,
-    escape_markdown, estimate_cell, headline_title, improvement_cell, method_notes,
-    preparation_note, provenance, ratio_cell, row_groups, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells, escape_markdown,
+    headline_title, method_notes, preparation_note, provenance, summary_of,
 };
-use crate::analysis::{headline, summarize};
+use crate::analysis::headline;
 use crate::artifact::Artifact;
-use crate::format::env_title;
 
 /// GitHub-flavoured markdown.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,8 +32,6 @@ impl Exporter for Markdown {
 
         let envs = &artifact.environments;
         let baseline = summary.baseline.as_deref();
-        let compared = compared(artifact, &summary);
-        let pair = summarize::container_vm_pair(artifact);
 
         let questions = headline::headline(artifact, &summary);
         if !questions.is_empty() {
@@ -90,22 +87,13 @@ impl Exporter for Markdown {
         }
 
         let _ = writeln!(out, "## All measurements\n");
+        let table = measurements(artifact, &summary);
         let mut header = vec!["metric".to_owned()];
-        header.extend(envs.iter().map(|env| e(&env_title(&env.label))));
-        if let Some(baseline) = baseline {
-            header.extend(
-                compared
-                    .iter()
-                    .map(|env| format!("{} / {}", e(&env.label.name), e(baseline))),
-            );
-        }
-        if let Some((container, vm)) = &pair {
-            header.push(format!("{} vs {}", e(container), e(vm)));
-        }
+        header.extend(table.columns.iter().map(|column| e(column.text())));
         let alignment: Vec<&str> = (0..header.len())
             .map(|i| if i == 0 { ":---" } else { "---:" })
             .collect();
-        for group in row_groups(artifact, &summary) {
+        for group in &table.groups {
             if group.description.is_empty() {
                 let _ = writeln!(out, "### {}\n", e(&group.title));
             } else {
@@ -118,30 +106,8 @@ impl Exporter for Markdown {
             }
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "| {} |", alignment.join(" | "));
-            for (label, row) in &group.rows {
-                let mut cells = vec![e(label)];
-                for env in envs {
-                    cells.push(
-                        row.estimates
-                            .get(&env.label.name)
-                            .map(|est| estimate_cell(est, &row.unit))
-                            .unwrap_or_else(|| "—".into()),
-                    );
-                }
-                if baseline.is_some() {
-                    for env in &compared {
-                        cells.push(
-                            row.ratio_to_baseline
-                                .get(&env.label.name)
-                                .map(ratio_cell)
-                                .unwrap_or_else(|| "—".into()),
-                        );
-                    }
-                }
-                if pair.is_some() {
-                    cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
-                }
-                let _ = writeln!(out, "| {} |", cells.join(" | "));
+            for row in &group.rows {
+                let _ = writeln!(out, "| {} | {} |", e(&row.label), row.cells.join(" | "));
             }
             out.push('\n');
         }

@@ -8,6 +8,7 @@ mod headline;
 mod html;
 mod ladder;
 mod markdown;
+mod measurements;
 mod table;
 pub mod write;
 
@@ -21,7 +22,6 @@ use crate::analysis::stats::CONFIDENCE;
 use crate::analysis::summarize;
 use crate::artifact::{
     Artifact, Capacity, EnvironmentResult, Estimate, LimitKind, Preparation, Side, Summary,
-    SummaryRow,
 };
 use crate::format::{accel_text, env_title, limit_description, number};
 
@@ -458,72 +458,6 @@ pub(crate) fn capacity_lines(
         })
         .collect();
     Some((title, lines))
-}
-
-/// A block of the full table: the rows that belong to one scenario, or to the instance
-/// itself (startup, memory, image size).
-pub(crate) struct RowGroup<'a> {
-    /// `every instance` or the scenario's name.
-    pub title: String,
-    /// How the scenario loaded the service, from its load reports: `closed loop, 50
-    /// connections, /health`; empty for the instance group.
-    pub description: String,
-    /// The rows, with the label to show (the metric without its scenario suffix).
-    pub rows: Vec<(String, &'a SummaryRow)>,
-}
-
-/// The summary's rows grouped: the instance's own rows first, then one group per scenario in
-/// the order the scenarios ran.
-pub(crate) fn row_groups<'a>(artifact: &Artifact, summary: &'a Summary) -> Vec<RowGroup<'a>> {
-    let mut groups: Vec<RowGroup<'a>> = Vec::new();
-    for row in &summary.rows {
-        let scenario = crate::analysis::headline::scenario_of(&row.metric);
-        let (title, label) = if scenario.is_empty() {
-            ("every instance".to_owned(), row.metric.clone())
-        } else {
-            let label = row.metric[..row.metric.len() - scenario.len() - 3].to_owned();
-            (scenario.to_owned(), label)
-        };
-        match groups.iter_mut().find(|g| g.title == title) {
-            Some(group) => group.rows.push((label, row)),
-            None => groups.push(RowGroup {
-                description: if scenario.is_empty() {
-                    String::new()
-                } else {
-                    scenario_description(artifact, scenario)
-                },
-                title,
-                rows: vec![(label, row)],
-            }),
-        }
-    }
-    groups
-}
-
-/// How a scenario loaded the service, from its first load report: `closed loop, 50
-/// connections: /health` or `open loop at 200 req/s, 16 connections: /health`.
-pub(crate) fn scenario_description(artifact: &Artifact, scenario: &str) -> String {
-    let Some(run) = artifact
-        .environments
-        .iter()
-        .flat_map(|e| &e.rounds)
-        .flat_map(|r| &r.scenarios)
-        .find(|s| s.scenario == scenario)
-    else {
-        return String::new();
-    };
-    let load = &run.load;
-    let pacing = match (load.open_loop, load.requested_rate_rps) {
-        (true, Some(rate)) => format!("open loop at {} req/s", number(rate)),
-        (true, None) => "open loop".to_owned(),
-        (false, _) => "closed loop".to_owned(),
-    };
-    let paths: Vec<&str> = load.scenario.iter().map(|p| p.path.as_str()).collect();
-    format!(
-        "{pacing}, {} connections: {}",
-        load.connections,
-        paths.join(" ")
-    )
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -5,13 +5,13 @@
 
 use comfy_table::{CellAlignment, ContentArrangement, presets};
 
+use super::measurements::{Group, measurements};
 use super::{
-    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, RowGroup, capacity_lines, estimate_cell,
-    headline_title, improvement_cell, ratio_cell, row_groups, sanitize_terminal, summary_of,
+    ExportError, Exporter, LOW_COVERAGE_MARK, NOISY_MARK, capacity_lines, headline_title,
+    sanitize_terminal, summary_of,
 };
 use crate::analysis::{headline, summarize};
 use crate::artifact::Artifact;
-use crate::format::env_title;
 
 /// The table printed by `isobench compare` and `isobench run`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,17 +20,7 @@ pub struct Table;
 impl Exporter for Table {
     fn render(&self, artifact: &Artifact) -> Result<String, ExportError> {
         let summary = summary_of(artifact);
-        let names: Vec<&str> = artifact
-            .environments
-            .iter()
-            .map(|e| e.label.name.as_str())
-            .collect();
         let baseline = summary.baseline.as_deref();
-        let compared: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| Some(*n) != baseline)
-            .collect();
         let pair = summarize::container_vm_pair(artifact);
 
         let mut out = String::new();
@@ -54,24 +44,15 @@ impl Exporter for Table {
             out.push('\n');
         }
 
-        for group in row_groups(artifact, &summary) {
-            let mut header = vec![sanitize_terminal(&group_title(&group))];
+        let measured = measurements(artifact, &summary);
+        for group in &measured.groups {
+            let mut header = vec![sanitize_terminal(&group_title(group))];
             header.extend(
-                artifact
-                    .environments
+                measured
+                    .columns
                     .iter()
-                    .map(|e| sanitize_terminal(&env_title(&e.label))),
+                    .map(|column| sanitize_terminal(column.text())),
             );
-            if let Some(baseline) = baseline {
-                header.extend(
-                    compared
-                        .iter()
-                        .map(|n| sanitize_terminal(&format!("{n} / {baseline}"))),
-                );
-            }
-            if let Some((container, vm)) = &pair {
-                header.push(sanitize_terminal(&format!("{container} vs {vm}")));
-            }
             let mut table = comfy_table::Table::new();
             table
                 .load_preset(presets::UTF8_FULL_CONDENSED)
@@ -79,29 +60,9 @@ impl Exporter for Table {
                 // the same on a terminal, in a pipe and in CI logs.
                 .set_content_arrangement(ContentArrangement::Disabled)
                 .set_header(header);
-            for (label, row) in &group.rows {
-                let mut cells = vec![sanitize_terminal(label)];
-                for name in &names {
-                    cells.push(
-                        row.estimates
-                            .get(*name)
-                            .map(|e| estimate_cell(e, &row.unit))
-                            .unwrap_or_else(|| "—".into()),
-                    );
-                }
-                if baseline.is_some() {
-                    for name in &compared {
-                        cells.push(
-                            row.ratio_to_baseline
-                                .get(*name)
-                                .map(ratio_cell)
-                                .unwrap_or_else(|| "—".into()),
-                        );
-                    }
-                }
-                if pair.is_some() {
-                    cells.push(improvement_cell(row.container_vs_vm_improvement_pct));
-                }
+            for row in &group.rows {
+                let mut cells = vec![sanitize_terminal(&row.label)];
+                cells.extend(row.cells.iter().cloned());
                 table.add_row(cells);
             }
             for index in 1..table.column_count() {
@@ -167,7 +128,7 @@ impl Exporter for Table {
 }
 
 /// A group's header cell: `health (closed loop, 50 connections: /health)`.
-fn group_title(group: &RowGroup<'_>) -> String {
+fn group_title(group: &Group) -> String {
     if group.description.is_empty() {
         group.title.clone()
     } else {
