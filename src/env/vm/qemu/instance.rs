@@ -1,6 +1,7 @@
 //! A running VM: its address, startup and boot phases from the console, its QEMU process's
 //! resources, the SysRq kill of the guest's service, and its stop.
 
+use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::ChildStdin;
@@ -9,10 +10,16 @@ use std::time::{Duration, Instant};
 
 use super::super::child::Supervised;
 use super::super::console::{ConsoleLog, Milestones};
-use super::launch::tail_lines;
 use crate::artifact::StartupPhase;
 use crate::env::{EnvError, Instance, ResourceReading, health};
 use crate::probe::process::ProcessProbe;
+
+/// The last `lines` lines of a file, for error messages.
+pub(super) fn tail_lines(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
 
 /// A running VM.
 pub struct QemuInstance {

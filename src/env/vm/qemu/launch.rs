@@ -14,7 +14,7 @@ use super::super::child::{Supervised, spawn_supervised};
 use super::super::console::{self, ConsoleLog};
 use super::super::guest::PreparedGuest;
 use super::command::{BootPlan, Qemu, qemu_command};
-use super::instance::QemuInstance;
+use super::instance::{QemuInstance, tail_lines};
 use super::{BOOT_TIMEOUT_ENV, KVM_BOOT_TIMEOUT, TCG_BOOT_TIMEOUT};
 use crate::artifact::Accel;
 use crate::env::{Budget, health};
@@ -27,13 +27,6 @@ const PORT_ATTEMPTS: usize = 5;
 /// QEMU binds it; [`boot`] notices and retries with a new one.
 pub(super) fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The last `lines` lines of a file, for error messages.
-pub(super) fn tail_lines(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Why no VM came up.
