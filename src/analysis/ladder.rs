@@ -244,27 +244,11 @@ fn cost(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::EnvKind;
     use crate::artifact::fixture;
-
-    /// The fixture with rungs: native at the bottom, container over it, vm over container.
-    fn laddered() -> Artifact {
-        let mut artifact = fixture::artifact();
-        for env in &mut artifact.environments {
-            env.label.rung = Some(match env.label.kind {
-                EnvKind::Native => Rung::new(position::NATIVE, "baseline", None),
-                EnvKind::Container => {
-                    Rung::new(position::CONTAINER_BRIDGE, "bridge", Some("native"))
-                }
-                _ => Rung::vm("hypervisor".into()),
-            });
-        }
-        artifact
-    }
 
     #[test]
     fn rungs_are_ordered_and_compared_with_the_rung_below() {
-        let ladder = ladder(&laddered()).expect("three rungs");
+        let ladder = ladder(&fixture::laddered()).expect("three rungs");
         let names: Vec<(&str, Option<&str>)> = ladder
             .steps
             .iter()
@@ -282,7 +266,7 @@ mod tests {
 
     #[test]
     fn costs_are_ratios_of_medians_and_differences() {
-        let artifact = laddered();
+        let artifact = fixture::laddered();
         let ladder = ladder(&artifact).unwrap();
         let container = &ladder.steps[1];
         let vm = &ladder.steps[2];
@@ -312,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_missing_named_rung_falls_back_to_the_nearest_lower_one() {
-        let mut artifact = laddered();
+        let mut artifact = fixture::laddered();
         artifact.environments[2].label.rung.as_mut().unwrap().over = Some("gvisor".into());
         let ladder = ladder(&artifact).unwrap();
         assert_eq!(ladder.steps[2].below.as_deref(), Some("container"));
@@ -320,7 +304,7 @@ mod tests {
 
     #[test]
     fn fewer_than_two_rungs_make_no_ladder() {
-        let mut artifact = laddered();
+        let mut artifact = fixture::laddered();
         artifact.environments.truncate(1);
         assert!(ladder(&artifact).is_none());
         assert!(

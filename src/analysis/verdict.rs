@@ -64,6 +64,15 @@ pub struct Comparison {
     pub noise_threshold: f64,
 }
 
+impl Comparison {
+    /// The change of `metric` in `environment`, when both runs have it.
+    pub fn change(&self, metric: &str, environment: &str) -> Option<&Change> {
+        self.changes
+            .iter()
+            .find(|c| c.metric == metric && c.environment == environment)
+    }
+}
+
 /// Whether two artifacts are two runs of the same environments (compare them OLD → NEW)
 /// rather than pieces to put side by side (the seed's bench files): both hold an environment
 /// isobench started itself, and they share at least one environment name.
@@ -187,9 +196,7 @@ mod tests {
 
     fn change<'a>(comparison: &'a Comparison, metric: &str, env: &str) -> &'a Change {
         comparison
-            .changes
-            .iter()
-            .find(|c| c.metric == metric && c.environment == env)
+            .change(metric, env)
             .unwrap_or_else(|| panic!("no change for {metric} / {env}"))
     }
 

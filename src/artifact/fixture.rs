@@ -3,14 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 
 use crate::artifact::load::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathWeight};
 use crate::artifact::{
     Accel, Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, HostInfo, Preparation, Round,
-    SCHEMA_VERSION, ScenarioRun, Unavailable,
+    Rung, SCHEMA_VERSION, ScenarioRun, Unavailable, position,
 };
 
 /// One environment's figures per round (three rounds).
@@ -332,16 +330,30 @@ pub fn with_sweep() -> Artifact {
 }
 
 /// An HdrHistogram (µs) with 90% of samples near p50, then p90, p99, p99.9 and max, encoded
-/// as the load generator does: V2-deflate, base64.
+/// as an artifact stores it ([`crate::artifact::histogram`]).
 pub fn histogram([p50, p90, p99, p999, max]: [f64; 5]) -> String {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     for (value, count) in [(p50, 5000), (p90, 4000), (p99, 900), (p999, 90), (max, 10)] {
         h.record_n(value as u64, count)
             .expect("value within bounds");
     }
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(&h, &mut bytes)
-        .expect("serializing to memory");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    crate::artifact::histogram::encode(&h)
+}
+
+/// [`artifact`] with rungs: native at the bottom, the container over it (adding "the
+/// <network> path", markup to be escaped), the VM over the container.
+pub fn laddered() -> Artifact {
+    let mut artifact = artifact();
+    for env in &mut artifact.environments {
+        env.label.rung = Some(match env.label.kind {
+            EnvKind::Native => Rung::new(position::NATIVE, "baseline", None),
+            EnvKind::Container => Rung::new(
+                position::CONTAINER_BRIDGE,
+                "the <network> path",
+                Some("native"),
+            ),
+            _ => Rung::vm("the hypervisor".into()),
+        });
+    }
+    artifact
 }

@@ -259,28 +259,9 @@ mod tests {
         compare(&old, &summarize(&old), new, &summarize(new), 0.02)
     }
 
-    fn change<'a>(comparison: &'a Comparison, metric: &str, env: &str) -> &'a Change {
-        comparison
-            .changes
-            .iter()
-            .find(|c| c.metric == metric && c.environment == env)
-            .unwrap_or_else(|| panic!("no change for {metric} / {env}"))
-    }
-
     #[test]
-    fn identical_runs_show_no_significant_change() {
+    fn identical_runs_say_nothing_changed() {
         let comparison = compare_fixture(&fixture::artifact());
-        assert!(!comparison.changes.is_empty());
-        for c in &comparison.changes {
-            assert!(
-                matches!(c.verdict, Verdict::NoChange),
-                "{} {}: {:?}",
-                c.environment,
-                c.metric,
-                c.verdict
-            );
-            assert_eq!(c.ratio.median, 1.0);
-        }
         assert_eq!(
             summary_lines(&comparison)[0],
             format!(
@@ -290,96 +271,74 @@ mod tests {
         );
     }
 
-    #[test]
-    fn slower_startup_and_higher_throughput_get_their_words() {
-        let mut new = fixture::artifact();
-        for round in &mut new.environments[2].rounds {
-            // vm: startup doubled, throughput up 50%.
-            round.startup_ms = round.startup_ms.map(|s| s * 2.0);
-            round.scenarios[0].load.throughput_rps *= 1.5;
+    /// A change of `metric` by the ratio `median [low, high]`, with `verdict`.
+    fn change(metric: &str, (median, low, high): (f64, f64, f64), verdict: Verdict) -> Change {
+        let estimate = |median, ci_low, ci_high| crate::artifact::Estimate {
+            median,
+            ci_low,
+            ci_high,
+            n: 7,
+            coverage: 0.98,
+            noisy: false,
+            limits: Vec::new(),
+        };
+        Change {
+            metric: metric.into(),
+            unit: "ms".into(),
+            higher_is_better: false,
+            environment: "vm".into(),
+            old: estimate(1.0, 1.0, 1.0),
+            new: estimate(median, low, high),
+            ratio: estimate(median, low, high),
+            verdict,
         }
-        let comparison = compare_fixture(&new);
-        let startup = change(&comparison, "startup", "vm");
-        assert_eq!(startup.verdict, Verdict::Worse);
-        assert_eq!(verdict_words(startup), "slower");
-        assert!(
-            change_text(startup).starts_with("+100.0% ["),
-            "{}",
-            change_text(startup)
-        );
-        let factor = factor_text(startup);
-        assert!(
-            factor.starts_with("2.00 [") && factor.ends_with("] times slower"),
-            "{factor}"
-        );
-        let throughput = change(&comparison, "throughput (health)", "vm");
-        assert_eq!(throughput.verdict, Verdict::Better);
-        assert_eq!(verdict_words(throughput), "faster");
+    }
+
+    #[test]
+    fn verdicts_are_worded_for_what_the_metric_measures() {
+        let slower = change("startup", (2.0, 1.8, 2.2), Verdict::Worse);
+        assert_eq!(verdict_words(&slower), "slower");
+        assert_eq!(change_text(&slower), "+100.0% [+80.0%, +120.0%]");
+        assert_eq!(factor_text(&slower), "2.00 [1.80, 2.20] times slower");
+        // A ratio below 1 reads as a factor above 1; the interval's ends swap.
+        let faster = change("startup", (0.5, 0.4, 0.625), Verdict::Better);
+        assert_eq!(change_text(&faster), "-50.0% [-60.0%, -37.5%]");
+        assert_eq!(factor_text(&faster), "2.00 [1.60, 2.50] times faster");
+        let exact = change("image size", (1.5, 1.5, 1.5), Verdict::Worse);
+        assert_eq!(change_text(&exact), "+50.0%");
+        assert_eq!(verdict_words(&exact), "larger");
+        let memory = change("idle memory", (3.0, 3.0, 3.0), Verdict::Undecided);
+        assert_eq!(verdict_words(&memory), "too few rounds to tell");
+        let same = change("throughput (health)", (1.0, 0.99, 1.01), Verdict::NoChange);
+        assert_eq!(verdict_words(&same), "no significant change");
         assert_eq!(
-            change(&comparison, "startup", "native").verdict,
-            Verdict::NoChange
+            verdict_words(&change("errors (health)", (0.5, 0.4, 0.6), Verdict::Better)),
+            "fewer"
         );
+    }
+
+    #[test]
+    fn significant_changes_get_a_line_each_worse_first() {
+        let comparison = Comparison {
+            changes: vec![
+                change("throughput (health)", (1.5, 1.4, 1.6), Verdict::Better),
+                change("startup", (2.0, 1.8, 2.2), Verdict::Worse),
+                change("p50 latency (health)", (1.0, 0.99, 1.01), Verdict::NoChange),
+            ],
+            ..compare_fixture(&fixture::artifact())
+        };
         let lines = summary_lines(&comparison);
-        assert!(lines[0].starts_with("1 better, 1 worse"), "{lines:?}");
-        assert!(lines[1].starts_with("  vm: startup is 2.00 ["), "{lines:?}");
-        assert!(lines[1].ends_with("times slower than before"), "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "1 better, 1 worse, 1 unchanged or undecided (noise threshold 2%):"
+        );
+        assert_eq!(
+            lines[1],
+            "  vm: startup is 2.00 [1.80, 2.20] times slower than before"
+        );
         assert!(
             lines[2].starts_with("  vm: throughput (health) is 1.50"),
             "{lines:?}"
-        );
-    }
-
-    #[test]
-    fn a_lower_latency_reads_faster_and_the_factor_is_inverted() {
-        let mut new = fixture::artifact();
-        for round in &mut new.environments[0].rounds {
-            round.startup_ms = round.startup_ms.map(|s| s / 2.0);
-        }
-        let comparison = compare_fixture(&new);
-        let startup = change(&comparison, "startup", "native");
-        assert_eq!(startup.verdict, Verdict::Better);
-        assert!(
-            change_text(startup).starts_with("-50.0% ["),
-            "{}",
-            change_text(startup)
-        );
-        // The ratio 0.5 reads as "2 times faster"; the interval's ends swap when inverted.
-        let factor = factor_text(startup);
-        assert!(
-            factor.starts_with("2.00 [") && factor.ends_with("times faster"),
-            "{factor}"
-        );
-        let (low, high) = (1.0 / startup.ratio.ci_high, 1.0 / startup.ratio.ci_low);
-        assert!(
-            factor.contains(&format!("[{}, {}]", number(low), number(high))),
-            "{factor}"
-        );
-    }
-
-    #[test]
-    fn single_rounds_are_undecided_and_memory_has_its_words() {
-        let mut old = fixture::artifact();
-        let mut new = fixture::artifact();
-        for artifact in [&mut old, &mut new] {
-            for env in &mut artifact.environments {
-                env.rounds.truncate(1);
-            }
-        }
-        for round in &mut new.environments[0].rounds {
-            round.idle_memory_bytes = round.idle_memory_bytes.map(|b| b * 3);
-        }
-        let comparison = compare(&old, &summarize(&old), &new, &summarize(&new), 0.02);
-        let memory = change(&comparison, "idle memory", "native");
-        assert_eq!(memory.verdict, Verdict::Undecided);
-        assert_eq!(verdict_words(memory), "too few rounds to tell");
-        // Image sizes are exact: a change is a change.
-        let mut bigger = fixture::artifact();
-        bigger.environments[1].label.image_size_bytes = Some(8 << 20);
-        let comparison = compare_fixture(&bigger);
-        let image = change(&comparison, "image size", "container");
-        assert_eq!(
-            (image.verdict, verdict_words(image)),
-            (Verdict::Worse, "larger")
         );
     }
 }

@@ -243,27 +243,10 @@ pub(crate) fn sentences(ladder: &Ladder) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::artifact::fixture;
-    use crate::artifact::{EnvKind, Rung, position};
-
-    fn laddered() -> Artifact {
-        let mut artifact = fixture::artifact();
-        for env in &mut artifact.environments {
-            env.label.rung = Some(match env.label.kind {
-                EnvKind::Native => Rung::new(position::NATIVE, "baseline", None),
-                EnvKind::Container => Rung::new(
-                    position::CONTAINER_BRIDGE,
-                    "the <network> path",
-                    Some("native"),
-                ),
-                _ => Rung::vm("the hypervisor".into()),
-            });
-        }
-        artifact
-    }
 
     #[test]
     fn every_format_shows_every_rung_and_metric() {
-        let artifact = laddered();
+        let artifact = fixture::laddered();
         let text = terminal(&artifact).unwrap();
         let md = markdown(&artifact).unwrap();
         let page = html(&artifact).unwrap().unwrap();
@@ -291,7 +274,7 @@ mod tests {
 
     #[test]
     fn sentences_name_the_layer_and_sign_the_change() {
-        let ladder = ladder::ladder(&laddered()).unwrap();
+        let ladder = ladder::ladder(&fixture::laddered()).unwrap();
         let sentences = sentences(&ladder);
         assert_eq!(sentences.len(), 2);
         assert!(sentences[0].starts_with("container over native (the <network> path): "));
