@@ -558,6 +558,37 @@ fn closed_loop_window_is_not_stretched_by_a_straggler() {
     assert!((report.throughput_rps - report.ok as f64).abs() < 1e-6);
 }
 
+/// Issue 25 item 6: a closed-loop window counts every answer inside it. A server answering
+/// each request after 300 ms, one connection, 150 ms of warm-up and a 1 s window
+/// ([150, 1150] ms): the answers come at about 300, 600 and 900 ms, all inside the window,
+/// and the request sent at 900 ms is cut off by its end. Three answers and one unfinished;
+/// the request sent during the warm-up is one of the three (counting by the send time lost
+/// it, one request per connection per window, while the window's CPU paid for it).
+#[test]
+fn closed_loop_counts_every_answer_inside_its_window() {
+    let _turn = serial();
+    let fixture = Fixture::serve(Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "ok"
+        }),
+    ));
+    let mut options = options(&fixture.base_url(), "/slow");
+    options.connections = 1;
+    options.warmup = Duration::from_millis(150);
+    options.duration = Some(Duration::from_secs(1));
+    let report = load::run(&options).unwrap();
+    assert_accounted(&report);
+    assert_eq!(report.ok, 3, "{report:#?}");
+    assert_eq!(report.unfinished, 1, "{report:#?}");
+    assert_eq!(
+        report.warmup_requests, 0,
+        "answered inside the window: measured"
+    );
+    assert!((report.throughput_rps - 3.0).abs() < 1e-6);
+}
+
 /// Issue 11 item 5: an overloaded open loop cannot send most of its schedule. Those requests
 /// must be counted (`unsent`) and appear in the corrected histogram with their latency from
 /// the intended send time to the end of sending, not vanish.

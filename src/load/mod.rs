@@ -14,7 +14,8 @@
 //! # The measured window ([`MeasuredWindow`], from [`run_with_window`])
 //!
 //! - Closed loop bounded by a duration: exactly the planned window, from the end of the
-//!   warm-up for `duration`. Measured requests are those started in it. One still
+//!   warm-up for `duration`. Measured requests are those answered in it (one sent during
+//!   the warm-up and answered after it included) and those started in it. One still
 //!   unanswered when the window ends is cut off there and counted in
 //!   [`LoadReport::unfinished`], neither an answer nor a failure, and not in the latency
 //!   histogram: a straggler (say, a timeout) near the end cannot stretch the window and

@@ -149,8 +149,11 @@ impl Task {
         }
     }
 
-    /// Closed loop: send, wait for the answer, send again. Whether a request is warm-up or
-    /// measured is decided when it starts. A measured request still unanswered at `end` (the
+    /// Closed loop: send, wait for the answer, send again. A duration-bounded window counts
+    /// every answer that comes inside it, also one to a request sent during the warm-up: the
+    /// service's CPU over the window paid for it, and dropping it would lose about one
+    /// request per connection per window. A count-bounded run decides at the send, so it
+    /// sends exactly `requests` measured requests. A request still unanswered at `end` (the
     /// end of the window) is cut off there and counted unfinished, so the window never
     /// stretches to wait for a straggler.
     async fn closed(&self, end: Instant, requests: Option<u64>, claimed: &AtomicU64) {
@@ -178,7 +181,10 @@ impl Task {
             let deadline = if cut_off { end } else { timeout_at };
             let outcome = connection.request(path, deadline).await;
             let done = Instant::now();
-            if measured {
+            // A warm-up request answered inside the window is one of the window's answers.
+            let answered_in_window =
+                !measured && requests.is_none() && done >= plan.measure_start && done <= end;
+            if measured || answered_in_window {
                 // An answer that came after the window's end (the timer fired late) is no
                 // more inside the window than one still awaited.
                 if cut_off && (outcome == Outcome::Timeout || done > end) {
