@@ -320,6 +320,49 @@ fn unanswered_requests_are_timeouts() {
     assert_eq!(report.ok, 0);
 }
 
+/// Issue 25 item 3: latency counts failures. A server that never answers 1 request in 50:
+/// with a 200 ms timeout, 2% of the requests take 200 ms to fail, so the all-requests p99 is
+/// at least the timeout, while the answered requests' p99 stays far below it.
+#[test]
+fn a_request_never_answered_puts_the_timeout_in_the_tail() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&seen);
+    let fixture = Fixture::serve(Router::new().route(
+        "/mostly",
+        get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n % 50 == 49 {
+                    std::future::pending::<()>().await;
+                }
+                "ok"
+            }
+        }),
+    ));
+    let mut options = options(&fixture.base_url(), "/mostly");
+    options.connections = 4;
+    options.duration = None;
+    options.requests = Some(200);
+    options.timeout = Duration::from_millis(200);
+    let report = load::run(&options).unwrap();
+    assert_accounted(&report);
+    assert_eq!(report.errors.timeout, 4, "{:?}", report.errors);
+    let all = report.all_requests_latency.as_ref().expect("recorded");
+    assert_eq!(all.count, 200);
+    assert!(
+        all.p99_us >= 200_000.0,
+        "all-requests p99 {} µs",
+        all.p99_us
+    );
+    assert_eq!(report.request_latency(), all);
+    assert_eq!(report.latency.count, 196);
+    assert!(
+        report.latency.p99_us < 200_000.0,
+        "answered p99 {} µs",
+        report.latency.p99_us
+    );
+}
+
 #[test]
 fn status_classes_are_counted_per_kind_and_path() {
     let fixture = Fixture::serve(Router::new().route("/ok", get(|| async { "ok" })).route(

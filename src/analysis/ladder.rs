@@ -80,7 +80,7 @@ impl LadderMetric {
                 (s.load.ok > 0).then_some(s.load.throughput_rps)
             }),
             Self::P50Latency => scenario_samples(env, &["fixed-rate", "health"], |s| {
-                (s.load.latency.count > 0).then_some(s.load.latency.p50_us)
+                (s.load.request_latency().count > 0).then_some(s.load.request_latency().p50_us)
             }),
             Self::CpuPerRequest => scenario_samples(env, &["health"], |s| {
                 let cpu = s.service_cpu_seconds?;

@@ -412,16 +412,16 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
         let per_scenario: [(&str, &'static str, bool, Reader); 7] = [
             ("throughput", "req/s", true, |s| Some(s.load.throughput_rps)),
             ("mean response time", "ms", false, |s| {
-                nonempty_latency(s).map(|_| s.load.latency.mean_us / 1000.0)
+                nonempty_latency(s).map(|_| s.load.request_latency().mean_us / 1000.0)
             }),
             ("p50 latency", "ms", false, |s| {
-                nonempty_latency(s).map(|_| s.load.latency.p50_us / 1000.0)
+                nonempty_latency(s).map(|_| s.load.request_latency().p50_us / 1000.0)
             }),
             ("p99 latency", "ms", false, |s| {
-                nonempty_latency(s).map(|_| s.load.latency.p99_us / 1000.0)
+                nonempty_latency(s).map(|_| s.load.request_latency().p99_us / 1000.0)
             }),
             ("p99.9 latency", "ms", false, |s| {
-                nonempty_latency(s).map(|_| s.load.latency.p999_us / 1000.0)
+                nonempty_latency(s).map(|_| s.load.request_latency().p999_us / 1000.0)
             }),
             ("errors", "count", false, |s| {
                 Some(s.load.errors.total() as f64)
@@ -450,7 +450,7 @@ fn metrics(artifact: &Artifact) -> Vec<Metric> {
 
 /// Latency percentiles of a run that recorded no successful response are meaningless zeros.
 fn nonempty_latency(run: &ScenarioRun) -> Option<()> {
-    (run.load.latency.count > 0).then_some(())
+    (run.load.request_latency().count > 0).then_some(())
 }
 
 /// CPU-seconds the service spent per 1,000 successful requests.
@@ -760,6 +760,22 @@ mod tests {
         let (values, exact) = samples(&artifact, "startup", &artifact.environments[0]).unwrap();
         assert_eq!((values, exact), (vec![10.0, 12.0, 11.0], false));
         assert!(samples(&artifact, "no such metric", &artifact.environments[0]).is_none());
+    }
+
+    #[test]
+    fn latency_rows_count_every_request_where_it_was_recorded() {
+        let mut artifact = fixture::artifact();
+        for round in &mut artifact.environments[0].rounds {
+            for run in &mut round.scenarios {
+                let mut all = run.load.latency.clone();
+                all.p99_us = 200_000.0;
+                run.load.all_requests_latency = Some(all);
+            }
+        }
+        let summary = summarize(&artifact);
+        let p99 = &row(&summary, "p99 latency (health)").estimates;
+        assert_eq!(p99["native"].median, 200.0, "native's failed requests count");
+        assert!(p99["container"].median < 200.0, "no all-requests figure: the answered");
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn curves(artifact: &Artifact) -> Vec<Curve> {
                     };
                     let answered: Vec<_> = runs
                         .iter()
-                        .filter(|r| r.load.latency.count > 0)
+                        .filter(|r| r.load.request_latency().count > 0)
                         .copied()
                         .collect();
                     let latency = |f: fn(&crate::artifact::ScenarioRun) -> f64| {
@@ -107,9 +107,9 @@ pub fn curves(artifact: &Artifact) -> Vec<Curve> {
                         })?,
                         achieved_rps: median(&|r| r.load.achieved_rate_rps)?,
                         // A step where nothing was answered has no latency: infinitely bad.
-                        p50_ms: latency(|r| r.load.latency.p50_us / 1000.0)
+                        p50_ms: latency(|r| r.load.request_latency().p50_us / 1000.0)
                             .unwrap_or(f64::INFINITY),
-                        p99_ms: latency(|r| r.load.latency.p99_us / 1000.0)
+                        p99_ms: latency(|r| r.load.request_latency().p99_us / 1000.0)
                             .unwrap_or(f64::INFINITY),
                         error_ratio: median(&|r| {
                             r.load.errors.total() as f64 / r.load.requests_sent.max(1) as f64

@@ -245,6 +245,7 @@ fn scenario_run(
     };
     let open_loop = scenario == "fixed-rate";
     let load = LoadReport {
+        all_requests_latency: None,
         url: "http://127.0.0.1:8080".into(),
         scenario: vec![PathWeight {
             path: "/health".into(),

@@ -73,6 +73,13 @@ pub struct LoadReport {
     /// with its latency from its intended send time to the end of sending (a lower bound, as
     /// wrk2 does), so overload shows in the tail. Closed loop: from the actual send time.
     pub latency: LatencyStats,
+    /// Latency of every measured request that ended in the window, answered or failed: a
+    /// failed one at the time it took to fail (a timeout at the timeout), from the same
+    /// start as `latency`, with `latency`'s `errors.unsent` too. What the service's users
+    /// waited; `latency` beside it is the answered requests' alone. Absent in artifacts
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_requests_latency: Option<LatencyStats>,
     /// Open loop only: latency from the actual send time, the figure a naive tool reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncorrected_latency: Option<LatencyStats>,
@@ -83,6 +90,14 @@ pub struct LoadReport {
     pub histogram: String,
     /// The generator's own resource use: did it, rather than the server, set the limit?
     pub generator: GeneratorUsage,
+}
+
+impl LoadReport {
+    /// The latency every report shows: of all requests ([`Self::all_requests_latency`]),
+    /// or of the answered ones where an artifact predates it.
+    pub fn request_latency(&self) -> &LatencyStats {
+        self.all_requests_latency.as_ref().unwrap_or(&self.latency)
+    }
 }
 
 /// Latency summary, in microseconds.

@@ -398,14 +398,17 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         }
         table.add_row(cells);
     };
-    let corrected = if report.open_loop {
-        "all (from intended send)"
+    let from = if report.open_loop {
+        " (from intended send)"
     } else {
-        "all"
+        ""
     };
-    row(corrected.into(), &report.latency);
+    if let Some(all) = &report.all_requests_latency {
+        row(format!("all requests{from}"), all);
+    }
+    row(format!("answered ok{from}"), &report.latency);
     if let Some(uncorrected) = &report.uncorrected_latency {
-        row("all (uncorrected)".into(), uncorrected);
+        row("answered ok (uncorrected)".into(), uncorrected);
     }
     if report.per_path.len() > 1 {
         for (path, path_report) in &report.per_path {

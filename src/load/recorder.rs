@@ -83,6 +83,8 @@ pub struct Recorder {
     pub warmup_sent: u64,
     /// Closed loop: measured requests still unanswered when the window ended.
     pub unfinished: u64,
+    /// Latency of every failed measured request, at the time it took to fail, µs.
+    pub failed: Histogram<u64>,
 }
 
 impl Recorder {
@@ -95,6 +97,7 @@ impl Recorder {
             responses: 0,
             warmup_sent: 0,
             unfinished: 0,
+            failed: new_histogram(),
         }
     }
 
@@ -132,6 +135,7 @@ impl Recorder {
             Outcome::Io => self.errors.io += 1,
         }
         record.errors += 1;
+        self.failed.saturating_record(micros(latency));
     }
 
     /// Records one measured open-loop request to path `path` that was due but never sent;
@@ -169,6 +173,9 @@ impl Recorder {
         self.responses += other.responses;
         self.warmup_sent += other.warmup_sent;
         self.unfinished += other.unfinished;
+        self.failed
+            .add(&other.failed)
+            .expect("histograms share the same bounds");
     }
 
     /// Measured requests sent, all paths.
@@ -179,6 +186,14 @@ impl Recorder {
     /// `ok` responses, all paths.
     pub fn ok(&self) -> u64 {
         self.paths.iter().map(|p| p.ok).sum()
+    }
+
+    /// The latency of every measured request, answered or failed, all paths together.
+    pub fn all_requests_latency(&self) -> Histogram<u64> {
+        let mut all = self.latency();
+        all.add(&self.failed)
+            .expect("histograms share the same bounds");
+        all
     }
 
     /// The latency of all paths together.

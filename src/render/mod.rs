@@ -274,6 +274,20 @@ pub(crate) fn method_notes(summary: &Summary, artifact: &Artifact) -> Vec<String
          (coordinated omission corrected)."
             .into(),
     );
+    let every_request = artifact
+        .environments
+        .iter()
+        .flat_map(|env| &env.rounds)
+        .flat_map(|round| &round.scenarios)
+        .any(|run| run.load.all_requests_latency.is_some());
+    if every_request {
+        notes.push(
+            "Latency counts every request: one that failed at the time it took to fail (a \
+             timeout at the timeout), so failures show in the tail instead of vanishing from \
+             it."
+            .into(),
+        );
+    }
     notes
 }
 
