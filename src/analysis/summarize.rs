@@ -774,8 +774,14 @@ mod tests {
         }
         let summary = summarize(&artifact);
         let p99 = &row(&summary, "p99 latency (health)").estimates;
-        assert_eq!(p99["native"].median, 200.0, "native's failed requests count");
-        assert!(p99["container"].median < 200.0, "no all-requests figure: the answered");
+        assert_eq!(
+            p99["native"].median, 200.0,
+            "native's failed requests count"
+        );
+        assert!(
+            p99["container"].median < 200.0,
+            "no all-requests figure: the answered"
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Memory and CPU time of a process *tree*: a service that forks (gunicorn's master and its
 //! workers, busybox httpd's child per connection) is all of its processes, not its first.
 //!
-//! Read from `/proc/<pid>/stat` of the root and every live descendant. CPU time is each
+//! Read from `/proc/<pid>/stat` of the root and every live descendant, found from the root
+//! down through each thread's `/proc/<pid>/task/<tid>/children`, so a reading costs a few
+//! files per process of the service, not a walk of every process on the host (readings are
+//! taken every few milliseconds, on the generator's CPUs); a kernel without that file
+//! (`CONFIG_PROC_CHILDREN`) gets the walk of `/proc`. CPU time is each
 //! process's own time plus that of its children it has reaped (`cutime`, `cstime`), so work
 //! done by short-lived children that already exited still counts. Memory is the sum of the
 //! live processes' resident sets; pages they share (a forked worker's copy-on-write pages)
@@ -67,9 +71,63 @@ fn tree_of(root: u32, stats: &BTreeMap<u32, Stat>) -> BTreeSet<u32> {
     }
 }
 
+/// The children of `pid`, from every one of its threads' `children` files; `None` when the
+/// kernel has no such file.
+fn children_of(pid: u32) -> Option<Vec<u32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        any = true;
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    any.then_some(children)
+}
+
+/// `root` and its live descendants with their figures, read from the root down; `None`
+/// when the kernel lists no children files (then [`read_all`] and [`tree_of`] are used).
+fn read_from_root(root: u32) -> Option<BTreeMap<u32, Stat>> {
+    let mut stats = BTreeMap::new();
+    let mut pending = vec![root];
+    while let Some(pid) = pending.pop() {
+        if stats.contains_key(&pid) {
+            continue;
+        }
+        let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|text| parse_stat(&text))
+        else {
+            // Exited between its parent's listing and now.
+            continue;
+        };
+        stats.insert(pid, stat);
+        match children_of(pid) {
+            Some(children) => pending.extend(children),
+            None if pid == root => return None,
+            None => {}
+        }
+    }
+    Some(stats)
+}
+
 /// Reads the tree rooted at `root` now; fails if the root is gone.
 pub fn read(root: u32) -> io::Result<ProcessReading> {
-    let stats = read_all();
+    let stats = match read_from_root(root) {
+        Some(stats) => stats,
+        None => {
+            let all = read_all();
+            let tree = tree_of(root, &all);
+            all.into_iter()
+                .filter(|(pid, _)| tree.contains(pid))
+                .collect()
+        }
+    };
     if !stats.contains_key(&root) {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -80,12 +138,9 @@ pub fn read(root: u32) -> io::Result<ProcessReading> {
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // SAFETY: as above.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let (ticks, pages) = tree_of(root, &stats)
-        .iter()
-        .filter_map(|pid| stats.get(pid))
-        .fold((0, 0), |(ticks, pages), stat| {
-            (ticks + stat.ticks, pages + stat.rss_pages)
-        });
+    let (ticks, pages) = stats.values().fold((0, 0), |(ticks, pages), stat| {
+        (ticks + stat.ticks, pages + stat.rss_pages)
+    });
     Ok(ProcessReading {
         rss_bytes: pages * page,
         // A tree has no kernel-kept peak; summing each process's VmHWM would add peaks
@@ -135,11 +190,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let stats = read_all();
         let tree = tree_of(child.id(), &stats);
+        let walked = read_from_root(child.id()).expect("this kernel lists children");
         let reading = read(child.id());
         // SAFETY: signalling the group of our own child.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         child.wait().unwrap();
         assert_eq!(tree.len(), 3, "sh and its two sleeps: {tree:?}");
+        assert_eq!(
+            walked.keys().copied().collect::<BTreeSet<u32>>(),
+            tree,
+            "the walk from the root finds what the scan of /proc finds"
+        );
         assert!(reading.unwrap().rss_bytes > 0);
         assert!(read(u32::MAX - 1).is_err());
     }
