@@ -179,6 +179,31 @@ mod tests {
     }
 
     #[test]
+    fn v2_working_set_and_cpu_come_from_the_unified_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.current"), "4096\n").unwrap();
+        std::fs::write(
+            dir.path().join("memory.stat"),
+            "anon 2048\nactive_file 1000\ninactive_file 1024\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n",
+        )
+        .unwrap();
+        let cgroup = Cgroup::V2 {
+            dir: dir.path().to_owned(),
+        };
+        let reading = cgroup.read().unwrap();
+        assert_eq!(reading.memory_bytes, 3072);
+        assert_eq!(reading.cpu_seconds, 2.5);
+        std::fs::write(dir.path().join("cpu.stat"), "user_usec 1\n").unwrap();
+        let error = cgroup.read().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
     fn stat_fields_match_whole_keys() {
         assert_eq!(
             stat_field("total_inactive_file 3\ninactive_file 2\n", "inactive_file"),
