@@ -358,3 +358,19 @@ pub fn laddered() -> Artifact {
     }
     artifact
 }
+
+/// `artifact` with each environment's rounds repeated in turn up to `rounds`, so its
+/// intervals reach the coverage a real default run has (7 rounds: 95% for a ratio).
+pub fn with_rounds(mut artifact: Artifact, rounds: usize) -> Artifact {
+    for env in &mut artifact.environments {
+        let original = env.rounds.clone();
+        env.rounds = (0..rounds)
+            .map(|index| {
+                let mut round = original[index % original.len()].clone();
+                round.round = index as u32;
+                round
+            })
+            .collect();
+    }
+    artifact
+}

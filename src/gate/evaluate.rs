@@ -101,6 +101,13 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
             number(value.ci_high)
         ));
     }
+    if value.coverage < stats::CONFIDENCE {
+        notes.push(format!(
+            "the interval covers {:.0}%, not 95% (n = {}; a median needs 6 rounds, a ratio 7)",
+            value.coverage * 100.0,
+            value.n
+        ));
+    }
     if value.noisy {
         notes.push(if value.n < 2 {
             "a single sample: its spread is unknown".to_owned()
@@ -117,7 +124,8 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
             generator_limited |= generator;
         }
     }
-    let uncertain = value.noisy || generator_limited || crosses;
+    let uncertain =
+        value.noisy || generator_limited || crosses || value.coverage < stats::CONFIDENCE;
     let status = if !holds {
         CheckStatus::Fail
     } else if uncertain {

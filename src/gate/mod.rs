@@ -88,8 +88,9 @@ mod tests {
     use crate::analysis::summarize::summarize;
     use crate::artifact::fixture;
 
+    /// `check` against the fixture at a default run's 7 rounds.
     fn run(check: &str) -> CheckOutcome {
-        let artifact = fixture::artifact();
+        let artifact = fixture::with_rounds(fixture::artifact(), 7);
         let summary = summarize(&artifact);
         evaluate(&artifact, &summary, &parse(check).unwrap())
     }
@@ -163,6 +164,21 @@ mod tests {
         assert!((outcome.value.unwrap().median - 0.9).abs() < 1e-9);
         // headroom: (0.3 − 0.9) / 0.3 = −200%
         assert!((outcome.excess_pct.unwrap() + 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_interval_below_95_percent_coverage_is_unsure() {
+        // Three rounds: the ratio's interval covers about 56%, not 95%.
+        let artifact = fixture::artifact();
+        let summary = summarize(&artifact);
+        let check = parse("container/native throughput >= 0.3").unwrap();
+        let outcome = evaluate(&artifact, &summary, &check);
+        assert_eq!(outcome.status, CheckStatus::Inconclusive, "{outcome:?}");
+        assert!(
+            outcome.notes.iter().any(|n| n.contains("not 95% (n = 3")),
+            "{:?}",
+            outcome.notes
+        );
     }
 
     #[test]
