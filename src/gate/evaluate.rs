@@ -101,7 +101,8 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
             number(value.ci_high)
         ));
     }
-    if value.coverage < stats::CONFIDENCE {
+    let low_coverage = value.coverage < stats::CONFIDENCE;
+    if low_coverage {
         notes.push(format!(
             "the interval covers {:.0}%, not 95% (n = {}; a median needs 6 rounds, a ratio 7)",
             value.coverage * 100.0,
@@ -124,8 +125,7 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
             generator_limited |= generator;
         }
     }
-    let uncertain =
-        value.noisy || generator_limited || crosses || value.coverage < stats::CONFIDENCE;
+    let uncertain = value.noisy || generator_limited || crosses || low_coverage;
     let status = if !holds {
         CheckStatus::Fail
     } else if uncertain {

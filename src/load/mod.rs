@@ -373,7 +373,7 @@ fn assemble(
         throughput_rps: per_second(all.ok()),
         achieved_rate_rps: per_second(all.sent() - all.errors.unsent),
         latency: recorder::stats(&latency),
-        all_requests_latency: Some(recorder::stats(&all.all_requests_latency())),
+        all_requests_latency: Some(recorder::stats(&all.all_requests_latency(&latency))),
         uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
         per_path,
         histogram: crate::artifact::histogram::encode(&latency),

@@ -188,9 +188,10 @@ impl Recorder {
         self.paths.iter().map(|p| p.ok).sum()
     }
 
-    /// The latency of every measured request, answered or failed, all paths together.
-    pub fn all_requests_latency(&self) -> Histogram<u64> {
-        let mut all = self.latency();
+    /// The latency of every measured request, answered or failed: `answered` (this
+    /// recorder's [`Self::latency`], merged once by the caller) with every failure added.
+    pub fn all_requests_latency(&self, answered: &Histogram<u64>) -> Histogram<u64> {
+        let mut all = answered.clone();
         all.add(&self.failed)
             .expect("histograms share the same bounds");
         all
