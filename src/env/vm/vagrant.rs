@@ -45,10 +45,10 @@ const UP_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long `vagrant destroy -f` may take.
 const DESTROY_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn unavailable(reason: impl Into<String>) -> EnvError {
+fn unavailable(reason: impl std::fmt::Display) -> EnvError {
     EnvError::Unavailable {
         env: NAME.into(),
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
 }
 
@@ -257,8 +257,8 @@ impl VagrantVm {
         let provider = choose_provider(forced, quick)?;
 
         let box_name = std::env::var(BOX_ENV).unwrap_or_else(|_| DEFAULT_BOX.to_owned());
-        let boxes = quick(&["box", "list"]).map_err(|e| unavailable(e.to_string()))?;
-        check_box(&box_name, provider, &boxes.stdout).map_err(|e| unavailable(e.to_string()))?;
+        let boxes = quick(&["box", "list"]).map_err(unavailable)?;
+        check_box(&box_name, provider, &boxes.stdout).map_err(unavailable)?;
         let port = std::env::var(PORT_ENV)
             .ok()
             .and_then(|p| p.parse().ok())

@@ -100,11 +100,11 @@ impl QemuVm {
     /// The same with an explicit boot configuration.
     pub fn with_mode(budget: Budget, mode: BootMode) -> Result<Self, EnvError> {
         let qemu = Qemu::find().map_err(unavailable)?;
-        let guest_kernel = image::GuestKernel::find().map_err(|e| unavailable(e.to_string()))?;
+        let guest_kernel = image::GuestKernel::find().map_err(unavailable)?;
         guest_kernel
             .resolve_modules(mode.root_modules())
-            .map_err(|e| unavailable(e.to_string()))?;
-        image::find_busybox().map_err(|e| unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
+        image::find_busybox().map_err(unavailable)?;
         Ok(Self {
             budget,
             qemu,
@@ -139,7 +139,7 @@ impl QemuVm {
         let mut vm = Self::new(budget)?;
         vm.guest_kernel
             .resolve_modules(super::rootfs::DISK_MODULES)
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         vm.guest = Guest::Image {
             subject: Box::new(subject),
             run,
@@ -174,8 +174,7 @@ impl QemuVm {
         let mut steps = Vec::new();
         let (server, build) = server_binary::static_server()?;
         steps.push(build);
-        let inputs =
-            ImageInputs::discover(server, self.mode).map_err(|e| unavailable(e.to_string()))?;
+        let inputs = ImageInputs::discover(server, self.mode).map_err(unavailable)?;
         let (image, assembly) =
             image::assemble(&inputs, &cache_root()).map_err(|e| EnvError::Other(e.into()))?;
         steps.push(assembly);
