@@ -16,6 +16,7 @@ mod suite {
     pub mod foreign;
     #[path = "../support/images.rs"]
     pub mod images;
+    pub mod memory;
     pub mod perf;
     #[path = "../support/processes.rs"]
     pub mod processes;
@@ -45,6 +46,7 @@ fn main() {
         trials.extend(suite::soak::trials(env));
         trials.extend(suite::faults::trials(env));
         trials.extend(suite::foreign::trials(env));
+        trials.extend(suite::memory::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.

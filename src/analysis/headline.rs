@@ -6,6 +6,7 @@
 //! The headline only *picks* rows of the [`Summary`]; it computes no statistic of its own, so
 //! it can never disagree with the table below it.
 
+use crate::analysis::stats;
 use crate::artifact::{Artifact, Estimate, Summary, SummaryRow};
 use crate::format::number;
 
@@ -31,6 +32,8 @@ pub struct Answer {
     pub name: String,
     /// The value, `12.3 ms`.
     pub value: String,
+    /// The estimate behind the value (its interval's coverage and limits, for the marks).
+    pub estimate: Estimate,
     /// The ratio to the baseline with its interval; `None` for the baseline itself or when
     /// there is no ratio.
     pub ratio: Option<Estimate>,
@@ -63,6 +66,10 @@ pub fn direction(ratio: &Estimate) -> Direction {
     }
 }
 
+/// What every environment's memory figure is, for the headline's memory row.
+const MEMORY_MEASURED: &str =
+    "host memory the instance holds: PSS summed over every host process it needs";
+
 /// The four questions answered from the artifact's summary; questions whose row is missing
 /// (a `bench` artifact has no startup) are left out.
 pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
@@ -80,9 +87,10 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
         (
             "Memory",
             row(summary, "idle memory")
-                .map(|r| (r, "idle, right after startup".into()))
+                .map(|r| (r, format!("{MEMORY_MEASURED}, idle right after startup")))
                 .or_else(|| {
-                    row(summary, "peak memory").map(|r| (r, "highest seen under load".into()))
+                    row(summary, "peak memory")
+                        .map(|r| (r, format!("{MEMORY_MEASURED}, highest seen under load")))
                 }),
             ["uses more memory", "uses less memory"],
         ),
@@ -109,8 +117,11 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
                     let name = env.label.name.as_str();
                     let estimate = row.estimates.get(name)?;
                     let ratio = row.ratio_to_baseline.get(name);
+                    let reservation = reservation(estimate, ratio);
                     let words = if Some(name) == baseline {
                         "baseline".to_owned()
+                    } else if let Some(reservation) = &reservation {
+                        format!("no verdict: {reservation}")
                     } else {
                         match ratio.map(direction) {
                             Some(Direction::Higher) => higher.to_owned(),
@@ -119,7 +130,7 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
                             None => "no ratio".to_owned(),
                         }
                     };
-                    let better = if Some(name) == baseline {
+                    let better = if Some(name) == baseline || reservation.is_some() {
                         None
                     } else {
                         match ratio.map(direction) {
@@ -133,6 +144,7 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
                         environment: crate::format::env_title(&env.label),
                         name: name.to_owned(),
                         value: value_text(estimate, &row.unit),
+                        estimate: estimate.clone(),
                         ratio: ratio.cloned(),
                         words: if estimate.n < 2 && estimate.coverage < 1.0 {
                             format!("{words} (one sample: spread unknown)")
@@ -152,6 +164,42 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
             })
         })
         .collect()
+}
+
+/// Why no better or worse can be said of a cell: its interval (or its ratio's) covers less
+/// than 95%, or the load generator, an unkept rate or failed requests limited a figure.
+/// (A generator saturated beside a service that used all of its CPU leaves the figure the
+/// service's: no reservation.)
+fn reservation(estimate: &Estimate, ratio: Option<&Estimate>) -> Option<String> {
+    use crate::artifact::LimitKind;
+    let mut reasons = Vec::new();
+    let coverage = std::iter::once(estimate)
+        .chain(ratio)
+        .filter(|e| e.n > 1)
+        .map(|e| e.coverage)
+        .fold(1.0_f64, f64::min);
+    if coverage < stats::CONFIDENCE {
+        reasons.push(format!("the interval covers {:.0}%", coverage * 100.0));
+    }
+    let mut kinds: Vec<LimitKind> = std::iter::once(estimate)
+        .chain(ratio)
+        .flat_map(|e| e.limits.iter().map(|l| l.kind))
+        .filter(|kind| *kind != LimitKind::BothSaturated)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        reasons.push(
+            match kind {
+                LimitKind::GeneratorSaturated => "the load generator was saturated",
+                LimitKind::RateNotKept => "the rate was not kept",
+                LimitKind::Errors => "requests failed",
+                LimitKind::BothSaturated => continue,
+            }
+            .to_owned(),
+        );
+    }
+    (!reasons.is_empty()).then(|| reasons.join(", "))
 }
 
 fn value_text(estimate: &Estimate, unit: &str) -> String {
@@ -223,7 +271,8 @@ mod tests {
 
     #[test]
     fn four_questions_in_order_with_ratios_and_words() {
-        let artifact = fixture::artifact();
+        // Failed requests take a cell's verdict away (`no_verdict_…` below); here, none.
+        let artifact = fixture::without_errors(fixture::with_rounds(fixture::artifact(), 7));
         let summary = summarize(&artifact);
         let questions = headline(&artifact, &summary);
         let titles: Vec<_> = questions.iter().map(|q| q.title).collect();
@@ -260,7 +309,7 @@ mod tests {
         let ratio =
             crate::analysis::stats::ratio_estimate(&[9.0, 10.0, 11.0], &[10.0, 10.5, 9.5]).unwrap();
         assert_eq!(direction(&ratio), Direction::Unclear);
-        let mut artifact = fixture::artifact();
+        let mut artifact = fixture::with_rounds(fixture::artifact(), 7);
         // Make the container's startup equal native's, round for round.
         let native: Vec<_> = artifact.environments[0]
             .rounds
@@ -289,10 +338,42 @@ mod tests {
         let titles: Vec<_> = questions.iter().map(|q| q.title).collect();
         assert_eq!(titles, ["Throughput", "Response time"]);
         assert_eq!(questions[1].metric, "mean response time (bench)");
+        // The bench fixture's second service failed requests: no verdict on it.
         assert_eq!(
             questions[0].answers[1].words,
-            "serves fewer requests (one sample: spread unknown)"
+            "no verdict: requests failed (one sample: spread unknown)"
         );
+        assert_eq!(questions[0].answers[1].better, None);
+    }
+
+    /// Below 95% coverage, or where the load generator limited a figure, the headline says
+    /// why it gives no verdict instead of "slower" or "faster".
+    #[test]
+    fn no_verdict_on_low_coverage_or_a_limited_cell() {
+        let artifact = fixture::artifact();
+        let questions = headline(&artifact, &summarize(&artifact));
+        let startup = &questions[0].answers[1];
+        assert!(
+            startup
+                .words
+                .starts_with("no verdict: the interval covers 56%"),
+            "{startup:?}"
+        );
+        assert_eq!(startup.better, None);
+
+        let mut artifact = fixture::with_rounds(fixture::artifact(), 7);
+        for round in &mut artifact.environments[1].rounds {
+            round.scenarios[0].load.generator.bottleneck = true;
+        }
+        let questions = headline(&artifact, &summarize(&artifact));
+        let throughput = &questions[2].answers[1];
+        assert!(
+            throughput
+                .words
+                .starts_with("no verdict: the load generator was saturated"),
+            "{throughput:?}"
+        );
+        assert_eq!(throughput.better, None);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! compared with the bridge container it shares its network path with), else the nearest
 //! lower rung that is.
 
-use crate::analysis::stats;
-use crate::artifact::{Artifact, EnvironmentResult, Estimate, Rung, ScenarioRun, position};
+use crate::analysis::{stats, summarize};
+use crate::artifact::{Artifact, EnvironmentResult, Estimate, Limit, Rung, ScenarioRun, position};
 
 /// A figure the ladder compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,47 +67,73 @@ impl LadderMetric {
         self == Self::Throughput
     }
 
-    /// One sample per round of `env`.
-    pub fn samples(self, env: &EnvironmentResult) -> Vec<f64> {
-        let rounds = env.rounds.iter();
+    /// The scenario a scenario metric is read from (`p50` from `p50_scenario`, the same for
+    /// every rung); `None` for startup and idle memory.
+    pub fn scenario(self, p50_scenario: &'static str) -> Option<&'static str> {
         match self {
-            Self::Startup => rounds.filter_map(|r| r.startup_ms).collect(),
-            Self::IdleMemory => rounds
-                .filter_map(|r| r.idle_memory_bytes)
-                .map(|b| b as f64 / (1024.0 * 1024.0))
-                .collect(),
-            Self::Throughput => scenario_samples(env, &["health"], |s| {
-                (s.load.ok > 0).then_some(s.load.throughput_rps)
-            }),
-            Self::P50Latency => scenario_samples(env, &["fixed-rate", "health"], |s| {
-                (s.load.request_latency().count > 0).then_some(s.load.request_latency().p50_us)
-            }),
-            Self::CpuPerRequest => scenario_samples(env, &["health"], |s| {
+            Self::Startup | Self::IdleMemory => None,
+            Self::Throughput | Self::CpuPerRequest => Some("health"),
+            Self::P50Latency => Some(p50_scenario),
+        }
+    }
+
+    /// One sample per round of `env`.
+    pub fn samples(self, env: &EnvironmentResult, p50_scenario: &'static str) -> Vec<f64> {
+        let rounds = env.rounds.iter();
+        let read: fn(&ScenarioRun) -> Option<f64> = match self {
+            Self::Startup => return rounds.filter_map(|r| r.startup_ms).collect(),
+            Self::IdleMemory => {
+                return rounds
+                    .filter_map(|r| r.idle_memory_bytes)
+                    .map(|b| b as f64 / (1024.0 * 1024.0))
+                    .collect();
+            }
+            Self::Throughput => |s| (s.load.ok > 0).then_some(s.load.throughput_rps),
+            Self::P50Latency => {
+                |s| (s.load.request_latency().count > 0).then_some(s.load.request_latency().p50_us)
+            }
+            Self::CpuPerRequest => |s| {
                 let cpu = s.service_cpu_seconds?;
                 (s.load.ok > 0).then(|| cpu / s.load.ok as f64 * 1e6)
-            }),
+            },
+        };
+        scenario_runs(env, self.scenario(p50_scenario))
+            .filter_map(read)
+            .collect()
+    }
+
+    /// What limited the runs behind this metric in `env` (the load generator, an unkept rate,
+    /// failed requests), as the summary's cells carry them.
+    fn limits(self, env: &EnvironmentResult, p50_scenario: &'static str) -> Vec<Limit> {
+        match self.scenario(p50_scenario) {
+            None => Vec::new(),
+            scenario => summarize::scenario_limits(
+                scenario_runs(env, scenario),
+                env.label.service_cpus.len(),
+            ),
         }
     }
 }
 
-/// Samples of the first scenario in `preferred` that `env` ran.
-fn scenario_samples(
-    env: &EnvironmentResult,
-    preferred: &[&str],
-    read: fn(&ScenarioRun) -> Option<f64>,
-) -> Vec<f64> {
-    preferred
+/// The measured (not swept) runs of `scenario` in `env`.
+fn scenario_runs<'a>(
+    env: &'a EnvironmentResult,
+    scenario: Option<&'a str>,
+) -> impl Iterator<Item = &'a ScenarioRun> {
+    env.rounds
         .iter()
-        .map(|scenario| {
-            env.rounds
-                .iter()
-                .flat_map(|r| &r.scenarios)
-                .filter(|s| s.scenario == *scenario)
-                .filter_map(read)
-                .collect::<Vec<f64>>()
-        })
-        .find(|samples| !samples.is_empty())
-        .unwrap_or_default()
+        .flat_map(|r| &r.scenarios)
+        .filter(move |s| Some(s.scenario.as_str()) == scenario && s.sweep.is_none())
+}
+
+/// The limits of a ratio: those of either side, each kind once.
+fn merged(mut limits: Vec<Limit>, other: Vec<Limit>) -> Vec<Limit> {
+    for limit in other {
+        if !limits.iter().any(|l| l.kind == limit.kind) {
+            limits.push(limit);
+        }
+    }
+    limits
 }
 
 /// The measured rungs, least isolated first.
@@ -115,6 +141,9 @@ fn scenario_samples(
 pub struct Ladder {
     /// One step per environment with a rung.
     pub steps: Vec<Step>,
+    /// The scenario every rung's p50 comes from: `fixed-rate` when every rung ran it, else
+    /// `health`.
+    pub p50_scenario: &'static str,
 }
 
 /// One rung of the ladder as measured.
@@ -169,6 +198,16 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
         .iter()
         .find(|(env, rung)| rung.position == position::NATIVE || env.label.name == "native")
         .map(|(env, _)| *env);
+    // One scenario for every rung's p50: the open loop's, when every rung ran it.
+    let p50_scenario = if rungs.iter().all(|(env, _)| {
+        !LadderMetric::P50Latency
+            .samples(env, "fixed-rate")
+            .is_empty()
+    }) {
+        "fixed-rate"
+    } else {
+        "health"
+    };
     let steps = rungs
         .iter()
         .enumerate()
@@ -176,7 +215,7 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
             let below = below(&rungs, index);
             let costs = LadderMetric::ALL
                 .iter()
-                .map(|&metric| cost(metric, env, below, native))
+                .map(|&metric| cost(metric, p50_scenario, env, below, native))
                 .collect();
             Step {
                 env: env.label.name.clone(),
@@ -187,7 +226,10 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
             }
         })
         .collect();
-    Some(Ladder { steps })
+    Some(Ladder {
+        steps,
+        p50_scenario,
+    })
 }
 
 /// The rung `rungs[index]` is compared with: its `over` when measured, else the nearest
@@ -214,21 +256,34 @@ fn below<'a>(
 
 fn cost(
     metric: LadderMetric,
+    p50_scenario: &'static str,
     env: &EnvironmentResult,
     below: Option<&EnvironmentResult>,
     native: Option<&EnvironmentResult>,
 ) -> Cost {
-    let samples = metric.samples(env);
-    let value = stats::median_estimate(&samples);
-    let below_samples = below.map(|b| metric.samples(b)).unwrap_or_default();
+    let samples = metric.samples(env, p50_scenario);
+    let limits = metric.limits(env, p50_scenario);
+    let value = stats::median_estimate(&samples).map(|mut value| {
+        value.limits = limits.clone();
+        value
+    });
+    let below_samples = below
+        .map(|b| metric.samples(b, p50_scenario))
+        .unwrap_or_default();
     let delta_over_below = value
         .as_ref()
         .zip(stats::median(&below_samples))
         .map(|(v, b)| v.median - b);
-    let ratio_over_below = stats::ratio_estimate(&samples, &below_samples);
+    let ratio_with = |other: &EnvironmentResult, other_samples: &[f64]| {
+        stats::ratio_estimate(&samples, other_samples).map(|mut ratio| {
+            ratio.limits = merged(limits.clone(), metric.limits(other, p50_scenario));
+            ratio
+        })
+    };
+    let ratio_over_below = below.and_then(|b| ratio_with(b, &below_samples));
     let ratio_over_native = match native {
         Some(native) if native.label.name != env.label.name => {
-            stats::ratio_estimate(&samples, &metric.samples(native))
+            ratio_with(native, &metric.samples(native, p50_scenario))
         }
         _ => None,
     };
@@ -264,6 +319,74 @@ mod tests {
         );
     }
 
+    /// Every rung's p50 comes from one scenario: the open loop's only when every rung ran it.
+    #[test]
+    fn p50_comes_from_one_scenario_for_every_rung() {
+        let mut artifact = fixture::laddered();
+        let scenarios: Vec<String> = artifact.environments[0].rounds[0]
+            .scenarios
+            .iter()
+            .map(|s| s.scenario.clone())
+            .collect();
+        assert!(scenarios.iter().any(|s| s == "fixed-rate"), "{scenarios:?}");
+        assert_eq!(ladder(&artifact).unwrap().p50_scenario, "fixed-rate");
+        for round in &mut artifact.environments[2].rounds {
+            round.scenarios.retain(|s| s.scenario != "fixed-rate");
+        }
+        let ladder = ladder(&artifact).unwrap();
+        assert_eq!(ladder.p50_scenario, "health");
+        let native_p50 = ladder.steps[0].cost(LadderMetric::P50Latency).unwrap();
+        let health: Vec<f64> = artifact.environments[0]
+            .rounds
+            .iter()
+            .flat_map(|r| &r.scenarios)
+            .filter(|s| s.scenario == "health")
+            .map(|s| s.load.request_latency().p50_us)
+            .collect();
+        assert_eq!(
+            native_p50.value.as_ref().unwrap().median,
+            stats::median(&health).unwrap()
+        );
+    }
+
+    /// A cell the load generator limited carries the mark, in its value and in every ratio
+    /// it takes part in.
+    #[test]
+    fn limited_cells_carry_their_limits() {
+        let mut artifact = fixture::laddered();
+        for round in &mut artifact.environments[1].rounds {
+            for run in &mut round.scenarios {
+                if run.scenario == "health" {
+                    run.load.generator.bottleneck = true;
+                    run.service_cpu_seconds = Some(0.0);
+                }
+            }
+        }
+        let ladder = ladder(&artifact).unwrap();
+        let generator = |e: &Estimate| {
+            e.limits
+                .iter()
+                .any(|l| l.kind == crate::artifact::LimitKind::GeneratorSaturated)
+        };
+        let container = ladder.steps[1].cost(LadderMetric::Throughput).unwrap();
+        assert!(
+            generator(container.value.as_ref().unwrap()),
+            "{container:?}"
+        );
+        assert!(generator(container.ratio_over_below.as_ref().unwrap()));
+        let vm = ladder.steps[2].cost(LadderMetric::Throughput).unwrap();
+        assert!(
+            generator(vm.ratio_over_below.as_ref().unwrap()),
+            "over the container"
+        );
+        assert!(
+            !generator(vm.ratio_over_native.as_ref().unwrap()),
+            "over native"
+        );
+        let startup = ladder.steps[1].cost(LadderMetric::Startup).unwrap();
+        assert!(startup.value.as_ref().unwrap().limits.is_empty());
+    }
+
     #[test]
     fn costs_are_ratios_of_medians_and_differences() {
         let artifact = fixture::laddered();
@@ -272,9 +395,9 @@ mod tests {
         let vm = &ladder.steps[2];
         for metric in LadderMetric::ALL {
             let (c, n, v) = (
-                stats::median(&metric.samples(&artifact.environments[1])),
-                stats::median(&metric.samples(&artifact.environments[0])),
-                stats::median(&metric.samples(&artifact.environments[2])),
+                stats::median(&metric.samples(&artifact.environments[1], ladder.p50_scenario)),
+                stats::median(&metric.samples(&artifact.environments[0], ladder.p50_scenario)),
+                stats::median(&metric.samples(&artifact.environments[2], ladder.p50_scenario)),
             );
             let (Some(c), Some(n), Some(v)) = (c, n, v) else {
                 continue;

@@ -127,6 +127,7 @@ pub fn summarize_with(artifact: &Artifact, options: &Options) -> Summary {
             metric: metric.name,
             unit: metric.unit.to_owned(),
             higher_is_better: metric.higher_is_better,
+            set_point: metric.set_point,
             estimates,
             ratio_to_baseline,
             container_vs_vm_improvement_pct,
@@ -353,12 +354,8 @@ impl Metric {
             .iter()
             .flat_map(|r| &r.scenarios)
             .filter(|s| &s.scenario == scenario);
-        let mut limits = scenario_limits(runs, env.label.service_cpus.len());
-        // The errors row shows the errors themselves.
-        if self.name.starts_with("errors (") {
-            limits.retain(|limit| limit.kind != LimitKind::Errors);
-        }
-        limits
+        // The errors row keeps its errors mark too: a gate on it must see that requests failed.
+        scenario_limits(runs, env.label.service_cpus.len())
     }
 
     /// The samples, one per round, and whether the value is exact (measured once, no spread).
@@ -525,23 +522,11 @@ mod tests {
             .unwrap()
     }
 
-    fn clear_errors(artifact: &mut Artifact) {
-        for run in artifact
-            .environments
-            .iter_mut()
-            .flat_map(|e| &mut e.rounds)
-            .flat_map(|r| &mut r.scenarios)
-        {
-            run.load.errors = Default::default();
-        }
-    }
-
     #[test]
     fn a_saturated_generator_marks_the_cells_it_limited() {
         // Item 1: `run` never looked at the generator's verdict, so a throughput that was the
         // generator's ceiling read like the service's.
-        let mut artifact = fixture::artifact();
-        clear_errors(&mut artifact);
+        let mut artifact = fixture::without_errors(fixture::artifact());
         for round in &mut env_mut(&mut artifact, "native").rounds[..2] {
             round.scenarios[0].load.generator.bottleneck = true;
         }
@@ -578,8 +563,7 @@ mod tests {
     fn a_generator_saturated_beside_a_saturated_service_limits_nothing() {
         // Both sides at their CPU budget: the service could not have gone faster, so the
         // figure is the service's, not the generator's ceiling.
-        let mut artifact = fixture::artifact();
-        clear_errors(&mut artifact);
+        let mut artifact = fixture::without_errors(fixture::artifact());
         let native = env_mut(&mut artifact, "native");
         let native_rounds = native.rounds.len();
         let cpus = native.label.service_cpus.len() as f64;
@@ -617,8 +601,7 @@ mod tests {
 
     #[test]
     fn errors_and_a_missed_rate_are_marked_on_the_service() {
-        let mut artifact = fixture::artifact();
-        clear_errors(&mut artifact);
+        let mut artifact = fixture::without_errors(fixture::artifact());
         let vm = env_mut(&mut artifact, "vm");
         vm.rounds[0].scenarios[1].load.achieved_rate_rps *= 0.5;
         vm.rounds[1].scenarios[0].load.errors.timeout = 3;
@@ -631,12 +614,11 @@ mod tests {
         );
         let throughput = &row(&summary, "throughput (health)").estimates["vm"];
         assert!(is_limited(throughput, LimitKind::Errors));
-        // The errors row shows the errors; it is not marked by them.
-        assert!(
-            row(&summary, "errors (health)").estimates["vm"]
-                .limits
-                .is_empty()
-        );
+        // The errors row keeps the mark, so a gate on it sees that requests failed.
+        assert!(is_limited(
+            &row(&summary, "errors (health)").estimates["vm"],
+            LimitKind::Errors
+        ));
         assert!(
             row(&summary, "throughput (health)").estimates["native"]
                 .limits

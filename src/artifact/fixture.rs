@@ -117,6 +117,7 @@ pub fn bench_pair() -> Artifact {
                 startup_phases: Vec::new(),
                 idle_memory_bytes: None,
                 idle_memory_method: None,
+                idle_guest_memory: None,
                 quiet_wait: None,
                 scenarios: vec![scenario_run("bench", rps, 1000.0, 1.0, None, None)],
                 failure: None,
@@ -170,6 +171,7 @@ fn label(
             }
             .into(),
         ),
+        memory_counts: Some(crate::probe::footprint::counts("the fixture's processes")),
         notes: Vec::new(),
         rung: None,
         accel_attempts: Vec::new(),
@@ -187,6 +189,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
                 startup_phases: Vec::new(),
                 idle_memory_bytes: Some(f.idle_mib[i] * MIB),
                 idle_memory_method: None,
+                idle_guest_memory: None,
                 quiet_wait: None,
                 scenarios: vec![
                     scenario_run(
@@ -355,6 +358,19 @@ pub fn laddered() -> Artifact {
             ),
             _ => Rung::vm("the hypervisor".into()),
         });
+    }
+    artifact
+}
+
+/// `artifact` with no failed request in any run.
+pub fn without_errors(mut artifact: Artifact) -> Artifact {
+    for run in artifact
+        .environments
+        .iter_mut()
+        .flat_map(|e| &mut e.rounds)
+        .flat_map(|r| &mut r.scenarios)
+    {
+        run.load.errors = Default::default();
     }
     artifact
 }

@@ -194,6 +194,10 @@ pub struct EnvironmentLabel {
     /// The environment the service itself detected (`/status`): `native`, `container`, `vm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected: Option<String>,
+    /// What the memory figures count here: the measure (PSS summed, the same in every
+    /// environment) and the host processes it is summed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_counts: Option<String>,
     /// Anything else a reader must know to interpret the numbers.
     #[serde(default)]
     pub notes: Vec<String>,
@@ -302,6 +306,10 @@ pub struct Round {
     /// `idle_memory_method`), in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_memory_bytes: Option<u64>,
+    /// A VM's own view of its memory at the idle reading (the guest kernel's `/proc/meminfo`),
+    /// beside the host's figure; absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_guest_memory: Option<GuestMemory>,
     /// How and when `idle_memory_bytes` was read, e.g. `working set read once, 500 ms after
     /// the first 200`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,6 +324,16 @@ pub struct Round {
     /// those taken before the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<RoundFailure>,
+}
+
+/// Memory as a VM's guest kernel sees it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestMemory {
+    /// `MemTotal`: the guest's RAM less what its kernel reserved, bytes.
+    pub total_bytes: u64,
+    /// `MemAvailable`: what the guest could still allocate, bytes.
+    pub available_bytes: u64,
 }
 
 /// How long a round waited for the machine to fall quiet before starting its instance, so
@@ -511,6 +529,10 @@ pub struct SummaryRow {
     pub unit: String,
     /// Whether a larger value is better (throughput) or worse (latency, memory).
     pub higher_is_better: bool,
+    /// Whether the figure is a set-point: an open loop's throughput is the rate it was asked
+    /// for, not a property of the environment, so it has no ratios and takes no checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub set_point: bool,
     /// Estimate per environment name.
     pub estimates: BTreeMap<String, Estimate>,
     /// Ratio of each environment to the baseline, with its interval.

@@ -271,6 +271,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             kernel: None,
             image_size_bytes: None,
             detected,
+            memory_counts: None,
             notes,
             rung: None,
             accel_attempts: Vec::new(),
@@ -282,6 +283,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             startup_phases: Vec::new(),
             idle_memory_bytes: None,
             idle_memory_method: None,
+            idle_guest_memory: None,
             quiet_wait: None,
             scenarios: vec![ScenarioRun {
                 scenario: "bench".into(),

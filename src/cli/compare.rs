@@ -100,7 +100,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         write::atomic(path, text.as_bytes())?;
     }
     write_report(&args, &artifact)?;
-    Ok(ExitCode::from(gate::report_checks(&artifact)))
+    Ok(ExitCode::from(gate::report_checks(
+        &artifact,
+        settings.unsure,
+    )))
 }
 
 /// OLD → NEW: verdicts per metric and environment, then the checks on NEW.
@@ -145,7 +148,7 @@ fn two_runs(
         write::atomic(path, text.as_bytes())?;
     }
     write_report(args, &new)?;
-    Ok(ExitCode::from(gate::report_checks(&new)))
+    Ok(ExitCode::from(gate::report_checks(&new, settings.unsure)))
 }
 
 fn check_baseline(args: &CompareArgs, artifact: &Artifact) -> anyhow::Result<()> {

@@ -24,6 +24,36 @@ pub struct GateArgs {
     /// environment's highest swept rate with p99 under it.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10ms")]
     pub p99_under: Duration,
+    /// What a check that holds on figures that cannot be relied on (UNSURE: an interval
+    /// covering less than 95%, or a figure the load generator limited) does to the exit code:
+    /// `fail` exits 5, `pass` exits 0 with a warning. Default: `fail` when `CI=true`, else
+    /// `pass`.
+    #[arg(long, value_enum, value_name = "fail|pass")]
+    pub unsure: Option<UnsurePolicy>,
+}
+
+/// What an UNSURE check does to the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum UnsurePolicy {
+    /// Exit [`gate::EXIT_CHECK_UNSURE`].
+    Fail,
+    /// Exit 0, with a warning on stderr (the policy off CI).
+    #[default]
+    Pass,
+}
+
+impl UnsurePolicy {
+    /// `given`, else `fail` on CI (`CI=true`, as GitHub Actions and most CI systems set it)
+    /// and `pass` elsewhere.
+    pub fn resolve(given: Option<Self>) -> Self {
+        given.unwrap_or_else(|| {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                Self::Fail
+            } else {
+                Self::Pass
+            }
+        })
+    }
 }
 
 /// What `run` and `compare` apply to an artifact before writing and printing it.
@@ -33,6 +63,8 @@ pub struct ReportSettings {
     pub summary: summarize::Options,
     /// Checks to evaluate.
     pub checks: Vec<Check>,
+    /// What an UNSURE outcome does to the exit code.
+    pub unsure: UnsurePolicy,
 }
 
 impl GateArgs {
@@ -52,6 +84,7 @@ impl GateArgs {
                 p99_limit_ms: Some(self.p99_under.as_secs_f64() * 1e3),
             },
             checks,
+            unsure: UnsurePolicy::resolve(self.unsure),
         })
     }
 }
@@ -65,9 +98,10 @@ impl ReportSettings {
     }
 }
 
-/// Prints the checks' outcomes (stdout) and returns the exit code they call for: 0, or
-/// [`gate::EXIT_CHECK_FAILED`] when one failed.
-pub fn report_checks(artifact: &Artifact) -> u8 {
+/// Prints the checks' outcomes (stdout) and returns the exit code they call for: 0,
+/// [`gate::EXIT_CHECK_FAILED`] when one failed, else [`gate::EXIT_CHECK_UNSURE`] when one was
+/// UNSURE and `unsure` says so.
+pub fn report_checks(artifact: &Artifact, unsure: UnsurePolicy) -> u8 {
     if artifact.checks.is_empty() {
         return 0;
     }
@@ -80,24 +114,83 @@ pub fn report_checks(artifact: &Artifact) -> u8 {
         .iter()
         .filter(|c| c.status == crate::artifact::CheckStatus::Fail)
         .count();
-    let unsure = artifact
+    let unsure_count = artifact
         .checks
         .iter()
         .filter(|c| c.status == crate::artifact::CheckStatus::Inconclusive)
         .count();
-    if unsure > 0 {
-        eprintln!(
-            "isobench: {unsure} check(s) passed on figures that cannot be relied on (UNSURE above)"
-        );
-    }
     if failed > 0 {
         eprintln!(
             "isobench: {failed} of {} check(s) failed (exit code {})",
             artifact.checks.len(),
             gate::EXIT_CHECK_FAILED
         );
-        gate::EXIT_CHECK_FAILED
-    } else {
-        0
+        return gate::EXIT_CHECK_FAILED;
+    }
+    if unsure_count == 0 {
+        return 0;
+    }
+    match unsure {
+        UnsurePolicy::Fail => {
+            eprintln!(
+                "isobench: {unsure_count} check(s) held on figures that cannot be relied on \
+                 (UNSURE above; exit code {}, --unsure pass to accept them)",
+                gate::EXIT_CHECK_UNSURE
+            );
+            gate::EXIT_CHECK_UNSURE
+        }
+        UnsurePolicy::Pass => {
+            eprintln!(
+                "isobench: {unsure_count} check(s) held on figures that cannot be relied on \
+                 (UNSURE above; accepted: --unsure pass)"
+            );
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{CheckOutcome, CheckStatus, fixture};
+
+    fn with_checks(statuses: &[CheckStatus]) -> Artifact {
+        let mut artifact = fixture::artifact();
+        artifact.checks = statuses
+            .iter()
+            .map(|&status| CheckOutcome {
+                check: "vm startup < 2s".into(),
+                metric: Some("startup".into()),
+                status,
+                value: None,
+                threshold: 2000.0,
+                unit: "ms".into(),
+                excess_pct: None,
+                notes: Vec::new(),
+            })
+            .collect();
+        artifact
+    }
+
+    /// UNSURE has its own exit code under `--unsure fail` and none under `pass`; a failed
+    /// check wins over an UNSURE one either way.
+    #[test]
+    fn unsure_exits_by_policy() {
+        use CheckStatus::{Fail, Inconclusive, Pass};
+        let unsure = with_checks(&[Pass, Inconclusive]);
+        assert_eq!(
+            report_checks(&unsure, UnsurePolicy::Fail),
+            gate::EXIT_CHECK_UNSURE
+        );
+        assert_eq!(report_checks(&unsure, UnsurePolicy::Pass), 0);
+        let failed = with_checks(&[Inconclusive, Fail]);
+        for policy in [UnsurePolicy::Fail, UnsurePolicy::Pass] {
+            assert_eq!(report_checks(&failed, policy), gate::EXIT_CHECK_FAILED);
+        }
+        assert_eq!(report_checks(&with_checks(&[Pass]), UnsurePolicy::Fail), 0);
+        assert_eq!(
+            UnsurePolicy::resolve(Some(UnsurePolicy::Fail)),
+            UnsurePolicy::Fail
+        );
     }
 }

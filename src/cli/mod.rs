@@ -63,6 +63,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             let output_dir = args.output_dir.clone();
+            let unsure = gate::UnsurePolicy::resolve(args.gate.unsure);
             let run::Finished {
                 artifact,
                 soak_failed,
@@ -79,7 +80,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                 write::HTML_FILE
             );
             // A failed check is the gate's verdict and wins over a partial run's code.
-            let checks = gate::report_checks(&artifact);
+            let checks = gate::report_checks(&artifact, unsure);
             let code = if checks != exit::OK {
                 checks
             } else {
@@ -104,6 +105,8 @@ pub mod exit {
     pub const OUTPUT: u8 = 3;
     /// A `--check` failed (the run itself finished).
     pub const CHECK_FAILED: u8 = crate::gate::EXIT_CHECK_FAILED;
+    /// No `--check` failed, but one was UNSURE and `--unsure fail` (the default on CI).
+    pub const CHECK_UNSURE: u8 = crate::gate::EXIT_CHECK_UNSURE;
     /// SIGINT (128 + 2).
     pub const INTERRUPTED: u8 = 130;
     /// SIGTERM (128 + 15).

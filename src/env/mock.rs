@@ -140,7 +140,6 @@ impl Environment for MockEnv {
             base_url: format!("http://{address}"),
             readings: self.readings,
             counters,
-            peak_memory_bytes: AtomicU64::new(0),
         }))
     }
 
@@ -156,6 +155,7 @@ impl Environment for MockEnv {
             kernel: None,
             image_size_bytes: None,
             detected: None,
+            memory_counts: Some("fixed figures set by the test, not a measurement".into()),
             notes: vec!["deterministic readings for tests; not a measurement".into()],
             rung: None,
             accel_attempts: Vec::new(),
@@ -170,8 +170,6 @@ struct MockInstance {
     base_url: String,
     readings: MockReadings,
     counters: Arc<Counters>,
-    /// Highest memory reported so far: a lifetime high-water mark, like VmHWM.
-    peak_memory_bytes: AtomicU64,
 }
 
 /// What the mock's readings are computed from.
@@ -277,13 +275,8 @@ impl Instance for MockInstance {
         let requests = self.counters.requests.load(Ordering::Relaxed);
         let memory_bytes =
             readings.memory_bytes + connections * readings.memory_per_connection_bytes;
-        let peak = self
-            .peak_memory_bytes
-            .fetch_max(memory_bytes, Ordering::Relaxed)
-            .max(memory_bytes);
         Ok(ResourceReading {
             memory_bytes,
-            peak_memory_bytes: Some(peak),
             cpu_seconds: readings.cpu_seconds + requests as f64 * readings.cpu_seconds_per_request,
         })
     }

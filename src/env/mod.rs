@@ -96,6 +96,12 @@ pub trait Instance: Send {
         "/health"
     }
 
+    /// A VM's own view of its memory (its guest kernel's), to report beside the host's
+    /// figure; `None` where the instance is no VM or the guest does not say.
+    fn guest_memory(&self) -> Option<crate::artifact::GuestMemory> {
+        None
+    }
+
     /// Current resource readings of the whole environment (process, container or VM).
     fn resources(&self) -> Result<ResourceReading, EnvError>;
 
@@ -113,22 +119,22 @@ pub trait Instance: Send {
 /// Resource readings of an instance at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ResourceReading {
-    /// Memory in use now, bytes (RSS for a process or VM, cgroup usage for a container).
+    /// Host memory the instance holds now, bytes: the PSS of every host process it needs,
+    /// summed ([`crate::probe::footprint`]), in every environment but the mock.
     pub memory_bytes: u64,
-    /// Highest memory in use since start, bytes, where the environment records it.
-    pub peak_memory_bytes: Option<u64>,
     /// CPU time used since start, seconds.
     pub cpu_seconds: f64,
 }
 
-impl From<crate::probe::process::ProcessReading> for ResourceReading {
-    /// A process's readings are the instance's where one process is the whole environment
-    /// (the native server, QEMU, a provider's VM process).
-    fn from(reading: crate::probe::process::ProcessReading) -> Self {
-        Self {
-            memory_bytes: reading.rss_bytes,
-            peak_memory_bytes: reading.peak_rss_bytes,
-            cpu_seconds: reading.cpu_seconds,
-        }
-    }
+/// A reading of the instance whose host processes `footprint` reads and whose CPU time since
+/// start is `cpu_seconds`.
+pub(crate) fn footprint_reading(
+    footprint: &crate::probe::footprint::FootprintProbe,
+    cpu_seconds: f64,
+) -> Result<ResourceReading, EnvError> {
+    let footprint = footprint.read().map_err(anyhow::Error::from)?;
+    Ok(ResourceReading {
+        memory_bytes: footprint.pss_bytes,
+        cpu_seconds,
+    })
 }

@@ -18,8 +18,8 @@ use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
 use crate::cleanup::{self, Registration, Resource};
 use crate::env::logs::LogTail;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
+use crate::probe::footprint::FootprintProbe;
 use crate::probe::pin;
-use crate::probe::process::ProcessProbe;
 use crate::subject::server_binary;
 
 /// How long the process may take from spawn to its first 200.
@@ -107,10 +107,9 @@ impl Environment for NativeEnv {
                 return Err(with_log_tail(error, &logs).into());
             }
         };
-        let probe = ProcessProbe::new(child.id());
         Ok(Box::new(NativeInstance {
+            footprint: FootprintProbe::new(vec![child.id()]),
             child,
-            probe,
             base_url,
             startup,
             logs,
@@ -134,6 +133,9 @@ impl Environment for NativeEnv {
                 .and_then(|server| std::fs::metadata(server).ok())
                 .map(|meta| meta.len()),
             detected: None,
+            memory_counts: Some(crate::probe::footprint::counts(
+                "the server process (and any process it starts)",
+            )),
             notes: vec![
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
                 "image size is the static server binary's size".into(),
@@ -194,7 +196,7 @@ fn announced_address(child: &mut Child, logs: &LogTail) -> anyhow::Result<String
 /// A running native server; dropping it kills the process.
 struct NativeInstance {
     child: Child,
-    probe: ProcessProbe,
+    footprint: FootprintProbe,
     base_url: String,
     startup: Duration,
     logs: LogTail,
@@ -211,8 +213,10 @@ impl Instance for NativeInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let reading = self.probe.read().context("reading the server process")?;
-        Ok(reading.into())
+        let pid = self.child.id();
+        let cpu =
+            crate::probe::process::cpu_seconds(pid).context("reading the server's CPU time")?;
+        crate::env::footprint_reading(&self.footprint, cpu)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

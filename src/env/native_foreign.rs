@@ -163,6 +163,7 @@ impl Environment for NativeForeignEnv {
             }
         };
         Ok(Box::new(ChrootInstance {
+            footprint: crate::probe::footprint::FootprintProbe::new(vec![child.id()]),
             child,
             base_url,
             health_path: health_path.to_owned(),
@@ -202,10 +203,12 @@ impl Environment for NativeForeignEnv {
             kernel: None,
             image_size_bytes,
             detected: None,
+            memory_counts: Some(crate::probe::footprint::counts(
+                "the service's process tree (pages its forked workers share count once in all)",
+            )),
             notes: vec![
                 what,
                 "no memory limit: a plain process has none short of a privileged cgroup".into(),
-                "memory is the resident sets of the service's process tree summed (shared pages once per process)".into(),
             ],
             accel_attempts: Vec::new(),
             rung: Some(crate::artifact::Rung::new(
@@ -357,6 +360,7 @@ fn kill_group(child: &mut Child) {
 /// A running chrooted service; dropping it kills its process group.
 struct ChrootInstance {
     child: Child,
+    footprint: crate::probe::footprint::FootprintProbe,
     base_url: String,
     health_path: String,
     startup: Duration,
@@ -379,9 +383,10 @@ impl Instance for ChrootInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let reading = crate::probe::tree::read(self.child.id())
-            .context("reading the service's process tree")?;
-        Ok(reading.into())
+        let root = self.child.id();
+        let cpu =
+            crate::probe::tree::cpu_seconds(root).context("reading the service's process tree")?;
+        crate::env::footprint_reading(&self.footprint, cpu)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

@@ -35,6 +35,15 @@ pub fn evaluate(artifact: &Artifact, summary: &Summary, check: &Check) -> CheckO
     let Some(row) = summary.rows.iter().find(|r| r.metric == row_name) else {
         return failed(format!("this run has no `{row_name}` figure"), None);
     };
+    if row.set_point {
+        return failed(
+            format!(
+                "refused: `{row_name}` is a set-point (the open loop's rate, asked for, not \
+                 measured); check its latency or its errors instead"
+            ),
+            Some(row_name),
+        );
+    }
     let env_of = |name: &str| artifact.environments.iter().find(|e| e.label.name == name);
     let names = || {
         artifact

@@ -1,6 +1,8 @@
 //! Threshold checks, k6-style: `--check 'vm startup < 2s'`, `--check 'container/native
 //! throughput >= 0.3'`, repeatable or one per line in a file, evaluated against a run's
-//! summary. `run` and `compare` exit with [`EXIT_CHECK_FAILED`] when one fails.
+//! summary. `run` and `compare` exit with [`EXIT_CHECK_FAILED`] when one fails, and with
+//! [`EXIT_CHECK_UNSURE`] when one holds only on figures that cannot be relied on and
+//! `--unsure fail` (the default on CI).
 //!
 //! Grammar (whitespace between the parts, the metric may hold spaces):
 //!
@@ -33,6 +35,9 @@ use crate::format::number;
 
 /// Exit code of `run` and `compare` when a check failed (2 is any other error).
 pub const EXIT_CHECK_FAILED: u8 = 4;
+
+/// Exit code when no check failed but one was UNSURE and `--unsure fail` (the default on CI).
+pub const EXIT_CHECK_UNSURE: u8 = 5;
 
 /// One line per outcome: `FAIL  vm startup < 2s: 2.31 s, 15.5% over [notes]`.
 pub fn outcome_lines(outcomes: &[CheckOutcome]) -> Vec<String> {
@@ -253,6 +258,25 @@ mod tests {
         let outcome = run("vm p99 < 1s");
         assert!(
             outcome.notes[0].contains("name one: p99 latency (health), p99 latency (fixed-rate)"),
+            "{:?}",
+            outcome.notes
+        );
+    }
+
+    /// An open loop's throughput is the rate it was asked for: a check on it would pass or
+    /// fail on the run's own settings, so it is refused, saying why.
+    #[test]
+    fn a_check_on_a_set_point_is_refused() {
+        let outcome = run("native throughput (fixed-rate) > 100 rps");
+        assert_eq!(outcome.status, CheckStatus::Fail);
+        assert!(
+            outcome.notes[0].contains("is a set-point"),
+            "{:?}",
+            outcome.notes
+        );
+        let outcome = run("container/native throughput (fixed-rate) > 0.5");
+        assert!(
+            outcome.notes[0].starts_with("refused"),
             "{:?}",
             outcome.notes
         );

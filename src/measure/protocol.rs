@@ -118,6 +118,7 @@ pub fn run_round(
         startup_phases: Vec::new(),
         idle_memory_bytes: None,
         idle_memory_method: None,
+        idle_guest_memory: None,
         quiet_wait: None,
         scenarios: Vec::new(),
         failure: None,
@@ -175,6 +176,7 @@ fn measure_instance(
     match instance.resources() {
         Ok(idle) => {
             round.idle_memory_bytes = Some(idle.memory_bytes);
+            round.idle_guest_memory = instance.guest_memory();
             round.idle_memory_method = Some(format!(
                 "one reading {} ms after the first 200, before any load",
                 plan.idle_settle.as_millis()
@@ -340,8 +342,14 @@ pub fn measure_scenario(
     })
 }
 
-/// Runs `work` on its own thread while reading `instance` every `interval` on this one; the
-/// readings include one just before and one just after, so any window inside is bracketed.
+/// How many times a reading's own cost the pause between readings is at least: readings run
+/// on the generator's CPUs, and one of a VM's large QEMU takes a millisecond, so they are
+/// spaced to take at most a twentieth of the thread that takes them.
+const READING_COST_SHARE: u32 = 19;
+
+/// Runs `work` on its own thread while reading `instance` every `interval` (or more rarely,
+/// when readings are costly: [`READING_COST_SHARE`]) on this one; the readings include one
+/// just before and one just after, so any window inside is bracketed.
 fn sample_during<T: Send>(
     instance: &dyn Instance,
     interval: Duration,
@@ -351,9 +359,13 @@ fn sample_during<T: Send>(
     let mut failed = None;
     let result = std::thread::scope(|scope| {
         let worker = scope.spawn(work);
+        let mut pause = interval;
         while !worker.is_finished() {
-            std::thread::sleep(interval);
-            match sample(instance) {
+            std::thread::sleep(pause);
+            let before = Instant::now();
+            let reading = sample(instance);
+            pause = interval.max(before.elapsed() * READING_COST_SHARE);
+            match reading {
                 Ok(sample) => samples.push(sample),
                 // Keep the load running to its end (it is bounded); report afterwards.
                 Err(error) => {

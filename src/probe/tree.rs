@@ -1,30 +1,26 @@
-//! Memory and CPU time of a process *tree*: a service that forks (gunicorn's master and its
-//! workers, busybox httpd's child per connection) is all of its processes, not its first.
+//! The processes of a process *tree*, and their CPU time: a service that forks (gunicorn's
+//! master and its workers, busybox httpd's child per connection) is all of its processes,
+//! not its first.
 //!
 //! Read from `/proc/<pid>/stat` of the root and every live descendant, found from the root
 //! down through each thread's `/proc/<pid>/task/<tid>/children`, so a reading costs a few
 //! files per process of the service, not a walk of every process on the host (readings are
 //! taken every few milliseconds, on the generator's CPUs); a kernel without that file
 //! (`CONFIG_PROC_CHILDREN`) gets the walk of `/proc`. CPU time is each
-//! process's own time plus that of its children it has reaped (`cutime`, `cstime`), so work
-//! done by short-lived children that already exited still counts. Memory is the sum of the
-//! live processes' resident sets; pages they share (a forked worker's copy-on-write pages)
-//! are counted once per process, as `ps` and top's RES do, which overstates a forking
-//! service's memory against a container's cgroup figure — the label says so.
+//! process's own (its scheduler clock, nanoseconds) plus that of the children it has reaped
+//! (`cutime`, `cstime`), so work done by short-lived children that already exited still
+//! counts. Memory is the footprint's
+//! ([`super::footprint`]), which reads the processes this module finds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-
-use super::process::ProcessReading;
 
 /// One process's figures from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
     ppid: u32,
-    /// utime + stime + cutime + cstime, clock ticks.
-    ticks: u64,
-    /// Resident pages.
-    rss_pages: u64,
+    /// cutime + cstime: the CPU of its children it reaped, clock ticks.
+    reaped_ticks: u64,
 }
 
 /// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses, so fields
@@ -32,12 +28,11 @@ struct Stat {
 fn parse_stat(text: &str) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): ppid is field 4, utime..cstime 14..17, rss 24.
+    // rest starts at field 3 (state): ppid is field 4, cutime and cstime 16 and 17.
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some(Stat {
         ppid: u32::try_from(field(4)?).ok()?,
-        ticks: field(14)? + field(15)? + field(16)? + field(17)?,
-        rss_pages: field(24)?,
+        reaped_ticks: field(16)? + field(17)?,
     })
 }
 
@@ -116,8 +111,8 @@ fn read_from_root(root: u32) -> Option<BTreeMap<u32, Stat>> {
     Some(stats)
 }
 
-/// Reads the tree rooted at `root` now; fails if the root is gone.
-pub fn read(root: u32) -> io::Result<ProcessReading> {
+/// `root` and its live descendants with their figures; fails if the root is gone.
+fn read_tree(root: u32) -> io::Result<BTreeMap<u32, Stat>> {
     let stats = match read_from_root(root) {
         Some(stats) => stats,
         None => {
@@ -134,20 +129,41 @@ pub fn read(root: u32) -> io::Result<ProcessReading> {
             format!("process {root} is gone"),
         ));
     }
+    Ok(stats)
+}
+
+/// The parent of `pid`; fails if it is gone.
+pub fn parent_of(pid: u32) -> io::Result<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).map(|stat| stat.ppid).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable /proc/{pid}/stat"),
+        )
+    })
+}
+
+/// `root` and its live descendants now; fails if the root is gone.
+pub fn members(root: u32) -> io::Result<BTreeSet<u32>> {
+    Ok(read_tree(root)?.into_keys().collect())
+}
+
+/// CPU time the tree rooted at `root` has used, its reaped children's included, seconds;
+/// fails if the root is gone. Each live process's own time comes from its scheduler clock
+/// (nanoseconds); only what reaped children used is in `/proc`'s ticks, the sole record of it.
+pub fn cpu_seconds(root: u32) -> io::Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    // SAFETY: as above.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    let (ticks, pages) = stats.values().fold((0, 0), |(ticks, pages), stat| {
-        (ticks + stat.ticks, pages + stat.rss_pages)
-    });
-    Ok(ProcessReading {
-        rss_bytes: pages * page,
-        // A tree has no kernel-kept peak; summing each process's VmHWM would add peaks
-        // that never coincided.
-        peak_rss_bytes: None,
-        cpu_seconds: ticks as f64 / ticks_per_second,
-    })
+    let mut seconds = 0.0;
+    for (pid, stat) in read_tree(root)? {
+        match super::process::cpu_seconds(pid) {
+            Ok(own) => seconds += own + stat.reaped_ticks as f64 / ticks_per_second,
+            Err(error) if pid == root => return Err(error),
+            // Exited since the tree was read: its time is now its parent's to report.
+            Err(_) => {}
+        }
+    }
+    Ok(seconds)
 }
 
 #[cfg(test)]
@@ -161,8 +177,7 @@ mod tests {
             parse_stat(line),
             Some(Stat {
                 ppid: 1,
-                ticks: 13,
-                rss_pages: 250
+                reaped_ticks: 3
             })
         );
         assert_eq!(parse_stat("garbage"), None);
@@ -172,8 +187,7 @@ mod tests {
     fn finds_descendants_of_any_depth() {
         let stat = |ppid| Stat {
             ppid,
-            ticks: 1,
-            rss_pages: 1,
+            reaped_ticks: 1,
         };
         let stats = BTreeMap::from([(10, stat(1)), (5, stat(10)), (20, stat(5)), (30, stat(1))]);
         assert_eq!(tree_of(10, &stats), BTreeSet::from([5, 10, 20]));
@@ -191,7 +205,7 @@ mod tests {
         let stats = read_all();
         let tree = tree_of(child.id(), &stats);
         let walked = read_from_root(child.id()).expect("this kernel lists children");
-        let reading = read(child.id());
+        let members = members(child.id());
         // SAFETY: signalling the group of our own child.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         child.wait().unwrap();
@@ -201,7 +215,7 @@ mod tests {
             tree,
             "the walk from the root finds what the scan of /proc finds"
         );
-        assert!(reading.unwrap().rss_bytes > 0);
-        assert!(read(u32::MAX - 1).is_err());
+        assert_eq!(members.unwrap(), tree);
+        assert!(cpu_seconds(u32::MAX - 1).is_err());
     }
 }

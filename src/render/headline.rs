@@ -1,5 +1,7 @@
 //! The headline in words: the four questions' answers as aligned terminal lines, and each
-//! ratio as `9.09× native [7.92, 11.0]`. The answers come from [`crate::analysis::headline`].
+//! ratio as `9.09× native [7.92, 11.0]`, each figure with its marks (`†` below 95%
+//! coverage, `⚠gen`, `⚠rate`, `⚠err`) as in every table. The answers come from
+//! [`crate::analysis::headline`].
 
 use crate::analysis::headline::{Answer, Question};
 use crate::artifact::Estimate;
@@ -23,7 +25,7 @@ pub(crate) fn lines(questions: &[Question], baseline: Option<&str>) -> Vec<Strin
             .unwrap_or(0)
     };
     let env_width = width(|a| a.environment.chars().count());
-    let value_width = width(|a| a.value.chars().count());
+    let value_width = width(|a| value_text(a).chars().count());
     let ratio_width = questions
         .iter()
         .flat_map(|q| &q.answers)
@@ -37,7 +39,7 @@ pub(crate) fn lines(questions: &[Question], baseline: Option<&str>) -> Vec<Strin
             let line = format!(
                 "  {:<env_width$}  {:>value_width$}  {:<ratio_width$}  {}",
                 answer.environment,
-                answer.value,
+                value_text(answer),
                 ratio(answer),
                 answer.words,
             );
@@ -47,14 +49,32 @@ pub(crate) fn lines(questions: &[Question], baseline: Option<&str>) -> Vec<Strin
     out
 }
 
-/// `9.09× native [7.92, 11.0]`, or `9.09× [7.92, 11.0]` without a baseline's name.
+/// `†` when the interval covers less than 95% (a single exact value has no interval), then
+/// the limit marks.
+fn marks(estimate: &Estimate) -> String {
+    let coverage = if estimate.n > 1 && estimate.coverage < crate::analysis::stats::CONFIDENCE {
+        super::LOW_COVERAGE_MARK
+    } else {
+        ""
+    };
+    format!("{coverage}{}", super::limit_marks(estimate))
+}
+
+/// The answer's value with its marks: `12.3 ms†`.
+pub(crate) fn value_text(answer: &Answer) -> String {
+    format!("{}{}", answer.value, marks(&answer.estimate))
+}
+
+/// `9.09× native [7.92, 11.0]`, or `9.09× [7.92, 11.0]` without a baseline's name, with
+/// its marks.
 pub(crate) fn ratio_text(ratio: &Estimate, baseline: Option<&str>) -> String {
     let baseline = baseline.map_or_else(String::new, |b| format!(" {b}"));
     format!(
-        "{}×{baseline} [{}, {}]",
+        "{}×{baseline} [{}, {}]{}",
         number(ratio.median),
         number(ratio.ci_low),
-        number(ratio.ci_high)
+        number(ratio.ci_high),
+        marks(ratio)
     )
 }
 
@@ -71,11 +91,12 @@ mod tests {
         let summary = summarize(&artifact);
         let questions = headline(&artifact, &summary);
         let ratio = questions[0].answers[1].ratio.as_ref().unwrap();
+        // Three rounds: the interval covers less than 95%, and says so.
         assert_eq!(
             ratio_text(ratio, Some("native")),
-            "9.09× native [7.92, 11.0]"
+            "9.09× native [7.92, 11.0]†"
         );
-        assert_eq!(ratio_text(ratio, None), "9.09× [7.92, 11.0]");
+        assert_eq!(ratio_text(ratio, None), "9.09× [7.92, 11.0]†");
     }
 
     #[test]

@@ -111,6 +111,12 @@ impl Exporter for Html {
                 .preparation
                 .iter()
                 .map(preparation_note)
+                .chain(
+                    env.label
+                        .memory_counts
+                        .iter()
+                        .map(|m| format!("memory: {m}")),
+                )
                 .chain(env.label.notes.iter().cloned())
                 .map(|note| h(&note))
                 .collect();
@@ -172,7 +178,7 @@ fn headline_section(out: &mut String, artifact: &Artifact, summary: &Summary) {
         let _ = writeln!(
             out,
             "<h3>{} <span class=\"measured\">— {}</span></h3>\n<div class=\"wide\"><table>\n\
-             <tr><th>environment</th><th>median</th><th>{ratio_title} [95% interval]</th>\
+             <tr><th>environment</th><th>median</th><th>{ratio_title} [interval, 95% unless †]</th>\
              <th>in words</th></tr>",
             h(question.title),
             h(&question.measured)
@@ -192,7 +198,7 @@ fn headline_section(out: &mut String, artifact: &Artifact, summary: &Summary) {
                 out,
                 "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td{class}>{}</td></tr>",
                 h(&answer.environment),
-                h(&answer.value),
+                h(&super::headline::value_text(answer)),
                 h(&ratio),
                 h(&answer.words)
             );

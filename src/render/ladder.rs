@@ -66,10 +66,17 @@ fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
         .collect()
 }
 
-const LEGEND: &str = "each cell: median [interval]; step = change over the rung below \
-(ratio of medians with its interval, † below 95% coverage, and the difference of medians); \
-vs native = ratio to native. Throughput and CPU per request from the health scenario, p50 \
-from fixed-rate.";
+/// What the cells are, and which scenario each metric comes from (p50: the open loop when
+/// every rung ran it, else the closed loop on /health, the same for every rung).
+fn legend(ladder: &Ladder) -> String {
+    format!(
+        "each cell: median [interval]; step = change over the rung below (ratio of medians \
+         with its interval, † below 95% coverage, and the difference of medians); vs native = \
+         ratio to native; ⚠gen, ⚠rate, ⚠err as in the tables. Throughput and CPU per request \
+         from the health scenario, p50 from {}.",
+        ladder.p50_scenario
+    )
+}
 
 /// The section for the terminal, `None` without a ladder (fewer than two rungs).
 pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
@@ -95,7 +102,7 @@ pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out = format!("The cost ladder\n{table}\n{LEGEND}\n");
+    let mut out = format!("The cost ladder\n{table}\n{}\n", legend(&ladder));
     for sentence in sentences(&ladder) {
         let _ = writeln!(out, "- {}", super::sanitize_terminal(&sentence));
     }
@@ -124,7 +131,7 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
             .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
-    let _ = writeln!(out, "\n{}\n", e(LEGEND));
+    let _ = writeln!(out, "\n{}\n", e(&legend(&ladder)));
     for sentence in sentences(&ladder) {
         let _ = writeln!(out, "- {}", e(&sentence));
     }
@@ -151,7 +158,7 @@ pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
         }
         let _ = writeln!(out, "</tr>");
     }
-    let _ = writeln!(out, "</table></div>\n<p>{}</p>\n<ul>", h(LEGEND));
+    let _ = writeln!(out, "</table></div>\n<p>{}</p>\n<ul>", h(&legend(&ladder)));
     for sentence in sentences(&ladder) {
         let _ = writeln!(out, "<li>{}</li>", h(&sentence));
     }
@@ -166,19 +173,20 @@ pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
 }
 
 /// `−12% [−15, −9]`: a ratio as a change in percent with its interval, marked `†` when the
-/// interval covers less than 95% (too few rounds).
+/// interval covers less than 95% (too few rounds), and with the limit marks of either side.
 pub(crate) fn percent_change(ratio: &Estimate) -> String {
     let pct = |r: f64| (r - 1.0) * 100.0;
     let mark = if ratio.coverage < stats::CONFIDENCE {
-        "†"
+        super::LOW_COVERAGE_MARK
     } else {
         ""
     };
     format!(
-        "{} [{}, {}]{mark}",
+        "{} [{}, {}]{mark}{}",
         signed(pct(ratio.median), "%"),
         signed_bare(pct(ratio.ci_low)),
-        signed_bare(pct(ratio.ci_high))
+        signed_bare(pct(ratio.ci_high)),
+        super::limit_marks(ratio)
     )
 }
 

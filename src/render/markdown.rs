@@ -40,7 +40,7 @@ impl Exporter for Markdown {
                 baseline.map_or_else(|| "ratio".to_owned(), |b| format!("× {}", e(b)));
             let _ = writeln!(
                 out,
-                "| question | environment | median | {ratio_title} [95% interval] | in words |"
+                "| question | environment | median | {ratio_title} [interval, 95% unless †] | in words |"
             );
             let _ = writeln!(out, "| :--- | :--- | ---: | ---: | :--- |");
             for question in &questions {
@@ -59,7 +59,7 @@ impl Exporter for Markdown {
                         out,
                         "| {title} | {} | {} | {ratio} | {} |",
                         e(&answer.environment),
-                        e(&answer.value),
+                        e(&super::headline::value_text(answer)),
                         e(&answer.words)
                     );
                 }
@@ -128,6 +128,12 @@ impl Exporter for Markdown {
                 env.preparation
                     .iter()
                     .map(preparation_note)
+                    .chain(
+                        env.label
+                            .memory_counts
+                            .iter()
+                            .map(|m| format!("memory: {m}")),
+                    )
                     .chain(env.label.notes.iter().cloned())
                     .map(move |note| format!("{}: {}", e(name), e(&note)))
             })

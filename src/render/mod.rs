@@ -438,7 +438,8 @@ pub(crate) fn compared<'a>(
 pub(crate) fn headline_title(summary: &Summary) -> String {
     match &summary.baseline {
         Some(baseline) => format!(
-            "What isolation costs: median of the rounds, and × {baseline} with its 95% interval"
+            "What isolation costs: median of the rounds, and × {baseline} with its interval (95% \
+             unless marked †)"
         ),
         None => "What isolation costs: median of the rounds".to_owned(),
     }

@@ -1,5 +1,6 @@
 //! The service under test: a small axum app with `/health`, `/cpu`, `/memory`, `/parallel`
-//! and `/status`, answering JSON, with every input validated, every resource budgeted and
+//! and `/status` (and `/hold`, which keeps written memory for the memory measure's known
+//! answers), answering JSON, with every input validated, every resource budgeted and
 //! every failure a JSON error.
 //!
 //! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`); [`serve`]
@@ -15,7 +16,7 @@
 //! | 400 `{"error","param"}` | bad query: not a number, negative, zero, above the cap, overflowing, empty, unknown or repeated parameter, bad percent-encoding, not UTF-8 |
 //! | 404 / 405 `{"error"}` | unknown path / method other than GET (and HEAD) |
 //! | 414 / 431 `{"error"}` | target longer than `--max-uri-bytes` / headers larger than `--max-header-bytes` |
-//! | 503 `{"error"}` | over the `/memory` MiB budget or the CPU-task limit (refused at once, never queued), or the allocator refused |
+//! | 503 `{"error"}` | over the `/memory` (and `/hold`) MiB budget or the CPU-task limit (refused at once, never queued), or the allocator refused |
 //! | 504 `{"error"}` | the request outlived `--request-timeout-ms` |
 //! | 500 `{"error"}` | a panic in a handler or a CPU task (details only in the log) |
 //!
@@ -59,6 +60,7 @@ pub fn app(config: Config) -> Router {
         .route("/health", get(endpoints::health::health))
         .route("/cpu", get(endpoints::cpu::cpu))
         .route("/memory", get(endpoints::memory::memory))
+        .route("/hold", get(endpoints::hold::hold))
         .route("/parallel", get(endpoints::parallel::parallel))
         .route("/status", get(endpoints::status::status))
         .with_state(AppState::new(config));

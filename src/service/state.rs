@@ -28,8 +28,19 @@ struct Inner {
     memory_budget: Arc<Semaphore>,
     /// Permits are CPU tasks in flight (`/cpu` and `/parallel`).
     cpu_jobs: Arc<Semaphore>,
+    /// What `/hold` holds: written memory and its share of the memory budget.
+    held: std::sync::Mutex<Option<Held>>,
     /// Detected once: the environment of a running process does not change.
     detection: Detection,
+}
+
+/// Memory `/hold` keeps until the next `/hold` or exit.
+#[derive(Debug)]
+pub struct Held {
+    /// The written bytes.
+    pub buffer: Vec<u8>,
+    /// Their MiB of the memory budget.
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// Permits are counted in `u32`; `Config::validate` keeps budgets far below this, and a
@@ -49,6 +60,7 @@ impl AppState {
                 started: Instant::now(),
                 memory_budget,
                 cpu_jobs,
+                held: std::sync::Mutex::new(None),
                 detection: detect::detect(),
             }),
         }
@@ -81,6 +93,13 @@ impl AppState {
                     self.inner.config.memory_budget_mb
                 ))
             })
+    }
+
+    /// Replaces what `/hold` holds with `held` (`None` releases it), returning the old hold
+    /// so the caller frees it outside the lock.
+    pub fn replace_held(&self, held: Option<Held>) -> Option<Held> {
+        let mut slot = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, held)
     }
 
     /// Admits `tasks` CPU tasks, or refuses with 503.

@@ -134,6 +134,17 @@ fn first_bad_page(buffer: &[u8], template: &[u8]) -> Option<usize> {
 /// but that was never written cannot pass verification.
 const FILL: u8 = 0xA5;
 
+/// `bytes` bytes, every one written (none left a zero page the kernel could share), to hold
+/// for as long as the caller keeps it.
+pub fn written_buffer(bytes: usize) -> Result<Vec<u8>, MemoryError> {
+    let mut buffer: Vec<u8> = Vec::new();
+    buffer
+        .try_reserve_exact(bytes)
+        .map_err(|source| MemoryError::Alloc { bytes, source })?;
+    buffer.resize(bytes, FILL);
+    Ok(std::hint::black_box(buffer))
+}
+
 /// What page `page` starts with: its index, so each page's content is unique.
 fn stamp(page: usize) -> [u8; 8] {
     (page as u64).to_le_bytes()

@@ -1,6 +1,7 @@
 //! A running container: its address and startup, the engine's own timing points, its
-//! resources (the cgroup's files, else the engine's stats, plus docker-proxy), its logs,
-//! and its removal, also when dropped.
+//! resources (memory: the footprint of its shim's tree and docker-proxy; CPU: the cgroup's
+//! files, else the engine's stats, plus docker-proxy), its logs, and its removal, also when
+//! dropped.
 
 use std::time::{Duration, Instant};
 
@@ -13,15 +14,38 @@ use crate::docker::Engine;
 use crate::env::{EnvError, Instance, ResourceReading, logs};
 use crate::probe::cgroup::Cgroup;
 use crate::probe::container::ContainerReading;
-use crate::probe::process::ProcessProbe;
+use crate::probe::{process, tree};
 
-/// The container's cgroup, found through its main process, for readings in microseconds
-/// instead of the engine's stats (about a second per call); `None` when this process cannot
-/// see it (another PID namespace), and the engine's stats are read instead.
-pub(super) fn cgroup_of(engine: &Engine, id: &str) -> Option<Cgroup> {
-    let pid = engine.inspect_container(id).ok()?.state?.pid?;
-    let cgroup = Cgroup::of_pid(u32::try_from(pid).ok()?).ok()?;
-    cgroup.read().ok().map(|_| cgroup)
+/// What of a running container this process can see, found through its main process.
+pub(super) struct Visible {
+    /// The container's cgroup, for CPU readings in microseconds instead of the engine's stats
+    /// (about a second per call).
+    pub(super) cgroup: Option<Cgroup>,
+    /// The host process whose tree holds the container: containerd's shim for it (the
+    /// container's processes, gVisor's sandbox and gofer, are its descendants), else the
+    /// main process itself.
+    pub(super) root: u32,
+    /// Whether `root` is the shim.
+    pub(super) shim: bool,
+}
+
+/// The container's processes and cgroup as seen from here; `None` when its main process is
+/// not visible (another PID namespace), and the engine's stats are read instead.
+pub(super) fn visible(engine: &Engine, id: &str) -> Option<Visible> {
+    let pid = u32::try_from(engine.inspect_container(id).ok()?.state?.pid?).ok()?;
+    let cgroup = Cgroup::of_pid(pid)
+        .ok()
+        .filter(|cgroup| cgroup.read().is_ok());
+    let shim = tree::parent_of(pid).ok().filter(|&parent| {
+        // `comm` is the name cut at 15 bytes: `containerd-shim` for every shim version.
+        std::fs::read_to_string(format!("/proc/{parent}/comm"))
+            .is_ok_and(|comm| comm.starts_with("containerd-shim"))
+    });
+    Some(Visible {
+        cgroup,
+        root: shim.unwrap_or(pid),
+        shim: shim.is_some(),
+    })
 }
 
 /// A running container; dropping it removes the container.
@@ -30,9 +54,11 @@ pub(super) struct ContainerInstance {
     pub(super) _port_lock: Option<std::fs::File>,
     pub(super) container: Option<Container<GenericImage>>,
     /// Docker's userland proxy for the published port, when the engine uses one.
-    pub(super) proxy: Option<ProcessProbe>,
-    /// The container's cgroup files, when readable from here.
-    pub(super) cgroup: Option<Cgroup>,
+    pub(super) proxy: Option<u32>,
+    /// The container's processes and cgroup, when visible from here.
+    pub(super) visible: Option<Visible>,
+    /// The footprint of the shim's tree and docker-proxy, when visible.
+    pub(super) footprint: Option<crate::probe::footprint::FootprintProbe>,
     pub(super) engine: Engine,
     pub(super) base_url: String,
     /// `/health`, or a foreign image's `--health`.
@@ -136,14 +162,15 @@ impl Instance for ContainerInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        // The same working set either way: usage minus inactive file cache.
+        let cgroup = self.visible.as_ref().and_then(|v| v.cgroup.as_ref());
+        // CPU from the cgroup (nanoseconds) or the engine's stats; memory from the footprint
+        // of the shim's tree, or the engine's working set when the processes are not visible.
         let read = || -> anyhow::Result<ResourceReading> {
-            Ok(match &self.cgroup {
+            let mut reading = match cgroup {
                 Some(cgroup) => {
                     let reading = cgroup.read().context("reading the container's cgroup")?;
                     ResourceReading {
                         memory_bytes: reading.memory_bytes,
-                        peak_memory_bytes: None,
                         cpu_seconds: reading.cpu_seconds,
                     }
                 }
@@ -153,24 +180,22 @@ impl Instance for ContainerInstance {
                         ContainerReading::try_from(&stats).map_err(anyhow::Error::from)?;
                     ResourceReading {
                         memory_bytes: reading.memory_bytes,
-                        peak_memory_bytes: reading.peak_memory_bytes,
                         cpu_seconds: reading.cpu_seconds,
                     }
                 }
-            })
+            };
+            if let Some(footprint) = &self.footprint {
+                reading.memory_bytes = footprint.read()?.pss_bytes;
+            }
+            Ok(reading)
         };
         // A stopped container has neither cgroup nor stats: say that, not what is missing.
         let mut total = read().map_err(|error| match self.stopped() {
             Some(stopped) => anyhow!(stopped),
             None => error,
         })?;
-        if let Some(proxy) = &self.proxy {
-            let proxy = proxy.read().context("reading docker-proxy")?;
-            total.memory_bytes += proxy.rss_bytes;
-            total.peak_memory_bytes = total
-                .peak_memory_bytes
-                .map(|peak| peak + proxy.peak_rss_bytes.unwrap_or(proxy.rss_bytes));
-            total.cpu_seconds += proxy.cpu_seconds;
+        if let Some(proxy) = self.proxy {
+            total.cpu_seconds += process::cpu_seconds(proxy).context("reading docker-proxy")?;
         }
         Ok(total)
     }

@@ -31,7 +31,7 @@ use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
-use self::instance::{ContainerInstance, cgroup_of, engine_phases};
+use self::instance::{ContainerInstance, engine_phases, visible};
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use self::server_image::BuiltImage;
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, position};
@@ -39,7 +39,7 @@ use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
 use crate::docker::Engine;
 use crate::env::foreign::{ForeignRun, Hardening};
 use crate::env::{Budget, EnvError, Environment, Instance, health};
-use crate::probe::process::ProcessProbe;
+use crate::probe::footprint::FootprintProbe;
 use crate::subject::ImageSubject;
 use crate::subject::server_binary;
 
@@ -174,6 +174,9 @@ pub struct ContainerEnv {
     image: Option<BuiltImage>,
     /// How loopback traffic reaches the container, learnt at the first start.
     proxy_note: std::sync::Mutex<Option<String>>,
+    /// What memory counts when the container's processes were not visible at a start (then
+    /// the engine's working set stands in for the footprint); `None` while they were.
+    memory_note: std::sync::Mutex<Option<String>>,
     /// A user's image run in place of the server.
     foreign: Option<ForeignContainer>,
 }
@@ -242,6 +245,7 @@ impl ContainerEnv {
             runtime_version,
             image: None,
             proxy_note: std::sync::Mutex::new(None),
+            memory_note: std::sync::Mutex::new(None),
             foreign: None,
         })
     }
@@ -549,13 +553,32 @@ impl Environment for ContainerEnv {
             .map(|inspect| engine_phases(&inspect, started, started_wall, started + startup))
             .unwrap_or_default();
         let engine = Engine::connect()?;
-        let cgroup = cgroup_of(&engine, container.id());
+        let visible = visible(&engine, container.id());
+        let fallback = match &visible {
+            None => Some(
+                "the engine's working set (cgroup usage less inactive file cache): the \
+                 container's processes are not visible from here (another PID namespace), so \
+                 their PSS cannot be read; not comparable with the other environments' PSS"
+                    .to_owned(),
+            ),
+            Some(visible) if !visible.shim => Some(crate::probe::footprint::counts(
+                "the container's main process and its tree: its parent is no containerd shim, \
+                 so no runtime process is counted",
+            )),
+            Some(_) => None,
+        };
+        if fallback.is_some() {
+            *self.memory_note.lock().unwrap_or_else(|p| p.into_inner()) = fallback;
+        }
         Ok(Box::new(ContainerInstance {
             _port_lock: port_lock,
             startup_phases,
             container: Some(container),
-            proxy: proxy.map(ProcessProbe::new),
-            cgroup,
+            proxy,
+            footprint: visible.as_ref().map(|visible| {
+                FootprintProbe::new(std::iter::once(visible.root).chain(proxy).collect())
+            }),
+            visible,
             engine,
             base_url,
             health_path: served.foreign_health.unwrap_or("/health").to_owned(),
@@ -582,13 +605,26 @@ impl Environment for ContainerEnv {
                     .unwrap_or_default()
             ),
         };
-        let memory_note = match &self.spec.runtime {
+        let sandbox = match &self.spec.runtime {
             Some(registered) if registered.is_gvisor() => {
-                "memory is the cgroup working set of the whole sandbox (sentry, gofer and the server), as docker stats shows it"
+                "gVisor's sandbox (its kernel, the Sentry, with the server inside) and gofer"
             }
-            _ => {
-                "memory is the cgroup working set (usage minus inactive file cache), as docker stats shows it"
-            }
+            _ => "the container's processes",
+        };
+        let proxy = match self.spec.network {
+            NetworkMode::Host => "",
+            _ => " and docker-proxy",
+        };
+        let memory_counts = match self
+            .memory_note
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(fallback) => fallback,
+            None => crate::probe::footprint::counts(&format!(
+                "containerd's shim for the container and its tree ({sandbox}){proxy}"
+            )),
         };
         EnvironmentLabel {
             name: self.name().into(),
@@ -601,13 +637,12 @@ impl Environment for ContainerEnv {
             kernel: None,
             image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
             detected: None,
+            memory_counts: Some(memory_counts),
             notes: match &self.foreign {
                 None => vec![
-                    memory_note.into(),
                     "read-only root filesystem, all capabilities dropped, no-new-privileges, uid 65534".into(),
                 ],
                 Some(foreign) => vec![
-                    memory_note.into(),
                     foreign.image.image.describe(),
                     foreign.run.hardening.describe(),
                 ],

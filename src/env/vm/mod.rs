@@ -24,7 +24,7 @@ pub mod vagrant;
 
 pub use accel::AccelDecision;
 pub use boot::BootMode;
-pub use qemu::{GuestMemory, QemuInstance, QemuVm};
+pub use qemu::{QemuInstance, QemuVm};
 pub use vagrant::{VagrantInstance, VagrantVm};
 
 use crate::env::{Budget, EnvError, Environment};

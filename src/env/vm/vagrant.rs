@@ -23,7 +23,6 @@ use super::child::spawn_supervised;
 use crate::artifact::{Accel, EnvKind, EnvironmentLabel, Preparation};
 use crate::cleanup::{self, Registration, ReleaseCommand, Resource};
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
-use crate::probe::process::ProcessProbe;
 use crate::subject::server_binary;
 
 /// The environment's name in tables and artifacts.
@@ -459,7 +458,9 @@ impl Environment for VagrantVm {
                 Ok(Box::new(VagrantInstance {
                     base_url,
                     startup,
-                    probe: process.map(ProcessProbe::new),
+                    provider_pid: process,
+                    footprint: process
+                        .map(|pid| crate::probe::footprint::FootprintProbe::new(vec![pid])),
                     destroy: Some(self.command(&["destroy", "-f"])),
                     vagrant_dir: self.vagrant_dir.clone(),
                     _registration: destroy_registration,
@@ -515,6 +516,9 @@ impl Environment for VagrantVm {
             kernel: None,
             image_size_bytes: None,
             detected: None,
+            memory_counts: Some(crate::probe::footprint::counts(
+                "the provider's VM process (VBoxHeadless, or libvirt's QEMU)",
+            )),
             notes,
             accel_attempts: Vec::new(),
         }
@@ -608,7 +612,11 @@ pub fn sweep_orphan_in(vagrant_dir: &Path) -> Option<Result<String, NotDestroyed
 pub struct VagrantInstance {
     base_url: String,
     startup: Duration,
-    probe: Option<ProcessProbe>,
+    /// The provider's process running the VM (VirtualBox's VBoxHeadless, libvirt's QEMU),
+    /// when found.
+    provider_pid: Option<u32>,
+    /// The provider process's footprint, when found.
+    footprint: Option<crate::probe::footprint::FootprintProbe>,
     destroy: Option<Command>,
     vagrant_dir: PathBuf,
     /// Destroys the machine on an interrupt; dropped once it is destroyed.
@@ -636,15 +644,18 @@ impl Instance for VagrantInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let probe = self.probe.as_ref().ok_or_else(|| {
+        let pid = self.provider_pid.ok_or_else(|| {
             EnvError::Other(anyhow::anyhow!(
                 "the provider's VM process was not found or is not readable: resources unknown"
             ))
         })?;
-        let reading = probe.read().map_err(|e| {
+        let cpu = crate::probe::process::cpu_seconds(pid).map_err(|e| {
             EnvError::Other(anyhow::Error::new(e).context("reading the provider's VM process"))
         })?;
-        Ok(reading.into())
+        let footprint = self.footprint.as_ref().ok_or_else(|| {
+            EnvError::Other(anyhow::anyhow!("the provider's VM process was not found"))
+        })?;
+        crate::env::footprint_reading(footprint, cpu)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

@@ -2,6 +2,7 @@
 
 pub mod cpu;
 pub mod health;
+pub mod hold;
 pub mod memory;
 pub mod parallel;
 pub mod status;

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::super::child::Supervised;
 use super::super::console::{ConsoleLog, Milestones};
-use crate::artifact::StartupPhase;
+use crate::artifact::{GuestMemory, StartupPhase};
 use crate::env::{EnvError, Instance, ResourceReading, health};
-use crate::probe::process::ProcessProbe;
 
 /// The last `lines` lines of a file, for error messages.
 pub(super) fn tail_lines(path: &Path, lines: usize) -> String {
@@ -34,8 +33,9 @@ pub struct QemuInstance {
     pub(super) console: ConsoleLog,
     /// QEMU's stdin: the console multiplexer's input, which takes the SysRq break.
     pub(super) control: Mutex<Option<ChildStdin>>,
-    pub(super) probe: ProcessProbe,
     pub(super) child: Supervised,
+    /// QEMU's footprint.
+    pub(super) footprint: crate::probe::footprint::FootprintProbe,
     // Dropped after the child (field order), so QEMU is gone before its files are removed.
     pub(super) dir: tempfile::TempDir,
 }
@@ -94,15 +94,6 @@ impl QemuInstance {
     }
 }
 
-/// Memory as the guest kernel sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestMemory {
-    /// `MemTotal`: the guest's RAM less what its kernel reserved, bytes.
-    pub total_bytes: u64,
-    /// `MemAvailable`: what the guest could still allocate, bytes.
-    pub available_bytes: u64,
-}
-
 impl Instance for QemuInstance {
     fn base_url(&self) -> &str {
         &self.base_url
@@ -114,6 +105,10 @@ impl Instance for QemuInstance {
 
     fn startup(&self) -> Duration {
         self.startup
+    }
+
+    fn guest_memory(&self) -> Option<GuestMemory> {
+        QemuInstance::guest_memory(self).ok()
     }
 
     fn startup_phases(&self) -> Vec<StartupPhase> {
@@ -155,10 +150,11 @@ impl Instance for QemuInstance {
     }
 
     fn resources(&self) -> Result<ResourceReading, EnvError> {
-        let reading = self.probe.read().map_err(|e| {
-            EnvError::Other(anyhow::Error::new(e).context("reading the QEMU process"))
+        let pid = self.child.pid();
+        let cpu = crate::probe::process::cpu_seconds(pid).map_err(|e| {
+            EnvError::Other(anyhow::Error::new(e).context("reading QEMU's CPU time"))
         })?;
-        Ok(reading.into())
+        crate::env::footprint_reading(&self.footprint, cpu)
     }
 
     fn stop(mut self: Box<Self>) -> Result<(), EnvError> {

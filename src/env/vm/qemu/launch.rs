@@ -18,7 +18,6 @@ use super::instance::{QemuInstance, tail_lines};
 use super::{BOOT_TIMEOUT_ENV, KVM_BOOT_TIMEOUT, TCG_BOOT_TIMEOUT};
 use crate::artifact::Accel;
 use crate::env::{Budget, health};
-use crate::probe::process::ProcessProbe;
 
 /// How often a boot is retried when another process took the chosen port first.
 const PORT_ATTEMPTS: usize = 5;
@@ -83,7 +82,6 @@ pub(super) fn boot(
             .map_err(BootError::InstanceDir)?;
         match boot_once(qemu, guest, budget, plan, requested, dir.path()) {
             Ok(booted) => {
-                let probe = ProcessProbe::new(booted.child.pid());
                 return Ok(QemuInstance {
                     base_url: format!("http://127.0.0.1:{}", booted.port),
                     health_path: guest.health_path.clone(),
@@ -93,7 +91,9 @@ pub(super) fn boot(
                     spawned: booted.spawned,
                     console: booted.console,
                     control: Mutex::new(booted.control),
-                    probe,
+                    footprint: crate::probe::footprint::FootprintProbe::new(vec![
+                        booted.child.pid(),
+                    ]),
                     child: booted.child,
                     dir,
                 });

@@ -33,7 +33,7 @@ use crate::subject::server_binary;
 
 pub use command::Qemu;
 use command::{BootPlan, QMP_SOCKET, TCG_CPU, qemu_command};
-pub use instance::{GuestMemory, QemuInstance};
+pub use instance::QemuInstance;
 use launch::{boot, boot_timeout};
 
 /// The environment's name in tables and artifacts.
@@ -403,8 +403,8 @@ impl Environment for QemuVm {
             .map(|p| p.accel.clone())
             .or_else(|| accel::cached(&cache_root(), &self.accel_key()));
         let mut notes = vec![
-            "memory and CPU are those of the QEMU process: guest RAM as far as touched, plus \
-             device emulation and user-mode networking; the memory limit is the guest's RAM (-m)"
+            "CPU is the QEMU process's: the guest's vCPUs, device emulation and user-mode \
+             networking; the memory limit is the guest's RAM (-m)"
                 .to_owned(),
             self.guest_description(),
             format!(
@@ -504,6 +504,11 @@ impl Environment for QemuVm {
                 Guest::Image { subject, .. } => Some(subject.image.size_bytes),
             },
             detected: None,
+            memory_counts: Some(crate::probe::footprint::counts(
+                "the QEMU process: the guest's RAM as far as the guest has touched it, less what \
+                 the guest has freed and handed back (virtio-balloon free-page reporting, in 2 MiB \
+                 blocks, a few seconds after), and the emulator's own",
+            )),
             notes,
             accel_attempts,
             // A restore is a way to start the VM rung, not a rung of its own.
