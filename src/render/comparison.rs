@@ -24,7 +24,7 @@ fn cells(comparison: &Comparison) -> Vec<[String; 6]> {
                 estimate_cell(&c.old, &c.unit),
                 estimate_cell(&c.new, &c.unit),
                 change_text(c),
-                verdict_words(c).to_owned(),
+                verdict_words(c),
             ]
         })
         .collect()
@@ -39,9 +39,10 @@ fn notes(comparison: &Comparison) -> Vec<String> {
         notes.push(format!("only in NEW: {}", comparison.only_new.join(", ")));
     }
     notes.push(format!(
-        "change = NEW / OLD − 1 with its 95% bootstrap interval; a verdict needs the interval \
-         to exclude 0 and a change of at least {:.0}%; intervals from fewer than ~10 rounds \
-         are optimistic",
+        "change = NEW / OLD − 1 with its distribution-free interval (its coverage is that of \
+         the two runs' rounds: 95% needs 7 a side); a verdict needs 95% coverage, the interval \
+         to exclude 0, a change of at least {:.0}%, no limited figure on either side, and the \
+         same accelerator, host and plan",
         comparison.noise_threshold * 100.0
     ));
     notes
@@ -109,14 +110,18 @@ pub fn markdown(comparison: &Comparison, old: &str, new: &str) -> String {
     out
 }
 
-/// The verdict in the metric's own words: `faster`, `slower`, `less memory`, …
-pub(crate) fn verdict_words(change: &Change) -> &'static str {
+/// The verdict in the metric's own words: `faster`, `slower`, `less memory`, …, or why
+/// there is none.
+pub(crate) fn verdict_words(change: &Change) -> String {
     let [better, worse] = words_for(&change.metric);
     match change.verdict {
-        Verdict::Better => better,
-        Verdict::Worse => worse,
-        Verdict::NoChange => "no significant change",
-        Verdict::Undecided => "too few rounds to tell",
+        Verdict::Better => better.to_owned(),
+        Verdict::Worse => worse.to_owned(),
+        Verdict::NoChange => "no significant change".to_owned(),
+        Verdict::Undecided => format!(
+            "no verdict: {}",
+            change.why.as_deref().unwrap_or("too few rounds to tell")
+        ),
     }
 }
 
@@ -217,8 +222,9 @@ mod tests {
     use crate::artifact::fixture;
 
     fn slower_vm() -> Comparison {
-        let old = fixture::artifact();
-        let mut new = fixture::artifact();
+        // Seven rounds a side, as a default run: intervals at 95%, so verdicts are given.
+        let old = fixture::without_errors(fixture::with_rounds(fixture::artifact(), 7));
+        let mut new = old.clone();
         for round in &mut new.environments[2].rounds {
             round.startup_ms = round.startup_ms.map(|s| s * 2.0);
         }
@@ -237,7 +243,7 @@ mod tests {
             .find(|l| l.contains(" startup ") && l.contains(" vm "))
             .unwrap();
         assert!(row.contains("+100.0% [") && row.contains("slower"), "{row}");
-        assert!(text.contains("a verdict needs the interval"));
+        assert!(text.contains("a verdict needs 95% coverage"));
     }
 
     #[test]
@@ -291,6 +297,7 @@ mod tests {
             new: estimate(median, low, high),
             ratio: estimate(median, low, high),
             verdict,
+            why: None,
         }
     }
 
@@ -308,7 +315,7 @@ mod tests {
         assert_eq!(change_text(&exact), "+50.0%");
         assert_eq!(verdict_words(&exact), "larger");
         let memory = change("idle memory", (3.0, 3.0, 3.0), Verdict::Undecided);
-        assert_eq!(verdict_words(&memory), "too few rounds to tell");
+        assert_eq!(verdict_words(&memory), "no verdict: too few rounds to tell");
         let same = change("throughput (health)", (1.0, 0.99, 1.01), Verdict::NoChange);
         assert_eq!(verdict_words(&same), "no significant change");
         assert_eq!(
