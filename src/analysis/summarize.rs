@@ -373,9 +373,17 @@ impl Metric {
                 .filter_map(|s| s.peak_memory_bytes)
                 .map(|b| b as f64 / MIB)
                 .collect(),
-            // The round's peak is the highest of its scenarios' window peaks.
+            // The round's peak is the highest of its scenarios' window peaks; sweep steps (on
+            // request, past the ceiling) stay out, so the row means the same with or without
+            // `--no-sweep`.
             Source::PeakMemory => rounds
-                .filter_map(|r| r.scenarios.iter().filter_map(|s| s.peak_memory_bytes).max())
+                .filter_map(|r| {
+                    r.scenarios
+                        .iter()
+                        .filter(|s| s.sweep.is_none())
+                        .filter_map(|s| s.peak_memory_bytes)
+                        .max()
+                })
                 .map(|b| b as f64 / MIB)
                 .collect(),
             Source::ImageSize => {

@@ -156,8 +156,13 @@ pub fn capacity(curve: &Curve, p99_limit_ms: f64) -> Capacity {
         highest_rate_rps: None,
         first_miss_rps: None,
         first_miss_reason: None,
+        rounds: 0,
     };
     for point in &curve.points {
+        capacity.rounds = match capacity.rounds {
+            0 => point.rounds,
+            rounds => rounds.min(point.rounds),
+        };
         match miss_reason(point, p99_limit_ms) {
             None => capacity.highest_rate_rps = Some(point.requested_rps),
             Some(reason) => {

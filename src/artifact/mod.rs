@@ -477,6 +477,11 @@ pub struct Capacity {
     /// Why that step missed: `p99 35.2 ms`, `rate not kept (81% of requested)`, `2.1% errors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_miss_reason: Option<String>,
+    /// Rounds behind the steps read (the fewest of any of them): each step's figures are
+    /// medians over this many rounds; with one, their spread is unknown. 0 in artifacts
+    /// written before it was recorded.
+    #[serde(default)]
+    pub rounds: usize,
 }
 
 /// Whether a threshold check held.

@@ -471,7 +471,7 @@ mod tests {
             "no chart error text"
         );
         assert!(
-            html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms)"),
+            html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)"),
             "capacity"
         );
         // Every chart block has its explanation: bars, the sweep, one percentile chart per

@@ -446,7 +446,7 @@ pub(crate) fn headline_title(summary: &Summary) -> String {
 }
 
 /// The latency-under-load capacity, when a sweep ran: a title and one line per environment,
-/// `native: 9000 req/s (at 10000 req/s: p99 10.0 ms)`.
+/// `native: 9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)`.
 pub(crate) fn capacity_lines(
     artifact: &Artifact,
     summary: &Summary,
@@ -520,15 +520,22 @@ pub(crate) fn sanitize_terminal(text: &str) -> String {
         .collect()
 }
 
-/// `9000 req/s (at 10000 req/s: p99 10.0 ms)`, in words.
+/// `9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)`, in words.
 fn capacity_text(capacity: &Capacity) -> String {
     let miss = match (capacity.first_miss_rps, &capacity.first_miss_reason) {
         (Some(rate), Some(reason)) => format!("at {} req/s: {reason}", number(rate)),
         _ => "every step met it; the sweep did not find the limit".into(),
     };
+    // How many rounds stand behind the steps: with one, nothing says how far the next run
+    // would land from it.
+    let rounds = match capacity.rounds {
+        0 => String::new(),
+        1 => "; n = 1 round: spread unknown".to_owned(),
+        n => format!("; n = {n} rounds"),
+    };
     match capacity.highest_rate_rps {
-        Some(rate) => format!("{} req/s ({miss})", number(rate)),
-        None => format!("below the lowest step ({miss})"),
+        Some(rate) => format!("{} req/s ({miss}{rounds})", number(rate)),
+        None => format!("below the lowest step ({miss}{rounds})"),
     }
 }
 
@@ -561,19 +568,21 @@ mod tests {
             highest_rate_rps: None,
             first_miss_rps: Some(1000.0),
             first_miss_reason: Some("p99 10.0 ms".into()),
+            rounds: 1,
         };
         assert_eq!(
             capacity_text(&below),
-            "below the lowest step (at 1000 req/s: p99 10.0 ms)"
+            "below the lowest step (at 1000 req/s: p99 10.0 ms; n = 1 round: spread unknown)"
         );
         let unbounded = Capacity {
             highest_rate_rps: Some(9000.0),
             first_miss_rps: None,
             first_miss_reason: None,
+            rounds: 3,
         };
         assert_eq!(
             capacity_text(&unbounded),
-            "9000 req/s (every step met it; the sweep did not find the limit)"
+            "9000 req/s (every step met it; the sweep did not find the limit; n = 3 rounds)"
         );
     }
 
