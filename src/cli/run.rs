@@ -126,15 +126,17 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
     plan.window = args.duration.unwrap_or(window);
     plan.warmup = args.warmup.unwrap_or(DEFAULT_WARMUP);
     plan.seed = args.seed;
-    // The sweep takes its ceiling from `health`; without it there is nothing to sweep from.
-    if !args.no_sweep
-        && plan
-            .scenarios
-            .iter()
-            .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
-    {
+    // The sweep takes its ceiling from `health`, and its connections too: a rate scaled from
+    // a ceiling reached over 50 connections, sent over fewer, would put the knee elsewhere.
+    // Without `health` there is nothing to sweep from.
+    let ceiling = plan
+        .scenarios
+        .iter()
+        .find(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO);
+    if let Some(ceiling) = ceiling.filter(|_| !args.no_sweep) {
         plan.sweep = Some(crate::measure::scenario::Sweep {
             rounds: args.sweep_rounds,
+            connections: ceiling.connections,
             ..Default::default()
         });
     }
@@ -436,6 +438,18 @@ mod tests {
         assert_eq!(plan.repetitions, 3);
         assert_eq!(plan.window, Duration::from_millis(1500));
         assert_eq!(plan.scenarios, vec![Scenario::fixed_rate(50.0)]);
+    }
+
+    /// The sweep scales its rates from the `health` ceiling and sends them over as many
+    /// connections as that ceiling was reached with.
+    #[test]
+    fn the_sweep_uses_the_ceilings_connections() {
+        let sweep = plan(&[]).unwrap().sweep.unwrap();
+        assert_eq!(sweep.connections, 50);
+        let sweep = plan(&["--connections", "8"]).unwrap().sweep.unwrap();
+        assert_eq!(sweep.connections, 8);
+        assert!(plan(&["--no-sweep"]).unwrap().sweep.is_none());
+        assert!(plan(&["--scenarios", "mixed"]).unwrap().sweep.is_none());
     }
 
     #[test]
