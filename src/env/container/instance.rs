@@ -48,6 +48,25 @@ pub(super) fn visible(engine: &Engine, id: &str) -> Option<Visible> {
     })
 }
 
+/// What the memory figures count when they are not the shim's tree: the engine's working
+/// set when the container's processes are not visible, its own tree when no shim is its
+/// parent; `None` when they are the shim's tree.
+pub(super) fn memory_fallback(visible: Option<&Visible>) -> Option<String> {
+    match visible {
+        None => Some(
+            "the engine's working set (cgroup usage less inactive file cache): the container's \
+             processes are not visible from here (another PID namespace), so their PSS cannot \
+             be read; not comparable with the other environments' PSS"
+                .to_owned(),
+        ),
+        Some(visible) if !visible.shim => Some(crate::probe::footprint::counts(
+            "the container's main process and its tree: its parent is no containerd shim, so \
+             no runtime process is counted",
+        )),
+        Some(_) => None,
+    }
+}
+
 /// A running container; dropping it removes the container.
 pub(super) struct ContainerInstance {
     /// Held while a foreign image on the host's network owns its port.

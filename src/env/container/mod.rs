@@ -31,7 +31,7 @@ use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
-use self::instance::{ContainerInstance, engine_phases, visible};
+use self::instance::{ContainerInstance, engine_phases, memory_fallback, visible};
 use self::runtimes::{GvisorConfig, RegisteredRuntime};
 use self::server_image::BuiltImage;
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, position};
@@ -554,21 +554,8 @@ impl Environment for ContainerEnv {
             .unwrap_or_default();
         let engine = Engine::connect()?;
         let visible = visible(&engine, container.id());
-        let fallback = match &visible {
-            None => Some(
-                "the engine's working set (cgroup usage less inactive file cache): the \
-                 container's processes are not visible from here (another PID namespace), so \
-                 their PSS cannot be read; not comparable with the other environments' PSS"
-                    .to_owned(),
-            ),
-            Some(visible) if !visible.shim => Some(crate::probe::footprint::counts(
-                "the container's main process and its tree: its parent is no containerd shim, \
-                 so no runtime process is counted",
-            )),
-            Some(_) => None,
-        };
-        if fallback.is_some() {
-            *self.memory_note.lock().unwrap_or_else(|p| p.into_inner()) = fallback;
+        if let Some(fallback) = memory_fallback(visible.as_ref()) {
+            *self.memory_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(fallback);
         }
         Ok(Box::new(ContainerInstance {
             _port_lock: port_lock,
