@@ -21,6 +21,7 @@ mod suite {
     #[path = "../support/processes.rs"]
     pub mod processes;
     pub mod soak;
+    pub mod workloads;
 }
 
 use libtest_mimic::{Arguments, Trial};
@@ -47,6 +48,7 @@ fn main() {
         trials.extend(suite::faults::trials(env));
         trials.extend(suite::foreign::trials(env));
         trials.extend(suite::memory::trials(env));
+        trials.extend(suite::workloads::trials(env));
     }
     trials.extend(suite::cleanup::trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.

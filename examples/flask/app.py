@@ -9,6 +9,10 @@ paths with the same parameters and the same work:
 - GET /memory?mb=M            -> allocate M MiB, write every page, verify, free (default 64, 1..1024)
 - GET /parallel?tasks=T&n=N   -> T prime counts of size N on a process pool (default 8, 1..64)
 - GET /status                 -> version, uptime, pid, uid, hostname, kernel, cpus, memory
+- GET /syscalls?n=N           -> N getppid system calls (default 1000, 1..100000)
+- GET /files?kb=K&fsync=BOOL  -> a fresh K KiB file in $ISOBENCH_DATA_DIR written, fsynced when
+                                 asked, read back, compared, removed (default 64, 0..4096);
+                                 503 without a usable data directory
 
 Every bad parameter (unknown, repeated, empty, not a whole number, out of bounds) is a 400
 naming it, as in isobench-server. Only the standard library and Flask are used, so the image
@@ -32,6 +36,10 @@ MIB = 1024 * 1024
 CPU_N = (50_000, 1, 5_000_000)
 MEMORY_MB = (64, 1, 1024)
 PARALLEL_TASKS = (8, 1, 64)
+SYSCALLS_N = (1000, 1, 100_000)
+FILE_KB = (64, 0, 4096)
+DATA_DIR = os.environ.get("ISOBENCH_DATA_DIR")
+_next_file = 0
 
 app = Flask(__name__)
 _pool = None
@@ -60,13 +68,22 @@ def not_allowed(_error):
     return jsonify(error=f"method {request.method} not allowed (endpoints answer GET)"), 405
 
 
-def parse_uints(specs):
-    """Parses the query into whole numbers: specs maps name -> (default, min, max)."""
+def parse_uints(specs, flags=()):
+    """Parses the query into whole numbers: specs maps name -> (default, min, max); each name
+    in flags is a yes/no flag (true/1, false/0; absent: false)."""
     values = {name: spec[0] for name, spec in specs.items()}
+    values.update({name: False for name in flags})
     seen = set()
     for name, raw_values in request.args.lists():
-        if name not in specs:
-            allowed = ", ".join(specs) or "none"
+        if name in flags and len(raw_values) == 1 and name not in seen:
+            seen.add(name)
+            raw = raw_values[0]
+            if raw not in ("true", "1", "false", "0"):
+                raise BadParameter(name, f"expected true, false, 1 or 0, got {raw[:64]!r}")
+            values[name] = raw in ("true", "1")
+            continue
+        if name not in specs and name not in flags:
+            allowed = ", ".join([*specs, *flags]) or "none"
             raise BadParameter(name[:64], f"unknown parameter (accepted: {allowed})")
         if name in seen or len(raw_values) > 1:
             raise BadParameter(name, "given more than once")
@@ -179,6 +196,61 @@ def parallel():
         results=results,
         pool_processes=usable_cpus(),
         elapsed_us=micros(time.perf_counter() - started),
+    )
+
+
+@app.get("/syscalls")
+def syscalls():
+    n = parse_uints({"n": SYSCALLS_N})["n"]
+    started = time.perf_counter_ns()
+    for _ in range(n):
+        os.getppid()
+    return jsonify(calls=n, call="getppid", elapsed_ns=time.perf_counter_ns() - started)
+
+
+@app.get("/files")
+def files():
+    global _next_file
+    params = parse_uints({"kb": FILE_KB}, flags=("fsync",))
+    kb, fsync = params["kb"], params["fsync"]
+    if not DATA_DIR:
+        return jsonify(error="no data directory is configured (ISOBENCH_DATA_DIR)"), 503
+    _next_file += 1
+    path = os.path.join(DATA_DIR, f"isobench-files-{os.getpid()}-{_next_file}.tmp")
+    size = kb * 1024
+    # A pattern that differs from file to file (period 256), so a wrong read cannot pass.
+    block = bytes((_next_file + i * 167) & 0xFF for i in range(256))
+    content = (block * (size // 256 + 1))[:size]
+    try:
+        t0 = time.perf_counter()
+        with open(path, "xb") as out:
+            out.write(content)
+            out.flush()
+            t1 = time.perf_counter()
+            if fsync:
+                os.fsync(out.fileno())
+            t2 = time.perf_counter()
+        with open(path, "rb") as back:
+            same = back.read() == content
+        t3 = time.perf_counter()
+        os.remove(path)
+        t4 = time.perf_counter()
+    except OSError as error:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return jsonify(error=f"the data directory failed: {error.strerror}"), 503
+    if not same:
+        return jsonify(error="the file read back differs from what was written"), 500
+    return jsonify(
+        bytes=len(content),
+        fsync=fsync,
+        verified=True,
+        write_us=micros(t1 - t0),
+        fsync_us=micros(t2 - t1),
+        read_us=micros(t3 - t2),
+        remove_us=micros(t4 - t3),
     )
 
 

@@ -29,16 +29,32 @@ pub enum LadderMetric {
     P50Latency,
     /// Service CPU time per successful `/health` request, µs.
     CpuPerRequest,
+    /// Closed-loop `/syscalls?n=1000` throughput, req/s.
+    SyscallsThroughput,
+    /// Service CPU time per system call in the `syscalls` scenario, ns: a request's CPU over
+    /// its 1000 calls (its HTTP handling included, a thousandth of it per call).
+    CpuPerSyscall,
+    /// Closed-loop `/files?kb=64&fsync=true` throughput, req/s.
+    FilesThroughput,
+    /// Closed-loop `/files?kb=64&fsync=false` throughput, req/s.
+    FilesNoFsyncThroughput,
 }
+
+/// System calls a `syscalls` scenario request makes (`Scenario::syscalls`).
+const CALLS_PER_SYSCALLS_REQUEST: f64 = 1000.0;
 
 impl LadderMetric {
     /// Every metric, in the order tables show them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 9] = [
         Self::Startup,
         Self::IdleMemory,
         Self::Throughput,
         Self::P50Latency,
         Self::CpuPerRequest,
+        Self::SyscallsThroughput,
+        Self::CpuPerSyscall,
+        Self::FilesThroughput,
+        Self::FilesNoFsyncThroughput,
     ];
 
     /// Name in tables and sentences.
@@ -49,6 +65,10 @@ impl LadderMetric {
             Self::Throughput => "throughput",
             Self::P50Latency => "p50 latency",
             Self::CpuPerRequest => "CPU per request",
+            Self::SyscallsThroughput => "syscalls throughput",
+            Self::CpuPerSyscall => "CPU per system call",
+            Self::FilesThroughput => "files throughput (fsync)",
+            Self::FilesNoFsyncThroughput => "files throughput (no fsync)",
         }
     }
 
@@ -57,14 +77,24 @@ impl LadderMetric {
         match self {
             Self::Startup => "ms",
             Self::IdleMemory => "MiB",
-            Self::Throughput => "req/s",
+            Self::Throughput
+            | Self::SyscallsThroughput
+            | Self::FilesThroughput
+            | Self::FilesNoFsyncThroughput => "req/s",
             Self::P50Latency | Self::CpuPerRequest => "µs",
+            Self::CpuPerSyscall => "ns",
         }
     }
 
     /// Whether more is better.
     pub fn higher_is_better(self) -> bool {
-        self == Self::Throughput
+        matches!(
+            self,
+            Self::Throughput
+                | Self::SyscallsThroughput
+                | Self::FilesThroughput
+                | Self::FilesNoFsyncThroughput
+        )
     }
 
     /// The scenario a scenario metric is read from (`p50` from `p50_scenario`, the same for
@@ -74,6 +104,9 @@ impl LadderMetric {
             Self::Startup | Self::IdleMemory => None,
             Self::Throughput | Self::CpuPerRequest => Some("health"),
             Self::P50Latency => Some(p50_scenario),
+            Self::SyscallsThroughput | Self::CpuPerSyscall => Some("syscalls"),
+            Self::FilesThroughput => Some("files"),
+            Self::FilesNoFsyncThroughput => Some("files-nofsync"),
         }
     }
 
@@ -88,13 +121,20 @@ impl LadderMetric {
                     .map(|b| b as f64 / (1024.0 * 1024.0))
                     .collect();
             }
-            Self::Throughput => |s| (s.load.ok > 0).then_some(s.load.throughput_rps),
+            Self::Throughput
+            | Self::SyscallsThroughput
+            | Self::FilesThroughput
+            | Self::FilesNoFsyncThroughput => |s| (s.load.ok > 0).then_some(s.load.throughput_rps),
             Self::P50Latency => {
                 |s| (s.load.request_latency().count > 0).then_some(s.load.request_latency().p50_us)
             }
             Self::CpuPerRequest => |s| {
                 let cpu = s.service_cpu_seconds?;
                 (s.load.ok > 0).then(|| cpu / s.load.ok as f64 * 1e6)
+            },
+            Self::CpuPerSyscall => |s| {
+                let cpu = s.service_cpu_seconds?;
+                (s.load.ok > 0).then(|| cpu / s.load.ok as f64 / CALLS_PER_SYSCALLS_REQUEST * 1e9)
             },
         };
         scenario_runs(env, self.scenario(p50_scenario))
@@ -141,6 +181,9 @@ fn merged(mut limits: Vec<Limit>, other: Vec<Limit>) -> Vec<Limit> {
 pub struct Ladder {
     /// One step per environment with a rung.
     pub steps: Vec<Step>,
+    /// The metrics some rung has a figure for, in [`LadderMetric::ALL`]'s order: the
+    /// workload scenarios' only when they ran.
+    pub metrics: Vec<LadderMetric>,
     /// The scenario every rung's p50 comes from: `fixed-rate` when every rung ran it, else
     /// `health`.
     pub p50_scenario: &'static str,
@@ -208,7 +251,7 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
     } else {
         "health"
     };
-    let steps = rungs
+    let steps: Vec<Step> = rungs
         .iter()
         .enumerate()
         .map(|(index, (env, rung))| {
@@ -226,8 +269,17 @@ pub fn ladder(artifact: &Artifact) -> Option<Ladder> {
             }
         })
         .collect();
+    let metrics = LadderMetric::ALL
+        .into_iter()
+        .filter(|&metric| {
+            steps
+                .iter()
+                .any(|step: &Step| step.cost(metric).is_some_and(|c| c.value.is_some()))
+        })
+        .collect();
     Some(Ladder {
         steps,
+        metrics,
         p50_scenario,
     })
 }

@@ -171,6 +171,7 @@ fn label(
             }
             .into(),
         ),
+        data_dir: None,
         memory_counts: Some(crate::probe::footprint::counts("the fixture's processes")),
         notes: Vec::new(),
         rung: None,

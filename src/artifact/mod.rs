@@ -198,6 +198,11 @@ pub struct EnvironmentLabel {
     /// environment) and the host processes it is summed over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_counts: Option<String>,
+    /// What the service's data directory is here (what `/files` writes to): a host
+    /// directory, a bind mount, a VM's own disk and its cache mode; absent where the service
+    /// has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
     /// Anything else a reader must know to interpret the numbers.
     #[serde(default)]
     pub notes: Vec<String>,

@@ -53,6 +53,8 @@ pub enum Resource {
     Container(String),
     /// Something released by running a command (a Vagrant machine: `vagrant destroy -f`).
     Command(ReleaseCommand),
+    /// A directory isobench made for an instance (removed with everything in it).
+    Directory(PathBuf),
 }
 
 /// A command that releases a resource, recorded so it can run from the signal handler.
@@ -173,6 +175,13 @@ pub fn release_all() -> usize {
             Resource::Command(command) => {
                 if let Err(error) = command.run() {
                     eprintln!("isobench: could not release {}: {error:#}", command.what);
+                }
+            }
+            Resource::Directory(path) => {
+                if let Err(error) = std::fs::remove_dir_all(path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    eprintln!("isobench: could not remove {}: {error}", path.display());
                 }
             }
         }

@@ -271,6 +271,7 @@ pub fn artifact(report: LoadReport, name: &str, detected: Option<String>) -> Art
             kernel: None,
             image_size_bytes: None,
             detected,
+            data_dir: None,
             memory_counts: None,
             notes,
             rung: None,

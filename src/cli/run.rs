@@ -21,7 +21,9 @@ use crate::measure::Plan;
 use crate::measure::plan::{DEFAULT_REPETITIONS, DEFAULT_WARMUP, DEFAULT_WINDOW, PlanSetting};
 use crate::measure::protocol::{Observer, RoundPhase};
 use crate::measure::rounds;
-use crate::measure::scenario::{BUILT_IN, BUILT_IN_FOR_ANY_SERVICE, BuiltInError, Scenario};
+use crate::measure::scenario::{
+    BUILT_IN, BUILT_IN_FOR_ANY_SERVICE, BuiltInError, ON_REQUEST, Scenario,
+};
 use crate::measure::scenario_file;
 use crate::measure::soak::{self, SoakPlan, SoakVerdict};
 use crate::subject::Subject;
@@ -47,7 +49,11 @@ pub struct RunArgs {
     pub env: Vec<EnvName>,
     /// Scenarios to run against every instance: health (closed loop on /health, the
     /// ceiling), mixed (closed loop over /health, /cpu, /memory, /parallel), fixed-rate (open
-    /// loop on /health at --rate, coordinated omission corrected).
+    /// loop on /health at --rate, coordinated omission corrected); on request only:
+    /// syscalls (closed loop on /syscalls?n=1000, a thousand getppid calls a request), files
+    /// and files-nofsync (closed loop on /files?kb=64, a fresh file written, fsynced or not,
+    /// read back and removed in the instance's data directory) — not in the default set,
+    /// because three more scenarios in every round of every rung add minutes to a run.
     /// Or one TOML scenario file (`--scenarios my.toml`, see `src/measure/scenario_file.rs`).
     /// Without the flag: health,mixed,fixed-rate for isobench's own server; health and
     /// fixed-rate on the health path for `--image` / `--binary`.
@@ -179,13 +185,18 @@ pub fn scenarios_for(
         .map(|name| {
             Scenario::built_in(name, subject.health_path(), own_server, connections, rate).map_err(
                 |error| match error {
-                    BuiltInError::MixedNeedsOwnServer => anyhow::anyhow!(
+                    BuiltInError::NeedsOwnServer(_) => anyhow::anyhow!(
                         "--scenarios {error}; for {} give a scenario file (--scenarios my.toml)",
                         subject.name()
                     ),
                     BuiltInError::Unknown(_) => anyhow::anyhow!(
                         "--scenarios: {error}; expected {} or a .toml scenario file",
-                        BUILT_IN.join(", ")
+                        BUILT_IN
+                            .iter()
+                            .chain(&ON_REQUEST)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 },
             )

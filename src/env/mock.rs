@@ -155,6 +155,7 @@ impl Environment for MockEnv {
             kernel: None,
             image_size_bytes: None,
             detected: None,
+            data_dir: None,
             memory_counts: Some("fixed figures set by the test, not a measurement".into()),
             notes: vec!["deterministic readings for tests; not a measurement".into()],
             rung: None,

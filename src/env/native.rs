@@ -16,6 +16,7 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
 use crate::cleanup::{self, Registration, Resource};
+use crate::env::data_dir::DataDir;
 use crate::env::logs::LogTail;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
 use crate::probe::footprint::FootprintProbe;
@@ -59,9 +60,12 @@ impl Environment for NativeEnv {
             .server
             .as_ref()
             .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
+        let data_dir = DataDir::create()?;
         let mut command = Command::new(server);
         command
             .args(["--bind", "127.0.0.1", "--port", "0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
             .stdin(Stdio::null())
             .env(
                 "ISOBENCH_MEMORY_LIMIT_MB",
@@ -109,6 +113,7 @@ impl Environment for NativeEnv {
         };
         Ok(Box::new(NativeInstance {
             footprint: FootprintProbe::new(vec![child.id()]),
+            _data_dir: data_dir,
             child,
             base_url,
             startup,
@@ -133,6 +138,7 @@ impl Environment for NativeEnv {
                 .and_then(|server| std::fs::metadata(server).ok())
                 .map(|meta| meta.len()),
             detected: None,
+            data_dir: Some(native_data_dir()),
             memory_counts: Some(crate::probe::footprint::counts(
                 "the server process (and any process it starts)",
             )),
@@ -147,6 +153,15 @@ impl Environment for NativeEnv {
             )),
             accel_attempts: Vec::new(),
         }
+    }
+}
+
+/// What the native label says of the data directory, read off a directory made beside
+/// where the instances' go.
+fn native_data_dir() -> String {
+    match DataDir::create() {
+        Ok(dir) => dir.describe("--data-dir"),
+        Err(error) => format!("--data-dir: a fresh host directory per instance ({error:#})"),
     }
 }
 
@@ -197,6 +212,8 @@ fn announced_address(child: &mut Child, logs: &LogTail) -> anyhow::Result<String
 struct NativeInstance {
     child: Child,
     footprint: FootprintProbe,
+    /// Removed after the process: dropped after [`Drop::drop`] has killed it.
+    _data_dir: DataDir,
     base_url: String,
     startup: Duration,
     logs: LogTail,

@@ -203,6 +203,7 @@ impl Environment for NativeForeignEnv {
             kernel: None,
             image_size_bytes,
             detected: None,
+            data_dir: None,
             memory_counts: Some(crate::probe::footprint::counts(
                 "the service's process tree (pages its forked workers share count once in all)",
             )),

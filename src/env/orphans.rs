@@ -46,7 +46,7 @@ pub fn sweep_orphans() -> Swept {
     let mut swept = Swept::default();
     sweep_containers(&mut swept);
     sweep_qemu(&mut swept);
-    sweep_vm_instance_dirs(&std::env::temp_dir(), &mut swept);
+    sweep_instance_dirs(&std::env::temp_dir(), &mut swept);
     match crate::env::vm::vagrant::sweep_orphan() {
         Some(Ok(removed)) => swept.removed.push(removed),
         Some(Err(failed)) => swept.failed.push(failed.to_string()),
@@ -96,23 +96,38 @@ pub fn vm_instance_dir_prefix(owner: u32) -> String {
 
 const VM_DIR_PREFIX: &str = "isobench-vm-";
 
+/// Prefix of an instance's data directory ([`crate::env::data_dir`]) in the temp directory:
+/// `isobench-data-<owner pid>-`.
+pub fn data_dir_prefix(owner: u32) -> String {
+    format!("{DATA_DIR_PREFIX}{owner}-")
+}
+
+const DATA_DIR_PREFIX: &str = "isobench-data-";
+
 /// The marker a failed boot leaves in the instance directory it keeps on purpose (its error
 /// names the directory for the user to read): sweeps leave such a directory alone.
 pub const KEPT_MARKER: &str = "kept-for-the-user";
 
-/// Removes the VM instance directories under `root` whose owner is gone, except those kept
-/// on purpose ([`KEPT_MARKER`]).
-fn sweep_vm_instance_dirs(root: &std::path::Path, swept: &mut Swept) {
+/// Removes the VM instance directories and instance data directories under `root` whose
+/// owner is gone, except those kept on purpose ([`KEPT_MARKER`]).
+fn sweep_instance_dirs(root: &std::path::Path, swept: &mut Swept) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(owner) = name
+        let Some((kind, owner)) = name
             .to_str()
-            .and_then(|name| name.strip_prefix(VM_DIR_PREFIX))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .and_then(|name| {
+                name.strip_prefix(VM_DIR_PREFIX)
+                    .map(|rest| ("VM instance directory", rest))
+                    .or_else(|| {
+                        name.strip_prefix(DATA_DIR_PREFIX)
+                            .map(|rest| ("data directory", rest))
+                    })
+            })
+            .and_then(|(kind, rest)| rest.split_once('-').map(|(pid, _)| (kind, pid)))
+            .and_then(|(kind, pid)| pid.parse::<u32>().ok().map(|pid| (kind, pid)))
         else {
             continue;
         };
@@ -121,10 +136,9 @@ fn sweep_vm_instance_dirs(root: &std::path::Path, swept: &mut Swept) {
             continue;
         }
         match std::fs::remove_dir_all(&path) {
-            Ok(()) => swept.removed.push(format!(
-                "VM instance directory {} (owner pid {owner})",
-                path.display()
-            )),
+            Ok(()) => swept
+                .removed
+                .push(format!("{kind} {} (owner pid {owner})", path.display())),
             Err(error) => swept.failed.push(format!("{}: {error}", path.display())),
         }
     }
@@ -196,7 +210,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vm_instance_dirs_of_gone_owners_are_swept_unless_kept() {
+    fn instance_dirs_of_gone_owners_are_swept_unless_kept() {
         let root = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let gone = child.id();
@@ -212,12 +226,25 @@ mod tests {
         std::fs::write(kept.join(KEPT_MARKER), "").unwrap();
         let live = make(format!("{}ghi", vm_instance_dir_prefix(std::process::id())));
         let unmarked = make("isobench-vm-oldstyle".into());
+        let orphan_data = make(format!("{}jkl", data_dir_prefix(gone)));
+        let live_data = make(format!("{}mno", data_dir_prefix(std::process::id())));
         let mut swept = Swept::default();
-        sweep_vm_instance_dirs(root.path(), &mut swept);
-        assert!(!orphan.exists(), "{swept:?}");
-        assert!(kept.exists() && live.exists() && unmarked.exists());
-        assert_eq!(swept.removed.len(), 1, "{swept:?}");
-        assert!(swept.removed[0].contains(&format!("owner pid {gone}")));
+        sweep_instance_dirs(root.path(), &mut swept);
+        assert!(!orphan.exists() && !orphan_data.exists(), "{swept:?}");
+        assert!(kept.exists() && live.exists() && unmarked.exists() && live_data.exists());
+        assert_eq!(swept.removed.len(), 2, "{swept:?}");
+        assert!(
+            swept
+                .removed
+                .iter()
+                .all(|line| line.contains(&format!("owner pid {gone}")))
+        );
+        assert!(
+            swept
+                .removed
+                .iter()
+                .any(|line| line.starts_with("data directory"))
+        );
     }
 
     #[test]

@@ -100,8 +100,19 @@ pub const FIXED_RATE_CONNECTIONS: usize = 16;
 /// the service sheds load beyond its caps, which would measure the caps instead of the work.
 pub const MIXED_CONNECTIONS: usize = 4;
 
-/// Names of the built-in scenarios, in their default order.
+/// Connections of the `syscalls` and `files` scenarios: enough to keep the service's CPU
+/// (or its disk) busy while one answer is on its way back, few enough not to meet the
+/// `/files` in-flight cap.
+pub const WORKLOAD_CONNECTIONS: usize = 4;
+
+/// Names of the built-in scenarios a run of isobench's own server measures by default, in
+/// their order.
 pub const BUILT_IN: [&str; 3] = ["health", "mixed", "fixed-rate"];
+
+/// Built-in scenarios measured when asked for (`--scenarios syscalls,files`): where isolation
+/// meets system calls and storage. Not in the default set: three more scenarios in every
+/// round of five rungs would add minutes to the default run.
+pub const ON_REQUEST: [&str; 3] = ["syscalls", "files", "files-nofsync"];
 
 /// The built-ins a service other than isobench's own gets by default: `mixed` sends
 /// isobench-server's endpoints.
@@ -113,9 +124,9 @@ pub enum BuiltInError {
     /// No built-in has the name.
     #[error("unknown scenario {0:?}")]
     Unknown(String),
-    /// `mixed` asked of a service other than isobench's own.
-    #[error("mixed sends isobench-server's endpoints")]
-    MixedNeedsOwnServer,
+    /// A scenario of isobench-server's endpoints asked of another service.
+    #[error("{0} sends isobench-server's endpoints")]
+    NeedsOwnServer(String),
 }
 
 fn path(path: &str, weight: u32) -> PathWeight {
@@ -158,6 +169,31 @@ impl Scenario {
         }
     }
 
+    /// Closed loop on `/syscalls?n=1000`: a thousand `getppid` calls a request, so a rung
+    /// that interposes on system calls (gVisor) or traps them (a VM) shows it.
+    pub fn syscalls() -> Self {
+        Self {
+            name: "syscalls".into(),
+            paths: vec![path("/syscalls?n=1000", 1)],
+            connections: WORKLOAD_CONNECTIONS,
+            rate_rps: None,
+            expected_status: 200,
+        }
+    }
+
+    /// Closed loop on `/files?kb=64&fsync=…`: a fresh 64 KiB file written, fsynced when
+    /// `fsync`, read back and removed in the instance's data directory, so the rung's storage
+    /// path (a bind mount, gVisor's gofer, a VM's virtio disk) shows.
+    pub fn files(fsync: bool) -> Self {
+        Self {
+            name: if fsync { "files" } else { "files-nofsync" }.into(),
+            paths: vec![path(&format!("/files?kb=64&fsync={fsync}"), 1)],
+            connections: WORKLOAD_CONNECTIONS,
+            rate_rps: None,
+            expected_status: 200,
+        }
+    }
+
     /// Open loop on `/health` at `rate_rps`: latency with coordinated omission corrected.
     pub fn fixed_rate(rate_rps: f64) -> Self {
         Self::fixed_rate_at("/health", rate_rps)
@@ -174,9 +210,9 @@ impl Scenario {
         }
     }
 
-    /// A built-in scenario by name (see [`BUILT_IN`]) for a service answering health on
-    /// `health_path`, with the closed-loop connections and open-loop rate given; `mixed`
-    /// only for isobench's own server (`own_server`).
+    /// A built-in scenario by name (see [`BUILT_IN`] and [`ON_REQUEST`]) for a service
+    /// answering health on `health_path`, with the closed-loop connections and open-loop rate
+    /// given; those of isobench-server's endpoints only for it (`own_server`).
     pub fn built_in(
         name: &str,
         health_path: &str,
@@ -186,8 +222,13 @@ impl Scenario {
     ) -> Result<Self, BuiltInError> {
         match name {
             "health" => Ok(Self::health_at(health_path, connections)),
-            "mixed" if own_server => Ok(Self::mixed()),
-            "mixed" => Err(BuiltInError::MixedNeedsOwnServer),
+            "mixed" | "syscalls" | "files" | "files-nofsync" if !own_server => {
+                Err(BuiltInError::NeedsOwnServer(name.to_owned()))
+            }
+            "mixed" => Ok(Self::mixed()),
+            "syscalls" => Ok(Self::syscalls()),
+            "files" => Ok(Self::files(true)),
+            "files-nofsync" => Ok(Self::files(false)),
             "fixed-rate" => Ok(Self::fixed_rate_at(health_path, rate_rps)),
             other => Err(BuiltInError::Unknown(other.to_owned())),
         }
@@ -327,7 +368,7 @@ mod tests {
 
     #[test]
     fn built_ins_are_valid_and_named() {
-        for name in BUILT_IN {
+        for &name in BUILT_IN.iter().chain(&ON_REQUEST) {
             let scenario = Scenario::built_in(name, "/health", true, 50, 200.0).unwrap();
             assert_eq!(scenario.name, name);
             scenario.validate().unwrap();
@@ -338,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             Scenario::built_in("mixed", "/healthz", false, 50, 200.0),
-            Err(BuiltInError::MixedNeedsOwnServer)
+            Err(BuiltInError::NeedsOwnServer("mixed".into()))
         );
         let theirs = Scenario::built_in("fixed-rate", "/healthz", false, 50, 100.0).unwrap();
         assert_eq!(theirs.paths[0].path, "/healthz");

@@ -117,6 +117,12 @@ impl Exporter for Html {
                         .iter()
                         .map(|m| format!("memory: {m}")),
                 )
+                .chain(
+                    env.label
+                        .data_dir
+                        .iter()
+                        .map(|d| format!("data directory: {d}")),
+                )
                 .chain(env.label.notes.iter().cloned())
                 .map(|note| h(&note))
                 .collect();

@@ -12,10 +12,11 @@ use crate::analysis::stats;
 use crate::artifact::{Artifact, Estimate};
 
 /// Column headers: the rung, then one per metric.
-fn header() -> Vec<String> {
+fn header(ladder: &Ladder) -> Vec<String> {
     std::iter::once("rung (over the rung below)".to_owned())
         .chain(
-            LadderMetric::ALL
+            ladder
+                .metrics
                 .iter()
                 .map(|m| format!("{} ({})", m.name(), m.unit())),
         )
@@ -60,7 +61,7 @@ fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
         .iter()
         .map(|step| {
             std::iter::once(vec![rung_title(step)])
-                .chain(LadderMetric::ALL.iter().map(|&m| cell_lines(step.cost(m))))
+                .chain(ladder.metrics.iter().map(|&m| cell_lines(step.cost(m))))
                 .collect()
         })
         .collect()
@@ -69,11 +70,23 @@ fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
 /// What the cells are, and which scenario each metric comes from (p50: the open loop when
 /// every rung ran it, else the closed loop on /health, the same for every rung).
 fn legend(ladder: &Ladder) -> String {
+    let workloads = if ladder.metrics.iter().any(|m| {
+        matches!(
+            m.scenario(ladder.p50_scenario),
+            Some("syscalls" | "files" | "files-nofsync")
+        )
+    }) {
+        " Syscalls and files from their scenarios (/syscalls?n=1000; /files?kb=64 with and \
+         without fsync, in each rung's data directory); CPU per system call is a request's \
+         CPU over its 1000 calls."
+    } else {
+        ""
+    };
     format!(
         "each cell: median [interval]; step = change over the rung below (ratio of medians \
          with its interval, † below 95% coverage, and the difference of medians); vs native = \
          ratio to native; ⚠gen, ⚠rate, ⚠err as in the tables. Throughput and CPU per request \
-         from the health scenario, p50 from {}.",
+         from the health scenario, p50 from {}.{workloads}",
         ladder.p50_scenario
     )
 }
@@ -85,7 +98,7 @@ pub(crate) fn terminal(artifact: &Artifact) -> Option<String> {
     table
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header());
+        .set_header(header(&ladder));
     for row in rows(&ladder) {
         let cells: Vec<String> = row
             .iter()
@@ -114,7 +127,7 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
     let ladder = ladder::ladder(artifact)?;
     let e = escape_markdown;
     let mut out = String::from("\n## The cost ladder\n\n");
-    let header = header();
+    let header = header(&ladder);
     let _ = writeln!(
         out,
         "| {} |",
@@ -145,7 +158,7 @@ pub(crate) fn html(artifact: &Artifact) -> Result<Option<String>, ExportError> {
     };
     let h = escape_html;
     let mut out = String::from("<h2>The cost ladder</h2>\n<div class=\"wide\"><table>\n<tr>");
-    for column in header() {
+    for column in header(&ladder) {
         let _ = write!(out, "<th>{}</th>", h(&column));
     }
     let _ = writeln!(out, "</tr>");
@@ -223,7 +236,12 @@ pub(crate) fn sentences(ladder: &Ladder) -> Vec<String> {
                 .filter_map(|cost| {
                     let ratio = cost.ratio_over_below.as_ref()?;
                     Some(match (cost.metric, cost.delta_over_below) {
-                        (LadderMetric::P50Latency | LadderMetric::CpuPerRequest, Some(delta)) => {
+                        (
+                            LadderMetric::P50Latency
+                            | LadderMetric::CpuPerRequest
+                            | LadderMetric::CpuPerSyscall,
+                            Some(delta),
+                        ) => {
                             format!(
                                 "{} {} ({})",
                                 cost.metric.name(),
@@ -252,9 +270,56 @@ mod tests {
     use super::*;
     use crate::artifact::fixture;
 
+    /// The laddered fixture with its `health` runs copied as the workload scenarios.
+    fn with_workloads() -> Artifact {
+        let mut artifact = fixture::laddered();
+        for env in &mut artifact.environments {
+            for round in &mut env.rounds {
+                let health: Vec<_> = round
+                    .scenarios
+                    .iter()
+                    .filter(|s| s.scenario == "health" && s.sweep.is_none())
+                    .cloned()
+                    .collect();
+                for name in ["syscalls", "files", "files-nofsync"] {
+                    round
+                        .scenarios
+                        .extend(health.iter().cloned().map(|mut run| {
+                            run.scenario = name.to_owned();
+                            run
+                        }));
+                }
+            }
+        }
+        artifact
+    }
+
+    #[test]
+    fn workload_columns_appear_only_when_their_scenarios_ran() {
+        let plain = terminal(&fixture::laddered()).unwrap();
+        let worked = terminal(&with_workloads()).unwrap();
+        for metric in [
+            LadderMetric::SyscallsThroughput,
+            LadderMetric::CpuPerSyscall,
+            LadderMetric::FilesThroughput,
+            LadderMetric::FilesNoFsyncThroughput,
+        ] {
+            assert!(!plain.contains(metric.name()), "{metric:?} in\n{plain}");
+            assert!(
+                worked.contains(metric.name()),
+                "{metric:?} missing in\n{worked}"
+            );
+        }
+        assert!(worked.contains("CPU per system call (ns)"), "{worked}");
+        assert!(
+            worked.contains("data directory"),
+            "the legend says where files go"
+        );
+    }
+
     #[test]
     fn every_format_shows_every_rung_and_metric() {
-        let artifact = fixture::laddered();
+        let artifact = with_workloads();
         let text = terminal(&artifact).unwrap();
         let md = markdown(&artifact).unwrap();
         let page = html(&artifact).unwrap().unwrap();

@@ -134,6 +134,12 @@ impl Exporter for Markdown {
                             .iter()
                             .map(|m| format!("memory: {m}")),
                     )
+                    .chain(
+                        env.label
+                            .data_dir
+                            .iter()
+                            .map(|d| format!("data directory: {d}")),
+                    )
                     .chain(env.label.notes.iter().cloned())
                     .map(move |note| format!("{}: {}", e(name), e(&note)))
             })

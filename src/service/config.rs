@@ -37,6 +37,17 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_URI_BYTES: u64 = 8 * 1024;
 /// Default limit on all request header names and values together, bytes.
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+/// Default `/syscalls` count.
+pub const DEFAULT_SYSCALLS_N: u64 = 1_000;
+/// Default cap on `/syscalls` `n`: about four seconds under gVisor's ptrace platform (some
+/// 40 µs a call), well inside the request timeout.
+pub const DEFAULT_MAX_SYSCALLS_N: u64 = 100_000;
+/// Default `/files` size, KiB.
+pub const DEFAULT_FILE_KB: u64 = 64;
+/// Default cap on `/files` `kb`: a request holds the bytes twice (written and read back).
+pub const DEFAULT_MAX_FILE_KB: u64 = 4_096;
+/// Default number of `/files` requests in flight at once; beyond it, 503.
+pub const DEFAULT_MAX_FILES_IN_FLIGHT: u64 = 16;
 /// Default time in-flight requests get to finish after SIGTERM/SIGINT, milliseconds.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
 
@@ -83,6 +94,24 @@ pub struct Config {
     /// JSON 431.
     #[arg(long, env = "ISOBENCH_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: u64,
+    /// `/syscalls`: `n` when the query does not give one.
+    #[arg(long, env = "ISOBENCH_DEFAULT_SYSCALLS_N", default_value_t = DEFAULT_SYSCALLS_N)]
+    pub default_syscalls_n: u64,
+    /// `/syscalls`: largest accepted `n`.
+    #[arg(long, env = "ISOBENCH_MAX_SYSCALLS_N", default_value_t = DEFAULT_MAX_SYSCALLS_N)]
+    pub max_syscalls_n: u64,
+    /// `/files`: the directory its files go to; without one, `/files` answers 503.
+    #[arg(long, env = "ISOBENCH_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `/files`: `kb` when the query does not give one.
+    #[arg(long, env = "ISOBENCH_DEFAULT_FILE_KB", default_value_t = DEFAULT_FILE_KB)]
+    pub default_file_kb: u64,
+    /// `/files`: largest accepted `kb`.
+    #[arg(long, env = "ISOBENCH_MAX_FILE_KB", default_value_t = DEFAULT_MAX_FILE_KB)]
+    pub max_file_kb: u64,
+    /// `/files` requests admitted at once; beyond it, 503.
+    #[arg(long, env = "ISOBENCH_MAX_FILES_IN_FLIGHT", default_value_t = DEFAULT_MAX_FILES_IN_FLIGHT)]
+    pub max_files_in_flight: u64,
     /// How long in-flight requests may run on after SIGTERM/SIGINT (milliseconds).
     #[arg(long, env = "ISOBENCH_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
@@ -107,6 +136,12 @@ impl Default for Config {
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            default_syscalls_n: DEFAULT_SYSCALLS_N,
+            max_syscalls_n: DEFAULT_MAX_SYSCALLS_N,
+            data_dir: None,
+            default_file_kb: DEFAULT_FILE_KB,
+            max_file_kb: DEFAULT_MAX_FILE_KB,
+            max_files_in_flight: DEFAULT_MAX_FILES_IN_FLIGHT,
         }
     }
 }
@@ -119,6 +154,8 @@ pub struct ConfigError(String);
 /// Largest memory budget accepted, MiB: the semaphore counts permits in `u32`, and more
 /// than 1 TiB is a typo on any host this runs on.
 const MAX_MEMORY_BUDGET_MB: u64 = 1 << 20;
+/// Largest `/files` size accepted, KiB: a request holds its bytes twice in memory.
+const MAX_FILE_KB: u64 = 256 * 1024;
 /// Largest CPU-job count accepted: the semaphore counts permits in `u32`.
 const MAX_CPU_JOBS: u64 = 1 << 20;
 
@@ -135,6 +172,8 @@ impl Config {
             ("request-timeout-ms", self.request_timeout_ms),
             ("max-uri-bytes", self.max_uri_bytes),
             ("max-header-bytes", self.max_header_bytes),
+            ("default-syscalls-n", self.default_syscalls_n),
+            ("max-files-in-flight", self.max_files_in_flight),
         ];
         for (name, value) in at_least_one {
             if value == 0 {
@@ -179,6 +218,25 @@ impl Config {
                 self.max_cpu_jobs,
             ),
             ("max-cpu-jobs", self.max_cpu_jobs, "(limit)", MAX_CPU_JOBS),
+            (
+                "default-syscalls-n",
+                self.default_syscalls_n,
+                "max-syscalls-n",
+                self.max_syscalls_n,
+            ),
+            (
+                "default-file-kb",
+                self.default_file_kb,
+                "max-file-kb",
+                self.max_file_kb,
+            ),
+            ("max-file-kb", self.max_file_kb, "(limit)", MAX_FILE_KB),
+            (
+                "max-files-in-flight",
+                self.max_files_in_flight,
+                "(limit)",
+                MAX_CPU_JOBS,
+            ),
         ];
         for (small, small_value, large, large_value) in ordered {
             if small_value > large_value {

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::query::QueryError;
+use super::scratch::FileError;
 use super::work::MemoryError;
 
 /// Everything a request can fail with.
@@ -56,6 +57,10 @@ pub enum ApiError {
     /// `/memory` could not get its memory from the allocator: 503 (try a smaller `mb`).
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// `/files` could not use the data directory: 503 when it is missing, full or read-only
+    /// (the client can do nothing but try elsewhere), 500 when the bytes came back wrong.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Anything else (a panic, a lost worker): 500, details only in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,6 +88,8 @@ impl ApiError {
             ApiError::OverCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Memory(MemoryError::Alloc { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::File(FileError::Corrupt { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::File(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Memory(MemoryError::Corrupt { .. }) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

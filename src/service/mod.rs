@@ -34,6 +34,7 @@ pub mod fast_health;
 pub mod memory_limit;
 pub mod middleware;
 pub mod query;
+pub mod scratch;
 pub mod server;
 pub mod state;
 pub mod work;
@@ -63,6 +64,8 @@ pub fn app(config: Config) -> Router {
         .route("/hold", get(endpoints::hold::hold))
         .route("/parallel", get(endpoints::parallel::parallel))
         .route("/status", get(endpoints::status::status))
+        .route("/syscalls", get(endpoints::syscalls::syscalls))
+        .route("/files", get(endpoints::files::files))
         .with_state(AppState::new(config));
     with_layers(routes, limits)
 }

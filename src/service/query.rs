@@ -60,6 +60,11 @@ pub enum Problem {
         /// The largest accepted value (the configured cap).
         max: u64,
     },
+    /// Not `true`, `false`, `1` or `0`.
+    NotABool {
+        /// The offending value (shortened).
+        value: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -79,6 +84,9 @@ impl fmt::Display for Problem {
             }
             Problem::BelowMin { min } => write!(f, "must be at least {min}"),
             Problem::AboveMax { max } => write!(f, "too large: must be at most {max}"),
+            Problem::NotABool { value } => {
+                write!(f, "expected true, false, 1 or 0, got {value:?}")
+            }
         }
     }
 }
@@ -166,8 +174,21 @@ pub fn parse_pairs<const N: usize>(
     Ok(values)
 }
 
+/// Parses one decoded value as a yes/no flag: `true` or `1`, `false` or `0`, nothing else
+/// (no `yes`, no case folding), so a typo is an error rather than a silent `false`.
+pub fn parse_bool(name: &str, value: &str) -> Result<bool, QueryError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(QueryError {
+            param: name.to_owned(),
+            problem: Problem::NotABool { value: echo(other) },
+        }),
+    }
+}
+
 /// Parses one decoded value as a plain decimal whole number inside `param`'s bounds.
-fn parse_uint(param: &UintParam, value: &str) -> Result<u64, QueryError> {
+pub fn parse_uint(param: &UintParam, value: &str) -> Result<u64, QueryError> {
     let error = |problem| QueryError {
         param: param.name.to_owned(),
         problem,
@@ -262,6 +283,19 @@ mod tests {
     fn problem(query: &str) -> (String, Problem) {
         let error = parse(query).expect_err(query);
         (error.param, error.problem)
+    }
+
+    #[test]
+    fn flags_are_true_false_one_or_zero_and_nothing_else() {
+        assert_eq!(parse_bool("fsync", "true"), Ok(true));
+        assert_eq!(parse_bool("fsync", "1"), Ok(true));
+        assert_eq!(parse_bool("fsync", "false"), Ok(false));
+        assert_eq!(parse_bool("fsync", "0"), Ok(false));
+        for bad in ["", "yes", "TRUE", "2", "true "] {
+            let error = parse_bool("fsync", bad).expect_err(bad);
+            assert_eq!(error.param, "fsync");
+            assert!(matches!(error.problem, Problem::NotABool { .. }), "{bad:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ struct Inner {
     memory_budget: Arc<Semaphore>,
     /// Permits are CPU tasks in flight (`/cpu` and `/parallel`).
     cpu_jobs: Arc<Semaphore>,
+    /// Permits are `/files` requests in flight.
+    files_in_flight: Arc<Semaphore>,
     /// What `/hold` holds: written memory and its share of the memory budget.
     held: std::sync::Mutex<Option<Held>>,
     /// Detected once: the environment of a running process does not change.
@@ -54,12 +56,15 @@ impl AppState {
     pub fn new(config: Config) -> Self {
         let memory_budget = Arc::new(Semaphore::new(permits(config.memory_budget_mb) as usize));
         let cpu_jobs = Arc::new(Semaphore::new(permits(config.max_cpu_jobs) as usize));
+        let files_in_flight =
+            Arc::new(Semaphore::new(permits(config.max_files_in_flight) as usize));
         Self {
             inner: Arc::new(Inner {
                 config,
                 started: Instant::now(),
                 memory_budget,
                 cpu_jobs,
+                files_in_flight,
                 held: std::sync::Mutex::new(None),
                 detection: detect::detect(),
             }),
@@ -112,6 +117,20 @@ impl AppState {
                 ApiError::OverCapacity(format!(
                     "{tasks} more CPU task(s) would exceed the limit of {} in flight",
                     self.inner.config.max_cpu_jobs
+                ))
+            })
+    }
+
+    /// Admits one `/files` request, or refuses with 503.
+    pub fn admit_file(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.inner
+            .files_in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::OverCapacity(format!(
+                    "one more /files request would exceed the limit of {} in flight",
+                    self.inner.config.max_files_in_flight
                 ))
             })
     }

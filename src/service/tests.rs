@@ -340,3 +340,98 @@ async fn serve_answers_on_a_real_socket_and_stops_when_told() {
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn syscalls_makes_the_calls_it_is_asked_for() {
+    let body = get_ok("/syscalls?n=500").await;
+    assert_eq!(body["calls"], 500);
+    assert_eq!(body["call"], "getppid");
+    assert!(body["elapsed_ns"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(
+        get_ok("/syscalls").await["calls"],
+        config::DEFAULT_SYSCALLS_N
+    );
+}
+
+#[tokio::test]
+async fn syscalls_refuses_bad_counts_naming_n() {
+    get_bad("/syscalls?n=0", "n", "at least 1").await;
+    get_bad("/syscalls?n=-3", "n", "negative").await;
+    get_bad("/syscalls?n=1000001", "n", "at most").await;
+    get_bad("/syscalls?calls=3", "calls", "unknown").await;
+}
+
+fn files_config(dir: &std::path::Path) -> Config {
+    Config {
+        data_dir: Some(dir.to_path_buf()),
+        max_file_kb: 256,
+        max_files_in_flight: 2,
+        ..small_config()
+    }
+}
+
+#[tokio::test]
+async fn files_round_trips_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    for (uri, fsync) in [
+        ("/files?kb=64&fsync=true", true),
+        ("/files?kb=64&fsync=0", false),
+        ("/files?kb=64", false),
+    ] {
+        let (status, body) = get_json(app(files_config(dir.path())), uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(body["bytes"], 64 * 1024, "{uri}");
+        assert_eq!(body["fsync"], fsync, "{uri}");
+        assert_eq!(body["verified"], true, "{uri}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn files_refuses_bad_input_naming_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    for (uri, param, words) in [
+        ("/files?kb=257", "kb", "at most 256"),
+        ("/files?kb=x", "kb", "whole number"),
+        ("/files?fsync=yes", "fsync", "true, false"),
+        ("/files?fsync=", "fsync", "true, false"),
+        ("/files?kb=1&kb=2", "kb", "more than once"),
+        ("/files?size=1", "size", "unknown"),
+    ] {
+        let (status, body) = get_json(app(files_config(dir.path())), uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["param"], param, "{uri}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(words), "{uri}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn files_without_a_usable_data_directory_is_a_503_naming_it() {
+    let (status, body) = get_json(app(small_config()), "/files").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("data directory"),
+        "{body}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone");
+    let (status, body) = get_json(app(files_config(&missing)), "/files").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("data directory"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn files_in_flight_beyond_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state::AppState::new(files_config(dir.path()));
+    let held: Vec<_> = (0..2).map(|_| state.admit_file().unwrap()).collect();
+    let refused = state.admit_file().unwrap_err();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(held);
+    assert!(state.admit_file().is_ok());
+}

@@ -1,5 +1,6 @@
 //! The work the endpoints do, as plain synchronous functions: counting primes by trial
-//! division (`/cpu`, `/parallel`) and touching memory page by page (`/memory`).
+//! division (`/cpu`, `/parallel`), touching memory page by page (`/memory`) and cheap system
+//! calls (`/syscalls`).
 //!
 //! Trial division rather than a sieve on purpose: it is pure integer arithmetic on a few
 //! registers, so `/cpu` measures the CPU and not the memory system, and its cost grows
@@ -16,6 +17,16 @@ pub fn count_primes_below(n: u64) -> u64 {
     // 2 is the one even prime; only odd candidates are tried after it.
     let odd_primes = (3..n).step_by(2).filter(|&c| is_odd_prime(c)).count() as u64;
     1 + odd_primes
+}
+
+/// Makes `n` `getppid` system calls (see `endpoints::syscalls` for why that call) and
+/// returns the last answer, so the calls cannot be optimised away.
+pub fn getppid_calls(n: u64) -> u32 {
+    let mut parent = 0;
+    for _ in 0..n {
+        parent = std::hint::black_box(std::os::unix::process::parent_id());
+    }
+    parent
 }
 
 /// Whether odd `candidate` ≥ 3 is prime.

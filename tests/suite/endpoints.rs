@@ -21,6 +21,10 @@ const CHECKS: &[(&str, Check)] = &[
     ("parallel", parallel),
     ("parallel_bad_input", parallel_bad_input),
     ("status", status),
+    ("syscalls", syscalls),
+    ("syscalls_bad_input", syscalls_bad_input),
+    ("files", files),
+    ("files_bad_input", files_bad_input),
     ("not_found", not_found),
     ("method_not_allowed", method_not_allowed),
 ];
@@ -240,6 +244,74 @@ fn memory(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
         format!("pages_touched in {body}")
     })?;
     field_u64(&body, "elapsed_us").map(drop)
+}
+
+fn syscalls(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for n in [1, 1000, 20_000] {
+        let body = expect_ok_json(instance, &format!("/syscalls?n={n}"))?;
+        expect(field_u64(&body, "calls")? == n, || {
+            format!("calls in {body}")
+        })?;
+        expect(body["call"] == "getppid", || format!("call in {body}"))?;
+        expect(field_u64(&body, "elapsed_ns")? > 0, || {
+            format!("elapsed_ns in {body}")
+        })?;
+    }
+    let default = expect_ok_json(instance, "/syscalls")?;
+    expect(field_u64(&default, "calls")? == 1000, || {
+        format!("default n in {default}")
+    })
+}
+
+fn syscalls_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for value in ["", "x", "-1", "0", "2.5", "100001", "18446744073709551616"] {
+        expect_bad_param(instance, &format!("/syscalls?n={value}"), "n")?;
+    }
+    expect_bad_param(instance, "/syscalls?count=5", "count")
+}
+
+/// Entries in the data directory, as the service reports it.
+fn data_dir_entries(instance: &dyn Instance) -> Result<u64, Failed> {
+    let status = expect_ok_json(instance, "/status")?;
+    status["data_dir"]["entries"]
+        .as_u64()
+        .ok_or_else(|| format!("no data directory entries in {status}").into())
+}
+
+fn files(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    let before = data_dir_entries(instance)?;
+    for (query, bytes, fsync) in [
+        ("kb=64&fsync=true", 64 * 1024, true),
+        ("kb=64&fsync=false", 64 * 1024, false),
+        ("kb=0&fsync=1", 0, true),
+        ("kb=1024", 1024 * 1024, false),
+        ("", 64 * 1024, false),
+    ] {
+        let body = expect_ok_json(instance, &format!("/files?{query}"))?;
+        expect(field_u64(&body, "bytes")? == bytes, || {
+            format!("/files?{query}: bytes in {body}")
+        })?;
+        expect(body["fsync"] == fsync && body["verified"] == true, || {
+            format!("/files?{query}: {body}")
+        })?;
+    }
+    let after = data_dir_entries(instance)?;
+    expect(after == before, || {
+        format!(
+            "/files left {} entries behind ({before} before)",
+            after - before
+        )
+    })
+}
+
+fn files_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {
+    for value in ["x", "-1", "4097", "1.5", ""] {
+        expect_bad_param(instance, &format!("/files?kb={value}"), "kb")?;
+    }
+    for value in ["yes", "TRUE", "2", ""] {
+        expect_bad_param(instance, &format!("/files?fsync={value}"), "fsync")?;
+    }
+    expect_bad_param(instance, "/files?path=/etc/passwd", "path")
 }
 
 fn memory_bad_input(instance: &dyn Instance, _env: &str) -> Result<(), Failed> {

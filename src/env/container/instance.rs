@@ -85,6 +85,9 @@ pub(super) struct ContainerInstance {
     pub(super) startup: Duration,
     pub(super) startup_phases: Vec<StartupPhase>,
     pub(super) _registration: Registration,
+    /// The bind-mounted data directory: removed after the container ([`Drop::drop`] runs
+    /// before the fields drop).
+    pub(super) _data_dir: Option<crate::env::data_dir::DataDir>,
 }
 
 /// An engine timestamp on the monotonic clock, through the wall clock read at the request:

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bollard::models::PortBinding;
-use testcontainers::core::IntoContainerPort;
+use testcontainers::core::{IntoContainerPort, Mount};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, ContainerRequest, GenericImage, ImageExt};
 
@@ -37,6 +37,7 @@ use self::server_image::BuiltImage;
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation, Rung, position};
 use crate::cleanup::{self, CONTAINER_LABEL, OWNER_LABEL, Resource};
 use crate::docker::Engine;
+use crate::env::data_dir::{self, DataDir};
 use crate::env::foreign::{ForeignRun, Hardening};
 use crate::env::{Budget, EnvError, Environment, Instance, health};
 use crate::probe::footprint::FootprintProbe;
@@ -379,6 +380,7 @@ impl ContainerEnv {
         image: &BuiltImage,
         served: &Served<'_>,
         host_port: Option<u16>,
+        data_dir: Option<&DataDir>,
     ) -> ContainerRequest<GenericImage> {
         let cpuset = self.budget.service_cpuset();
         let memory = self.budget.memory_limit_bytes as i64;
@@ -401,6 +403,14 @@ impl ContainerEnv {
             // The service derives its /memory caps from this (it could read the cgroup too;
             // saying it is what every environment does alike).
             request = request.with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string());
+        }
+        if let Some(dir) = data_dir {
+            request = request
+                .with_mount(Mount::bind_mount(
+                    dir.path().to_string_lossy(),
+                    data_dir::CONTAINER_PATH,
+                ))
+                .with_env_var("ISOBENCH_DATA_DIR", data_dir::CONTAINER_PATH);
         }
         if served.hardening.drop_capabilities {
             request = request.with_cap_drop("ALL");
@@ -435,6 +445,22 @@ impl ContainerEnv {
             request = request.with_cmd(["--bind", "127.0.0.1", "--port", port.as_str()]);
         }
         request
+    }
+
+    /// What the label says of the data directory: a bind mount, through the gofer under
+    /// gVisor.
+    fn data_dir_words(&self) -> String {
+        let seen_as = match &self.spec.runtime {
+            Some(registered) if registered.is_gvisor() => format!(
+                "bind mount at {} (gVisor: every file operation crosses the gofer)",
+                data_dir::CONTAINER_PATH
+            ),
+            _ => format!("bind mount at {}", data_dir::CONTAINER_PATH),
+        };
+        match DataDir::create() {
+            Ok(dir) => dir.describe(&seen_as),
+            Err(error) => format!("{seen_as} ({error:#})"),
+        }
     }
 
     /// How loopback traffic reaches the container, for its label; pins docker-proxy (`proxy`)
@@ -510,8 +536,15 @@ impl Environment for ContainerEnv {
         // refuses this machine's cgroups, say) can be found and removed: testcontainers
         // returns the error without it, and it would stay behind in the `Created` state.
         let name = container_name();
+        // The own server keeps its files where a database's container would: a host
+        // directory bind-mounted into the read-only root.
+        let data_dir = served
+            .foreign_health
+            .is_none()
+            .then(DataDir::create)
+            .transpose()?;
         let request = self
-            .request(image, &served, host_port)
+            .request(image, &served, host_port, data_dir.as_ref())
             .with_container_name(&name);
         let starting = cleanup::starting();
         let container = match request.start() {
@@ -571,6 +604,7 @@ impl Environment for ContainerEnv {
             health_path: served.foreign_health.unwrap_or("/health").to_owned(),
             startup,
             _registration: registration,
+            _data_dir: data_dir,
         }))
     }
 
@@ -624,6 +658,7 @@ impl Environment for ContainerEnv {
             kernel: None,
             image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
             detected: None,
+            data_dir: self.foreign.is_none().then(|| self.data_dir_words()),
             memory_counts: Some(memory_counts),
             notes: match &self.foreign {
                 None => vec![

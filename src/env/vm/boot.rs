@@ -128,6 +128,14 @@ impl BootMode {
         }
     }
 
+    /// The `-device` of the data disk ([`crate::env::vm::scratch_disk`]).
+    pub fn data_disk(self) -> &'static str {
+        match self {
+            Self::Legacy => "virtio-blk-pci,drive=data",
+            Self::Fast => "virtio-blk-device,drive=data",
+        }
+    }
+
     /// Whether the guest boots the ELF kernel through PVH (and an uncompressed initramfs).
     pub fn uncompressed(self) -> bool {
         self == Self::Fast

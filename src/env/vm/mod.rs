@@ -19,6 +19,7 @@ pub mod kernel_elf;
 pub mod newc;
 pub mod qemu;
 pub mod rootfs;
+pub mod scratch_disk;
 pub mod snapshot;
 pub mod vagrant;
 

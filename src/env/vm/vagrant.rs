@@ -516,6 +516,7 @@ impl Environment for VagrantVm {
             kernel: None,
             image_size_bytes: None,
             detected: None,
+            data_dir: None,
             memory_counts: Some(crate::probe::footprint::counts(
                 "the provider's VM process (VBoxHeadless, or libvirt's QEMU)",
             )),

@@ -1,11 +1,13 @@
 //! One file per endpoint, plus the helpers that move work off the async workers.
 
 pub mod cpu;
+pub mod files;
 pub mod health;
 pub mod hold;
 pub mod memory;
 pub mod parallel;
 pub mod status;
+pub mod syscalls;
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;

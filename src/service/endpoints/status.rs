@@ -38,8 +38,20 @@ pub struct StatusResponse {
     pub threads: Option<u64>,
     /// Open file descriptors of the service process (`/proc/self/fd`), if readable.
     pub open_fds: Option<u64>,
+    /// The data directory `/files` writes to, when one is configured.
+    pub data_dir: Option<DataDirStatus>,
     /// The detected environment and the evidence.
     pub environment: Detection,
+}
+
+/// The data directory as `/status` reports it: a client checks from here that `/files`
+/// leaves nothing behind, in every environment (the VM's disk included).
+#[derive(Debug, Serialize)]
+pub struct DataDirStatus {
+    /// Its path as the service sees it.
+    pub path: String,
+    /// Entries in it now (`None` when it cannot be read).
+    pub entries: Option<u64>,
 }
 
 /// Memory figures of `/status`.
@@ -73,11 +85,16 @@ pub async fn status(
         config.max_memory_mb,
         config.memory_budget_mb,
     );
-    let (memory, threads, open_fds) = on_blocking_pool(move || {
+    let data_dir = config.data_dir.clone();
+    let (memory, threads, open_fds, data_dir) = on_blocking_pool(move || {
         (
             read_memory(limit, max_request_mb, budget_mb),
             read_threads(),
             read_open_fds(),
+            data_dir.map(|dir| DataDirStatus {
+                path: dir.display().to_string(),
+                entries: std::fs::read_dir(&dir).ok().map(|e| e.count() as u64),
+            }),
         )
     })
     .await?;
@@ -94,6 +111,7 @@ pub async fn status(
         memory,
         threads,
         open_fds,
+        data_dir,
         environment: state.detection().clone(),
     }))
 }

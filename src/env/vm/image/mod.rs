@@ -157,7 +157,8 @@ impl ImageInputs {
         Self::discover_for(
             vec![GuestFile::program("bin/isobench-server", server)],
             INIT_SCRIPT,
-            &[],
+            // The data disk (crate::env::vm::scratch_disk).
+            crate::env::vm::rootfs::DISK_MODULES,
             mode,
         )
     }

@@ -103,6 +103,17 @@ pub(super) struct BootPlan {
     pub(super) qmp: bool,
     /// A snapshot to restore (`-incoming`) instead of booting.
     pub(super) incoming: Option<PathBuf>,
+    /// The instance's data disk ([`crate::env::vm::scratch_disk`]), mounted at `/data`.
+    pub(super) data_disk: Option<DataDisk>,
+}
+
+/// A data disk as QEMU attaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DataDisk {
+    /// The disk image.
+    pub(super) path: PathBuf,
+    /// How QEMU caches it.
+    pub(super) cache: crate::env::vm::scratch_disk::CacheMode,
 }
 
 /// The CPU model under TCG.
@@ -158,7 +169,14 @@ pub(super) fn qemu_command(
         .arg("-initrd")
         .arg(&image.initramfs)
         .arg("-append")
-        .arg(plan.mode.cmdline(plan.accel, plan.tsc_khz))
+        .arg(match &plan.data_disk {
+            Some(_) => format!(
+                "{} {}",
+                plan.mode.cmdline(plan.accel, plan.tsc_khz),
+                crate::env::vm::scratch_disk::CMDLINE_FLAG
+            ),
+            None => plan.mode.cmdline(plan.accel, plan.tsc_khz),
+        })
         .arg("-netdev")
         .arg(format!(
             "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:{}",
@@ -175,6 +193,19 @@ pub(super) fn qemu_command(
             .arg("-drive")
             .arg(drive)
             .args(["-device", plan.mode.disk()]);
+    }
+    if let Some(data) = &plan.data_disk {
+        // aio=threads: O_DIRECT without io_uring or native AIO, which not every host allows.
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(&data.path);
+        drive.push(format!(
+            ",if=none,id=data,format=raw,cache={},aio=threads",
+            data.cache.qemu_name()
+        ));
+        command
+            .arg("-drive")
+            .arg(drive)
+            .args(["-device", plan.mode.data_disk()]);
     }
     if plan.qmp {
         let mut qmp = std::ffi::OsString::from("unix:");
@@ -211,6 +242,7 @@ mod tests {
             tsc_khz: Some(2_100_000),
             qmp: false,
             incoming: None,
+            data_disk: None,
         }
     }
 

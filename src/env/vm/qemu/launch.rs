@@ -96,6 +96,7 @@ pub(super) fn boot(
                     ]),
                     child: booted.child,
                     dir,
+                    data_disk: None,
                 });
             }
             Err(failure) if failure.port_taken => last = failure.message,

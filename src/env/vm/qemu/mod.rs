@@ -31,8 +31,9 @@ use crate::artifact::{Accel, EnvKind, EnvironmentLabel, Preparation};
 use crate::env::{Budget, EnvError, Environment, Instance};
 use crate::subject::server_binary;
 
+use super::scratch_disk::ScratchDisk;
 pub use command::Qemu;
-use command::{BootPlan, QMP_SOCKET, TCG_CPU, qemu_command};
+use command::{BootPlan, DataDisk, QMP_SOCKET, TCG_CPU, qemu_command};
 pub use instance::QemuInstance;
 use launch::{boot, boot_timeout};
 
@@ -194,6 +195,7 @@ impl QemuVm {
                     tsc_khz: None,
                     qmp: false,
                     incoming: None,
+                    data_disk: None,
                 };
                 boot(
                     &self.qemu,
@@ -258,6 +260,7 @@ impl QemuVm {
             tsc_khz: prepared.tsc_khz,
             qmp: false,
             incoming: prepared.snapshot.clone(),
+            data_disk: None,
         }
     }
 
@@ -320,11 +323,32 @@ impl QemuVm {
         ))
     }
 
+    /// Whether instances get a data disk: isobench's own server when booted. A user's image
+    /// has its own disk as root; a snapshot would have to be restored onto a copy of the
+    /// disk it was saved with, which this rung does not keep.
+    fn has_data_disk(&self) -> bool {
+        matches!(self.guest, Guest::Own) && !self.from_snapshot
+    }
+
+    /// What the label says of the data directory.
+    fn data_dir_words(&self) -> Option<String> {
+        if !self.has_data_disk() {
+            return self.from_snapshot.then(|| {
+                "none: a restored snapshot has no data disk (/files answers 503)".to_owned()
+            });
+        }
+        Some(match ScratchDisk::create() {
+            Ok(disk) => disk.describe(),
+            Err(error) => format!("its own ext4 disk per instance ({error:#})"),
+        })
+    }
+
     /// The label's note on what the guest runs.
     fn guest_description(&self) -> String {
         match &self.guest {
             Guest::Own => {
-                "no disk: the guest runs from an initramfs (busybox, the server, virtio modules)"
+                "the guest runs from an initramfs (busybox, the server, virtio modules); its only \
+                 disk is the data disk"
                     .to_owned()
             }
             Guest::Image { subject, run } => format!(
@@ -378,9 +402,18 @@ impl Environment for QemuVm {
         // The clock starts at the request; preparation (cached after the first call) is
         // reported apart, so it is done before the clock starts.
         let (prepared, _) = self.ensure_prepared()?;
+        // The data disk is made before the clock starts, as a deployed VM's disk exists
+        // before the VM does.
+        let data_disk = self.has_data_disk().then(ScratchDisk::create).transpose()?;
         let requested = Instant::now();
-        let plan = self.plan(&prepared);
-        let instance = boot(
+        let plan = BootPlan {
+            data_disk: data_disk.as_ref().map(|disk| DataDisk {
+                path: disk.path.clone(),
+                cache: disk.cache,
+            }),
+            ..self.plan(&prepared)
+        };
+        let mut instance = boot(
             &self.qemu,
             &prepared.guest,
             &self.budget,
@@ -389,6 +422,7 @@ impl Environment for QemuVm {
             true,
         )
         .map_err(|e| EnvError::Other(e.into()))?;
+        instance.data_disk = data_disk;
         Ok(Box::new(instance))
     }
 
@@ -504,6 +538,7 @@ impl Environment for QemuVm {
                 Guest::Image { subject, .. } => Some(subject.image.size_bytes),
             },
             detected: None,
+            data_dir: self.data_dir_words(),
             memory_counts: Some(crate::probe::footprint::counts(
                 "the QEMU process: the guest's RAM as far as the guest has touched it, less what \
                  the guest has freed and handed back (virtio-balloon free-page reporting, in 2 MiB \

@@ -1,0 +1,150 @@
+//! Each instance's data directory, the way its rung would deploy a service that keeps files:
+//! a fresh host directory per instance — the native server's `--data-dir`, or bind-mounted at
+//! [`CONTAINER_PATH`] in a container (the root filesystem stays read-only, as a database's
+//! container is deployed). A VM's data directory is a disk of its own instead
+//! (`env::vm::qemu`, [`crate::env::vm::scratch_disk`]).
+//!
+//! The directory is named `isobench-data-<owner pid>-…` in the temp directory and registered
+//! for cleanup, so an interrupted run removes it and the orphan sweep finds one whose owner
+//! died without cleaning up.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cleanup::{self, Registration, Resource};
+
+/// Where a container sees its data directory.
+pub const CONTAINER_PATH: &str = "/data";
+
+/// The uid and gid the own server runs as in a container and in the VM (`nobody`).
+pub const SERVER_UID: u32 = 65534;
+
+/// A fresh host directory that lives as long as its instance.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    _registration: Registration,
+}
+
+impl DataDir {
+    /// Creates a fresh, empty directory the server (as [`SERVER_UID`] or as this user) can
+    /// write.
+    pub fn create() -> anyhow::Result<Self> {
+        let owner = std::process::id();
+        let dir = tempfile::Builder::new()
+            .prefix(&crate::env::orphans::data_dir_prefix(owner))
+            .tempdir()
+            .context("creating the instance's data directory")?;
+        // Kept by its registration from here on, not by the TempDir's drop.
+        let path = dir.keep();
+        let registration = cleanup::register(Resource::Directory(path.clone()));
+        // The container's server runs as nobody: it must be able to create files here.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .with_context(|| format!("opening {} to the server's user", path.display()))?;
+        Ok(Self {
+            path,
+            _registration: registration,
+        })
+    }
+
+    /// The directory on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the label says of the directory: where it is and on what file system, since
+    /// that decides what an fsync reaches.
+    pub fn describe(&self, seen_as: &str) -> String {
+        let filesystem = filesystem_name(&self.path);
+        let tmpfs = if filesystem == "tmpfs" {
+            " (memory: an fsync reaches no disk)"
+        } else {
+            ""
+        };
+        format!(
+            "{seen_as}: a fresh host directory per instance in {}, on {filesystem}{tmpfs}",
+            self.path.parent().unwrap_or(&self.path).display()
+        )
+    }
+
+    /// Files left in the directory (an instance's `/files` must leave none).
+    pub fn entries(&self) -> usize {
+        std::fs::read_dir(&self.path).map_or(0, |entries| entries.count())
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        // Best effort: a directory that cannot be removed is the orphan sweep's next time.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The name of the file system `path` is on, from `statfs`'s magic number.
+pub fn filesystem_name(path: &Path) -> String {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return "an unknown file system".to_owned();
+    };
+    // SAFETY: `statfs` writes only into the zeroed struct it is given; the path is a valid
+    // NUL-terminated string that outlives the call.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return "an unknown file system".to_owned();
+    }
+    // The magic numbers of linux/magic.h; f_type's width differs between architectures.
+    match stat.f_type as u64 {
+        0xEF53 => "ext4".to_owned(),
+        0x0102_1994 => "tmpfs".to_owned(),
+        0x5846_5342 => "xfs".to_owned(),
+        0x9123_683E => "btrfs".to_owned(),
+        0x794C_7630 => "overlayfs".to_owned(),
+        0x2FC1_2FC1 => "zfs".to_owned(),
+        0xF2F5_2010 => "f2fs".to_owned(),
+        0x6969 => "nfs".to_owned(),
+        other => format!("a file system of type {other:#x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_is_fresh_writable_and_removed_with_its_instance() {
+        let dir = DataDir::create().unwrap();
+        let path = dir.path().to_path_buf();
+        assert_eq!(dir.entries(), 0);
+        std::fs::write(path.join("x"), b"x").unwrap();
+        assert_eq!(dir.entries(), 1);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o777);
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_file_system_is_named() {
+        // /proc is procfs everywhere: not one of the named ones, so its number is shown.
+        assert_eq!(
+            filesystem_name(Path::new("/proc")),
+            "a file system of type 0x9fa0"
+        );
+        let shm = Path::new("/dev/shm");
+        if shm.exists() {
+            assert_eq!(filesystem_name(shm), "tmpfs");
+        }
+        assert_eq!(
+            filesystem_name(Path::new("/no/such/path")),
+            "an unknown file system"
+        );
+    }
+
+    #[test]
+    fn two_instances_never_share_a_directory() {
+        let (a, b) = (DataDir::create().unwrap(), DataDir::create().unwrap());
+        assert_ne!(a.path(), b.path());
+    }
+}
