@@ -115,6 +115,39 @@ fn an_environment_that_cannot_run_is_listed_with_the_reason() {
     assert!(!artifact.unavailable[0].reason.is_empty());
 }
 
+/// Off a terminal (stderr is a pipe here, as in a CI log) the run prints one plain line per
+/// finished round, with its headline figure and the time left, instead of a hidden bar.
+#[test]
+fn a_run_off_a_terminal_prints_one_line_per_finished_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = isobench()
+        .args(["run", "--env", "native", "-n", "3", "--duration", "1s"])
+        .args(["--warmup", "0s", "--scenarios", "health", "--no-sweep"])
+        .arg("--output-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let rounds: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("isobench: round "))
+        .collect();
+    assert_eq!(rounds.len(), 3, "{stderr}");
+    for (index, line) in rounds.iter().enumerate() {
+        let start = format!("isobench: round {}/3 native done in ", index + 1);
+        assert!(line.starts_with(&start), "{line}");
+        assert!(line.contains(" req/s health, p99 "), "{line}");
+    }
+    assert!(rounds[0].ends_with(" left"), "{}", rounds[0]);
+    assert!(
+        rounds[2].ends_with("that was the last round"),
+        "{}",
+        rounds[2]
+    );
+    assert!(stderr.contains("isobench: preparing native\n"), "{stderr}");
+}
+
 #[test]
 fn bad_options_are_refused_with_a_message() {
     for args in [

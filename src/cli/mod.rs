@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod compare;
 pub mod gate;
+pub mod progress_lines;
 pub mod run;
 pub mod subject_args;
 
