@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod container;
+pub mod doctor;
 pub mod factory;
 pub mod foreign;
 pub mod health;
