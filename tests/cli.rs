@@ -128,16 +128,23 @@ fn a_run_off_a_terminal_prints_one_line_per_finished_round() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    // A round may fail on a busy machine (exit 1, recorded): it gets its line all the same.
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
     let rounds: Vec<&str> = stderr
         .lines()
         .filter(|line| line.starts_with("isobench: round "))
         .collect();
     assert_eq!(rounds.len(), 3, "{stderr}");
     for (index, line) in rounds.iter().enumerate() {
-        let start = format!("isobench: round {}/3 native done in ", index + 1);
-        assert!(line.starts_with(&start), "{line}");
-        assert!(line.contains(" req/s health, p99 "), "{line}");
+        let start = format!("isobench: round {}/3 native ", index + 1);
+        let outcome = line
+            .strip_prefix(&start)
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            (outcome.starts_with("done in ") && outcome.contains(" req/s health, p99 "))
+                || outcome.starts_with("FAILED at "),
+            "{line}"
+        );
     }
     assert!(rounds[0].ends_with(" left"), "{}", rounds[0]);
     assert!(
