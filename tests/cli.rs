@@ -115,6 +115,87 @@ fn an_environment_that_cannot_run_is_listed_with_the_reason() {
     assert!(!artifact.unavailable[0].reason.is_empty());
 }
 
+/// Off a terminal (stderr is a pipe here, as in a CI log) the run prints one plain line per
+/// finished round, with its headline figure and the time left, instead of a hidden bar.
+#[test]
+fn a_run_off_a_terminal_prints_one_line_per_finished_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = isobench()
+        .args(["run", "--env", "native", "-n", "3", "--duration", "1s"])
+        .args(["--warmup", "0s", "--scenarios", "health", "--no-sweep"])
+        .arg("--output-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A round may fail on a busy machine (exit 1, recorded): it gets its line all the same.
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+    let rounds: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("isobench: round "))
+        .collect();
+    assert_eq!(rounds.len(), 3, "{stderr}");
+    for (index, line) in rounds.iter().enumerate() {
+        let start = format!("isobench: round {}/3 native ", index + 1);
+        let outcome = line
+            .strip_prefix(&start)
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            (outcome.starts_with("done in ") && outcome.contains(" req/s health, p99 "))
+                || outcome.starts_with("FAILED at "),
+            "{line}"
+        );
+    }
+    assert!(rounds[0].ends_with(" left"), "{}", rounds[0]);
+    assert!(
+        rounds[2].ends_with("that was the last round"),
+        "{}",
+        rounds[2]
+    );
+    assert!(stderr.contains("isobench: preparing native\n"), "{stderr}");
+}
+
+/// `isobench doctor` on this machine: every rung with a status, and an exit code that agrees
+/// with the statuses (0 when every rung can run, 1 when one cannot).
+#[test]
+fn doctor_reports_every_rung_and_exits_by_their_readiness() {
+    let output = isobench().arg("doctor").output().unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    let code = output.status.code();
+    assert!(matches!(code, Some(0 | 1)), "{code:?}: {table}");
+    let mut not_ready = 0;
+    for rung in ["native", "container-host", "container", "gvisor", "vm"] {
+        let line = table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(rung))
+            .unwrap_or_else(|| panic!("no line for {rung}:\n{table}"));
+        let status = line[rung.len()..].trim();
+        assert!(
+            ["ready", "ready, on a fallback", "NOT READY"].contains(&status),
+            "{line}"
+        );
+        not_ready += usize::from(status == "NOT READY");
+    }
+    assert_eq!(code == Some(0), not_ready == 0, "{table}");
+    if not_ready > 0 {
+        assert!(table.contains("isobench runs none of these"), "{table}");
+    }
+
+    let output = isobench().args(["doctor", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), code);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rungs: Vec<&str> = json["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rung| rung["rung"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rungs,
+        ["native", "container-host", "container", "gvisor", "vm"]
+    );
+}
+
 #[test]
 fn bad_options_are_refused_with_a_message() {
     for args in [

@@ -1,4 +1,4 @@
-//! The `isobench` command line: `run` (the default), `bench`, `compare`.
+//! The `isobench` command line: `run` (the default), `bench`, `compare`, `doctor`.
 //!
 //! The binary parses these options and calls [`main`]; everything else lives in the library
 //! so the tests drive the same code.
@@ -13,10 +13,16 @@
 //! | 3 | the outputs could not be written (disk full, read-only or missing directory); files written before stay valid, nothing is left running |
 //! | 4 | a `--check` failed (the run finished; its outcome is in the artifact's `checks`) |
 //! | 130 / 143 | interrupted by SIGINT / SIGTERM; everything started was stopped, outputs written so far stay valid |
+//!
+//! `isobench doctor` exits 0 ([`exit::OK`]) when every rung can run (the VM under TCG
+//! counts: it runs, and says so), 1 ([`exit::NOT_READY`]) when something a rung needs is
+//! missing, and 2 when the check itself could not be done.
 
 pub mod bench;
 pub mod compare;
+pub mod doctor;
 pub mod gate;
+pub mod progress_lines;
 pub mod run;
 pub mod subject_args;
 
@@ -50,6 +56,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Build the comparison table from saved artifacts (`run` or `bench --output`).
     Compare(compare::CompareArgs),
+    /// Check what every environment needs on this machine, and print (never run) the
+    /// commands that would set up what is missing.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the parsed command line; errors are printed once, by the binary.
@@ -90,6 +99,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 
@@ -99,6 +109,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Finished with failed repetitions or a dropped environment, recorded in the artifact.
     pub const PARTIAL: u8 = 1;
+    /// `isobench doctor`: some rung cannot run on this machine (what it lacks is printed).
+    pub const NOT_READY: u8 = 1;
     /// Could not go on.
     pub const ERROR: u8 = 2;
     /// The outputs could not be written.

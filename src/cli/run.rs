@@ -5,8 +5,9 @@
 //! the protocol the test suite runs too → the artifact with its report, rewritten after
 //! every instance's round, so a later failure or an interrupt loses nothing.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -14,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::artifact::{Artifact, Unavailable};
 use crate::cleanup::{self, Phase};
+use crate::cli::progress_lines;
 use crate::env::Prepared;
 use crate::env::factory::{self, EnvName};
 use crate::env::{Environment, orphans};
@@ -245,8 +247,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<Finished> {
 
     let mut artifact = Artifact::now(Vec::new());
     artifact.service = Some(subject.info());
+    // Off a terminal the bar and spinner are hidden: plain lines say what goes on instead.
+    let plain_lines = !std::io::stderr().is_terminal();
     let mut prepared = Vec::new();
     for kind in requested {
+        if plain_lines {
+            eprintln!("isobench: preparing {kind}");
+        }
         let spinner = ProgressBar::new_spinner().with_message(format!("preparing {kind}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
         cleanup::enter_phase(Phase::Preparing);
@@ -274,10 +281,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<Finished> {
             .context("progress template")?,
     );
     let mut observer = Progress(&progress);
+    let names: Vec<String> = prepared.iter().map(|p| p.env.name().to_owned()).collect();
+    if plain_lines {
+        eprintln!(
+            "isobench: measuring {}: {} rounds each",
+            names.join(", "),
+            plan.repetitions
+        );
+    }
+    let mut lines = plain_lines.then(|| progress_lines::Tracker::new(&plan, names, Instant::now()));
     let output_dir = args.output_dir.clone();
     // The write error itself, kept whole: its type decides the exit code.
     let mut write_error = None;
     let mut after_round = |artifact: &mut Artifact| -> Result<(), BoxedError> {
+        // The round ended when the hook was called; the writing below counts in the next.
+        let finished = Instant::now();
         cleanup::enter_phase(Phase::Writing);
         if let Err(error) = crate::cli::write_outputs(artifact, &output_dir, &settings) {
             let message = BoxedError::from(format!("{error:#}"));
@@ -291,6 +309,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<Finished> {
                 .map(|e| e.rounds.len() as u64)
                 .sum(),
         );
+        if let Some(done) = lines
+            .as_mut()
+            .and_then(|tracker| tracker.after_round(artifact, finished))
+        {
+            eprintln!("{}", progress_lines::line(&done));
+        }
         Ok(())
     };
     let outcome = rounds::run(

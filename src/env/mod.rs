@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod container;
 pub mod data_dir;
+pub mod doctor;
 pub mod factory;
 pub mod foreign;
 pub mod health;

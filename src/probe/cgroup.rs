@@ -123,6 +123,57 @@ fn read_u64(path: &Path) -> io::Result<u64> {
     })
 }
 
+/// How the host's cgroup file systems are laid out, which decides what a container runtime
+/// can do with them (crun wants v2; Debian 12's runsc on v1 needs the engine's parent cpuset
+/// filled first, which isobench does, see `env::container`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupLayout {
+    /// Only v1 hierarchies, one per controller.
+    V1,
+    /// The v1 controllers, with an empty v2 hierarchy beside them (`/sys/fs/cgroup/unified`):
+    /// systemd's hybrid mode. Controllers are v1's.
+    Hybrid,
+    /// The v2 unified hierarchy at `/sys/fs/cgroup`.
+    V2,
+    /// No cgroup file system mounted.
+    None,
+}
+
+impl CgroupLayout {
+    /// The host's layout, from `/proc/self/mounts`.
+    pub fn of_host() -> io::Result<Self> {
+        Ok(Self::from_mounts(&std::fs::read_to_string(
+            "/proc/self/mounts",
+        )?))
+    }
+
+    /// The layout `mounts` (the `/proc/mounts` format) describe.
+    pub fn from_mounts(mounts: &str) -> Self {
+        let (mut v1, mut v2_at_root, mut v2_elsewhere) = (false, false, false);
+        for line in mounts.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(_), Some(target), Some(fstype)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            match fstype {
+                "cgroup" => v1 = true,
+                "cgroup2" if target == CGROUP_ROOT => v2_at_root = true,
+                "cgroup2" => v2_elsewhere = true,
+                _ => {}
+            }
+        }
+        match (v1, v2_at_root || v2_elsewhere) {
+            (true, true) => Self::Hybrid,
+            (true, false) => Self::V1,
+            (false, true) => Self::V2,
+            (false, false) => Self::None,
+        }
+    }
+}
+
 /// The value of `key` in a `key value` per line file (memory.stat, cpu.stat).
 fn stat_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -201,6 +252,23 @@ mod tests {
         std::fs::write(dir.path().join("cpu.stat"), "user_usec 1\n").unwrap();
         let error = cgroup.read().unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_layout_follows_the_mounted_file_systems() {
+        let v1 = "cgroup /sys/fs/cgroup/memory cgroup rw 0 0\n";
+        let unified = "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        let v2 = "proc /proc proc rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n";
+        assert_eq!(CgroupLayout::from_mounts(v1), CgroupLayout::V1);
+        assert_eq!(
+            CgroupLayout::from_mounts(&format!("{v1}{unified}")),
+            CgroupLayout::Hybrid
+        );
+        assert_eq!(CgroupLayout::from_mounts(v2), CgroupLayout::V2);
+        assert_eq!(
+            CgroupLayout::from_mounts("proc /proc proc rw 0 0\n"),
+            CgroupLayout::None
+        );
     }
 
     #[test]

@@ -100,6 +100,20 @@ pub struct UnknownAccel {
 #[error("/dev/kvm cannot be opened: {0}")]
 pub struct KvmDeviceUnusable(io::Error);
 
+impl From<io::Error> for KvmDeviceUnusable {
+    fn from(error: io::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl KvmDeviceUnusable {
+    /// Why the open failed: `PermissionDenied` is a group membership away from working,
+    /// `NotFound` is a host without KVM.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.0.kind()
+    }
+}
+
 /// The forced accelerator from [`ACCEL_ENV`], if set; an unknown value is an error.
 pub fn forced(key: &str) -> Result<Option<AccelDecision>, UnknownAccel> {
     let Some(value) = std::env::var_os(ACCEL_ENV) else {

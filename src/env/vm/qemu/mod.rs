@@ -375,6 +375,12 @@ impl QemuVm {
     pub fn accel_decision(&self) -> Result<AccelDecision, EnvError> {
         Ok(self.ensure_prepared()?.0.accel)
     }
+
+    /// The accelerator decision a probe already made for this host, QEMU and guest kernel,
+    /// if one did: read from the cache, nothing assembled or booted (`isobench doctor`).
+    pub fn cached_accel(&self) -> Option<AccelDecision> {
+        accel::cached(&cache_root(), &self.accel_key())
+    }
 }
 
 /// A readable description of `accel` for the runtime label.
