@@ -392,6 +392,16 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupt_removes_registered_directories() {
+        // nextest runs each test in a process of its own: nothing else is registered here.
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("left-by-files"), b"x").unwrap();
+        let _registration = register(Resource::Directory(dir.clone()));
+        assert_eq!(release_all(), 1);
+        assert!(!dir.exists());
+    }
+
+    #[test]
     fn release_commands_run_with_their_environment() {
         let dir = std::env::temp_dir();
         let mut command = Command::new("sh");

@@ -70,24 +70,40 @@ fn rows(ladder: &Ladder) -> Vec<Vec<Vec<String>>> {
 /// What the cells are, and which scenario each metric comes from (p50: the open loop when
 /// every rung ran it, else the closed loop on /health, the same for every rung).
 fn legend(ladder: &Ladder) -> String {
-    let workloads = if ladder.metrics.iter().any(|m| {
-        matches!(
-            m.scenario(ladder.p50_scenario),
-            Some("syscalls" | "files" | "files-nofsync")
-        )
-    }) {
-        " Syscalls and files from their scenarios (/syscalls?n=1000; /files?kb=64 with and \
-         without fsync, in each rung's data directory); CPU per system call is a request's \
-         CPU over its 1000 calls."
+    let has = |metric: LadderMetric| ladder.metrics.contains(&metric);
+    let mut sources = Vec::new();
+    if has(LadderMetric::Throughput) || has(LadderMetric::CpuPerRequest) {
+        sources.push("throughput and CPU per request from the health scenario".to_owned());
+    }
+    if has(LadderMetric::P50Latency) {
+        sources.push(format!("p50 from {}", ladder.p50_scenario));
+    }
+    if has(LadderMetric::SyscallsThroughput) || has(LadderMetric::CpuPerSyscall) {
+        sources.push(
+            "syscalls from /syscalls?n=1000 (CPU per system call: a request's CPU over its \
+             1000 calls)"
+                .to_owned(),
+        );
+    }
+    if has(LadderMetric::FilesThroughput) || has(LadderMetric::FilesNoFsyncThroughput) {
+        sources.push(
+            "files from /files?kb=64 with and without fsync, in each rung's data directory"
+                .to_owned(),
+        );
+    }
+    let sources = if sources.is_empty() {
+        String::new()
     } else {
-        ""
+        let mut joined = sources.join("; ");
+        if let Some(first) = joined.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        format!(" {joined}.")
     };
     format!(
         "each cell: median [interval]; step = change over the rung below (ratio of medians \
          with its interval, † below 95% coverage, and the difference of medians); vs native = \
-         ratio to native; ⚠gen, ⚠rate, ⚠err as in the tables. Throughput and CPU per request \
-         from the health scenario, p50 from {}.{workloads}",
-        ladder.p50_scenario
+         ratio to native; ⚠gen, ⚠rate, ⚠err as in the tables.{sources}"
     )
 }
 
