@@ -54,7 +54,11 @@ async fn get_ok(uri: &str) -> Value {
 }
 
 async fn get_bad(uri: &str, param: &str, words: &str) {
-    let (status, body) = get_json(app(small_config()), uri).await;
+    get_bad_with(small_config(), uri, param, words).await;
+}
+
+async fn get_bad_with(config: Config, uri: &str, param: &str, words: &str) {
+    let (status, body) = get_json(app(config), uri).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
     assert_eq!(body["param"], param, "{uri}: {body}");
     let error = body["error"].as_str().unwrap();
@@ -398,11 +402,7 @@ async fn files_refuses_bad_input_naming_the_parameter() {
         ("/files?kb=1&kb=2", "kb", "more than once"),
         ("/files?size=1", "size", "unknown"),
     ] {
-        let (status, body) = get_json(app(files_config(dir.path())), uri).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
-        assert_eq!(body["param"], param, "{uri}: {body}");
-        let error = body["error"].as_str().unwrap();
-        assert!(error.contains(words), "{uri}: {error}");
+        get_bad_with(files_config(dir.path()), uri, param, words).await;
     }
 }
 

@@ -1,13 +1,11 @@
 //! `GET /cpu?n=N`: counts the primes below N by trial division on the CPU pool and says how
 //! long that took inside the service.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::{micros, on_cpu_pool};
+use super::{micros, timed_cpu_task};
 use crate::service::error::ApiError;
 use crate::service::query::{UintParam, parse_uints};
 use crate::service::state::AppState;
@@ -42,20 +40,11 @@ pub async fn cpu(
     RawQuery(query): RawQuery,
 ) -> Result<Json<CpuResponse>, ApiError> {
     let [n] = parse_uints(query.as_deref(), &[n_param(&state)])?;
-    let permit = state.admit_cpu(1)?;
-    let submitted = Instant::now();
-    let response = on_cpu_pool(move || {
-        let _permit = permit;
-        let queued = submitted.elapsed();
-        let started = Instant::now();
-        let primes = count_primes_below(n);
-        CpuResponse {
-            n,
-            primes_below_n: primes,
-            elapsed_us: micros(started.elapsed()),
-            queued_us: micros(queued),
-        }
-    })
-    .await?;
-    Ok(Json(response))
+    let counted = timed_cpu_task(&state, move || count_primes_below(n)).await?;
+    Ok(Json(CpuResponse {
+        n,
+        primes_below_n: counted.value,
+        elapsed_us: micros(counted.elapsed),
+        queued_us: micros(counted.queued),
+    }))
 }

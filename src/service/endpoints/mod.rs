@@ -10,9 +10,10 @@ pub mod status;
 pub mod syscalls;
 
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::ApiError;
+use super::state::AppState;
 
 /// Runs CPU-bound `work` on rayon's pool (one thread per available CPU) and awaits it, so
 /// the tokio workers stay free for `/health`. A panic in `work` becomes a 500 instead of
@@ -36,6 +37,38 @@ pub(crate) async fn on_cpu_pool<R: Send + 'static>(
             "CPU task ended without an answer".to_owned(),
         )),
     }
+}
+
+/// What [`timed_cpu_task`] hands back: the work's result and its two times.
+pub(crate) struct Timed<R> {
+    /// What the work returned.
+    pub value: R,
+    /// How long it waited for a CPU-pool thread.
+    pub queued: Duration,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// Admits one CPU task (503 beyond the limit) and runs `work` on the CPU pool, timing the
+/// wait for a thread apart from the work, so an endpoint reports the work's own time.
+pub(crate) async fn timed_cpu_task<R: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<Timed<R>, ApiError> {
+    let permit = state.admit_cpu(1)?;
+    let submitted = Instant::now();
+    on_cpu_pool(move || {
+        let _permit = permit;
+        let queued = submitted.elapsed();
+        let started = Instant::now();
+        let value = work();
+        Timed {
+            value,
+            queued,
+            elapsed: started.elapsed(),
+        }
+    })
+    .await
 }
 
 /// Runs blocking `work` (memory touching, /proc reads) on tokio's blocking pool.

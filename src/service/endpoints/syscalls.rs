@@ -8,13 +8,11 @@
 //! Sentry) or a hypervisor's trap path changes. A `stat` would add the file system's path
 //! walk, which `/files` measures on its own.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::{micros, on_cpu_pool};
+use super::{micros, timed_cpu_task};
 use crate::service::error::ApiError;
 use crate::service::query::{UintParam, parse_uints};
 use crate::service::state::AppState;
@@ -45,20 +43,11 @@ pub async fn syscalls(
         max: state.config().max_syscalls_n,
     };
     let [n] = parse_uints(query.as_deref(), &[n_param])?;
-    let permit = state.admit_cpu(1)?;
-    let submitted = Instant::now();
-    let response = on_cpu_pool(move || {
-        let _permit = permit;
-        let queued = submitted.elapsed();
-        let started = Instant::now();
-        getppid_calls(n);
-        SyscallsResponse {
-            calls: n,
-            call: "getppid",
-            elapsed_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            queued_us: micros(queued),
-        }
-    })
-    .await?;
-    Ok(Json(response))
+    let called = timed_cpu_task(&state, move || getppid_calls(n)).await?;
+    Ok(Json(SyscallsResponse {
+        calls: n,
+        call: "getppid",
+        elapsed_ns: u64::try_from(called.elapsed.as_nanos()).unwrap_or(u64::MAX),
+        queued_us: micros(called.queued),
+    }))
 }
