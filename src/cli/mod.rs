@@ -1,4 +1,4 @@
-//! The `isobench` command line: `run` (the default), `bench`, `compare`.
+//! The `isobench` command line: `run` (the default), `bench`, `compare`, `density`.
 //!
 //! The binary parses these options and calls [`main`]; everything else lives in the library
 //! so the tests drive the same code.
@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod density;
 pub mod gate;
 pub mod run;
 pub mod subject_args;
@@ -50,6 +51,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Build the comparison table from saved artifacts (`run` or `bench --output`).
     Compare(compare::CompareArgs),
+    /// How many instances fit per rung, and what one more costs: instances started one by
+    /// one (memory fitted against N), then all at once.
+    Density(density::DensityArgs),
 }
 
 /// Runs the parsed command line; errors are printed once, by the binary.
@@ -90,6 +94,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Density(args) => density::run(args),
     }
 }
 
