@@ -326,7 +326,7 @@ pub fn concurrent_start(env: &dyn Environment, count: u32) -> (ConcurrentStart, 
         let problems: Vec<String> = stopped.iter().flatten().collect();
         let start = ConcurrentStart {
             instances: count,
-            all_answering_ms: failures.is_empty().then(|| last.as_secs_f64() * 1e3),
+            all_answering_ms: failures.is_empty().then_some(last.as_secs_f64() * 1e3),
             startup_ms,
             failures,
         };

@@ -316,9 +316,9 @@ pub fn html(artifact: &DensityArtifact) -> Result<String, ExportError> {
             out.push_str(&svg);
         }
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</div><h2>Method</h2><p>{}</p></body></html>\n",
+        "</div><h2>Method</h2><p>{}</p></body></html>",
         escape_html(METHOD_MARKDOWN.trim())
     );
     Ok(out)
