@@ -144,10 +144,11 @@ fn agreement_note(summary: &RungSummary) -> Option<String> {
             shmem_mib,
             kernel_mib,
         } => Some(format!(
-            "the host counts {} MiB per instance more than the instances' PSS; per instance \
+            "the host counts {} MiB per instance {} than the instances' PSS; per instance \
              its page cache moved {} MiB, shared memory {} MiB, kernel memory {} MiB (the host \
              figure also moves with everything else running on it)",
-            number(gap_mib),
+            number(gap_mib.abs()),
+            if gap_mib < 0.0 { "less" } else { "more" },
             number(page_cache_mib),
             number(shmem_mib),
             number(kernel_mib)
