@@ -356,3 +356,19 @@ fn a_mock_density_run_writes_its_report_with_the_known_slope() {
     let html = std::fs::read_to_string(dir.path().join("density.html")).unwrap();
     assert!(html.contains("<svg"), "no chart in the HTML");
 }
+
+/// The anchors' figures are quoted in `density --help`, labelled as theirs.
+#[test]
+fn density_help_quotes_the_anchors_as_theirs() {
+    let output = isobench().args(["density", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for anchor in [
+        "theirs, not measured here",
+        "23.7 MB",
+        "Firecracker",
+        "150 microVMs",
+    ] {
+        assert!(help.contains(anchor), "{anchor:?} missing from:\n{help}");
+    }
+}

@@ -22,20 +22,8 @@ use crate::render::density as report;
 
 const MIB: u64 = 1 << 20;
 
-/// Options of `isobench density`.
-///
-/// Starts instances of the service one at a time in each rung, each answering its health
-/// path before the next, and reads every live instance's memory (PSS of every host process
-/// it needs, the memory measure of `run`) and the host's MemTotal − MemAvailable after
-/// each; fits both against N: the fixed cost, the marginal cost of one more instance with
-/// its 95% interval, instances per GiB. Then starts as many at once and times until all
-/// answer. Every instance of a rung is stopped before the next rung starts.
-///
-/// Others' figures, for comparison (theirs, not measured here): gVisor publishes an empty
-/// sandbox at 23.7 MB against runc's 4.1 MB; Firecracker promises at most 5 MiB of VMM
-/// overhead per microVM and quotes about 150 microVMs started per second per host (NSDI'20);
-/// LightVM (SOSP'17) packs thousands of unikernel VMs per host; Kata users report pods
-/// starting in about 2 s each when ten start together.
+/// Options of `isobench density` (its `--help` text, with the anchors' figures, is on
+/// [`crate::cli::Command::Density`]).
 #[derive(Debug, Clone, Args)]
 pub struct DensityArgs {
     /// Environments to ramp, comma-separated (as for `run`): native, container-host,
