@@ -83,6 +83,10 @@ pub struct DensityRung {
     pub end: RampEnd,
     /// The concurrent start after the ramp, when it ran.
     pub concurrent: Option<ConcurrentStart>,
+    /// With `--load`: the same closed loop on one instance, then spread over all the ramp
+    /// reached, while all of them run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadAtDensity>,
     /// Problems stopping instances (each is force-released all the same).
     #[serde(default)]
     pub stop_problems: Vec<String>,
@@ -160,6 +164,35 @@ pub enum RampEnd {
         #[serde(default)]
         log_tail: Vec<String>,
     },
+}
+
+/// The closed loop on one instance and spread over N, so a reader sees whether N small
+/// instances share the CPU as well as one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadAtDensity {
+    /// All the connections on the first instance (the others running idle).
+    pub one: SpreadLoad,
+    /// The same connections spread evenly over every instance at once.
+    pub all: SpreadLoad,
+}
+
+/// One closed-loop window over some instances, each with its own generator.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpreadLoad {
+    /// Instances loaded.
+    pub instances: u32,
+    /// Connections in all (split evenly, at least one per instance).
+    pub connections: usize,
+    /// Successful responses per second, summed over the instances.
+    pub throughput_rps: f64,
+    /// 99th percentile of the merged latency histograms, milliseconds; absent when no
+    /// request succeeded or a histogram could not be read.
+    pub p99_ms: Option<f64>,
+    /// Requests that failed (errors of every kind; requests still in flight when the window
+    /// closed are not failures).
+    pub failed_requests: u64,
 }
 
 /// N instances started at once, each from its own thread.

@@ -58,6 +58,18 @@ pub struct DensityArgs {
     /// Skip the concurrent start after each ramp.
     #[arg(long)]
     pub no_concurrent: bool,
+    /// After each ramp, with every instance running: the closed loop on the health path
+    /// (--load-connections over --load-duration) on the first instance alone, then spread
+    /// evenly over all of them at once: aggregate throughput and p99, so a reader sees
+    /// whether N small instances share the CPU as well as one.
+    #[arg(long)]
+    pub load: bool,
+    /// Connections of `--load`, in all.
+    #[arg(long, default_value_t = 50, requires = "load")]
+    pub load_connections: usize,
+    /// Measured window of `--load`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "load")]
+    pub load_duration: std::time::Duration,
     /// Where density.json, density.md and density.html are written.
     #[arg(long, default_value = "target/isobench/density")]
     pub output_dir: PathBuf,
@@ -99,6 +111,11 @@ impl DensityObserver for Progress {
     fn concurrent(&mut self, env: &str, instances: u32) {
         eprintln!("isobench: {env}: starting {instances} at once");
     }
+
+    fn load(&mut self, env: &str, instances: u32) {
+        cleanup::enter_phase(Phase::Loading);
+        eprintln!("isobench: {env}: loading 1, then all {instances} instances");
+    }
 }
 
 /// Runs `isobench density` and prints its table; the exit code says whether every rung
@@ -123,6 +140,12 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
         settle: args.settle,
         hold_mib: args.hold_mib,
         concurrent: !args.no_concurrent,
+        load: args.load.then(|| density::DensityLoad {
+            connections: args.load_connections.max(1),
+            window: args.load_duration,
+            warmup: crate::measure::plan::DEFAULT_WARMUP,
+            cpus: Budget::for_host().generator_cpus,
+        }),
     };
     let settings = DensitySettings {
         instances_requested: plan.instances,

@@ -18,10 +18,15 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use crate::artifact::density::{ConcurrentStart, DensityRung, HostMemory, RampEnd, RampStep};
+use crate::artifact::density::{
+    ConcurrentStart, DensityRung, HostMemory, LoadAtDensity, RampEnd, RampStep, SpreadLoad,
+};
+use crate::artifact::histogram::decode;
+use crate::artifact::load::{LoadReport, PathWeight};
 use crate::artifact::{EnvKind, Preparation};
 use crate::cleanup::{self, Phase};
 use crate::env::{EnvError, Environment, Instance, health};
+use crate::load::LoadOptions;
 
 /// Lines of a failed instance's log kept with the ramp's end.
 const LOG_TAIL_LINES: usize = 20;
@@ -39,6 +44,21 @@ pub struct DensityPlan {
     pub hold_mib: Option<u64>,
     /// Whether to start as many instances as the ramp reached at once, after it.
     pub concurrent: bool,
+    /// With `--load`: the closed loop run on one and on all instances after the ramp.
+    pub load: Option<DensityLoad>,
+}
+
+/// The closed loop of `--load`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensityLoad {
+    /// Connections in all.
+    pub connections: usize,
+    /// Measured window.
+    pub window: Duration,
+    /// Load before the window, not counted.
+    pub warmup: Duration,
+    /// CPUs the generators are pinned to (the budget's generator CPUs).
+    pub cpus: Vec<usize>,
 }
 
 /// The default settle of a rung of `kind`: a VM's guest reports the pages it freed while
@@ -88,6 +108,8 @@ pub trait DensityObserver {
     fn step(&mut self, _env: &str, _step: &RampStep) {}
     /// The concurrent start of `instances` begins.
     fn concurrent(&mut self, _env: &str, _instances: u32) {}
+    /// The closed loop on one, then on all `instances`, begins.
+    fn load(&mut self, _env: &str, _instances: u32) {}
 }
 
 /// An observer that ignores everything.
@@ -108,6 +130,18 @@ pub fn measure_rung(
     let host_before = host.read()?;
     let mut live: Vec<Box<dyn Instance>> = Vec::new();
     let outcome = ramp(env, plan, settle, host, &mut live, observer);
+    let load = match (&plan.load, &outcome) {
+        (Some(load), Ok(_)) if !live.is_empty() && !cleanup::interrupted() => {
+            observer.load(env.name(), live.len() as u32);
+            let urls: Vec<String> = live.iter().map(|i| i.base_url().to_owned()).collect();
+            let path = live[0].health_path().to_owned();
+            Some(LoadAtDensity {
+                one: spread_load(&urls[..1], &path, load),
+                all: spread_load(&urls, &path, load),
+            })
+        }
+        _ => None,
+    };
     let mut stop_problems = stop_all(live);
     let (steps, end, largest) = outcome?;
     let concurrent = if plan.concurrent && steps.len() >= 2 && !cleanup::interrupted() {
@@ -133,8 +167,69 @@ pub fn measure_rung(
         steps,
         end,
         concurrent,
+        load,
         stop_problems,
     })
+}
+
+/// The closed loop `load` spread evenly over `urls` at once, one generator each on the same
+/// generator CPUs; throughput summed, latency histograms merged.
+fn spread_load(urls: &[String], path: &str, load: &DensityLoad) -> SpreadLoad {
+    let per_instance = (load.connections / urls.len().max(1)).max(1);
+    let reports: Vec<Result<LoadReport, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| {
+                scope.spawn(move || {
+                    let mut options = LoadOptions::new(url.clone());
+                    options.scenario = vec![PathWeight {
+                        path: path.to_owned(),
+                        weight: 1,
+                    }];
+                    options.connections = per_instance;
+                    options.duration = Some(load.window);
+                    options.warmup = load.warmup;
+                    options.cpus = load.cpus.clone();
+                    crate::load::run(&options).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the generator panicked".into()))
+            })
+            .collect()
+    });
+    let mut throughput_rps = 0.0;
+    let mut failed_requests = 0;
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    let mut readable = true;
+    for report in &reports {
+        match report {
+            Ok(report) => {
+                throughput_rps += report.throughput_rps;
+                failed_requests += report.errors.total();
+                match (decode(&report.histogram), merged.as_mut()) {
+                    (Ok(histogram), Some(into)) => readable &= into.add(&histogram).is_ok(),
+                    (Ok(histogram), None) => merged = Some(histogram),
+                    (Err(_), _) => readable = false,
+                }
+            }
+            Err(_) => readable = false,
+        }
+    }
+    let p99_ms = merged
+        .filter(|h| readable && !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
+    SpreadLoad {
+        instances: urls.len() as u32,
+        connections: per_instance * urls.len(),
+        throughput_rps,
+        p99_ms,
+        failed_requests,
+    }
 }
 
 /// Stops every instance, the latest first; returns what failed (each is released anyway:
@@ -371,6 +466,7 @@ mod tests {
             settle: Some(Duration::ZERO),
             hold_mib: None,
             concurrent: true,
+            load: None,
         }
     }
 
@@ -515,6 +611,32 @@ mod tests {
         assert_eq!(concurrent.startup_ms.len() + concurrent.failures.len(), 2);
         assert_eq!(concurrent.failures.len(), 1, "{concurrent:?}");
         assert!(concurrent.all_answering_ms.is_none());
+        assert_eq!(env.live_instances(), 0);
+    }
+
+    /// `--load`: the closed loop reaches one instance and then all of them, every
+    /// generator's answers counted.
+    #[test]
+    fn the_load_runs_on_one_and_on_all_instances() {
+        let env = mock(MockReadings::default());
+        let host = host(&env, 20 * GIB, MIB);
+        let mut plan = plan(3);
+        plan.concurrent = false;
+        plan.load = Some(DensityLoad {
+            connections: 6,
+            window: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+            cpus: Vec::new(),
+        });
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan, &host, &mut Silent).unwrap();
+        let load = rung.load.unwrap();
+        assert_eq!((load.one.instances, load.one.connections), (1, 6));
+        assert_eq!((load.all.instances, load.all.connections), (3, 6));
+        for spread in [&load.one, &load.all] {
+            assert!(spread.throughput_rps > 0.0, "{spread:?}");
+            assert_eq!(spread.failed_requests, 0, "{spread:?}");
+            assert!(spread.p99_ms.is_some_and(|ms| ms > 0.0), "{spread:?}");
+        }
         assert_eq!(env.live_instances(), 0);
     }
 

@@ -212,6 +212,27 @@ pub fn document(artifact: &DensityArtifact) -> Document {
         for problem in &rung.stop_problems {
             notes.push(format!("{name}: {problem}"));
         }
+        if let Some(load) = &rung.load {
+            let spread = |l: &crate::artifact::density::SpreadLoad| {
+                format!(
+                    "{} instance(s) over {} connections: {} req/s, p99 {}{}",
+                    l.instances,
+                    l.connections,
+                    number(l.throughput_rps),
+                    ms(l.p99_ms),
+                    if l.failed_requests > 0 {
+                        format!(", {} requests failed", l.failed_requests)
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            notes.push(format!(
+                "{name}: load: {}; {}",
+                spread(&load.one),
+                spread(&load.all)
+            ));
+        }
         if let Some(start) = &rung.concurrent {
             for failure in &start.failures {
                 notes.push(format!("{name}: concurrent start: {failure}"));

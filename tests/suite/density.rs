@@ -70,6 +70,7 @@ fn held_mib_is_the_marginal_cost(env: &str) -> Result<(), Failed> {
         settle: None,
         hold_mib: Some(HELD_MIB),
         concurrent: true,
+        load: None,
     };
     let rung = density::measure_rung(
         environment.as_ref(),
