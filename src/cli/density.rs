@@ -186,7 +186,14 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
                 &ProcMeminfo,
                 &mut Progress,
             )
-            .with_context(|| format!("the density ramp of {name}"))?;
+            .with_context(|| format!("the density ramp of {name}"));
+            // A signal releases the instances under the ramp's feet, which then ends as if a
+            // start had failed: that rung is the interrupt's, not a measurement, so it is
+            // neither recorded nor written; the handler exits with the signal's code.
+            if cleanup::interrupted() {
+                cleanup::wait_if_interrupted();
+            }
+            let rung = rung?;
             partial |= matches!(rung.end, RampEnd::Failed { .. })
                 || rung
                     .concurrent
