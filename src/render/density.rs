@@ -161,7 +161,7 @@ fn agreement_note(summary: &RungSummary) -> Option<String> {
 pub fn document(artifact: &DensityArtifact) -> Document {
     let settings = &artifact.settings;
     let mut title = format!(
-        "density on {} ({} CPUs, {} GiB): up to {} instances per rung, keeping {} GiB \
+        "density on host {} ({} CPUs, {} GiB): up to {} instances per rung, keeping {} GiB \
          available ({}), readings {} after each start",
         artifact.host.hostname,
         artifact.host.logical_cpus,
