@@ -396,3 +396,60 @@ fn spawn_server() -> (std::process::Child, String) {
     let address = line.trim_start_matches("listening on ").trim().to_owned();
     (server, address)
 }
+
+/// `isobench density` on the mock writes its JSON, markdown and HTML and prints the table;
+/// the mock reads 8 MiB per instance, so the marginal cost is exactly 8 MiB, 128 per GiB.
+#[test]
+fn a_mock_density_run_writes_its_report_with_the_known_slope() {
+    use isobench::artifact::density::{DensityArtifact, RampEnd};
+    let dir = tempfile::tempdir().unwrap();
+    let output = isobench()
+        .args([
+            "density",
+            "--env",
+            "mock",
+            "--instances",
+            "3",
+            "--settle",
+            "0s",
+        ])
+        .arg("--output-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("marginal MiB (a)"), "{stdout}");
+    assert!(stdout.contains("128"), "{stdout}");
+    let text = std::fs::read_to_string(dir.path().join("density.json")).unwrap();
+    let artifact: DensityArtifact = serde_json::from_str(&text).unwrap();
+    assert_eq!(artifact.rungs.len(), 1);
+    let rung = &artifact.rungs[0];
+    assert_eq!(rung.end, RampEnd::Reached);
+    assert_eq!(rung.steps.len(), 3);
+    assert_eq!(rung.concurrent.as_ref().unwrap().instances, 3);
+    let fit = artifact.summary[0].instances_fit.unwrap();
+    assert!((fit.slope_mib - 8.0).abs() < 1e-9, "{fit:?}");
+    assert!((artifact.summary[0].instances_per_gib.unwrap() - 128.0).abs() < 1e-9);
+    let markdown = std::fs::read_to_string(dir.path().join("density.md")).unwrap();
+    assert!(markdown.contains("| mock | 3 |"), "{markdown}");
+    let html = std::fs::read_to_string(dir.path().join("density.html")).unwrap();
+    assert!(html.contains("<svg"), "no chart in the HTML");
+}
+
+/// The anchors' figures are quoted in `density --help`, labelled as theirs.
+#[test]
+fn density_help_quotes_the_anchors_as_theirs() {
+    let output = isobench().args(["density", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{help}");
+    for anchor in [
+        "theirs, not measured here",
+        "23.7 MB",
+        "Firecracker",
+        "150 microVMs",
+    ] {
+        assert!(help.contains(anchor), "{anchor:?} missing from:\n{help}");
+    }
+}

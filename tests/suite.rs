@@ -10,6 +10,7 @@
 mod suite {
     pub mod artifacts;
     pub mod cleanup;
+    pub mod density;
     pub mod endpoints;
     pub mod envs;
     pub mod faults;
@@ -49,8 +50,10 @@ fn main() {
         trials.extend(suite::foreign::trials(env));
         trials.extend(suite::memory::trials(env));
         trials.extend(suite::workloads::trials(env));
+        trials.extend(suite::density::trials(env));
     }
     trials.extend(suite::cleanup::trials());
+    trials.extend(suite::density::harness_trials());
     // An optional environment this machine lacks: its trials are listed as ignored, with why.
     for env in suite::envs::ENVIRONMENTS {
         if let Some(reason) = suite::envs::skip_reason(env) {

@@ -2,8 +2,10 @@
 //!
 //! [`summarize`](mod@summarize) turns repetitions into per-metric estimates ([`stats`]); [`headline`] picks
 //! the seed's four questions out of them; [`ladder`] takes isolation apart rung by rung;
-//! [`sweep`] reads the latency-under-load curves; [`verdict`] compares two runs.
+//! [`sweep`] reads the latency-under-load curves; [`verdict`] compares two runs; [`density`]
+//! fits memory against the number of instances.
 
+pub mod density;
 pub mod headline;
 pub mod ladder;
 pub mod stats;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod density;
 pub mod histogram;
 pub mod load;
 pub mod merge;

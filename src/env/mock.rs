@@ -57,6 +57,8 @@ pub struct MockEnv {
     /// Starts (counted from 0) that fail on purpose.
     failing_starts: Vec<u32>,
     starts: AtomicU32,
+    /// Instances started and not yet dropped: what a test checks is zero after a run.
+    live: Arc<AtomicU32>,
     /// Requests after which each instance's service dies (every connection fails from then
     /// on, while its readings go on, like a VM whose guest is powering off).
     dies_after_requests: Option<u64>,
@@ -71,6 +73,7 @@ impl MockEnv {
             readings,
             failing_starts: Vec::new(),
             starts: AtomicU32::new(0),
+            live: Arc::new(AtomicU32::new(0)),
             dies_after_requests: None,
         }
     }
@@ -79,6 +82,16 @@ impl MockEnv {
     pub fn with_death_after_requests(mut self, requests: u64) -> Self {
         self.dies_after_requests = Some(requests);
         self
+    }
+
+    /// Instances of this mock running now (started, not yet stopped or dropped).
+    pub fn live_instances(&self) -> u32 {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Starts asked of this mock so far, failed ones included.
+    pub fn starts(&self) -> u32 {
+        self.starts.load(Ordering::SeqCst)
     }
 
     /// Makes the given starts (counted from 0) fail, as a broken environment would.
@@ -134,7 +147,9 @@ impl Environment for MockEnv {
                 })
                 .await;
         });
+        self.live.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(MockInstance {
+            live: Arc::clone(&self.live),
             runtime: Some(runtime),
             stop: Some(stop),
             base_url: format!("http://{address}"),
@@ -166,6 +181,8 @@ impl Environment for MockEnv {
 
 /// The in-process server; dropping it shuts the runtime down.
 struct MockInstance {
+    /// The environment's count of live instances, decremented on drop.
+    live: Arc<AtomicU32>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     base_url: String,
@@ -295,5 +312,6 @@ impl Drop for MockInstance {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
+        self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -61,8 +61,9 @@ pub struct Prepared {
     pub preparation: Vec<Preparation>,
 }
 
-/// One way of running the service.
-pub trait Environment: Send {
+/// One way of running the service. `Sync`, so that `isobench density` can start several
+/// instances of one environment at once, from several threads.
+pub trait Environment: Send + Sync {
     /// Short unique name: `native`, `container`, `vm`, `mock`.
     fn name(&self) -> &str;
 

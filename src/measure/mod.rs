@@ -10,12 +10,14 @@
 //! - [`rounds`]: shuffled, interleaved rounds over several environments, the artifact handed
 //!   back after every round;
 //! - [`artifact`]: `Artifact::now`, which stamps an artifact with this host;
-//! - [`soak`]: one instance held at saturation, RSS, open fds and threads sampled.
+//! - [`soak`]: one instance held at saturation, RSS, open fds and threads sampled;
+//! - [`density`]: instances started one by one, then at once, until N or the host's margin.
 //!
 //! This is the only module that drives environments, the load generator and the probes
 //! together.
 
 pub mod artifact;
+pub mod density;
 pub mod plan;
 pub mod protocol;
 pub mod quiet;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::artifact::HostInfo;
+use crate::artifact::density::HostMemory;
 
 /// Reads the host's CPU model, CPU count, kernel, OS, memory and name, as artifacts record
 /// them.
@@ -26,6 +27,33 @@ pub fn read() -> HostInfo {
         os: System::long_os_version().unwrap_or_else(|| "unknown".into()),
         memory_total_bytes: system.total_memory(),
         hostname: System::host_name().unwrap_or_else(|| "unknown".into()),
+    }
+}
+
+/// The host's memory accounting now, from `/proc/meminfo` (what `isobench density` reads as
+/// the host's own view beside the instances' PSS).
+pub fn memory() -> std::io::Result<HostMemory> {
+    Ok(parse_meminfo(&std::fs::read_to_string("/proc/meminfo")?))
+}
+
+/// The fields of `/proc/meminfo` that [`HostMemory`] holds (kB in the file, bytes here);
+/// missing fields read 0.
+pub fn parse_meminfo(text: &str) -> HostMemory {
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+                rest.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .unwrap_or(0)
+            * 1024
+    };
+    HostMemory {
+        total_bytes: field("MemTotal"),
+        available_bytes: field("MemAvailable"),
+        cached_bytes: field("Cached"),
+        shmem_bytes: field("Shmem"),
+        kernel_bytes: field("SUnreclaim") + field("KernelStack") + field("PageTables"),
     }
 }
 
@@ -65,6 +93,22 @@ mod tests {
         assert!(host.logical_cpus >= 1);
         assert!(host.memory_total_bytes > 0);
         assert_ne!(host.kernel, "unknown");
+    }
+
+    #[test]
+    fn meminfo_fields_are_read_in_bytes() {
+        let text = "MemTotal:       24000000 kB\nMemFree: 1 kB\nMemAvailable:   20000000 kB\n\
+                    Cached: 300 kB\nSwapCached: 7 kB\nShmem: 100 kB\nSUnreclaim: 10 kB\n\
+                    KernelStack: 2 kB\nPageTables: 3 kB\n";
+        let memory = super::parse_meminfo(text);
+        assert_eq!(memory.total_bytes, 24_000_000 * 1024);
+        assert_eq!(memory.used_bytes(), 4_000_000 * 1024);
+        // `SwapCached` must not be read as `Cached`.
+        assert_eq!(memory.cached_bytes, 300 * 1024);
+        assert_eq!(memory.shmem_bytes, 100 * 1024);
+        assert_eq!(memory.kernel_bytes, 15 * 1024);
+        let live = super::memory().unwrap();
+        assert!(live.total_bytes > 0 && live.available_bytes <= live.total_bytes);
     }
 
     #[test]

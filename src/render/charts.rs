@@ -481,6 +481,117 @@ pub(crate) fn latency_under_load(
     Ok(svg)
 }
 
+/// One rung's memory against the number of instances: (a) the instances' PSS summed and (b)
+/// the host's used memory less before the rung, each as measured points joined by lines,
+/// and the least-squares line of (a) dashed, so a reader sees how straight the ramp is and
+/// where the two accountings part.
+pub(crate) fn density_memory(
+    rung: &crate::artifact::density::DensityRung,
+    fit: Option<&crate::artifact::density::LinearFit>,
+    index: usize,
+) -> Result<Option<String>, ExportError> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if rung.steps.is_empty() {
+        return Ok(None);
+    }
+    let title = env_title(&rung.label);
+    let chart_name = format!("memory against instances ({title})");
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: chart_name.clone(),
+        reason: e.to_string(),
+    };
+    let before = rung.host_before.used_bytes() as f64;
+    let instances: Vec<(f64, f64)> = rung
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                f64::from(s.instances),
+                s.instances_memory_bytes as f64 / MIB,
+            )
+        })
+        .collect();
+    let host: Vec<(f64, f64)> = rung
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                f64::from(s.instances),
+                (s.host.used_bytes() as f64 - before) / MIB,
+            )
+        })
+        .collect();
+    let max_x = instances.len() as f64 + 0.5;
+    let all_y = instances.iter().chain(&host).map(|p| p.1);
+    let max_y = all_y.clone().fold(1.0, f64::max) * 1.1;
+    let min_y = all_y.fold(0.0, f64::min) * 1.1;
+    let color = color(index);
+    let host_color = RGBColor(120, 120, 120);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH / 2, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..max_x, min_y..max_y)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("instances running")
+            .y_desc("memory (MiB)")
+            .x_labels(instances.len().min(10) + 1)
+            .y_labels(6)
+            .light_line_style(TRANSPARENT)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| number(*y))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(LineSeries::new(instances.clone(), color.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label("(a) instances' PSS, summed")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(instances.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(LineSeries::new(host.clone(), host_color.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label("(b) host used (MemTotal − MemAvailable), less before")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], host_color.stroke_width(2))
+            });
+        chart
+            .draw_series(host.iter().map(|p| Circle::new(*p, 3, host_color.filled())))
+            .map_err(|e| fail(&e))?;
+        if let Some(fit) = fit {
+            let line = [
+                (0.0, fit.intercept_mib),
+                (max_x, fit.intercept_mib + fit.slope_mib * max_x),
+            ];
+            chart
+                .draw_series(DashedLineSeries::new(line, 6, 3, color.stroke_width(1)))
+                .map_err(|e| fail(&e))?
+                .label("least-squares line of (a)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(Some(svg))
+}
+
 /// Each environment's median startup phases as one stacked horizontal bar (phase medians
 /// over the rounds, in the order the rounds report them), so a reader sees whether firmware,
 /// kernel, engine or service is the cost. `None` when no environment reports phases.

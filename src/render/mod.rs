@@ -4,6 +4,7 @@
 
 mod charts;
 pub mod comparison;
+pub mod density;
 mod headline;
 mod html;
 mod ladder;

@@ -1,0 +1,322 @@
+//! The `density.json` artifact of `isobench density`: how many instances of one service fit
+//! on this host per rung, and what one more costs.
+//!
+//! Plain serde data like the rest of [`crate::artifact`]: the ramp's raw readings per rung
+//! (every live instance's memory by the one memory measure, and the host's own accounting,
+//! after each start), the concurrent start, and the summary the writer computes from them
+//! ([`crate::analysis::density`]). The checked-in `density.schema.json` next to this file is
+//! generated from these types, and a test keeps the two the same.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{EnvironmentLabel, HostInfo, Preparation, ServiceInfo, Unavailable};
+
+/// Version of the density artifact's format; bump on any incompatible change.
+pub const DENSITY_SCHEMA_VERSION: u32 = 1;
+
+/// One `density.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DensityArtifact {
+    /// Format version, [`DENSITY_SCHEMA_VERSION`] when written.
+    pub schema_version: u32,
+    /// isobench's own version (`CARGO_PKG_VERSION`).
+    pub tool_version: String,
+    /// When the artifact was written, RFC 3339 in UTC.
+    pub created_at: String,
+    /// The machine the instances ran on.
+    pub host: HostInfo,
+    /// The service measured.
+    pub service: ServiceInfo,
+    /// What the run was asked to do.
+    pub settings: DensitySettings,
+    /// One entry per rung measured, in the order they ran; a rung appears once its ramp is
+    /// over, so an interrupted run keeps every finished rung.
+    pub rungs: Vec<DensityRung>,
+    /// Rungs that were asked for but could not run, and why.
+    #[serde(default)]
+    pub unavailable: Vec<Unavailable>,
+    /// The fits, one per rung in [`Self::rungs`], computed when the artifact was written.
+    #[serde(default)]
+    pub summary: Vec<RungSummary>,
+}
+
+/// The settings of one `isobench density` run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DensitySettings {
+    /// Instances each rung's ramp was asked to reach.
+    pub instances_requested: u32,
+    /// Host memory the ramp keeps available: no instance starts unless, after it, at least
+    /// this much would be left (MemAvailable), bytes.
+    pub margin_bytes: u64,
+    /// How the margin was chosen, in words (`max(20% of RAM, 2 GiB)`, `--margin-mib 4096`).
+    pub margin_rule: String,
+    /// Wait after each instance answers (and holds what it was asked to) before the readings,
+    /// milliseconds, when `--settle` set it; absent: each rung's default (see
+    /// [`DensityRung::settle_ms`]).
+    pub settle_ms: Option<u64>,
+    /// MiB each instance of isobench's own server was asked to hold (`/hold`) before the
+    /// readings, when asked (a known answer for the marginal cost).
+    pub hold_mib: Option<u64>,
+    /// Whether the concurrent start ran after each ramp.
+    pub concurrent: bool,
+}
+
+/// One rung's ramp and concurrent start.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DensityRung {
+    /// The environment, as `run` labels it (its memory label says what the per-instance
+    /// figure counts).
+    pub label: EnvironmentLabel,
+    /// Its preparation steps (builds, images), timed apart.
+    pub preparation: Vec<Preparation>,
+    /// Wait after each instance answered before the readings, milliseconds.
+    pub settle_ms: u64,
+    /// The host's accounting before the rung's first start.
+    pub host_before: HostMemory,
+    /// One step per instance started, in order.
+    pub steps: Vec<RampStep>,
+    /// Why the ramp ended.
+    pub end: RampEnd,
+    /// The concurrent start after the ramp, when it ran.
+    pub concurrent: Option<ConcurrentStart>,
+    /// With `--load`: the same closed loop on one instance, then spread over all the ramp
+    /// reached, while all of them run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadAtDensity>,
+    /// Problems stopping instances (each is force-released all the same).
+    #[serde(default)]
+    pub stop_problems: Vec<String>,
+}
+
+/// The host's memory accounting at one moment, from `/proc/meminfo`, bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HostMemory {
+    /// `MemTotal`.
+    pub total_bytes: u64,
+    /// `MemAvailable`: what could be given to new work without swapping.
+    pub available_bytes: u64,
+    /// `Cached`: the page cache (file pages, and shared memory, which the kernel counts here).
+    pub cached_bytes: u64,
+    /// `Shmem`: shared memory and tmpfs (memfd, `/dev/shm`).
+    pub shmem_bytes: u64,
+    /// `SUnreclaim` + `KernelStack` + `PageTables`: kernel memory the instances' processes
+    /// cost that no process's PSS shows.
+    pub kernel_bytes: u64,
+}
+
+impl HostMemory {
+    /// `MemTotal − MemAvailable`: what the host counts as used.
+    pub fn used_bytes(&self) -> u64 {
+        self.total_bytes.saturating_sub(self.available_bytes)
+    }
+}
+
+/// The readings after the ramp's N-th instance answered and settled.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RampStep {
+    /// Instances running at this step (1 for the first).
+    pub instances: u32,
+    /// Startup of the instance started at this step (request to start → first 2xx on its
+    /// health path), milliseconds.
+    pub startup_ms: f64,
+    /// The new instance's own memory right after it answered, before it was asked to hold
+    /// anything, bytes (only with a hold).
+    pub idle_memory_bytes: Option<u64>,
+    /// Every live instance's memory by the memory measure, in start order, bytes.
+    pub instance_memory_bytes: Vec<u64>,
+    /// Their sum: (a), what the instances hold by the memory measure, bytes.
+    pub instances_memory_bytes: u64,
+    /// The host's accounting at the same moment: (b) is its used memory less
+    /// [`DensityRung::host_before`]'s.
+    pub host: HostMemory,
+}
+
+/// Why a ramp ended.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RampEnd {
+    /// Every requested instance started.
+    Reached,
+    /// The next instance would have left less than the margin available; it was not
+    /// started.
+    Margin {
+        /// `MemAvailable` before the start that was not made, bytes.
+        available_bytes: u64,
+        /// What the next instance was expected to take (the largest cost of one so far),
+        /// bytes.
+        next_estimate_bytes: u64,
+        /// The margin kept, bytes.
+        margin_bytes: u64,
+    },
+    /// An instance failed to start or to be read; the ramp ended there.
+    Failed {
+        /// Which instance (1 for the first).
+        instance: u32,
+        /// What failed, with the error.
+        reason: String,
+        /// The last lines of the failed instance's log, where it had one.
+        #[serde(default)]
+        log_tail: Vec<String>,
+    },
+}
+
+/// The closed loop on one instance and spread over N, so a reader sees whether N small
+/// instances share the CPU as well as one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadAtDensity {
+    /// All the connections on the first instance (the others running idle).
+    pub one: SpreadLoad,
+    /// The same connections spread evenly over every instance at once.
+    pub all: SpreadLoad,
+}
+
+/// One closed-loop window over some instances, each with its own generator.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpreadLoad {
+    /// Instances loaded.
+    pub instances: u32,
+    /// Connections in all (split evenly, at least one per instance).
+    pub connections: usize,
+    /// Successful responses per second, summed over the instances.
+    pub throughput_rps: f64,
+    /// 99th percentile of the merged latency histograms, milliseconds; absent when no
+    /// request succeeded or a histogram could not be read.
+    pub p99_ms: Option<f64>,
+    /// Requests that failed (errors of every kind; requests still in flight when the window
+    /// closed are not failures).
+    pub failed_requests: u64,
+}
+
+/// N instances started at once, each from its own thread.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrentStart {
+    /// Instances started at once (as many as the ramp reached).
+    pub instances: u32,
+    /// Each instance's own startup, in the order they answered, milliseconds.
+    pub startup_ms: Vec<f64>,
+    /// From the common start signal until the last of them answered, when all did,
+    /// milliseconds.
+    pub all_answering_ms: Option<f64>,
+    /// Starts that failed, with the reason.
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+/// A least-squares line `y = intercept + slope · N` with its 95% interval.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinearFit {
+    /// Points fitted.
+    pub points: u32,
+    /// The slope: what one more instance costs, MiB.
+    pub slope_mib: f64,
+    /// The 95% interval of the slope (Student's t on n − 2 degrees of freedom), MiB; absent
+    /// with fewer than three points.
+    pub slope_ci95_mib: Option<(f64, f64)>,
+    /// The intercept: the cost at N = 0 (shared pages counted once, runtime set-up), MiB.
+    pub intercept_mib: f64,
+    /// The residuals' standard deviation, MiB (0 with two points).
+    pub residual_sd_mib: f64,
+}
+
+/// What one rung's ramp says, computed by [`crate::analysis::density`].
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RungSummary {
+    /// The rung's name.
+    pub env: String,
+    /// Instances the ramp reached.
+    pub instances_reached: u32,
+    /// (a) the instances' memory by the memory measure against N.
+    pub instances_fit: Option<LinearFit>,
+    /// (b) the host's used memory (less before the rung) against N.
+    pub host_fit: Option<LinearFit>,
+    /// Instances per GiB: 1024 / (a)'s marginal MiB.
+    pub instances_per_gib: Option<f64>,
+    /// Instances per GiB at the two ends of (a)'s interval (low, high).
+    pub instances_per_gib_ci95: Option<(f64, f64)>,
+    /// Whether (a) and (b) agree.
+    pub agreement: Agreement,
+    /// Startup of the first instance, milliseconds.
+    pub startup_first_ms: Option<f64>,
+    /// Startup of the last instance of the ramp, milliseconds.
+    pub startup_last_ms: Option<f64>,
+    /// Instances per second of the concurrent start: N / time until all answered.
+    pub concurrent_instances_per_s: Option<f64>,
+}
+
+/// Whether the instances' own figure (a) and the host's accounting (b) agree on the
+/// marginal cost.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Agreement {
+    /// Fewer than three instances: no interval, so no comparison.
+    TooFewPoints,
+    /// The two marginal costs' 95% intervals overlap.
+    Agree,
+    /// They do not: the host's marginal cost less the instances', and the per-instance
+    /// slopes of the host's categories that could account for the gap.
+    Part {
+        /// (b)'s marginal MiB less (a)'s.
+        gap_mib: f64,
+        /// Slope of the page cache (`Cached` less `Shmem`), MiB per instance.
+        page_cache_mib: f64,
+        /// Slope of shared memory (`Shmem`), MiB per instance.
+        shmem_mib: f64,
+        /// Slope of kernel memory (`SUnreclaim`, stacks, page tables), MiB per instance.
+        kernel_mib: f64,
+    },
+}
+
+impl DensityArtifact {
+    /// A new, empty density artifact of this isobench, written now on `host`.
+    pub fn on_host(host: HostInfo, service: ServiceInfo, settings: DensitySettings) -> Self {
+        Self {
+            schema_version: DENSITY_SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| "unknown".into()),
+            host,
+            service,
+            settings,
+            rungs: Vec::new(),
+            unavailable: Vec::new(),
+            summary: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    fn schema_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/artifact/density.schema.json")
+    }
+
+    /// The checked-in schema is the one the types generate; `ISOBENCH_BLESS=1` rewrites it.
+    #[test]
+    fn checked_in_density_schema_matches_the_types() {
+        let schema = schemars::schema_for!(super::DensityArtifact);
+        let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        if std::env::var_os("ISOBENCH_BLESS").is_some() {
+            std::fs::write(schema_path(), &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(schema_path()).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} is stale: rerun with ISOBENCH_BLESS=1",
+            schema_path().display()
+        );
+    }
+}

@@ -1,0 +1,648 @@
+//! The density ramp of one rung: instances started one at a time, each answering its health
+//! path before the next starts, every live instance and the host read after each; then the
+//! same number started at once.
+//!
+//! Safety comes first. Before each start the host must keep its margin: `MemAvailable` less
+//! what the next instance is expected to take (the largest cost of one instance so far, by
+//! either reading) must stay above [`DensityPlan::margin_bytes`], or the ramp stops there and
+//! says so. A start that fails ends the rung's ramp with the reason, and the caller goes on
+//! with the next rung. Every instance an environment starts is registered for cleanup by the
+//! environment itself, so a signal releases it; the ramp stops every instance of a rung
+//! before it returns (and `Drop` does on a panic), so no two rungs ever share the host.
+//!
+//! The concurrent start keeps each instance on the thread that started it until all are
+//! stopped: a native server dies with the thread that spawned it
+//! ([`crate::cleanup::kill_with_parent`]), so a thread may not end while its instance lives.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use crate::artifact::density::{
+    ConcurrentStart, DensityRung, HostMemory, LoadAtDensity, RampEnd, RampStep, SpreadLoad,
+};
+use crate::artifact::histogram::decode;
+use crate::artifact::load::{LoadReport, PathWeight};
+use crate::artifact::{EnvKind, Preparation};
+use crate::cleanup::{self, Phase};
+use crate::env::{EnvError, Environment, Instance, health};
+use crate::load::LoadOptions;
+
+/// Lines of a failed instance's log kept with the ramp's end.
+const LOG_TAIL_LINES: usize = 20;
+
+/// What a density run asks of every rung.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensityPlan {
+    /// Instances to reach.
+    pub instances: u32,
+    /// `MemAvailable` to keep after each start, bytes.
+    pub margin_bytes: u64,
+    /// Wait after each start before the readings; `None`: [`settle_for`] the rung's kind.
+    pub settle: Option<Duration>,
+    /// MiB each instance of isobench's own server holds (`/hold`) before the readings.
+    pub hold_mib: Option<u64>,
+    /// Whether to start as many instances as the ramp reached at once, after it.
+    pub concurrent: bool,
+    /// With `--load`: the closed loop run on one and on all instances after the ramp.
+    pub load: Option<DensityLoad>,
+}
+
+/// The closed loop of `--load`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensityLoad {
+    /// Connections in all.
+    pub connections: usize,
+    /// Measured window.
+    pub window: Duration,
+    /// Load before the window, not counted.
+    pub warmup: Duration,
+    /// CPUs the generators are pinned to (the budget's generator CPUs).
+    pub cpus: Vec<usize>,
+}
+
+/// The default settle of a rung of `kind`: a VM's guest reports the pages it freed while
+/// booting to QEMU a few seconds late (free-page reporting), so its reading settles later.
+pub fn settle_for(kind: EnvKind) -> Duration {
+    match kind {
+        EnvKind::Vm => Duration::from_secs(5),
+        _ => Duration::from_millis(500),
+    }
+}
+
+/// The default margin on a host with `total_bytes` of RAM: 20% of it or 2 GiB, whichever
+/// is more, so neither a small nor a large host is ever pushed into swap or the OOM killer.
+pub fn default_margin_bytes(total_bytes: u64) -> u64 {
+    (total_bytes / 5).max(2 << 30)
+}
+
+/// Where the host's accounting comes from: `/proc/meminfo` ([`ProcMeminfo`]), or a test's
+/// figures.
+pub trait HostReader {
+    /// The host's memory now.
+    fn read(&self) -> std::io::Result<HostMemory>;
+}
+
+/// The host's own `/proc/meminfo`.
+pub struct ProcMeminfo;
+
+impl HostReader for ProcMeminfo {
+    fn read(&self) -> std::io::Result<HostMemory> {
+        crate::probe::host::memory()
+    }
+}
+
+/// Why a rung could not be measured at all (a failing instance only ends its ramp).
+#[derive(Debug, thiserror::Error)]
+pub enum DensityError {
+    /// The host's memory could not be read, so no start can be made safely.
+    #[error("reading the host's memory (/proc/meminfo): {0}")]
+    Host(#[from] std::io::Error),
+}
+
+/// What the ramp tells its caller as it goes.
+pub trait DensityObserver {
+    /// Instance `instance` of `env` is about to start.
+    fn starting(&mut self, _env: &str, _instance: u32) {}
+    /// A step's readings are in.
+    fn step(&mut self, _env: &str, _step: &RampStep) {}
+    /// The concurrent start of `instances` begins.
+    fn concurrent(&mut self, _env: &str, _instances: u32) {}
+    /// The closed loop on one, then on all `instances`, begins.
+    fn load(&mut self, _env: &str, _instances: u32) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl DensityObserver for Silent {}
+
+/// The ramp and the concurrent start of `env`, every instance stopped before it returns.
+pub fn measure_rung(
+    env: &dyn Environment,
+    preparation: Vec<Preparation>,
+    plan: &DensityPlan,
+    host: &dyn HostReader,
+    observer: &mut dyn DensityObserver,
+) -> Result<DensityRung, DensityError> {
+    let label = env.label();
+    let settle = plan.settle.unwrap_or_else(|| settle_for(label.kind));
+    let host_before = host.read()?;
+    let mut live: Vec<Box<dyn Instance>> = Vec::new();
+    let outcome = ramp(env, plan, settle, host, &mut live, observer);
+    let load = match (&plan.load, &outcome) {
+        (Some(load), Ok(_)) if !live.is_empty() && !cleanup::interrupted() => {
+            observer.load(env.name(), live.len() as u32);
+            let urls: Vec<String> = live.iter().map(|i| i.base_url().to_owned()).collect();
+            let path = live[0].health_path().to_owned();
+            Some(LoadAtDensity {
+                one: spread_load(&urls[..1], &path, load),
+                all: spread_load(&urls, &path, load),
+            })
+        }
+        _ => None,
+    };
+    let mut stop_problems = stop_all(live);
+    let (steps, end, largest) = outcome?;
+    let concurrent = if plan.concurrent && steps.len() >= 2 && !cleanup::interrupted() {
+        let available = host.read()?.available_bytes;
+        // The ramp's instances are gone, so as many as it reached fit again; fewer if the
+        // host has less to spare now.
+        let fit = available.saturating_sub(plan.margin_bytes) / largest.max(1);
+        let count = (steps.len() as u64).min(fit) as u32;
+        (count >= 2).then(|| {
+            observer.concurrent(env.name(), count);
+            let (start, problems) = concurrent_start(env, count);
+            stop_problems.extend(problems);
+            start
+        })
+    } else {
+        None
+    };
+    Ok(DensityRung {
+        label,
+        preparation,
+        settle_ms: settle.as_millis() as u64,
+        host_before,
+        steps,
+        end,
+        concurrent,
+        load,
+        stop_problems,
+    })
+}
+
+/// The closed loop `load` spread evenly over `urls` at once, one generator each on the same
+/// generator CPUs; throughput summed, latency histograms merged.
+fn spread_load(urls: &[String], path: &str, load: &DensityLoad) -> SpreadLoad {
+    let per_instance = (load.connections / urls.len().max(1)).max(1);
+    let reports: Vec<Result<LoadReport, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| {
+                scope.spawn(move || {
+                    let mut options = LoadOptions::new(url.clone());
+                    options.scenario = vec![PathWeight {
+                        path: path.to_owned(),
+                        weight: 1,
+                    }];
+                    options.connections = per_instance;
+                    options.duration = Some(load.window);
+                    options.warmup = load.warmup;
+                    options.cpus = load.cpus.clone();
+                    crate::load::run(&options).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the generator panicked".into()))
+            })
+            .collect()
+    });
+    let mut throughput_rps = 0.0;
+    let mut failed_requests = 0;
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    let mut readable = true;
+    for report in &reports {
+        match report {
+            Ok(report) => {
+                throughput_rps += report.throughput_rps;
+                failed_requests += report.errors.total();
+                match (decode(&report.histogram), merged.as_mut()) {
+                    (Ok(histogram), Some(into)) => readable &= into.add(&histogram).is_ok(),
+                    (Ok(histogram), None) => merged = Some(histogram),
+                    (Err(_), _) => readable = false,
+                }
+            }
+            Err(_) => readable = false,
+        }
+    }
+    let p99_ms = merged
+        .filter(|h| readable && !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
+    SpreadLoad {
+        instances: urls.len() as u32,
+        connections: per_instance * urls.len(),
+        throughput_rps,
+        p99_ms,
+        failed_requests,
+    }
+}
+
+/// Stops every instance, the latest first; returns what failed (each is released anyway:
+/// a failed stop has already dropped what it held).
+fn stop_all(live: Vec<Box<dyn Instance>>) -> Vec<String> {
+    live.into_iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(index, instance)| {
+            instance
+                .stop()
+                .err()
+                .map(|error| format!("stopping instance {}: {error:#}", index + 1))
+        })
+        .collect()
+}
+
+/// The ramp's steps, why it ended, and the largest cost of one instance seen.
+type RampOutcome = (Vec<RampStep>, RampEnd, u64);
+
+/// Starts instances into `live` one at a time until the plan's count, the margin or a
+/// failure; `live` holds them for the caller to stop, whatever happens.
+fn ramp(
+    env: &dyn Environment,
+    plan: &DensityPlan,
+    settle: Duration,
+    host: &dyn HostReader,
+    live: &mut Vec<Box<dyn Instance>>,
+    observer: &mut dyn DensityObserver,
+) -> Result<RampOutcome, DensityError> {
+    let mut steps: Vec<RampStep> = Vec::new();
+    let mut largest = 0u64;
+    let mut previous = (0u64, host.read()?.used_bytes());
+    let end = loop {
+        let instance_number = live.len() as u32 + 1;
+        if instance_number > plan.instances || cleanup::interrupted() {
+            break RampEnd::Reached;
+        }
+        let now = host.read()?;
+        if now.available_bytes < plan.margin_bytes.saturating_add(largest) {
+            break RampEnd::Margin {
+                available_bytes: now.available_bytes,
+                next_estimate_bytes: largest,
+                margin_bytes: plan.margin_bytes,
+            };
+        }
+        observer.starting(env.name(), instance_number);
+        cleanup::record_phase(Phase::Starting);
+        let instance = match env.start() {
+            Ok(instance) => instance,
+            Err(error) => break failed(instance_number, "starting", &error, None),
+        };
+        let startup_ms = instance.startup().as_secs_f64() * 1e3;
+        live.push(instance);
+        let newest = live.last().map(Box::as_ref);
+        let idle = match (plan.hold_mib, newest) {
+            (Some(mb), Some(instance)) => match held(instance, mb) {
+                Ok(idle) => Some(idle),
+                Err(error) => break failed(instance_number, "holding", &error, Some(instance)),
+            },
+            _ => None,
+        };
+        std::thread::sleep(settle);
+        let mut readings = Vec::with_capacity(live.len());
+        let mut reading_error = None;
+        for (index, instance) in live.iter().enumerate() {
+            match instance.resources() {
+                Ok(reading) => readings.push(reading.memory_bytes),
+                Err(error) => {
+                    reading_error = Some((index, error));
+                    break;
+                }
+            }
+        }
+        if let Some((index, error)) = reading_error {
+            let what = format!("reading instance {}", index + 1);
+            break failed(instance_number, &what, &error, Some(live[index].as_ref()));
+        }
+        let host_now = host.read()?;
+        let sum: u64 = readings.iter().sum();
+        let cost = sum
+            .saturating_sub(previous.0)
+            .max(host_now.used_bytes().saturating_sub(previous.1));
+        largest = largest.max(cost);
+        previous = (sum, host_now.used_bytes());
+        let step = RampStep {
+            instances: instance_number,
+            startup_ms,
+            idle_memory_bytes: idle,
+            instance_memory_bytes: readings,
+            instances_memory_bytes: sum,
+            host: host_now,
+        };
+        observer.step(env.name(), &step);
+        steps.push(step);
+    };
+    Ok((steps, end, largest))
+}
+
+/// The ramp's end at instance `instance`, which failed at `what`.
+fn failed(
+    instance: u32,
+    what: &str,
+    error: &dyn std::fmt::Display,
+    failed: Option<&dyn Instance>,
+) -> RampEnd {
+    RampEnd::Failed {
+        instance,
+        reason: format!("{what}: {error:#}"),
+        log_tail: failed.map_or_else(Vec::new, |i| i.log_tail(LOG_TAIL_LINES)),
+    }
+}
+
+/// The instance's own memory now, then it is made to hold `mb` MiB (`/hold`).
+fn held(instance: &dyn Instance, mb: u64) -> Result<u64, EnvError> {
+    let idle = instance.resources()?.memory_bytes;
+    let path = format!("/hold?mb={mb}");
+    let (status, body) = health::get_json(instance.base_url(), &path)?;
+    if status != 200 || body["held_mb"] != mb {
+        return Err(anyhow::anyhow!("GET {path} answered {status} {body}").into());
+    }
+    Ok(idle)
+}
+
+/// What one thread of the concurrent start reports: when its instance answered, counted
+/// from the common start, and its own startup; or why it failed.
+type Answered = Result<(Duration, Duration), String>;
+
+/// Starts `count` instances of `env` at once, one thread each released by one barrier, and
+/// waits until every one answered or failed; then stops them all. Returns the start and the
+/// stop problems.
+pub fn concurrent_start(env: &dyn Environment, count: u32) -> (ConcurrentStart, Vec<String>) {
+    let threads = count as usize;
+    let go = Arc::new(Barrier::new(threads + 1));
+    let stop = Arc::new(Barrier::new(threads + 1));
+    let (answers, answered) = mpsc::channel::<Answered>();
+    let (stops, stopped) = mpsc::channel::<Option<String>>();
+    cleanup::record_phase(Phase::Starting);
+    std::thread::scope(|scope| {
+        for index in 0..threads {
+            let (go, stop, answers, stops) = (
+                Arc::clone(&go),
+                Arc::clone(&stop),
+                answers.clone(),
+                stops.clone(),
+            );
+            scope.spawn(move || {
+                go.wait();
+                let began = Instant::now();
+                let outcome = env.start();
+                let elapsed = began.elapsed();
+                let instance = match outcome {
+                    Ok(instance) => {
+                        let _ = answers.send(Ok((elapsed, instance.startup())));
+                        Some(instance)
+                    }
+                    Err(error) => {
+                        let _ = answers.send(Err(format!("instance {}: {error:#}", index + 1)));
+                        None
+                    }
+                };
+                // Hold the instance (and this thread, which a native server dies with) until
+                // every start is in.
+                stop.wait();
+                let problem = instance.and_then(|instance| {
+                    instance
+                        .stop()
+                        .err()
+                        .map(|e| format!("stopping concurrent instance {}: {e:#}", index + 1))
+                });
+                let _ = stops.send(problem);
+            });
+        }
+        drop((answers, stops));
+        go.wait();
+        let mut startup_ms = Vec::new();
+        let mut failures = Vec::new();
+        let mut last = Duration::ZERO;
+        for answer in answered.iter().take(threads) {
+            match answer {
+                Ok((elapsed, own)) => {
+                    last = last.max(elapsed);
+                    startup_ms.push(own.as_secs_f64() * 1e3);
+                }
+                Err(reason) => failures.push(reason),
+            }
+        }
+        stop.wait();
+        let problems: Vec<String> = stopped.iter().flatten().collect();
+        let start = ConcurrentStart {
+            instances: count,
+            all_answering_ms: failures.is_empty().then_some(last.as_secs_f64() * 1e3),
+            startup_ms,
+            failures,
+        };
+        (start, problems)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::env::Budget;
+    use crate::env::mock::{MockEnv, MockReadings};
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    /// A host whose available memory drops by `per_instance` for every live mock instance.
+    struct FakeHost {
+        env: Arc<MockEnv>,
+        total: u64,
+        available_idle: u64,
+        per_instance: u64,
+    }
+
+    impl HostReader for FakeHost {
+        fn read(&self) -> std::io::Result<HostMemory> {
+            let used = u64::from(self.env.live_instances()) * self.per_instance;
+            Ok(HostMemory {
+                total_bytes: self.total,
+                available_bytes: self.available_idle - used,
+                ..HostMemory::default()
+            })
+        }
+    }
+
+    fn plan(instances: u32) -> DensityPlan {
+        DensityPlan {
+            instances,
+            margin_bytes: 2 * GIB,
+            settle: Some(Duration::ZERO),
+            hold_mib: None,
+            concurrent: true,
+            load: None,
+        }
+    }
+
+    fn mock(readings: MockReadings) -> Arc<MockEnv> {
+        Arc::new(MockEnv::new("mock", Budget::for_host(), readings))
+    }
+
+    fn host(env: &Arc<MockEnv>, available_idle: u64, per_instance: u64) -> FakeHost {
+        FakeHost {
+            env: Arc::clone(env),
+            total: 24 * GIB,
+            available_idle,
+            per_instance,
+        }
+    }
+
+    /// Records what the observer saw, and the live instances at each step.
+    #[derive(Default)]
+    struct Seen {
+        starts: Mutex<Vec<u32>>,
+        concurrent: Mutex<Option<u32>>,
+    }
+
+    impl DensityObserver for &Seen {
+        fn starting(&mut self, _env: &str, instance: u32) {
+            self.starts.lock().unwrap().push(instance);
+        }
+        fn concurrent(&mut self, _env: &str, instances: u32) {
+            *self.concurrent.lock().unwrap() = Some(instances);
+        }
+    }
+
+    #[test]
+    fn the_ramp_reaches_n_reads_every_instance_and_stops_them_all() {
+        let env = mock(MockReadings {
+            memory_bytes: 8 * MIB,
+            ..MockReadings::default()
+        });
+        let host = host(&env, 20 * GIB, 30 * MIB);
+        let seen = Seen::default();
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan(4), &host, &mut &seen).unwrap();
+        assert_eq!(rung.end, RampEnd::Reached);
+        assert_eq!(rung.steps.len(), 4);
+        for (index, step) in rung.steps.iter().enumerate() {
+            assert_eq!(step.instances as usize, index + 1);
+            assert_eq!(step.instance_memory_bytes, vec![8 * MIB; index + 1]);
+            assert_eq!(step.instances_memory_bytes, 8 * MIB * (index as u64 + 1));
+            assert_eq!(
+                step.host.used_bytes(),
+                4 * GIB + 30 * MIB * (index as u64 + 1)
+            );
+        }
+        assert_eq!(*seen.starts.lock().unwrap(), [1, 2, 3, 4]);
+        let concurrent = rung.concurrent.as_ref().unwrap();
+        assert_eq!(concurrent.instances, 4);
+        assert_eq!(concurrent.startup_ms.len(), 4);
+        assert!(concurrent.failures.is_empty());
+        assert!(concurrent.all_answering_ms.is_some());
+        assert!(rung.stop_problems.is_empty(), "{:?}", rung.stop_problems);
+        assert_eq!(env.live_instances(), 0, "instances left running");
+
+        let summary = crate::analysis::density::summarize(&rung);
+        let a = summary.instances_fit.unwrap();
+        assert!((a.slope_mib - 8.0).abs() < 1e-9, "{a:?}");
+        assert!(a.intercept_mib.abs() < 1e-9, "{a:?}");
+        let b = summary.host_fit.unwrap();
+        assert!((b.slope_mib - 30.0).abs() < 1e-9, "{b:?}");
+        assert!((summary.instances_per_gib.unwrap() - 128.0).abs() < 1e-9);
+        // Exact lines with different slopes: zero-width intervals that do not overlap.
+        assert!(matches!(
+            summary.agreement,
+            crate::artifact::density::Agreement::Part { gap_mib, .. } if (gap_mib - 22.0).abs() < 1e-9
+        ));
+    }
+
+    /// With 2 GiB + 2.5 × 1 GiB available and 1 GiB per instance, two instances fit: the
+    /// third would leave less than the margin, so it is never started.
+    #[test]
+    fn the_ramp_stops_before_the_margin_would_be_crossed() {
+        let env = mock(MockReadings::default());
+        let host = host(&env, 2 * GIB + 5 * GIB / 2, GIB);
+        let seen = Seen::default();
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan(8), &host, &mut &seen).unwrap();
+        assert_eq!(rung.steps.len(), 2);
+        match rung.end {
+            RampEnd::Margin {
+                available_bytes,
+                next_estimate_bytes,
+                margin_bytes,
+            } => {
+                assert_eq!(available_bytes, 2 * GIB + GIB / 2);
+                assert_eq!(next_estimate_bytes, GIB);
+                assert_eq!(margin_bytes, 2 * GIB);
+            }
+            other => panic!("ended {other:?}"),
+        }
+        assert_eq!(
+            *seen.starts.lock().unwrap(),
+            [1, 2],
+            "a start past the margin"
+        );
+        // The concurrent start is bounded by the margin too: two fit again once the ramp's
+        // instances are gone.
+        assert_eq!(*seen.concurrent.lock().unwrap(), Some(2));
+        assert_eq!(env.live_instances(), 0);
+    }
+
+    #[test]
+    fn a_host_without_room_for_one_starts_nothing() {
+        let env = mock(MockReadings::default());
+        let host = host(&env, GIB, MIB);
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan(3), &host, &mut Silent).unwrap();
+        assert!(rung.steps.is_empty());
+        assert!(matches!(rung.end, RampEnd::Margin { .. }), "{:?}", rung.end);
+        assert!(rung.concurrent.is_none());
+        assert_eq!(env.starts(), 0);
+    }
+
+    /// The third start fails: the ramp ends there with the reason, the two running are
+    /// stopped, and the concurrent start (two, as reached) goes on — and its own failure is
+    /// recorded, not raised.
+    #[test]
+    fn a_failed_start_ends_the_ramp_with_its_reason_and_leaves_nothing() {
+        let env = Arc::new(
+            MockEnv::new("mock", Budget::for_host(), MockReadings::default())
+                .with_failing_starts([2, 4]),
+        );
+        let host = host(&env, 20 * GIB, 10 * MIB);
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan(6), &host, &mut Silent).unwrap();
+        assert_eq!(rung.steps.len(), 2);
+        match &rung.end {
+            RampEnd::Failed {
+                instance, reason, ..
+            } => {
+                assert_eq!(*instance, 3);
+                assert!(reason.contains("fails on purpose"), "{reason}");
+            }
+            other => panic!("ended {other:?}"),
+        }
+        let concurrent = rung.concurrent.as_ref().unwrap();
+        assert_eq!(concurrent.instances, 2);
+        assert_eq!(concurrent.startup_ms.len() + concurrent.failures.len(), 2);
+        assert_eq!(concurrent.failures.len(), 1, "{concurrent:?}");
+        assert!(concurrent.all_answering_ms.is_none());
+        assert_eq!(env.live_instances(), 0);
+    }
+
+    /// `--load`: the closed loop reaches one instance and then all of them, every
+    /// generator's answers counted.
+    #[test]
+    fn the_load_runs_on_one_and_on_all_instances() {
+        let env = mock(MockReadings::default());
+        let host = host(&env, 20 * GIB, MIB);
+        let mut plan = plan(3);
+        plan.concurrent = false;
+        plan.load = Some(DensityLoad {
+            connections: 6,
+            window: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+            cpus: Vec::new(),
+        });
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan, &host, &mut Silent).unwrap();
+        let load = rung.load.unwrap();
+        assert_eq!((load.one.instances, load.one.connections), (1, 6));
+        assert_eq!((load.all.instances, load.all.connections), (3, 6));
+        for spread in [&load.one, &load.all] {
+            assert!(spread.throughput_rps > 0.0, "{spread:?}");
+            assert_eq!(spread.failed_requests, 0, "{spread:?}");
+            assert!(spread.p99_ms.is_some_and(|ms| ms > 0.0), "{spread:?}");
+        }
+        assert_eq!(env.live_instances(), 0);
+    }
+
+    #[test]
+    fn the_default_margin_is_a_fifth_of_ram_or_2_gib() {
+        assert_eq!(default_margin_bytes(24 * GIB), 24 * GIB / 5);
+        assert_eq!(default_margin_bytes(4 * GIB), 2 * GIB);
+    }
+}
