@@ -21,8 +21,8 @@
 
 pub mod bench;
 pub mod compare;
-pub mod doctor;
 pub mod density;
+pub mod doctor;
 pub mod gate;
 pub mod progress_lines;
 pub mod run;
