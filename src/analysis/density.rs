@@ -75,7 +75,8 @@ pub fn fit(points: &[(f64, f64)]) -> Option<LinearFit> {
 }
 
 /// The host's reading at `step` less before the rung, in MiB, by `field`.
-fn host_points(rung: &DensityRung, field: impl Fn(&HostMemory) -> u64) -> Vec<(f64, f64)> {
+/// (N, MiB the host's `field` moved since before the rung), one point per step.
+pub fn host_points(rung: &DensityRung, field: impl Fn(&HostMemory) -> u64) -> Vec<(f64, f64)> {
     let before = field(&rung.host_before) as f64;
     rung.steps
         .iter()
@@ -93,10 +94,9 @@ fn overlap(a: (f64, f64), b: (f64, f64)) -> bool {
     a.0 <= b.1 && b.0 <= a.1
 }
 
-/// The summary of one rung's ramp and concurrent start.
-pub fn summarize(rung: &DensityRung) -> RungSummary {
-    let instances: Vec<(f64, f64)> = rung
-        .steps
+/// (N, MiB the live instances hold by the memory measure), one point per step.
+pub fn instance_points(rung: &DensityRung) -> Vec<(f64, f64)> {
+    rung.steps
         .iter()
         .map(|step| {
             (
@@ -104,7 +104,12 @@ pub fn summarize(rung: &DensityRung) -> RungSummary {
                 step.instances_memory_bytes as f64 / MIB,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The summary of one rung's ramp and concurrent start.
+pub fn summarize(rung: &DensityRung) -> RungSummary {
+    let instances = instance_points(rung);
     let instances_fit = fit(&instances);
     let host_fit = fit(&host_points(rung, HostMemory::used_bytes));
     let per_gib = |slope: f64| (slope > 0.0).then(|| 1024.0 / slope);

@@ -490,7 +490,6 @@ pub(crate) fn density_memory(
     fit: Option<&crate::artifact::density::LinearFit>,
     index: usize,
 ) -> Result<Option<String>, ExportError> {
-    const MIB: f64 = 1024.0 * 1024.0;
     if rung.steps.is_empty() {
         return Ok(None);
     }
@@ -500,27 +499,11 @@ pub(crate) fn density_memory(
         chart: chart_name.clone(),
         reason: e.to_string(),
     };
-    let before = rung.host_before.used_bytes() as f64;
-    let instances: Vec<(f64, f64)> = rung
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                f64::from(s.instances),
-                s.instances_memory_bytes as f64 / MIB,
-            )
-        })
-        .collect();
-    let host: Vec<(f64, f64)> = rung
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                f64::from(s.instances),
-                (s.host.used_bytes() as f64 - before) / MIB,
-            )
-        })
-        .collect();
+    let instances = crate::analysis::density::instance_points(rung);
+    let host = crate::analysis::density::host_points(
+        rung,
+        crate::artifact::density::HostMemory::used_bytes,
+    );
     let max_x = instances.len() as f64 + 0.5;
     let all_y = instances.iter().chain(&host).map(|p| p.1);
     let max_y = all_y.clone().fold(1.0, f64::max) * 1.1;
