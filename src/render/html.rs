@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use super::charts;
 use super::measurements::{Column, measurements};
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells, escape_html,
-    headline_title, method_notes, preparation_note, provenance, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells,
+    environment_notes, escape_html, headline_title, method_notes, provenance, summary_of,
 };
 use crate::analysis::{headline, summarize, sweep};
 use crate::artifact::{Artifact, CheckStatus, Summary};
@@ -107,25 +107,7 @@ impl Exporter for Html {
         }
         let _ = writeln!(out, "</tr>");
         for env in envs {
-            let notes: Vec<String> = env
-                .preparation
-                .iter()
-                .map(preparation_note)
-                .chain(
-                    env.label
-                        .memory_counts
-                        .iter()
-                        .map(|m| format!("memory: {m}")),
-                )
-                .chain(
-                    env.label
-                        .data_dir
-                        .iter()
-                        .map(|d| format!("data directory: {d}")),
-                )
-                .chain(env.label.notes.iter().cloned())
-                .map(|note| h(&note))
-                .collect();
+            let notes: Vec<String> = environment_notes(env).iter().map(|n| h(n)).collect();
             let cells = environment_cells(env, h);
             let _ = write!(out, "<tr>");
             for (column, cell) in ENVIRONMENT_COLUMNS.iter().zip(&cells) {

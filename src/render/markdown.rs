@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use super::measurements::measurements;
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells, escape_markdown,
-    headline_title, method_notes, preparation_note, provenance, summary_of,
+    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells,
+    environment_notes, escape_markdown, headline_title, method_notes, provenance, summary_of,
 };
 use crate::analysis::headline;
 use crate::artifact::Artifact;
@@ -125,22 +125,8 @@ impl Exporter for Markdown {
             .iter()
             .flat_map(|env| {
                 let name = &env.label.name;
-                env.preparation
-                    .iter()
-                    .map(preparation_note)
-                    .chain(
-                        env.label
-                            .memory_counts
-                            .iter()
-                            .map(|m| format!("memory: {m}")),
-                    )
-                    .chain(
-                        env.label
-                            .data_dir
-                            .iter()
-                            .map(|d| format!("data directory: {d}")),
-                    )
-                    .chain(env.label.notes.iter().cloned())
+                environment_notes(env)
+                    .into_iter()
                     .map(move |note| format!("{}: {}", e(name), e(&note)))
             })
             .collect();

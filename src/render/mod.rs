@@ -412,8 +412,27 @@ pub(crate) fn environment_cells(
     ]
 }
 
+/// Everything a reader must know about `env`'s figures, unescaped, in the order every report
+/// lists them: its preparation steps, what its memory counts, what its data directory is,
+/// then the label's own notes.
+pub(crate) fn environment_notes(env: &EnvironmentResult) -> Vec<String> {
+    let label = &env.label;
+    env.preparation
+        .iter()
+        .map(preparation_note)
+        .chain(label.memory_counts.iter().map(|m| format!("memory: {m}")))
+        .chain(
+            label
+                .data_dir
+                .iter()
+                .map(|d| format!("data directory: {d}")),
+        )
+        .chain(label.notes.iter().cloned())
+        .collect()
+}
+
 /// "WHAT took N s[, cached] (not part of startup)" for one preparation step.
-pub(crate) fn preparation_note(preparation: &Preparation) -> String {
+fn preparation_note(preparation: &Preparation) -> String {
     format!(
         "{} took {:.1} s{} (not part of startup)",
         preparation.what,
