@@ -34,7 +34,7 @@ impl DataDir {
         let owner = std::process::id();
         let dir = tempfile::Builder::new()
             .prefix(&crate::env::orphans::data_dir_prefix(owner))
-            .tempdir()
+            .tempdir_in(std::env::temp_dir())
             .context("creating the instance's data directory")?;
         // Kept by its registration from here on, not by the TempDir's drop.
         let path = dir.keep();
@@ -53,21 +53,6 @@ impl DataDir {
         &self.path
     }
 
-    /// What the label says of the directory: where it is and on what file system, since
-    /// that decides what an fsync reaches.
-    pub fn describe(&self, seen_as: &str) -> String {
-        let filesystem = filesystem_name(&self.path);
-        let tmpfs = if filesystem == "tmpfs" {
-            " (memory: an fsync reaches no disk)"
-        } else {
-            ""
-        };
-        format!(
-            "{seen_as}: a fresh host directory per instance in {}, on {filesystem}{tmpfs}",
-            self.path.parent().unwrap_or(&self.path).display()
-        )
-    }
-
     /// Files left in the directory (an instance's `/files` must leave none).
     pub fn entries(&self) -> usize {
         std::fs::read_dir(&self.path).map_or(0, |entries| entries.count())
@@ -79,6 +64,23 @@ impl Drop for DataDir {
         // Best effort: a directory that cannot be removed is the orphan sweep's next time.
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// What a label says of the data directories [`DataDir::create`] makes, the instance seeing
+/// each as `seen_as`: where they are and on what file system, since that decides what an
+/// fsync reaches. Read from the parent directory, so describing creates nothing.
+pub fn describe(seen_as: &str) -> String {
+    let parent = std::env::temp_dir();
+    let filesystem = filesystem_name(&parent);
+    let tmpfs = if filesystem == "tmpfs" {
+        " (memory: an fsync reaches no disk)"
+    } else {
+        ""
+    };
+    format!(
+        "{seen_as}: a fresh host directory per instance in {}, on {filesystem}{tmpfs}",
+        parent.display()
+    )
 }
 
 /// The name of the file system `path` is on, from `statfs`'s magic number.
@@ -123,6 +125,25 @@ mod tests {
         assert_eq!(mode & 0o777, 0o777);
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_description_names_where_directories_go() {
+        let words = describe("bind mount at /data");
+        assert!(
+            words.starts_with("bind mount at /data: a fresh host directory"),
+            "{words}"
+        );
+        assert!(
+            words.contains(&std::env::temp_dir().display().to_string()),
+            "{words}"
+        );
+        assert!(
+            words.contains(&filesystem_name(&std::env::temp_dir())),
+            "{words}"
+        );
+        let dir = DataDir::create().unwrap();
+        assert_eq!(dir.path().parent(), Some(std::env::temp_dir().as_path()));
     }
 
     #[test]

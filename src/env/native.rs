@@ -138,7 +138,7 @@ impl Environment for NativeEnv {
                 .and_then(|server| std::fs::metadata(server).ok())
                 .map(|meta| meta.len()),
             detected: None,
-            data_dir: Some(native_data_dir()),
+            data_dir: Some(crate::env::data_dir::describe("--data-dir")),
             memory_counts: Some(crate::probe::footprint::counts(
                 "the server process (and any process it starts)",
             )),
@@ -153,15 +153,6 @@ impl Environment for NativeEnv {
             )),
             accel_attempts: Vec::new(),
         }
-    }
-}
-
-/// What the native label says of the data directory, read off a directory made beside
-/// where the instances' go.
-fn native_data_dir() -> String {
-    match DataDir::create() {
-        Ok(dir) => dir.describe("--data-dir"),
-        Err(error) => format!("--data-dir: a fresh host directory per instance ({error:#})"),
     }
 }
 

@@ -457,10 +457,7 @@ impl ContainerEnv {
             ),
             _ => format!("bind mount at {}", data_dir::CONTAINER_PATH),
         };
-        match DataDir::create() {
-            Ok(dir) => dir.describe(&seen_as),
-            Err(error) => format!("{seen_as} ({error:#})"),
-        }
+        data_dir::describe(&seen_as)
     }
 
     /// How loopback traffic reaches the container, for its label; pins docker-proxy (`proxy`)

@@ -75,6 +75,9 @@ pub struct QemuVm {
     /// Whether every start restores a snapshot ([`super::snapshot`]) instead of booting.
     from_snapshot: bool,
     prepared: Mutex<Option<BootInputs>>,
+    /// What the label says of the data disk, learnt from the last instance's (its cache
+    /// mode depends on the host file system the disk is on).
+    data_disk_words: Mutex<Option<String>>,
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> EnvError {
@@ -114,6 +117,7 @@ impl QemuVm {
             guest: Guest::Own,
             from_snapshot: false,
             prepared: Mutex::new(None),
+            data_disk_words: Mutex::new(None),
         })
     }
 
@@ -337,10 +341,16 @@ impl QemuVm {
                 "none: a restored snapshot has no data disk (/files answers 503)".to_owned()
             });
         }
-        Some(match ScratchDisk::create() {
-            Ok(disk) => disk.describe(),
-            Err(error) => format!("its own ext4 disk per instance ({error:#})"),
-        })
+        let learnt = self
+            .data_disk_words
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(learnt.unwrap_or_else(|| {
+            "its own disk: a fresh ext4 virtio-blk disk per instance mounted at /data (its \
+             cache mode is known once one has started)"
+                .to_owned()
+        }))
     }
 
     /// The label's note on what the guest runs.
@@ -411,6 +421,12 @@ impl Environment for QemuVm {
         // The data disk is made before the clock starts, as a deployed VM's disk exists
         // before the VM does.
         let data_disk = self.has_data_disk().then(ScratchDisk::create).transpose()?;
+        if let Some(disk) = &data_disk {
+            *self
+                .data_disk_words
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(disk.describe());
+        }
         let requested = Instant::now();
         let plan = BootPlan {
             data_disk: data_disk.as_ref().map(|disk| DataDisk {
