@@ -42,6 +42,9 @@ pub fn limit_description(kind: LimitKind) -> &'static str {
             "the load generator and the service were both saturated (the service used all of \
              its CPU, so the figure is the service's at its CPU budget)"
         }
+        LimitKind::WarmingUp => "the service was still warming up in part of the window",
+        LimitKind::Stalled => "the service stalled (answered nothing while asked) in the window",
+        LimitKind::Drifted => "throughput drifted within the window",
     }
 }
 

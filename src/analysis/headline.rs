@@ -194,6 +194,9 @@ fn reservation(estimate: &Estimate, ratio: Option<&Estimate>) -> Option<String> 
                 LimitKind::GeneratorSaturated => "the load generator was saturated",
                 LimitKind::RateNotKept => "the rate was not kept",
                 LimitKind::Errors => "requests failed",
+                LimitKind::WarmingUp => "the service was still warming up",
+                LimitKind::Stalled => "the service stalled",
+                LimitKind::Drifted => "throughput drifted within windows",
                 LimitKind::BothSaturated => continue,
             }
             .to_owned(),

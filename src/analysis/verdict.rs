@@ -277,6 +277,9 @@ fn unsure(ratio: &Estimate, exact: bool) -> Option<String> {
             LimitKind::GeneratorSaturated => Some("the load generator was saturated"),
             LimitKind::RateNotKept => Some("the rate was not kept"),
             LimitKind::Errors => Some("requests failed"),
+            LimitKind::WarmingUp => Some("the service was still warming up"),
+            LimitKind::Stalled => Some("the service stalled"),
+            LimitKind::Drifted => Some("throughput drifted within windows"),
             LimitKind::BothSaturated => None,
         })
         .collect();

@@ -275,6 +275,8 @@ fn scenario_run(
         throughput_rps,
         achieved_rate_rps: throughput_rps,
         histogram: histogram([p50, p90, p99_us, p999, max]),
+        all_requests_histogram: None,
+        series: None,
         latency,
         uncorrected_latency: None,
         per_path: BTreeMap::new(),

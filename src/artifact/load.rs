@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::series::WindowSeries;
+
 /// Utilisation at or above which a CPU (or the generator's whole CPU budget) counts as
 /// saturated: beyond it, latency includes time spent waiting for the generator itself. The
 /// generator marks its own [`GeneratorUsage::bottleneck`] by it and the analysis judges the
@@ -88,6 +90,15 @@ pub struct LoadReport {
     /// `latency`'s HdrHistogram (microseconds), V2-deflate serialized and base64-encoded, so
     /// runs can be merged later.
     pub histogram: String,
+    /// [`Self::all_requests_latency`]'s HdrHistogram, encoded as `histogram`: what the
+    /// report's percentile curves and merged figures are drawn from. Absent in artifacts
+    /// written before it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_requests_histogram: Option<String>,
+    /// What happened inside the window, slice by slice, and whether it was steady. Absent in
+    /// artifacts written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<WindowSeries>,
     /// The generator's own resource use: did it, rather than the server, set the limit?
     pub generator: GeneratorUsage,
 }

@@ -15,6 +15,7 @@ pub mod density;
 pub mod histogram;
 pub mod load;
 pub mod merge;
+pub mod series;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -607,6 +608,14 @@ pub enum LimitKind {
     /// for the generator could not have raised the figure, which is the service's at its CPU
     /// budget. Noted, not marked on the cell.
     BothSaturated,
+    /// The window's first slices were still climbing and could not be cut off (an open
+    /// loop's schedule, a run bounded by count): part of the window measured a cold service.
+    WarmingUp,
+    /// The service answered nothing for a stretch of the window while requests waited.
+    Stalled,
+    /// The window's throughput changed between its first and last third by more than its
+    /// spread explains (a server or a machine that slowed down or sped up mid-window).
+    Drifted,
 }
 
 /// The side a limit points at.

@@ -324,6 +324,7 @@ fn assemble(
     };
 
     let latency = all.latency();
+    let all_requests = all.all_requests_latency(&latency);
     let per_path: BTreeMap<String, PathReport> = options
         .scenario
         .iter()
@@ -373,10 +374,12 @@ fn assemble(
         throughput_rps: per_second(all.ok()),
         achieved_rate_rps: per_second(all.sent() - all.errors.unsent),
         latency: recorder::stats(&latency),
-        all_requests_latency: Some(recorder::stats(&all.all_requests_latency(&latency))),
+        all_requests_latency: Some(recorder::stats(&all_requests)),
         uncorrected_latency: all.uncorrected.as_ref().map(recorder::stats),
         per_path,
         histogram: crate::artifact::histogram::encode(&latency),
+        all_requests_histogram: Some(crate::artifact::histogram::encode(&all_requests)),
+        series: None,
         generator,
         errors: all.errors,
     };

@@ -64,6 +64,12 @@ pub(crate) const GENERATOR_MARK: &str = "⚠gen";
 pub(crate) const RATE_MARK: &str = "⚠rate";
 /// Marker of a figure behind which requests failed.
 pub(crate) const ERRORS_MARK: &str = "⚠err";
+/// Marker of a window whose first slices were still warming up and stayed in the figure.
+pub(crate) const WARMING_MARK: &str = "⚠warm";
+/// Marker of a window in which the service stalled.
+pub(crate) const STALL_MARK: &str = "⚠stall";
+/// Marker of a window whose throughput drifted between its first and last third.
+pub(crate) const DRIFT_MARK: &str = "⚠drift";
 
 /// The limit marks of an estimate, ` ⚠gen ⚠err`, or nothing when nothing limited it.
 pub(crate) fn limit_marks(estimate: &Estimate) -> String {
@@ -73,6 +79,9 @@ pub(crate) fn limit_marks(estimate: &Estimate) -> String {
             LimitKind::GeneratorSaturated => GENERATOR_MARK,
             LimitKind::RateNotKept => RATE_MARK,
             LimitKind::Errors => ERRORS_MARK,
+            LimitKind::WarmingUp => WARMING_MARK,
+            LimitKind::Stalled => STALL_MARK,
+            LimitKind::Drifted => DRIFT_MARK,
             // The figure is the service's: noted under the table, not marked.
             LimitKind::BothSaturated => continue,
         };
@@ -90,7 +99,10 @@ pub(crate) fn limit_legend() -> String {
          service's (bottleneck: generator); \
          {RATE_MARK}: the open loop sent fewer requests than scheduled (bottleneck: the \
          generator when it was also saturated, else the service); {ERRORS_MARK}: requests \
-         failed (bottleneck: the service)."
+         failed (bottleneck: the service); {WARMING_MARK}, {STALL_MARK}, {DRIFT_MARK}: in \
+         some of these windows the service was still warming up, answered nothing for a \
+         stretch while asked, or its throughput drifted between the window's first and last \
+         third (bottleneck: the service or the machine; the time series shows where)."
     )
 }
 
