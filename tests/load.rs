@@ -585,12 +585,22 @@ fn closed_loop_window_is_not_stretched_by_a_straggler() {
     options.timeout = Duration::from_secs(4);
     let (report, window) = load::run_with_window(&options).unwrap();
     assert_eq!(report.errors.timeout, 0, "{:?}", report.errors);
+    // The planned second, less the first quarter if a busy machine made it look like a
+    // warm-up still under way (then cut off, and said so in the series).
+    let series = report.series.as_ref().expect("a series");
+    let planned = Duration::from_secs(1)
+        - Duration::from_secs_f64(series.slice_ms / 1e3) * series.discarded_slices as u32;
     assert!(
-        (report.elapsed_s - 1.0).abs() < 1e-9,
-        "window {} s",
+        (report.elapsed_s - planned.as_secs_f64()).abs() < 1e-6,
+        "window {} s, planned {planned:?}",
         report.elapsed_s
     );
-    assert_eq!(window.end - window.start, Duration::from_secs(1));
+    let measured = window.end - window.start;
+    assert!(
+        measured.abs_diff(planned) < Duration::from_micros(1),
+        "{measured:?}"
+    );
+    assert_eq!(window.end - window.series_start, Duration::from_secs(1));
     // The held request, and at most one per other connection cut off by the window's end.
     assert!(
         (1..=4).contains(&report.unfinished),
@@ -942,4 +952,214 @@ fn open_loop_at_50k_keeps_a_well_formed_record() {
     assert!(report.latency.p50_us >= uncorrected.p50_us);
     assert!(report.latency.p99_us >= uncorrected.p99_us);
     assert!(report.latency.max_us >= uncorrected.max_us);
+}
+
+/// Issue 28: the window's time series and the steadiness test on it, against servers whose
+/// answer is known: one that holds every response 300 ms of every second, one whose
+/// throughput halves halfway through, and steady ones. They judge timing, so they run alone
+/// (`::perf::`).
+mod steadiness {
+    use super::*;
+    use isobench::artifact::series::WindowSeries;
+
+    fn series(report: &LoadReport) -> &WindowSeries {
+        report
+            .series
+            .as_ref()
+            .expect("every run records its series")
+    }
+
+    /// Every slice's counts add up to the window's, and the series covers the window.
+    fn assert_series_accounts(report: &LoadReport) {
+        let series = series(report);
+        let kept = series.discarded_slices..series.ok.len();
+        assert_eq!(series.ok[kept.clone()].iter().sum::<u64>(), report.ok);
+        let failed: u64 = series
+            .errors
+            .values()
+            .map(|per_slice| per_slice[kept.clone()].iter().sum::<u64>())
+            .sum();
+        assert_eq!(failed, report.errors.total(), "{:?}", series.errors);
+        for column in [
+            series.p50_us.len(),
+            series.p99_us.len(),
+            series.in_flight.len(),
+        ] {
+            assert_eq!(column, series.ok.len());
+        }
+        let covered = series.slice_ms * (series.ok.len() as f64 - 1.0);
+        assert!(covered < series.window_ms && series.window_ms <= covered + series.slice_ms);
+    }
+
+    /// A server that holds every response for `stall` of every second, the stall starting
+    /// `offset` into each second after `epoch`.
+    fn stalling(epoch: Instant, stall: Duration, offset: Duration) -> Fixture {
+        Fixture::serve(Router::new().route(
+            "/stall",
+            get(move || async move {
+                let phase = (epoch.elapsed() + Duration::from_secs(1) - offset).as_millis() % 1000;
+                if phase < stall.as_millis() {
+                    let rest = (stall.as_millis() - phase) as u64;
+                    tokio::time::sleep(Duration::from_millis(rest)).await;
+                }
+                "ok"
+            }),
+        ))
+    }
+
+    mod perf {
+        use super::*;
+
+        /// A 300 ms stall every second, in the middle of each second of a 2 s window: both a
+        /// closed and an open loop flag it, at the slices where it happened.
+        #[test]
+        fn a_stall_every_second_is_flagged_where_it_happened() {
+            for rate in [None, Some(500.0)] {
+                // The window starts about 20 ms after the run is planned; stalls at 0.5–0.8 s
+                // and 1.5–1.8 s of it.
+                let epoch = Instant::now();
+                let fixture = stalling(
+                    epoch,
+                    Duration::from_millis(300),
+                    Duration::from_millis(520),
+                );
+                let mut options = options(&fixture.base_url(), "/stall");
+                options.connections = 4;
+                options.rate = rate;
+                options.duration = Some(Duration::from_secs(2));
+                let report = load::run(&options).unwrap();
+                assert_accounted(&report);
+                assert_series_accounts(&report);
+                let steadiness = &series(&report).steadiness;
+                eprintln!("rate {rate:?}: {steadiness:?}");
+                assert_eq!(steadiness.stalls.len(), 2, "{steadiness:?}");
+                for (stall, at_slice) in steadiness.stalls.iter().zip([5, 15]) {
+                    assert!(
+                        (at_slice..=at_slice + 1).contains(&stall.first_slice)
+                            && (1..=3).contains(&stall.slices),
+                        "{stall:?}"
+                    );
+                }
+            }
+        }
+
+        /// The service time doubles 1 s into a 2 s window: the closed loop's throughput halves
+        /// and the window is flagged as drifting, by about −50%.
+        #[test]
+        fn a_server_that_halves_halfway_is_flagged() {
+            let epoch = Instant::now();
+            let fixture = Fixture::serve(Router::new().route(
+                "/halving",
+                get(move || async move {
+                    let slow = epoch.elapsed() >= Duration::from_millis(1020);
+                    let hold = if slow { 10 } else { 5 };
+                    tokio::time::sleep(Duration::from_millis(hold)).await;
+                    "ok"
+                }),
+            ));
+            let mut options = options(&fixture.base_url(), "/halving");
+            options.connections = 4;
+            options.duration = Some(Duration::from_secs(2));
+            let report = load::run(&options).unwrap();
+            assert_accounted(&report);
+            assert_series_accounts(&report);
+            let steadiness = &series(&report).steadiness;
+            eprintln!("{steadiness:?}");
+            assert!(steadiness.drifted, "{steadiness:?}");
+            let drift = steadiness.drift_pct.unwrap();
+            assert!((-65.0..=-35.0).contains(&drift), "drift {drift}%");
+            assert!(steadiness.stalls.is_empty());
+        }
+
+        /// A service that answers in 20 ms for its first 0.4 s and in 5 ms after: the window's
+        /// first quarter is cut off as a warm-up still under way, the figures are the rest's
+        /// (counts, window length and throughput from exactly the slices kept), and what was
+        /// sent in the quarter cut off counts as warm-up.
+        #[test]
+        fn a_warm_up_still_under_way_is_cut_off_and_said_so() {
+            let epoch = Instant::now();
+            let fixture = Fixture::serve(Router::new().route(
+                "/cold",
+                get(move || async move {
+                    let cold = epoch.elapsed() < Duration::from_millis(420);
+                    tokio::time::sleep(Duration::from_millis(if cold { 20 } else { 5 })).await;
+                    "ok"
+                }),
+            ));
+            let mut options = options(&fixture.base_url(), "/cold");
+            options.connections = 4;
+            options.duration = Some(Duration::from_secs(2));
+            let report = load::run(&options).unwrap();
+            assert_accounted(&report);
+            assert_series_accounts(&report);
+            let series = series(&report);
+            eprintln!("ok per slice {:?}: {:?}", series.ok, series.steadiness);
+            assert_eq!(series.discarded_slices, 5, "{series:?}");
+            assert!(
+                (report.elapsed_s - 1.5).abs() < 1e-6,
+                "{}",
+                report.elapsed_s
+            );
+            let kept: u64 = series.ok[5..].iter().sum();
+            assert_eq!(report.ok, kept);
+            assert!((report.throughput_rps - kept as f64 / 1.5).abs() < 1e-6);
+            let cut_off: u64 = series.ok[..5].iter().sum();
+            assert!(
+                report.warmup_requests >= cut_off,
+                "{}",
+                report.warmup_requests
+            );
+            assert!(
+                !series.steadiness.warming_up,
+                "judged again on what was kept"
+            );
+        }
+
+        /// Steady servers (fixed service times of 1 ms and 5 ms, which another process on
+        /// the machine cannot stretch the way it slows a CPU-bound server) are flagged in at
+        /// most 5% of their windows: one of twenty here.
+        #[test]
+        fn steady_servers_are_rarely_flagged() {
+            let fixture = Fixture::serve(
+                Router::new()
+                    .route(
+                        "/1ms",
+                        get(|| async {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            "ok"
+                        }),
+                    )
+                    .route(
+                        "/5ms",
+                        get(|| async {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            "ok"
+                        }),
+                    ),
+            );
+            let mut flagged = Vec::new();
+            let windows = 10;
+            for path in ["/1ms", "/5ms"] {
+                for _ in 0..windows {
+                    let mut options = options(&fixture.base_url(), path);
+                    options.connections = 4;
+                    options.warmup = Duration::from_millis(100);
+                    options.duration = Some(Duration::from_millis(500));
+                    let report = load::run(&options).unwrap();
+                    assert_accounted(&report);
+                    assert_series_accounts(&report);
+                    let steadiness = &series(&report).steadiness;
+                    assert_eq!(steadiness.not_judged, None, "{path}: {steadiness:?}");
+                    if steadiness.unsteady() || series(&report).discarded_slices > 0 {
+                        flagged.push((path, steadiness.clone()));
+                    }
+                }
+            }
+            assert!(
+                flagged.len() <= 1,
+                "of {} windows: {flagged:#?}",
+                2 * windows
+            );
+        }
+    }
 }

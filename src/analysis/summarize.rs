@@ -242,7 +242,8 @@ pub fn service_saturated(run: &ScenarioRun, service_cpus: usize) -> bool {
 }
 
 /// What limited a scenario's runs: generator saturation, an open loop behind its schedule,
-/// failed requests; each with the rounds it happened in and the side it points at.
+/// failed requests, an unsteady window (a warm-up left in, a stall, drift); each with the
+/// rounds it happened in and the side it points at.
 ///
 /// A saturated generator limits a run only while the service, on its `service_cpus` CPUs,
 /// still had CPU to spare. When both were saturated, more CPU for the generator could not
@@ -255,7 +256,13 @@ pub fn scenario_limits<'a>(
 ) -> Vec<Limit> {
     let (mut saturated, mut both, mut behind, mut behind_and_saturated, mut failed) =
         (0, 0, 0, 0, 0);
+    let (mut warming, mut stalled, mut drifted) = (0, 0, 0);
     for run in runs {
+        if let Some(steadiness) = run.load.series.as_ref().map(|s| &s.steadiness) {
+            warming += usize::from(steadiness.warming_up);
+            stalled += usize::from(!steadiness.stalls.is_empty());
+            drifted += usize::from(steadiness.drifted);
+        }
         let load = &run.load;
         let service_full = service_saturated(run, service_cpus);
         let is_saturated = load.generator.bottleneck && !service_full;
@@ -301,6 +308,20 @@ pub fn scenario_limits<'a>(
             rounds: failed,
             bottleneck: Side::Service,
         });
+    }
+    // What the window's own series found; the service's side, or the machine it runs on.
+    for (kind, rounds) in [
+        (LimitKind::WarmingUp, warming),
+        (LimitKind::Stalled, stalled),
+        (LimitKind::Drifted, drifted),
+    ] {
+        if rounds > 0 {
+            limits.push(Limit {
+                kind,
+                rounds,
+                bottleneck: Side::Service,
+            });
+        }
     }
     limits
 }

@@ -65,8 +65,8 @@ pub struct Steadiness {
     pub not_judged: Option<String>,
     /// The first slices' throughput was still climbing: well below the rest of the window's,
     /// by more than its slice-to-slice spread explains. Where the window could be cut (a
-    /// closed loop bounded by duration), those slices were discarded instead
-    /// ([`WindowSeries::discarded_slices`]) and this is `false` for what remains.
+    /// closed loop bounded by duration), the first quarter was discarded instead
+    /// ([`WindowSeries::discarded_slices`]) and this verdict is of the slices kept.
     #[serde(default)]
     pub warming_up: bool,
     /// Stretches in which requests were in flight and nothing completed, each long enough

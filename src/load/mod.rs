@@ -35,9 +35,14 @@ mod plan;
 mod progress;
 pub mod recorder;
 pub mod scenario;
+mod series;
+pub mod steadiness;
 mod worker;
 
-use crate::artifact::load::{GeneratorUsage, LoadReport, PathReport, PathWeight, SATURATED};
+use crate::artifact::load::{
+    ErrorCounts, GeneratorUsage, LoadReport, PathReport, PathWeight, SATURATED,
+};
+use crate::artifact::series::{Steadiness, WindowSeries};
 use crate::probe::usage;
 pub use client::ClientKind;
 
@@ -50,6 +55,8 @@ use std::time::{Duration, Instant};
 use plan::{LoadPlan, Pacing};
 use progress::{Goal, Progress};
 use recorder::Recorder;
+use series::SeriesRecorder;
+use steadiness::SliceCounts;
 use worker::{Live, WorkerResult};
 
 /// What to send, how hard, and for how long.
@@ -140,10 +147,14 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// module documentation for how it is defined in each mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MeasuredWindow {
-    /// When measuring began (the end of the warm-up).
+    /// When measuring began: the end of the warm-up, or the end of the window's first
+    /// quarter when a warm-up still under way was cut off there.
     pub start: Instant,
     /// When measuring ended.
     pub end: Instant,
+    /// Where the report's time series starts: the end of the warm-up, whether or not its
+    /// first slices were kept out of the figures.
+    pub series_start: Instant,
 }
 
 /// Runs one load measurement and returns what the generator saw.
@@ -208,11 +219,15 @@ fn drive(
     let mut results: Vec<Option<WorkerResult>> = plan.threads.iter().map(|_| None).collect();
     let mut received = 0;
     let mut cpu_at_measure_start: Option<(Instant, Duration)> = None;
+    let mut cpu_at_head_end: Option<(Instant, Duration)> = None;
     let mut cpu_at_measure_end: Option<(Instant, Duration)> = None;
     while received < started {
         let now = Instant::now();
         if cpu_at_measure_start.is_none() && now >= plan.measure_start {
             cpu_at_measure_start = Some((now, usage::process_cpu()));
+        }
+        if cpu_at_head_end.is_none() && now >= plan.head_end {
+            cpu_at_head_end = Some((now, usage::process_cpu()));
         }
         if let Some(end) = planned_end
             && cpu_at_measure_end.is_none()
@@ -232,6 +247,8 @@ fn drive(
         let mut wait = PROGRESS_TICK;
         if cpu_at_measure_start.is_none() {
             wait = wait.min(plan.measure_start.saturating_duration_since(now));
+        } else if cpu_at_head_end.is_none() {
+            wait = wait.min(plan.head_end.saturating_duration_since(now));
         } else if let Some(end) = planned_end
             && cpu_at_measure_end.is_none()
         {
@@ -270,14 +287,27 @@ fn drive(
         return Err(error);
     }
     let finished = cpu_at_measure_end.unwrap_or_else(|| (Instant::now(), usage::process_cpu()));
-    let cpu_window = cpu_at_measure_start.map(|(at, cpu)| {
-        (
-            finished.0.saturating_duration_since(at),
-            finished.1.saturating_sub(cpu),
-        )
-    });
+    let cpu_since = |reading: Option<(Instant, Duration)>| {
+        reading.map(|(at, cpu)| {
+            (
+                finished.0.saturating_duration_since(at),
+                finished.1.saturating_sub(cpu),
+            )
+        })
+    };
+    let cpu = GeneratorCpu {
+        whole_window: cpu_since(cpu_at_measure_start),
+        after_head: cpu_since(cpu_at_head_end),
+    };
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
-    Ok(assemble(options, plan, &results, cpu_window))
+    Ok(assemble(options, plan, &results, cpu))
+}
+
+/// The generator's CPU time over the window (wall time, CPU time), from its start and from
+/// the end of its first quarter (for a window whose warm-up was cut off there).
+struct GeneratorCpu {
+    whole_window: Option<(Duration, Duration)>,
+    after_head: Option<(Duration, Duration)>,
 }
 
 /// Merges the workers' results into the report.
@@ -285,12 +315,18 @@ fn assemble(
     options: &LoadOptions,
     plan: &LoadPlan,
     results: &[WorkerResult],
-    cpu_window: Option<(Duration, Duration)>,
+    cpu: GeneratorCpu,
 ) -> (LoadReport, MeasuredWindow) {
-    let mut all = Recorder::new(plan.weights.len(), plan.open_loop());
+    let mut head = Recorder::new(plan.weights.len(), plan.open_loop());
+    let mut body = Recorder::new(plan.weights.len(), plan.open_loop());
+    let mut series = SeriesRecorder::new(plan.measure_start, plan.slice, plan.timeout);
     for result in results {
-        all.merge(&result.recorder);
+        head.merge(&result.records.head);
+        body.merge(&result.records.body);
+        series.merge(&result.records.series);
     }
+    let mut all = head.clone();
+    all.merge(&body);
     let last_done = results.iter().filter_map(|r| r.last_done).max();
     let until_last_answer = last_done
         .map(|last| last.saturating_duration_since(plan.measure_start))
@@ -310,9 +346,26 @@ fn assemble(
         // the asked-for rate.
         Pacing::Open { .. } => until_last_answer.max(plan.planned_window),
     };
+    let (window_series, discarded) = window_series(plan, &series, elapsed);
+    // A warm-up still under way is cut off: the figures are the rest of the window's, and
+    // what was sent in the part cut off counts as warm-up.
+    let (all, elapsed, cpu_window, start) = if discarded {
+        let mut figures = body;
+        figures.warmup_sent += head.warmup_sent + head.sent();
+        let head_length = plan.head_end - plan.measure_start;
+        (
+            figures,
+            elapsed.saturating_sub(head_length),
+            cpu.after_head,
+            plan.head_end,
+        )
+    } else {
+        (all, elapsed, cpu.whole_window, plan.measure_start)
+    };
     let window = MeasuredWindow {
-        start: plan.measure_start,
-        end: plan.measure_start + elapsed,
+        start,
+        end: start + elapsed,
+        series_start: plan.measure_start,
     };
     let elapsed_s = elapsed.as_secs_f64();
     let per_second = |n: u64| {
@@ -379,11 +432,93 @@ fn assemble(
         per_path,
         histogram: crate::artifact::histogram::encode(&latency),
         all_requests_histogram: Some(crate::artifact::histogram::encode(&all_requests)),
-        series: None,
+        series: Some(window_series),
         generator,
         errors: all.errors,
     };
     (report, window)
+}
+
+/// The window's series over `span` (the whole window, before anything is cut off), judged;
+/// and whether its first quarter is to be cut off as a warm-up still under way (only where
+/// the plan allows it: a closed loop bounded by duration).
+fn window_series(plan: &LoadPlan, series: &SeriesRecorder, span: Duration) -> (WindowSeries, bool) {
+    let slices = series.covering(span);
+    let width = series.slice();
+    let counts: Vec<SliceCounts> = slices
+        .iter()
+        .enumerate()
+        .map(|(index, slice)| {
+            let begins = width * u32::try_from(index).unwrap_or(u32::MAX);
+            let length = span.saturating_sub(begins).min(width);
+            SliceCounts {
+                ok: slice.ok,
+                completed: slice.completed(),
+                in_flight: slice.in_flight,
+                length: length.as_secs_f64() / width.as_secs_f64(),
+            }
+        })
+        .collect();
+    let mut verdict = steadiness::judge(&counts);
+    let head = usize::try_from((plan.head_end - plan.measure_start).as_nanos() / width.as_nanos())
+        .unwrap_or(0);
+    let discarded = verdict.warming_up && head > 0 && head < counts.len();
+    if discarded {
+        verdict = rejudged_after(&counts, head);
+    }
+    let quantile = |q: f64| {
+        slices
+            .iter()
+            .map(|s| (!s.latency.is_empty()).then(|| s.latency.value_at_quantile(q) as f64))
+            .collect()
+    };
+    let mut errors = std::collections::BTreeMap::new();
+    for (kind, count) in error_kinds() {
+        let per_slice: Vec<u64> = slices.iter().map(|s| count(&s.errors)).collect();
+        if per_slice.iter().any(|n| *n > 0) {
+            errors.insert(kind.to_owned(), per_slice);
+        }
+    }
+    let series = WindowSeries {
+        slice_ms: width.as_secs_f64() * 1e3,
+        window_ms: span.as_secs_f64() * 1e3,
+        ok: slices.iter().map(|s| s.ok).collect(),
+        errors,
+        in_flight: slices.iter().map(|s| s.in_flight).collect(),
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+        service_cpu_s: Vec::new(),
+        memory_bytes: Vec::new(),
+        discarded_slices: if discarded { head } else { 0 },
+        steadiness: verdict,
+    };
+    (series, discarded)
+}
+
+/// The steadiness of the slices from `from` on, with stalls numbered in the whole window.
+fn rejudged_after(counts: &[SliceCounts], from: usize) -> Steadiness {
+    let mut verdict = steadiness::judge(&counts[from..]);
+    for stall in &mut verdict.stalls {
+        stall.first_slice += from;
+    }
+    verdict
+}
+
+/// Reads one kind of failure from the counts.
+type ErrorKind = fn(&ErrorCounts) -> u64;
+
+/// The kinds of failure a series counts per slice, named as [`ErrorCounts`]' fields.
+fn error_kinds() -> [(&'static str, ErrorKind); 8] {
+    [
+        ("connect", |e| e.connect),
+        ("timeout", |e| e.timeout),
+        ("status_4xx", |e| e.status_4xx),
+        ("status_5xx", |e| e.status_5xx),
+        ("status_other", |e| e.status_other),
+        ("body", |e| e.body),
+        ("io", |e| e.io),
+        ("unsent", |e| e.unsent),
+    ]
 }
 
 /// The generator's CPU use over the measured window (`cpu_window` = wall time, CPU time),

@@ -30,6 +30,13 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 const SPIN_UP: Duration = Duration::from_millis(20);
 /// Most connections accepted; far beyond what one host can usefully open to one server.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// Slices of a planned window in its time series: 100 ms of the default 2 s window, enough
+/// slices for the steadiness tests' thirds and quarters.
+pub const SLICES_PER_WINDOW: u32 = 20;
+/// Slice width of a run with no planned length (bounded by count alone).
+pub const UNPLANNED_SLICE: Duration = Duration::from_millis(100);
+/// Slices a warm-up still under way is cut off with: the window's first quarter.
+pub const HEAD_SLICES: u32 = SLICES_PER_WINDOW / 4;
 
 /// How requests are paced.
 #[derive(Debug)]
@@ -84,6 +91,11 @@ pub struct LoadPlan {
     pub stop: tokio::sync::watch::Sender<bool>,
     /// One worker thread per entry; `Some(cpu)` pins that thread.
     pub threads: Vec<Option<usize>>,
+    /// Width of a slice of the window's time series.
+    pub slice: Duration,
+    /// End of the window's first quarter, which a warm-up still under way is cut off at; the
+    /// window's start when the window cannot be cut (open loop, a run bounded by count).
+    pub head_end: Instant,
 }
 
 impl LoadPlan {
@@ -242,6 +254,20 @@ pub fn build(options: &LoadOptions) -> Result<LoadPlan, LoadError> {
             (measure_start, window, pacing, send_limit)
         }
     };
+    let slice = if planned_window.is_zero() {
+        UNPLANNED_SLICE
+    } else {
+        (planned_window / SLICES_PER_WINDOW).max(Duration::from_micros(1))
+    };
+    // Only a closed loop bounded by its duration alone can start its window later: an open
+    // loop's schedule and a count define what is measured.
+    let cuttable =
+        matches!(pacing, Pacing::Closed { requests: None, .. }) && options.duration.is_some();
+    let head_end = if cuttable {
+        measure_start + slice * HEAD_SLICES
+    } else {
+        measure_start
+    };
     Ok(LoadPlan {
         target: Target::new(addr, host, uris, options.keep_alive, options.client),
         weights: options.scenario.iter().map(|p| p.weight).collect(),
@@ -254,6 +280,8 @@ pub fn build(options: &LoadOptions) -> Result<LoadPlan, LoadError> {
         hard_deadline: last_send + options.timeout + DEADLINE_MARGIN,
         stop: tokio::sync::watch::Sender::new(false),
         threads,
+        slice,
+        head_end,
     })
 }
 

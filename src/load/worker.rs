@@ -18,6 +18,7 @@ use super::client::Connection;
 use super::plan::{LoadPlan, Pacing, Rate};
 use super::recorder::{Outcome, Recorder};
 use super::scenario::Picker;
+use super::series::SeriesRecorder;
 use crate::probe::usage;
 
 /// Live counters of one worker, read by the progress display. Aligned to its own cache line
@@ -31,11 +32,43 @@ pub struct Live {
     pub ok: AtomicU64,
 }
 
+/// Everything one worker records.
+#[derive(Debug, Clone)]
+pub struct Records {
+    /// Requests that ended before the plan's `head_end` (the end of the window's first
+    /// quarter, where it can be cut), warm-up requests among them.
+    pub head: Recorder,
+    /// Requests that ended from `head_end` on, and those the window's end cut off.
+    pub body: Recorder,
+    /// The window's time series.
+    pub series: SeriesRecorder,
+}
+
+impl Records {
+    fn new(plan: &LoadPlan) -> Self {
+        let recorder = || Recorder::new(plan.weights.len(), plan.open_loop());
+        Self {
+            head: recorder(),
+            body: recorder(),
+            series: SeriesRecorder::new(plan.measure_start, plan.slice, plan.timeout),
+        }
+    }
+
+    /// The part a request that ended at `done` belongs to.
+    fn part(&mut self, plan: &LoadPlan, done: Instant) -> &mut Recorder {
+        if done < plan.head_end {
+            &mut self.head
+        } else {
+            &mut self.body
+        }
+    }
+}
+
 /// What a worker hands back when it stops.
 #[derive(Debug)]
 pub struct WorkerResult {
     /// Its measurements.
-    pub recorder: Recorder,
+    pub records: Records,
     /// When its last measured request finished (`None` if it measured none).
     pub last_done: Option<Instant>,
     /// CPU time the thread used.
@@ -74,10 +107,7 @@ fn run_worker(
         .build()?;
     let started = Instant::now();
     let cpu_before = usage::thread_cpu();
-    let shared = Rc::new(RefCell::new(Recorder::new(
-        plan.weights.len(),
-        plan.open_loop(),
-    )));
+    let shared = Rc::new(RefCell::new(Records::new(plan)));
     let last_done: Rc<RefCell<Option<Instant>>> = Rc::new(RefCell::new(None));
     let mut stop = plan.stop.subscribe();
     let local = tokio::task::LocalSet::new();
@@ -110,12 +140,12 @@ fn run_worker(
     });
     drop(local);
     drop(runtime);
-    let recorder = Rc::try_unwrap(shared)
+    let records = Rc::try_unwrap(shared)
         .map(RefCell::into_inner)
         .unwrap_or_else(|shared| shared.borrow().clone());
     let last_done = *last_done.borrow();
     Ok(WorkerResult {
-        recorder,
+        records,
         last_done,
         thread_cpu: usage::thread_cpu().saturating_sub(cpu_before),
         wall: started.elapsed(),
@@ -126,7 +156,7 @@ fn run_worker(
 struct Task {
     plan: Arc<LoadPlan>,
     connection: usize,
-    recorder: Rc<RefCell<Recorder>>,
+    recorder: Rc<RefCell<Records>>,
     last_done: Rc<RefCell<Option<Instant>>>,
     live: Arc<Live>,
 }
@@ -188,13 +218,15 @@ impl Task {
                 // An answer that came after the window's end (the timer fired late) is no
                 // more inside the window than one still awaited.
                 if cut_off && (outcome == Outcome::Timeout || done > end) {
-                    self.recorder.borrow_mut().record_unfinished(path);
+                    let mut records = self.recorder.borrow_mut();
+                    records.body.record_unfinished(path);
+                    records.series.record_unfinished(sent_at, end);
                     break;
                 }
                 let latency = done - sent_at;
-                self.record(path, outcome, latency, latency, done);
+                self.record(path, outcome, latency, latency, sent_at, done);
             } else {
-                self.recorder.borrow_mut().warmup_sent += 1;
+                self.recorder.borrow_mut().head.warmup_sent += 1;
             }
         }
     }
@@ -241,9 +273,9 @@ impl Task {
             let done = Instant::now();
             if k >= warmup {
                 let from = if previous_done > due { due } else { sent_at };
-                self.record(path, outcome, done - from, done - sent_at, done);
+                self.record(path, outcome, done - from, done - sent_at, sent_at, done);
             } else {
-                self.recorder.borrow_mut().warmup_sent += 1;
+                self.recorder.borrow_mut().head.warmup_sent += 1;
             }
             previous_done = done;
             k += step;
@@ -263,12 +295,16 @@ impl Task {
         rate: Rate,
         send_limit: Instant,
     ) {
-        let mut recorder = self.recorder.borrow_mut();
+        let mut records = self.recorder.borrow_mut();
         while k < end {
             let path = picker.next_index();
             if k >= warmup {
                 let due = self.plan.due(k, rate);
-                recorder.record_unsent(path, send_limit.saturating_duration_since(due));
+                let latency = send_limit.saturating_duration_since(due);
+                records
+                    .part(&self.plan, send_limit)
+                    .record_unsent(path, latency);
+                records.series.record_unsent(send_limit, latency);
                 self.live.done.fetch_add(1, Ordering::Relaxed);
             }
             k += step;
@@ -281,11 +317,15 @@ impl Task {
         outcome: Outcome,
         latency: Duration,
         uncorrected: Duration,
+        sent: Instant,
         done: Instant,
     ) {
-        self.recorder
-            .borrow_mut()
+        let mut records = self.recorder.borrow_mut();
+        records
+            .part(&self.plan, done)
             .record(path, outcome, latency, uncorrected);
+        records.series.record(sent, done, outcome, latency);
+        drop(records);
         let mut last = self.last_done.borrow_mut();
         if last.is_none_or(|last| done > last) {
             *last = Some(done);

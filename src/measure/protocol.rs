@@ -319,7 +319,7 @@ pub fn measure_scenario(
         let _ = pin::pin_current_thread(&affinity);
     }
     let (loaded, mut samples) = outcome?;
-    let (report, measured) = loaded?;
+    let (mut report, measured) = loaded?;
     // An open loop whose last request was answered early returns before its planned window
     // closes; one more reading once it has closed keeps the window's end bracketed.
     if samples.last().is_some_and(|last| last.at < measured.end) {
@@ -328,6 +328,9 @@ pub fn measure_scenario(
         samples.push(sample(instance)?);
     }
     let readings = window::over(&samples, &measured);
+    if let Some(series) = report.series.as_mut() {
+        window::fill_series(&samples, measured.series_start, series);
+    }
     Ok(ScenarioRun {
         scenario: scenario.name.clone(),
         peak_memory_bytes: readings.peak_memory_bytes,

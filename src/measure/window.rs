@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::artifact::series::WindowSeries;
 use crate::load::MeasuredWindow;
 
 /// One reading of an instance's resources, with the moment it was taken.
@@ -41,20 +42,46 @@ pub fn over(samples: &[Sample], window: &MeasuredWindow) -> WindowReadings {
         .iter()
         .filter(|s| s.at >= window.start && s.at <= window.end)
         .collect();
-    let cpu = match (cpu_at(samples, window.start), cpu_at(samples, window.end)) {
-        // Interpolation across two segments may round an unchanged clock a few ulps below
-        // zero; that is noise, a larger drop is the source's own.
-        (Some(start), Some(end)) => Some(match end - start {
-            used if used > -1e-9 => used.max(0.0),
-            used => used,
-        }),
-        _ => None,
-    };
     WindowReadings {
         peak_memory_bytes: inside.iter().map(|s| s.memory_bytes).max(),
         readings: inside.len(),
-        cpu_seconds: cpu,
+        cpu_seconds: cpu_between(samples, window.start, window.end),
     }
+}
+
+/// CPU time used between `start` and `end`, each interpolated ([`cpu_at`]).
+fn cpu_between(samples: &[Sample], start: Instant, end: Instant) -> Option<f64> {
+    let (start, end) = (cpu_at(samples, start)?, cpu_at(samples, end)?);
+    // Interpolation across two segments may round an unchanged clock a few ulps below zero;
+    // that is noise, a larger drop is the source's own.
+    Some(match end - start {
+        used if used > -1e-9 => used.max(0.0),
+        used => used,
+    })
+}
+
+/// Fills `series`' service columns from `samples`: per slice (from `series_start`), the CPU
+/// time used between its two ends, interpolated as the window's own, and the highest memory
+/// reading taken inside it.
+pub fn fill_series(samples: &[Sample], series_start: Instant, series: &mut WindowSeries) {
+    let slice = Duration::from_secs_f64(series.slice_ms / 1e3);
+    let window = Duration::from_secs_f64(series.window_ms / 1e3);
+    let count = series.ok.len();
+    let (mut cpu, mut memory) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for index in 0..count {
+        let begins = series_start + slice * u32::try_from(index).unwrap_or(u32::MAX);
+        let ends = (begins + slice).min(series_start + window).max(begins);
+        cpu.push(cpu_between(samples, begins, ends));
+        memory.push(
+            samples
+                .iter()
+                .filter(|s| s.at >= begins && s.at < ends)
+                .map(|s| s.memory_bytes)
+                .max(),
+        );
+    }
+    series.service_cpu_s = cpu;
+    series.memory_bytes = memory;
 }
 
 /// CPU time at `at`, interpolated between the last reading at or before it and the first at
@@ -115,6 +142,7 @@ mod tests {
         );
         let window = MeasuredWindow {
             start: t0 + Duration::from_millis(100),
+            series_start: t0 + Duration::from_millis(100),
             end: t0 + Duration::from_millis(400),
         };
         let readings = over(&s, &window);
@@ -132,6 +160,7 @@ mod tests {
         );
         let window = MeasuredWindow {
             start: t0 + Duration::from_millis(150),
+            series_start: t0 + Duration::from_millis(150),
             end: t0 + Duration::from_millis(350),
         };
         let cpu = over(&s, &window).cpu_seconds.unwrap();
@@ -144,10 +173,48 @@ mod tests {
         let s = samples(t0, &[(0, 1, 0.5), (400, 1, 0.1)]);
         let window = MeasuredWindow {
             start: t0 + Duration::from_millis(100),
+            series_start: t0 + Duration::from_millis(100),
             end: t0 + Duration::from_millis(300),
         };
         let cpu = over(&s, &window).cpu_seconds.unwrap();
         assert!((cpu + 0.2).abs() < 1e-9, "{cpu}");
+    }
+
+    #[test]
+    fn each_slice_gets_its_own_cpu_and_highest_reading() {
+        let t0 = Instant::now();
+        // CPU grows 1 s per second; memory peaks once in each 100 ms slice.
+        let s = samples(
+            t0,
+            &[
+                (0, 5, 0.0),
+                (40, 7, 0.04),
+                (100, 3, 0.1),
+                (150, 9, 0.15),
+                (250, 2, 0.25),
+                (300, 1, 0.3),
+            ],
+        );
+        let mut series = WindowSeries {
+            slice_ms: 100.0,
+            window_ms: 250.0,
+            ok: vec![1, 1, 1],
+            errors: Default::default(),
+            in_flight: vec![1, 1, 1],
+            p50_us: vec![None; 3],
+            p99_us: vec![None; 3],
+            service_cpu_s: Vec::new(),
+            memory_bytes: Vec::new(),
+            discarded_slices: 0,
+            steadiness: Default::default(),
+        };
+        fill_series(&s, t0, &mut series);
+        let cpu: Vec<f64> = series.service_cpu_s.iter().map(|c| c.unwrap()).collect();
+        for (got, want) in cpu.iter().zip([0.1, 0.1, 0.05]) {
+            assert!((got - want).abs() < 1e-9, "{cpu:?}");
+        }
+        // The last slice is the window's last 50 ms: the reading at 250 ms is past its end.
+        assert_eq!(series.memory_bytes, [Some(7), Some(9), None]);
     }
 
     #[test]
@@ -156,6 +223,7 @@ mod tests {
         let s = samples(t0, &[(100, 1, 0.1)]);
         let window = MeasuredWindow {
             start: t0,
+            series_start: t0,
             end: t0 + Duration::from_millis(200),
         };
         assert_eq!(over(&s, &window).cpu_seconds, None);
