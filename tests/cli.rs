@@ -425,9 +425,14 @@ fn a_mock_density_run_writes_its_report_with_the_known_slope() {
     let text = std::fs::read_to_string(dir.path().join("density.json")).unwrap();
     let artifact: DensityArtifact = serde_json::from_str(&text).unwrap();
     assert_eq!(artifact.rungs.len(), 1);
+    assert_eq!(
+        artifact.settings.instances,
+        isobench::artifact::density::InstanceCount::Requested { instances: 3 }
+    );
     let rung = &artifact.rungs[0];
     assert_eq!(rung.end, RampEnd::Reached);
     assert_eq!(rung.steps.len(), 3);
+    assert_eq!(rung.target.instances, 3);
     assert_eq!(rung.concurrent.as_ref().unwrap().instances, 3);
     let fit = artifact.summary[0].instances_fit.unwrap();
     assert!((fit.slope_mib - 8.0).abs() < 1e-9, "{fit:?}");

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{EnvironmentLabel, HostInfo, Preparation, ServiceInfo, Unavailable};
 
 /// Version of the density artifact's format; bump on any incompatible change.
-pub const DENSITY_SCHEMA_VERSION: u32 = 1;
+pub const DENSITY_SCHEMA_VERSION: u32 = 2;
 
 /// One `density.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -46,8 +46,9 @@ pub struct DensityArtifact {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DensitySettings {
-    /// Instances each rung's ramp was asked to reach.
-    pub instances_requested: u32,
+    /// How many instances each rung's ramp was to reach: `--instances`, or derived per rung
+    /// (each rung's [`DensityRung::target`] says what it came to, and from what).
+    pub instances: InstanceCount,
     /// Host memory the ramp keeps available: no instance starts unless, after it, at least
     /// this much would be left (MemAvailable), bytes.
     pub margin_bytes: u64,
@@ -64,6 +65,57 @@ pub struct DensitySettings {
     pub concurrent: bool,
 }
 
+/// How many instances a ramp is to reach.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum InstanceCount {
+    /// `--instances N`: this many, the margin permitting.
+    Requested {
+        /// N.
+        instances: u32,
+    },
+    /// The default: per rung, as many as fit `share_percent` of the memory the host had
+    /// available above the margin before the rung's first start, at the cost its first
+    /// instance measured, and at least `min`, at most `max` (the margin still stops the ramp
+    /// before it would be crossed).
+    Fit {
+        /// The share of the available memory above the margin the instances may take, %.
+        share_percent: u32,
+        /// The fewest instances aimed at (a fit of the marginal cost needs two points).
+        min: u32,
+        /// The most instances aimed at.
+        max: u32,
+    },
+}
+
+/// What a rung's ramp aimed at, and how a derived count came about.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RampTarget {
+    /// The instances the ramp was to reach.
+    pub instances: u32,
+    /// The derivation, with [`InstanceCount::Fit`] once the first instance was measured;
+    /// absent with `--instances`, or when the first instance never ran (the ramp then aimed at
+    /// the rule's `max`).
+    pub fit: Option<TargetFit>,
+}
+
+/// The figures a derived instance count comes from: `fitting` = share × (`available_bytes` −
+/// `margin_bytes`) / `per_instance_bytes`, then bounded.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFit {
+    /// `MemAvailable` before the rung's first start, bytes.
+    pub available_bytes: u64,
+    /// The margin kept, bytes.
+    pub margin_bytes: u64,
+    /// What the first instance cost, by the larger of the two readings (its memory by the
+    /// memory measure, the host's used memory), bytes.
+    pub per_instance_bytes: u64,
+    /// The instances that fit before the bounds are applied.
+    pub fitting: u64,
+}
+
 /// One rung's ramp and concurrent start.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +129,8 @@ pub struct DensityRung {
     pub settle_ms: u64,
     /// The host's accounting before the rung's first start.
     pub host_before: HostMemory,
+    /// The instances the ramp aimed at, and how that count was derived.
+    pub target: RampTarget,
     /// One step per instance started, in order.
     pub steps: Vec<RampStep>,
     /// Why the ramp ended.
@@ -141,7 +195,7 @@ pub struct RampStep {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RampEnd {
-    /// Every requested instance started.
+    /// Every instance aimed at ([`DensityRung::target`]) started.
     Reached,
     /// The next instance would have left less than the margin available; it was not
     /// started.

@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::artifact::Unavailable;
-use crate::artifact::density::{DensityArtifact, DensitySettings, RampEnd, RampStep};
+use crate::artifact::density::{
+    DensityArtifact, DensitySettings, InstanceCount, RampEnd, RampStep, RampTarget,
+};
 use crate::cleanup::{self, Phase};
 use crate::env::factory::{self, EnvName};
 use crate::env::{Budget, Prepared, orphans};
@@ -34,12 +36,14 @@ pub struct DensityArgs {
     /// What to measure (isobench's own server unless --image or --binary).
     #[command(flatten)]
     pub subject: super::subject_args::SubjectArgs,
-    /// Instances each rung's ramp tries to reach. The default, 4, is the fewest that give
-    /// the marginal cost an interval with more than one degree of freedom, and keeps a rung
-    /// of VMs booting under emulation (TCG) within a couple of minutes on a small CI
-    /// machine; ask for more for a packing figure (the host's margin still stops the ramp).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub instances: u32,
+    /// Instances each rung's ramp tries to reach [default: what fits half of the memory
+    /// this host has available above the margin, at the cost the rung's first instance
+    /// measured, and 2 to 8: at least 2 to fit a marginal cost, at most 8 so a rung of VMs
+    /// booting under emulation (TCG) stays within minutes on a small CI machine; the
+    /// artifact records each rung's count and the figures behind it]. Ask for more for a
+    /// packing figure (the host's margin still stops the ramp).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub instances: Option<u32>,
     /// Host memory to keep available, MiB: no instance starts if it would leave less
     /// [default: max(20% of RAM, 2 GiB)].
     #[arg(long, conflicts_with = "margin_percent")]
@@ -108,6 +112,19 @@ impl DensityObserver for Progress {
         );
     }
 
+    fn target(&mut self, env: &str, target: &RampTarget) {
+        if let Some(fit) = &target.fit {
+            eprintln!(
+                "isobench: {env}: aiming at {} instances ({} fit half of the {} MiB available \
+                 above the margin at {} MiB each)",
+                target.instances,
+                fit.fitting,
+                fit.available_bytes.saturating_sub(fit.margin_bytes) / MIB,
+                fit.per_instance_bytes / MIB
+            );
+        }
+    }
+
     fn concurrent(&mut self, env: &str, instances: u32) {
         eprintln!("isobench: {env}: starting {instances} at once");
     }
@@ -135,7 +152,9 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
     let host = crate::measure::artifact::host_info();
     let (margin_bytes, margin_rule) = margin(&args, host.memory_total_bytes);
     let plan = DensityPlan {
-        instances: args.instances,
+        instances: args.instances.map_or(density::DEFAULT_COUNT, |instances| {
+            InstanceCount::Requested { instances }
+        }),
         margin_bytes,
         settle: args.settle,
         hold_mib: args.hold_mib,
@@ -148,7 +167,7 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
         }),
     };
     let settings = DensitySettings {
-        instances_requested: plan.instances,
+        instances: plan.instances,
         margin_bytes,
         margin_rule,
         settle_ms: plan.settle.map(|settle| settle.as_millis() as u64),
@@ -251,7 +270,7 @@ mod tests {
     #[test]
     fn the_margin_is_the_default_or_what_a_flag_says() {
         let args = parse(&[]).unwrap();
-        assert_eq!(args.instances, 4);
+        assert_eq!(args.instances, None);
         assert_eq!(margin(&args, 24 * GIB).0, 24 * GIB / 5);
         assert_eq!(margin(&args, 4 * GIB).0, 2 * GIB);
         let args = parse(&["--margin-mib", "512"]).unwrap();

@@ -26,7 +26,7 @@ use crate::measure::rounds;
 use crate::measure::scenario::{
     BUILT_IN, BUILT_IN_FOR_ANY_SERVICE, BuiltInError, ON_REQUEST, Scenario,
 };
-use crate::measure::scenario_file;
+use crate::measure::scenario_file::{self, ScenarioFile};
 use crate::measure::soak::{self, SoakPlan, SoakVerdict};
 use crate::subject::Subject;
 
@@ -56,7 +56,9 @@ pub struct RunArgs {
     /// and files-nofsync (closed loop on /files?kb=64, a fresh file written, fsynced or not,
     /// read back and removed in the instance's data directory) — not in the default set,
     /// because three more scenarios in every round of every rung add minutes to a run.
-    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/measure/scenario_file.rs`).
+    /// Or one TOML scenario file (`--scenarios my.toml`, see `src/measure/scenario_file.rs`),
+    /// whose `data_dir` gives `--image` / `--binary` a fresh data directory per instance at
+    /// that path in every rung.
     /// Without the flag: health,mixed,fixed-rate for isobench's own server; health and
     /// fixed-rate on the health path for `--image` / `--binary`.
     #[arg(long, value_delimiter = ',')]
@@ -121,6 +123,12 @@ pub fn plan_from_args(args: &RunArgs) -> anyhow::Result<Plan> {
 /// The plan `args` ask for against `subject`: presets applied, scenarios resolved (built-in
 /// names, or a scenario file), this host's budget.
 pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
+    Ok(planned(args, subject)?.0)
+}
+
+/// The plan `args` ask for against `subject`, and the data directory its scenario file names
+/// for a foreign service (a path inside it; see [`scenario_file`]).
+pub fn planned(args: &RunArgs, subject: &Subject) -> anyhow::Result<(Plan, Option<String>)> {
     let (repetitions, window) = if args.quick {
         (2, Duration::from_secs(1))
     } else if args.thorough {
@@ -128,7 +136,10 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
     } else {
         (DEFAULT_REPETITIONS, DEFAULT_WINDOW)
     };
-    let scenarios = scenarios_for(&args.scenarios, subject, args.connections, args.rate)?;
+    let ScenarioFile {
+        scenarios,
+        data_dir,
+    } = scenarios_for(&args.scenarios, subject, args.connections, args.rate)?;
     let mut plan = Plan::new(scenarios);
     plan.repetitions = args.repetitions.unwrap_or(repetitions);
     plan.window = args.duration.unwrap_or(window);
@@ -152,24 +163,35 @@ pub fn plan_for(args: &RunArgs, subject: &Subject) -> anyhow::Result<Plan> {
         Some(setting) => anyhow::anyhow!("{error} (set by {})", flag_of(setting)),
         None => anyhow::Error::new(error),
     })?;
-    Ok(plan)
+    Ok((plan, data_dir))
 }
 
 /// The scenarios `--scenarios` asks for: a TOML scenario file (one value ending in `.toml`,
 /// or naming an existing file), or built-in names. Without any, isobench's own server gets
 /// `health`, `mixed` and `fixed-rate`, and a foreign service `health` (closed loop on its
 /// health path) and `fixed-rate` (open loop on it at `rate`); `mixed` needs isobench's
-/// endpoints, so a foreign service gets it only from a file.
+/// endpoints, so a foreign service gets it only from a file. A file's `data_dir` is for a
+/// foreign service: isobench's own server always has its data directory at `/data`.
 pub fn scenarios_for(
     names: &[String],
     subject: &Subject,
     connections: usize,
     rate: f64,
-) -> anyhow::Result<Vec<Scenario>> {
+) -> anyhow::Result<ScenarioFile> {
     if let [single] = names
         && (single.ends_with(".toml") || std::path::Path::new(single).is_file())
     {
-        return Ok(scenario_file::load(std::path::Path::new(single))?);
+        let file = scenario_file::load(std::path::Path::new(single))?;
+        if let Some(dir) = &file.data_dir
+            && !subject.is_foreign()
+        {
+            anyhow::bail!(
+                "scenario file {single}: data_dir {dir:?} is for a service of --image or \
+                 --binary; isobench's own server always has its data directory at {}",
+                crate::env::data_dir::CONTAINER_PATH
+            );
+        }
+        return Ok(file);
     }
     let own_server = !subject.is_foreign();
     let defaults: &[&str] = if own_server {
@@ -182,7 +204,7 @@ pub fn scenarios_for(
     } else {
         names.iter().map(|name| name.trim()).collect()
     };
-    names
+    let scenarios = names
         .into_iter()
         .map(|name| {
             Scenario::built_in(name, subject.health_path(), own_server, connections, rate).map_err(
@@ -203,7 +225,11 @@ pub fn scenarios_for(
                 },
             )
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok(ScenarioFile {
+        scenarios,
+        data_dir: None,
+    })
 }
 
 /// The flag of `isobench run` behind a plan setting.
@@ -228,8 +254,11 @@ pub struct Finished {
 /// Runs the comparison and writes its outputs.
 pub fn run(args: RunArgs) -> anyhow::Result<Finished> {
     let subject = args.subject.resolve()?;
-    let plan = plan_for(&args, &subject)?;
-    let foreign_run = args.subject.foreign_run();
+    let (plan, data_dir) = planned(&args, &subject)?;
+    let foreign_run = crate::env::foreign::ForeignRun {
+        data_dir,
+        ..args.subject.foreign_run()
+    };
     // Check files are read before anything is measured, so a typo costs nothing.
     let settings = args.gate.settings(None)?;
     // Before anything starts: a full disk or a read-only directory is found in a second,
@@ -524,12 +553,14 @@ mod scenario_tests {
 
     #[test]
     fn foreign_services_default_to_health_and_fixed_rate_on_their_health_path() {
-        let specs = scenarios_for(&[], &foreign(), 50, 100.0).unwrap();
+        let specs = scenarios_for(&[], &foreign(), 50, 100.0).unwrap().scenarios;
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["health", "fixed-rate"]);
         assert!(specs.iter().all(|s| s.paths[0].path == "/healthz"));
         assert_eq!(specs[1].rate_rps, Some(100.0));
-        let own = scenarios_for(&[], &Subject::Own, 50, 100.0).unwrap();
+        let own = scenarios_for(&[], &Subject::Own, 50, 100.0)
+            .unwrap()
+            .scenarios;
         assert_eq!(own.len(), 3);
         assert_eq!(own[0].paths[0].path, "/health");
     }
@@ -560,6 +591,27 @@ mod scenario_tests {
         let error = scenarios_for(&[file.display().to_string()], &foreign(), 50, 1.0).unwrap_err();
         assert!(
             error.to_string().contains("unknown field `bogus`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_files_data_dir_is_for_a_foreign_service_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/files\"\n[[scenario]]\nname = \"x\"\nloop = \"closed\"\npaths = [\"/\"]\n",
+        )
+        .unwrap();
+        let names = [file.display().to_string()];
+        let read = scenarios_for(&names, &foreign(), 50, 1.0).unwrap();
+        assert_eq!(read.data_dir.as_deref(), Some("/srv/files"));
+        let error = scenarios_for(&names, &Subject::Own, 50, 1.0).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is for a service of --image or --binary"),
             "{error}"
         );
     }

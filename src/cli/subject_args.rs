@@ -68,11 +68,13 @@ impl SubjectArgs {
         }
     }
 
-    /// How foreign services are run: the startup bound and the container hardening.
+    /// How foreign services are run: the startup bound and the container hardening; no data
+    /// directory (a scenario file's `data_dir` adds one, [`crate::cli::run`]).
     pub fn foreign_run(&self) -> ForeignRun {
         ForeignRun {
             startup_timeout: self.startup_timeout,
             hardening: self.hardening(),
+            data_dir: None,
         }
     }
 

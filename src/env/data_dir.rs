@@ -4,6 +4,11 @@
 //! container is deployed). A VM's data directory is a disk of its own instead
 //! (`env::vm::qemu`, [`crate::env::vm::scratch_disk`]).
 //!
+//! A foreign service gets the same where its scenario file names a `data_dir` (a path inside
+//! the service, checked by [`service_path`]): bind-mounted at that path in a container, in a
+//! private mount namespace at that path of the native chroot, a disk mounted there in the VM;
+//! and told where it is in [`ENV_VAR`] in every rung.
+//!
 //! The directory is named `isobench-data-<owner pid>-…` in the temp directory and registered
 //! for cleanup, so an interrupted run removes it and the orphan sweep finds one whose owner
 //! died without cleaning up.
@@ -19,6 +24,99 @@ pub const CONTAINER_PATH: &str = "/data";
 
 /// The uid and gid the own server runs as in a container and in the VM (`nobody`).
 pub const SERVER_UID: u32 = 65534;
+
+/// The environment variable that tells a service where its data directory is, in every rung
+/// (isobench's own server reads it as `--data-dir`; the Flask example reads it too).
+pub const ENV_VAR: &str = "ISOBENCH_DATA_DIR";
+
+/// Why a path cannot be a service's data directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServicePathError {
+    /// Relative paths have no meaning inside an image.
+    #[error("must be an absolute path inside the service, e.g. \"/data\"")]
+    Relative,
+    /// The whole root filesystem.
+    #[error("must not be the root directory: the data directory is mounted over it")]
+    Root,
+    /// `.` or `..` components, or an empty one (`//`).
+    #[error("must be a plain path: no '.', '..' or empty components")]
+    NotPlain,
+    /// What the runtime itself mounts.
+    #[error("must not be in /proc, /sys or /dev, which every rung mounts itself")]
+    Reserved,
+    /// A byte the VM's spec or a mount cannot carry.
+    #[error("must not hold a newline, a NUL byte or a space")]
+    Unprintable,
+}
+
+/// Checks `value` as a data directory inside a service and returns it without a trailing
+/// slash: absolute, not `/`, plain components, nowhere the runtime mounts its own file systems.
+pub fn service_path(value: &str) -> Result<String, ServicePathError> {
+    if value
+        .chars()
+        .any(|c| c == '\n' || c == '\0' || c.is_whitespace())
+    {
+        return Err(ServicePathError::Unprintable);
+    }
+    let Some(rest) = value.strip_prefix('/') else {
+        return Err(ServicePathError::Relative);
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(ServicePathError::Root);
+    }
+    let components: Vec<&str> = rest.split('/').collect();
+    if components.iter().any(|c| matches!(*c, "" | "." | "..")) {
+        return Err(ServicePathError::NotPlain);
+    }
+    if matches!(components[0], "proc" | "sys" | "dev") {
+        return Err(ServicePathError::Reserved);
+    }
+    Ok(format!("/{rest}"))
+}
+
+/// Makes sure `inside` (a [`service_path`]) is a directory of the root filesystem at `root`
+/// to mount on, creating it when the image has none (as a container runtime creates a
+/// volume's mount point); returns its host path. A symbolic link on the way is refused:
+/// followed on the host, it would lead the mount out of the root.
+pub fn ensure_mount_point(root: &Path, inside: &str) -> anyhow::Result<PathBuf> {
+    let mut path = root.to_path_buf();
+    for component in inside.trim_start_matches('/').split('/') {
+        path.push(component);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => anyhow::bail!(
+                "data_dir {inside}: {} is a symbolic link in the image; give the path it \
+                 points to",
+                path.strip_prefix(root)
+                    .map_or(path.clone(), |p| Path::new("/").join(p))
+                    .display()
+            ),
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => anyhow::bail!(
+                "data_dir {inside}: {} is a file in the image, not a directory",
+                path.strip_prefix(root)
+                    .map_or(path.clone(), |p| Path::new("/").join(p))
+                    .display()
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&path) {
+                    // Another process may have made it meanwhile.
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(error) => {
+                        return Err(error).with_context(|| {
+                            format!("creating the mount point {}", path.display())
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", path.display()));
+            }
+        }
+    }
+    Ok(path)
+}
 
 /// A fresh host directory that lives as long as its instance.
 #[derive(Debug)]
@@ -161,6 +259,50 @@ mod tests {
             filesystem_name(Path::new("/no/such/path")),
             "an unknown file system"
         );
+    }
+
+    #[test]
+    fn service_paths_are_absolute_plain_and_not_the_root() {
+        assert_eq!(service_path("/data").unwrap(), "/data");
+        assert_eq!(service_path("/var/lib/app/").unwrap(), "/var/lib/app");
+        let cases = [
+            ("data", ServicePathError::Relative),
+            ("", ServicePathError::Relative),
+            ("/", ServicePathError::Root),
+            ("/a/../b", ServicePathError::NotPlain),
+            ("/a//b", ServicePathError::NotPlain),
+            ("/./a", ServicePathError::NotPlain),
+            ("/proc/x", ServicePathError::Reserved),
+            ("/dev", ServicePathError::Reserved),
+            ("/my data", ServicePathError::Unprintable),
+            ("/a\nb", ServicePathError::Unprintable),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(service_path(value), Err(expected), "{value:?}");
+        }
+        // Only the first component is reserved.
+        assert_eq!(service_path("/srv/dev").unwrap(), "/srv/dev");
+    }
+
+    #[test]
+    fn a_mount_point_is_made_when_missing_and_never_through_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let made = ensure_mount_point(root.path(), "/var/lib/app").unwrap();
+        assert!(made.is_dir());
+        assert_eq!(made, root.path().join("var/lib/app"));
+        let again = ensure_mount_point(root.path(), "/var/lib/app").unwrap();
+        assert_eq!(again, made);
+        std::os::unix::fs::symlink("/etc", root.path().join("link")).unwrap();
+        let error = ensure_mount_point(root.path(), "/link/data")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/link is a symbolic link"), "{error}");
+        assert!(!Path::new("/etc/data").exists() || error.contains("symbolic"));
+        std::fs::write(root.path().join("file"), b"").unwrap();
+        let error = ensure_mount_point(root.path(), "/file")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/file is a file"), "{error}");
     }
 
     #[test]

@@ -231,8 +231,7 @@ fn foreign(
             return Err(anyhow::anyhow!("isobench's own server is not a foreign service").into());
         }
         (EnvName::Native, Subject::Binary(binary)) => {
-            let env =
-                NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.startup_timeout);
+            let env = NativeForeignEnv::new(budget, Foreign::Binary(binary.clone()), run.clone());
             return Ok((Box::new(env), steps));
         }
         (_, Subject::Image(image)) => image.clone(),
@@ -246,19 +245,19 @@ fn foreign(
     let container = |env: ContainerEnv| -> Box<dyn Environment> {
         Box::new(env.with_foreign(ForeignContainer {
             image: image.clone(),
-            run: *run,
+            run: run.clone(),
         }))
     };
     let env: Box<dyn Environment> = match name {
         EnvName::Native => Box::new(NativeForeignEnv::new(
             budget,
             Foreign::Image(image.clone()),
-            run.startup_timeout,
+            run.clone(),
         )),
         EnvName::Container => container(ContainerEnv::new(budget)?),
         EnvName::ContainerHost => container(ContainerEnv::host_network(budget)?),
         EnvName::Gvisor => container(ContainerEnv::gvisor(budget)?),
-        _ => crate::env::vm::foreign(budget, image.clone(), *run)?,
+        _ => crate::env::vm::foreign(budget, image.clone(), run.clone())?,
     };
     Ok((env, steps))
 }

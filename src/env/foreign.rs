@@ -14,12 +14,16 @@ use crate::subject::user::{self, ResolvedUser};
 use crate::subject::{BinarySubject, ImageConfig, ImageSubject};
 
 /// How a foreign service is run, in every environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignRun {
     /// Bound on start → first 2xx on the health path.
     pub startup_timeout: Duration,
     /// The container's hardening.
     pub hardening: Hardening,
+    /// Where the service keeps its files, a path inside it (the scenario file's `data_dir`,
+    /// checked by [`crate::env::data_dir::service_path`]): every instance gets a fresh data
+    /// directory there, in every rung. `None`: no data directory.
+    pub data_dir: Option<String>,
 }
 
 impl Default for ForeignRun {
@@ -27,8 +31,28 @@ impl Default for ForeignRun {
         Self {
             startup_timeout: Duration::from_secs(60),
             hardening: Hardening::default(),
+            data_dir: None,
         }
     }
+}
+
+/// What a foreign service's label says of its data directory when its scenario file names
+/// none.
+pub const NO_DATA_DIR: &str = "none: the scenario file names no data_dir";
+
+/// The image's environment (`NAME=VALUE`) with [`crate::env::data_dir::ENV_VAR`] set to
+/// `data_dir` when there is one, replacing the image's own value, as `docker run -e` does.
+pub fn with_data_dir_env(image_env: &[String], data_dir: Option<&str>) -> Vec<String> {
+    let var = crate::env::data_dir::ENV_VAR;
+    let mut env: Vec<String> = image_env
+        .iter()
+        .filter(|pair| data_dir.is_none() || pair.split_once('=').map(|(n, _)| n) != Some(var))
+        .cloned()
+        .collect();
+    if let Some(dir) = data_dir {
+        env.push(format!("{var}={dir}"));
+    }
+    env
 }
 
 /// The container's hardening, each part on unless a flag turned it off.
@@ -150,4 +174,19 @@ pub fn wrap_binary(
             cached,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_variable_replaces_the_images_own() {
+        let image = vec!["A=1".to_owned(), "ISOBENCH_DATA_DIR=/old".to_owned()];
+        assert_eq!(with_data_dir_env(&image, None), image);
+        assert_eq!(
+            with_data_dir_env(&image, Some("/data")),
+            ["A=1", "ISOBENCH_DATA_DIR=/data"]
+        );
+    }
 }

@@ -5,6 +5,14 @@
 //! memory, pinned to the service's CPUs like the native server. A static binary: run
 //! directly, as isobench's own server is.
 //!
+//! A data directory (the scenario file's `data_dir`) is a fresh host directory per instance,
+//! as for the native server. The chroot sees it at the path asked for through one bind
+//! mount, made in a mount namespace of the service's own (unshared just before the chroot,
+//! its mounts private), so concurrent instances each see their own and the host's mount
+//! table never holds it: the one namespace this rung has, and its label says so. A binary run
+//! directly has no root of its own to mount into: it is told the host directory's path in
+//! `ISOBENCH_DATA_DIR`, and the label says that too.
+//!
 //! Sharing the host's network means the service binds its own fixed port on the host. A
 //! file lock per port serialises isobench's native instances of it across processes (the
 //! suite runs trials in parallel), and a port some other program holds is an error naming it.
@@ -20,6 +28,8 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::artifact::{EnvKind, EnvironmentLabel, Preparation};
 use crate::cleanup::{self, Registration, Resource};
+use crate::env::data_dir::{self, DataDir};
+use crate::env::foreign::ForeignRun;
 use crate::env::{Budget, EnvError, Environment, Instance, ResourceReading, health};
 use crate::probe::pin;
 use crate::subject::rootfs::RootFs;
@@ -45,18 +55,27 @@ pub enum Foreign {
 pub struct NativeForeignEnv {
     budget: Budget,
     foreign: Foreign,
-    startup_timeout: Duration,
-    prepared: Option<(RootFs, ResolvedUser)>,
+    run: ForeignRun,
+    prepared: Option<Chroot>,
+}
+
+/// What [`NativeForeignEnv::prepare`] made of an image: its root filesystem, its user, and
+/// the data directory's mount point in the root.
+struct Chroot {
+    rootfs: RootFs,
+    user: ResolvedUser,
+    mount_point: Option<std::path::PathBuf>,
 }
 
 impl NativeForeignEnv {
     /// A native environment for `foreign` on `budget`'s service CPUs; a start fails after
-    /// `startup_timeout` without a 2xx on the health path.
-    pub fn new(budget: Budget, foreign: Foreign, startup_timeout: Duration) -> Self {
+    /// `run.startup_timeout` without a 2xx on the health path, and every instance gets a
+    /// data directory when `run.data_dir` names one.
+    pub fn new(budget: Budget, foreign: Foreign, run: ForeignRun) -> Self {
         Self {
             budget,
             foreign,
-            startup_timeout,
+            run,
             prepared: None,
         }
     }
@@ -68,22 +87,57 @@ impl NativeForeignEnv {
         }
     }
 
-    /// The command for the image, chrooted and with its user, environment and directory.
-    fn image_command(&self, image: &ImageSubject) -> anyhow::Result<Command> {
-        let (rootfs, user) = self
+    /// The command for the image, chrooted and with its user, environment and directory;
+    /// `data_dir`, when given, bind-mounted at the prepared mount point first.
+    fn image_command(
+        &self,
+        image: &ImageSubject,
+        data_dir: Option<&DataDir>,
+    ) -> anyhow::Result<Command> {
+        let chroot = self
             .prepared
             .as_ref()
             .ok_or_else(|| anyhow!("the native environment was not prepared"))?;
         let image = &image.image;
         let argv = image.argv();
+        let env = crate::env::foreign::with_data_dir_env(&image.env, self.run.data_dir.as_deref());
         let mut command = Command::new(&argv[0]);
         command
             .args(&argv[1..])
             .env_clear()
-            .envs(environment(&image.env, user));
+            .envs(environment(&env, &chroot.user));
         pin::pin_command(&mut command, &self.budget.service_cpus);
-        enter_root(&mut command, rootfs, &image.workdir, user)?;
+        let bind = match (data_dir, &chroot.mount_point) {
+            (Some(dir), Some(target)) => Some((dir.path(), target.as_path())),
+            _ => None,
+        };
+        enter_root(
+            &mut command,
+            &chroot.rootfs,
+            &image.workdir,
+            &chroot.user,
+            bind,
+        )?;
         Ok(command)
+    }
+
+    /// What the label says of the data directory.
+    fn data_dir_words(&self) -> String {
+        let Some(inside) = &self.run.data_dir else {
+            return crate::env::foreign::NO_DATA_DIR.to_owned();
+        };
+        match &self.foreign {
+            Foreign::Image(_) => data_dir::describe(&format!(
+                "bind mount at {inside} in the service's own mount namespace (its only \
+                 namespace; the host's mount table never holds it; a mount point the image \
+                 lacks is made, empty, in its exported root filesystem)"
+            )),
+            Foreign::Binary(_) => data_dir::describe(&format!(
+                "not at {inside}: a binary run directly has no root of its own to mount into, \
+                 so {} names the host directory itself",
+                data_dir::ENV_VAR
+            )),
+        }
     }
 }
 
@@ -107,19 +161,43 @@ impl Environment for NativeForeignEnv {
         }
         let (rootfs, user, exported) =
             crate::env::foreign::exported_root("native", &subject.image)?;
-        self.prepared = Some((rootfs, user));
+        let mount_point = self
+            .run
+            .data_dir
+            .as_deref()
+            .map(|inside| data_dir::ensure_mount_point(&rootfs.dir, inside))
+            .transpose()
+            .map_err(|error| anyhow!("image {}: {error:#}", subject.image.reference))?;
+        self.prepared = Some(Chroot {
+            rootfs,
+            user,
+            mount_point,
+        });
         Ok(vec![exported])
     }
 
     fn start(&self) -> Result<Box<dyn Instance>, EnvError> {
         let (port, health_path) = self.port_and_health();
-        let port_lock = lock_port(port, self.startup_timeout)?;
+        let port_lock = lock_port(port, self.run.startup_timeout)?;
         ensure_port_free(port)?;
+        // Made before the clock starts, as a deployed service's directory exists before it.
+        let data_dir = self
+            .run
+            .data_dir
+            .is_some()
+            .then(DataDir::create)
+            .transpose()?;
         let (mut command, argv) = match &self.foreign {
-            Foreign::Image(image) => (self.image_command(image)?, image.image.argv()),
+            Foreign::Image(image) => (
+                self.image_command(image, data_dir.as_ref())?,
+                image.image.argv(),
+            ),
             Foreign::Binary(binary) => {
                 let mut command = Command::new(&binary.path);
                 command.args(&binary.args);
+                if let Some(dir) = &data_dir {
+                    command.env(data_dir::ENV_VAR, dir.path());
+                }
                 pin::pin_command(&mut command, &self.budget.service_cpus);
                 let argv = std::iter::once(binary.path.display().to_string())
                     .chain(binary.args.iter().cloned())
@@ -145,7 +223,7 @@ impl Environment for NativeForeignEnv {
             &base_url,
             health_path,
             started,
-            self.startup_timeout,
+            self.run.startup_timeout,
             || match child.try_wait() {
                 Ok(None) => Ok(()),
                 Ok(Some(status)) => bail!(
@@ -170,6 +248,7 @@ impl Environment for NativeForeignEnv {
             startup,
             _registration: registration,
             _port_lock: port_lock,
+            _data_dir: data_dir,
         }))
     }
 
@@ -179,8 +258,13 @@ impl Environment for NativeForeignEnv {
                 "chroot",
                 Some(image.image.size_bytes),
                 format!(
-                    "chroot into the root filesystem of {}: no namespaces, no cgroups, the host's network",
-                    image.image.describe()
+                    "chroot into the root filesystem of {}: no namespaces{}, no cgroups, the host's network",
+                    image.image.describe(),
+                    if self.run.data_dir.is_some() {
+                        " but a mount namespace holding the data directory's bind mount"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             Foreign::Binary(binary) => (
@@ -203,7 +287,7 @@ impl Environment for NativeForeignEnv {
             kernel: None,
             image_size_bytes,
             detected: None,
-            data_dir: None,
+            data_dir: Some(self.data_dir_words()),
             memory_counts: Some(crate::probe::footprint::counts(
                 "the service's process tree (pages its forked workers share count once in all)",
             )),
@@ -214,7 +298,16 @@ impl Environment for NativeForeignEnv {
             accel_attempts: Vec::new(),
             rung: Some(crate::artifact::Rung::new(
                 crate::artifact::position::NATIVE,
-                "the baseline: the service's own files as plain processes on the host (chroot only)",
+                match (&self.foreign, &self.run.data_dir) {
+                    (Foreign::Image(_), Some(_)) => {
+                        "the baseline: the service's own files as plain processes on the host \
+                         (chroot, and a mount namespace for the data directory only)"
+                    }
+                    _ => {
+                        "the baseline: the service's own files as plain processes on the host \
+                         (chroot only)"
+                    }
+                },
                 None,
             )),
         }
@@ -283,15 +376,23 @@ fn environment(image_env: &[String], user: &ResolvedUser) -> Vec<(String, String
 }
 
 /// Makes the child chroot into `rootfs`, enter `workdir` and drop to `user` before exec;
-/// the program is then looked up in the image's `PATH`, inside the chroot.
+/// the program is then looked up in the image's `PATH`, inside the chroot. With `bind`
+/// (a host directory, its mount point in the root), the child first unshares its mount
+/// namespace, makes every mount in it private (so nothing reaches the host's) and
+/// bind-mounts the directory there.
 fn enter_root(
     command: &mut Command,
     rootfs: &RootFs,
     workdir: &str,
     user: &ResolvedUser,
+    bind: Option<(&std::path::Path, &std::path::Path)>,
 ) -> anyhow::Result<()> {
-    let root = CString::new(rootfs.dir.as_os_str().as_encoded_bytes())?;
+    let c_path = |path: &std::path::Path| CString::new(path.as_os_str().as_encoded_bytes());
+    let root = c_path(&rootfs.dir)?;
     let workdir = CString::new(if workdir.is_empty() { "/" } else { workdir })?;
+    let bind = bind
+        .map(|(source, target)| Ok::<_, std::ffi::NulError>((c_path(source)?, c_path(target)?)))
+        .transpose()?;
     let (uid, gid) = (user.uid, user.gid);
     // SAFETY: only async-signal-safe calls on memory prepared before the fork.
     unsafe {
@@ -303,6 +404,23 @@ fn enter_root(
                     Err(std::io::Error::last_os_error())
                 }
             };
+            if let Some((source, target)) = &bind {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
             check(libc::chroot(root.as_ptr()))?;
             check(libc::chdir(workdir.as_ptr()))?;
             let groups = [gid];
@@ -368,6 +486,9 @@ struct ChrootInstance {
     _registration: Registration,
     /// Held while the service owns the port.
     _port_lock: File,
+    /// The instance's data directory, removed after the service ([`Drop::drop`] runs before
+    /// the fields drop); its bind mount went with the service's mount namespace.
+    _data_dir: Option<DataDir>,
 }
 
 impl Instance for ChrootInstance {

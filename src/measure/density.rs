@@ -2,6 +2,13 @@
 //! path before the next starts, every live instance and the host read after each; then the
 //! same number started at once.
 //!
+//! How many: `--instances N`, or by default what fits a sensible share of this host
+//! ([`DEFAULT_COUNT`]): half of the memory available above the margin before the rung, over
+//! what the rung's first instance measured, within 2..=8 ([`fitting_instances`]). The cost
+//! is the rung's own, measured, not a guess per kind of isolation: a VM's guest or a large
+//! image costs what it costs on this host. The first instance always starts (the margin
+//! permitting), since it is the measurement the count needs.
+//!
 //! Safety comes first. Before each start the host must keep its margin: `MemAvailable` less
 //! what the next instance is expected to take (the largest cost of one instance so far, by
 //! either reading) must stay above [`DensityPlan::margin_bytes`], or the ramp stops there and
@@ -19,7 +26,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::artifact::density::{
-    ConcurrentStart, DensityRung, HostMemory, LoadAtDensity, RampEnd, RampStep, SpreadLoad,
+    ConcurrentStart, DensityRung, HostMemory, InstanceCount, LoadAtDensity, RampEnd, RampStep,
+    RampTarget, SpreadLoad, TargetFit,
 };
 use crate::artifact::histogram::decode;
 use crate::artifact::load::{LoadReport, PathWeight};
@@ -34,8 +42,8 @@ const LOG_TAIL_LINES: usize = 20;
 /// What a density run asks of every rung.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DensityPlan {
-    /// Instances to reach.
-    pub instances: u32,
+    /// Instances to reach: a number, or what fits ([`DEFAULT_COUNT`]).
+    pub instances: InstanceCount,
     /// `MemAvailable` to keep after each start, bytes.
     pub margin_bytes: u64,
     /// Wait after each start before the readings; `None`: [`settle_for`] the rung's kind.
@@ -59,6 +67,35 @@ pub struct DensityLoad {
     pub warmup: Duration,
     /// CPUs the generators are pinned to (the budget's generator CPUs).
     pub cpus: Vec<usize>,
+}
+
+/// The default instance count: half of the memory available above the margin, at the cost
+/// of the rung's first instance, and 2 to 8 instances. Half, so the run leaves the host room
+/// for everything else on it beyond the margin; at least 2, the fewest a marginal cost can be
+/// fitted from; at most 8, enough points for a narrow interval while a rung of VMs booting
+/// under emulation (TCG), and eight of them starting at once, stays within minutes on a
+/// small CI machine. `--instances` asks for more.
+pub const DEFAULT_COUNT: InstanceCount = InstanceCount::Fit {
+    share_percent: 50,
+    min: 2,
+    max: 8,
+};
+
+/// The instances that fit `share_percent` of `available_bytes` above `margin_bytes` at
+/// `per_instance_bytes` each (a cost of 0 counts as 1 byte), before and after bounding to
+/// `min..=max`: `(fitting, bounded)`.
+pub fn fitting_instances(
+    available_bytes: u64,
+    margin_bytes: u64,
+    per_instance_bytes: u64,
+    share_percent: u32,
+    (min, max): (u32, u32),
+) -> (u64, u32) {
+    let spare = u128::from(available_bytes.saturating_sub(margin_bytes));
+    let share = spare * u128::from(share_percent) / 100;
+    let fitting = u64::try_from(share / u128::from(per_instance_bytes.max(1))).unwrap_or(u64::MAX);
+    let bounded = fitting.clamp(u64::from(min), u64::from(max.max(min)));
+    (fitting, bounded as u32)
 }
 
 /// The default settle of a rung of `kind`: a VM's guest reports the pages it freed while
@@ -106,6 +143,8 @@ pub trait DensityObserver {
     fn starting(&mut self, _env: &str, _instance: u32) {}
     /// A step's readings are in.
     fn step(&mut self, _env: &str, _step: &RampStep) {}
+    /// The count the ramp aims at was derived from the first instance's cost.
+    fn target(&mut self, _env: &str, _target: &RampTarget) {}
     /// The concurrent start of `instances` begins.
     fn concurrent(&mut self, _env: &str, _instances: u32) {}
     /// The closed loop on one, then on all `instances`, begins.
@@ -129,7 +168,7 @@ pub fn measure_rung(
     let settle = plan.settle.unwrap_or_else(|| settle_for(label.kind));
     let host_before = host.read()?;
     let mut live: Vec<Box<dyn Instance>> = Vec::new();
-    let outcome = ramp(env, plan, settle, host, &mut live, observer);
+    let outcome = ramp(env, plan, settle, host, &host_before, &mut live, observer);
     let load = match (&plan.load, &outcome) {
         (Some(load), Ok(_)) if !live.is_empty() && !cleanup::interrupted() => {
             observer.load(env.name(), live.len() as u32);
@@ -143,7 +182,7 @@ pub fn measure_rung(
         _ => None,
     };
     let mut stop_problems = stop_all(live);
-    let (steps, end, largest) = outcome?;
+    let (steps, end, largest, target) = outcome?;
     let concurrent = if plan.concurrent && steps.len() >= 2 && !cleanup::interrupted() {
         let available = host.read()?.available_bytes;
         // The ramp's instances are gone, so as many as it reached fit again; fewer if the
@@ -164,6 +203,7 @@ pub fn measure_rung(
         preparation,
         settle_ms: settle.as_millis() as u64,
         host_before,
+        target,
         steps,
         end,
         concurrent,
@@ -247,25 +287,36 @@ fn stop_all(live: Vec<Box<dyn Instance>>) -> Vec<String> {
         .collect()
 }
 
-/// The ramp's steps, why it ended, and the largest cost of one instance seen.
-type RampOutcome = (Vec<RampStep>, RampEnd, u64);
+/// The ramp's steps, why it ended, the largest cost of one instance seen, and what it
+/// aimed at.
+type RampOutcome = (Vec<RampStep>, RampEnd, u64, RampTarget);
 
-/// Starts instances into `live` one at a time until the plan's count, the margin or a
-/// failure; `live` holds them for the caller to stop, whatever happens.
+/// Starts instances into `live` one at a time until the plan's count (derived from the
+/// first instance's cost, `before` the host before the rung, unless the plan gives one), the
+/// margin or a failure; `live` holds them for the caller to stop, whatever happens.
 fn ramp(
     env: &dyn Environment,
     plan: &DensityPlan,
     settle: Duration,
     host: &dyn HostReader,
+    before: &HostMemory,
     live: &mut Vec<Box<dyn Instance>>,
     observer: &mut dyn DensityObserver,
 ) -> Result<RampOutcome, DensityError> {
     let mut steps: Vec<RampStep> = Vec::new();
     let mut largest = 0u64;
-    let mut previous = (0u64, host.read()?.used_bytes());
+    let mut previous = (0u64, before.used_bytes());
+    // Until the first instance is measured, a derived count aims at its bound.
+    let mut target = RampTarget {
+        instances: match plan.instances {
+            InstanceCount::Requested { instances } => instances,
+            InstanceCount::Fit { max, .. } => max,
+        },
+        fit: None,
+    };
     let end = loop {
         let instance_number = live.len() as u32 + 1;
-        if instance_number > plan.instances || cleanup::interrupted() {
+        if instance_number > target.instances || cleanup::interrupted() {
             break RampEnd::Reached;
         }
         let now = host.read()?;
@@ -325,8 +376,35 @@ fn ramp(
         };
         observer.step(env.name(), &step);
         steps.push(step);
+        if let (
+            1,
+            InstanceCount::Fit {
+                share_percent,
+                min,
+                max,
+            },
+        ) = (instance_number, plan.instances)
+        {
+            let (fitting, bounded) = fitting_instances(
+                before.available_bytes,
+                plan.margin_bytes,
+                cost,
+                share_percent,
+                (min, max),
+            );
+            target = RampTarget {
+                instances: bounded,
+                fit: Some(TargetFit {
+                    available_bytes: before.available_bytes,
+                    margin_bytes: plan.margin_bytes,
+                    per_instance_bytes: cost,
+                    fitting,
+                }),
+            };
+            observer.target(env.name(), &target);
+        }
     };
-    Ok((steps, end, largest))
+    Ok((steps, end, largest, target))
 }
 
 /// The ramp's end at instance `instance`, which failed at `what`.
@@ -461,7 +539,7 @@ mod tests {
 
     fn plan(instances: u32) -> DensityPlan {
         DensityPlan {
-            instances,
+            instances: InstanceCount::Requested { instances },
             margin_bytes: 2 * GIB,
             settle: Some(Duration::ZERO),
             hold_mib: None,
@@ -638,6 +716,81 @@ mod tests {
             assert!(spread.p99_ms.is_some_and(|ms| ms > 0.0), "{spread:?}");
         }
         assert_eq!(env.live_instances(), 0);
+    }
+
+    /// Known answers of the derivation: 24 GiB available, the default margin (a fifth of
+    /// 24 GiB) kept, half of the rest is 9.6 GiB.
+    #[test]
+    fn the_default_count_is_what_fits_half_the_spare_memory_within_2_to_8() {
+        let InstanceCount::Fit {
+            share_percent,
+            min,
+            max,
+        } = DEFAULT_COUNT
+        else {
+            panic!("the default is derived");
+        };
+        assert_eq!((share_percent, min, max), (50, 2, 8));
+        let margin = default_margin_bytes(24 * GIB);
+        let fit = |available, cost| fitting_instances(available, margin, cost, 50, (2, 8));
+        // 9.6 GiB / 1 GiB: 9, bounded to 8.
+        assert_eq!(fit(24 * GIB, GIB), (9, 8));
+        // 9.6 GiB / 2 GiB: 4, within the bounds.
+        assert_eq!(fit(24 * GIB, 2 * GIB), (4, 4));
+        // 9.6 GiB / 183 MiB (this machine's VM): 53, bounded to 8.
+        assert_eq!(fit(24 * GIB, 183 * MIB), (53, 8));
+        // 9.6 GiB / 6 GiB: 1, raised to 2 (the margin still guards the second start).
+        assert_eq!(fit(24 * GIB, 6 * GIB), (1, 2));
+        // Nothing above the margin: 0 fit, still 2 aimed at.
+        assert_eq!(fit(margin / 2, MIB), (0, 2));
+        // A cost of nothing counts as a byte, never a division by zero.
+        assert_eq!(fitting_instances(4 * GIB, 2 * GIB, 0, 50, (2, 8)), (GIB, 8));
+        // 33% of 3 GiB spare is 0.99 GiB: 3 instances of 256 MiB, not 4 (rounded down).
+        assert_eq!(
+            fitting_instances(5 * GIB, 2 * GIB, 256 * MIB, 33, (1, 16)),
+            (3, 3)
+        );
+    }
+
+    /// The ramp derives its count from the first instance: 20 GiB available, 2 GiB kept,
+    /// half of 18 GiB at 3 GiB per instance is 3.
+    #[test]
+    fn a_derived_count_comes_from_the_first_instances_cost() {
+        let env = mock(MockReadings {
+            memory_bytes: MIB,
+            ..MockReadings::default()
+        });
+        let host = host(&env, 20 * GIB, 3 * GIB);
+        let mut plan = plan(0);
+        plan.instances = DEFAULT_COUNT;
+        plan.concurrent = false;
+        let seen = Seen::default();
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan, &host, &mut &seen).unwrap();
+        assert_eq!(rung.end, RampEnd::Reached);
+        assert_eq!(*seen.starts.lock().unwrap(), [1, 2, 3]);
+        assert_eq!(
+            rung.target,
+            RampTarget {
+                instances: 3,
+                fit: Some(TargetFit {
+                    available_bytes: 20 * GIB,
+                    margin_bytes: 2 * GIB,
+                    per_instance_bytes: 3 * GIB,
+                    fitting: 3,
+                }),
+            }
+        );
+        assert_eq!(env.live_instances(), 0);
+        // `--instances` is taken as it is.
+        let rung =
+            measure_rung(env.as_ref(), Vec::new(), &self::plan(2), &host, &mut Silent).unwrap();
+        assert_eq!(
+            rung.target,
+            RampTarget {
+                instances: 2,
+                fit: None
+            }
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! that matter to *their* service.
 //!
 //! ```toml
+//! data_dir = "/data"          # optional: the service's data directory, a path inside it
+//!
 //! [[scenario]]
 //! name = "browse"             # unique; names the scenario in the report
 //! loop = "closed"             # "closed" (each connection sends when answered) or "open"
@@ -15,6 +17,15 @@
 //! rate = 100.0                # requests per second; required for an open loop
 //! paths = ["/health"]
 //! ```
+//!
+//! `data_dir` gives a foreign service (`--image`, `--binary`) a fresh data directory per
+//! instance at that path in every rung, as isobench's own server has at `/data`: a host
+//! directory bind-mounted there in a container and under gVisor, bind-mounted there in a
+//! private mount namespace of the native chroot (a `--binary` run directly has no root of its
+//! own: it gets the host directory's own path), a fresh ext4 disk mounted there in the VM.
+//! Every rung also tells the service the path in `ISOBENCH_DATA_DIR`, and its label says what
+//! the directory is. The path must be absolute, not `/`, and outside `/proc`, `/sys` and
+//! `/dev`. Without the key a foreign service gets no data directory.
 //!
 //! A path is a string (weight 1) or a table with `path` and `weight` (≥ 1). The expected
 //! status is per scenario and a 2xx, since the load generator counts only 2xx answers as
@@ -55,6 +66,16 @@ pub enum ScenarioFileError {
         /// What the TOML parser says, with the place.
         message: String,
     },
+    /// The `data_dir` key is not a usable path inside the service.
+    #[error("scenario file {path}: data_dir {value:?} {problem}")]
+    DataDir {
+        /// The file.
+        path: String,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        problem: crate::env::data_dir::ServicePathError,
+    },
     /// Valid TOML whose content makes no sense.
     #[error("scenario file {path}, scenario {scenario:?}: {problem}")]
     Invalid {
@@ -71,7 +92,19 @@ pub enum ScenarioFileError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// Where the service keeps its files, inside it.
+    data_dir: Option<String>,
     scenario: Vec<RawScenario>,
+}
+
+/// A scenario file, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioFile {
+    /// Its scenarios, in order.
+    pub scenarios: Vec<Scenario>,
+    /// The service's data directory, a path inside it (checked by
+    /// [`crate::env::data_dir::service_path`]), when the file names one.
+    pub data_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -116,7 +149,7 @@ enum LoopKind {
 }
 
 /// Reads and validates a scenario file.
-pub fn load(path: &Path) -> Result<Vec<Scenario>, ScenarioFileError> {
+pub fn load(path: &Path) -> Result<ScenarioFile, ScenarioFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioFileError::Read {
         path: path.display().to_string(),
         source,
@@ -125,11 +158,23 @@ pub fn load(path: &Path) -> Result<Vec<Scenario>, ScenarioFileError> {
 }
 
 /// Parses and validates scenario-file text; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<Scenario>, ScenarioFileError> {
+pub fn parse(text: &str, origin: &str) -> Result<ScenarioFile, ScenarioFileError> {
     let file: File = toml::from_str(text).map_err(|error| ScenarioFileError::Parse {
         path: origin.into(),
         message: error.to_string().trim_end().to_owned(),
     })?;
+    let data_dir = file
+        .data_dir
+        .map(|value| {
+            crate::env::data_dir::service_path(&value).map_err(|problem| {
+                ScenarioFileError::DataDir {
+                    path: origin.into(),
+                    value,
+                    problem,
+                }
+            })
+        })
+        .transpose()?;
     let invalid = |scenario: &str, problem: String| ScenarioFileError::Invalid {
         path: origin.into(),
         scenario: scenario.into(),
@@ -229,7 +274,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Scenario>, ScenarioFileErro
             expected_status: raw.status,
         });
     }
-    Ok(specs)
+    Ok(ScenarioFile {
+        scenarios: specs,
+        data_dir,
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +301,9 @@ paths = ["/health"]
 
     #[test]
     fn parses_closed_and_open_scenarios() {
-        let specs = parse(EXAMPLE, "t.toml").unwrap();
+        let file = parse(EXAMPLE, "t.toml").unwrap();
+        assert_eq!(file.data_dir, None);
+        let specs = file.scenarios;
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "browse");
         assert!(!specs[0].open_loop());
@@ -334,6 +384,32 @@ paths = ["/health"]
             let error = parse(&text, "t.toml").unwrap_err().to_string();
             assert!(error.contains(expected), "{error} should say {expected}");
         }
+    }
+
+    #[test]
+    fn data_dir_is_a_checked_path_inside_the_service() {
+        let text = format!("data_dir = \"/var/lib/app/\"\n{EXAMPLE}");
+        let file = parse(&text, "t.toml").unwrap();
+        assert_eq!(file.data_dir.as_deref(), Some("/var/lib/app"));
+        assert_eq!(file.scenarios.len(), 2);
+        for (value, expected) in [
+            ("data", "data_dir \"data\" must be an absolute path"),
+            ("/", "data_dir \"/\" must not be the root directory"),
+            ("/a/../b", "no '.', '..'"),
+            ("/proc/x", "must not be in /proc"),
+        ] {
+            let text = format!("data_dir = {value:?}\n{EXAMPLE}");
+            let error = parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(
+                error.starts_with("scenario file t.toml: data_dir"),
+                "{error}"
+            );
+            assert!(error.contains(expected), "{error} should say {expected}");
+        }
+        // A key inside a scenario is still an unknown key there.
+        let text = EXAMPLE.replace("name = \"steady\"", "name = \"steady\"\ndata_dir = \"/d\"");
+        let error = parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(error.contains("unknown field `data_dir`"), "{error}");
     }
 
     #[test]

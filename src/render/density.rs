@@ -14,7 +14,7 @@ use super::write::{self, WriteError};
 use super::{ExportError, charts, escape_html, escape_markdown, sanitize_terminal};
 use crate::analysis::density::summarize;
 use crate::artifact::density::{
-    Agreement, DensityArtifact, DensityRung, LinearFit, RampEnd, RungSummary,
+    Agreement, DensityArtifact, DensityRung, InstanceCount, LinearFit, RampEnd, RungSummary,
 };
 use crate::format::{env_title, number};
 
@@ -113,8 +113,44 @@ fn concurrent_cell(rung: &DensityRung, summary: &RungSummary) -> String {
     }
 }
 
+/// How many instances each ramp aimed at, in words.
+fn count_words(count: InstanceCount) -> String {
+    match count {
+        InstanceCount::Requested { instances } => format!("up to {instances} instances per rung"),
+        InstanceCount::Fit {
+            share_percent,
+            min,
+            max,
+        } => format!(
+            "per rung as many instances as fit {share_percent}% of the memory available above \
+             the margin at its first instance's cost, {min} to {max}"
+        ),
+    }
+}
+
+/// How a derived count came about, in words.
+fn target_note(rung: &DensityRung, count: InstanceCount) -> Option<String> {
+    let (InstanceCount::Fit { share_percent, .. }, Some(fit)) = (count, rung.target.fit) else {
+        return None;
+    };
+    Some(format!(
+        "aimed at {} instances: {share_percent}% of {} GiB available above the margin over \
+         {} MiB for the first instance is {}{}",
+        rung.target.instances,
+        number(fit.available_bytes.saturating_sub(fit.margin_bytes) as f64 / GIB),
+        number(fit.per_instance_bytes as f64 / (1u64 << 20) as f64),
+        fit.fitting,
+        if fit.fitting == u64::from(rung.target.instances) {
+            String::new()
+        } else {
+            format!(", bounded to {}", rung.target.instances)
+        }
+    ))
+}
+
 /// Why the rung's ramp ended, in words.
-fn end_note(rung: &DensityRung, requested: u32) -> String {
+fn end_note(rung: &DensityRung) -> String {
+    let requested = rung.target.instances;
     let reached = rung.steps.len();
     match &rung.end {
         RampEnd::Reached => format!("reached {reached} of {requested} instances"),
@@ -161,12 +197,12 @@ fn agreement_note(summary: &RungSummary) -> Option<String> {
 pub fn document(artifact: &DensityArtifact) -> Document {
     let settings = &artifact.settings;
     let mut title = format!(
-        "density on host {} ({} CPUs, {} GiB): up to {} instances per rung, keeping {} GiB \
-         available ({}), readings {} after each start",
+        "density on host {} ({} CPUs, {} GiB): {}, keeping {} GiB available ({}), readings \
+         {} after each start",
         artifact.host.hostname,
         artifact.host.logical_cpus,
         number(artifact.host.memory_total_bytes as f64 / GIB),
-        settings.instances_requested,
+        count_words(settings.instances),
         number(settings.margin_bytes as f64 / GIB),
         settings.margin_rule,
         settings.settle_ms.map_or_else(
@@ -199,10 +235,10 @@ pub fn document(artifact: &DensityArtifact) -> Document {
             ),
             concurrent_cell(rung, &summary),
         ]);
-        notes.push(format!(
-            "{name}: {}",
-            end_note(rung, settings.instances_requested)
-        ));
+        if let Some(note) = target_note(rung, settings.instances) {
+            notes.push(format!("{name}: {note}"));
+        }
+        notes.push(format!("{name}: {}", end_note(rung)));
         if let Some(note) = agreement_note(&summary) {
             notes.push(format!("{name}: {note}"));
         }

@@ -65,7 +65,9 @@ fn held_mib_is_the_marginal_cost(env: &str) -> Result<(), Failed> {
         .map_err(|e| format!("reading /proc/meminfo: {e}"))?
         .total_bytes;
     let plan = DensityPlan {
-        instances: INSTANCES,
+        instances: isobench::artifact::density::InstanceCount::Requested {
+            instances: INSTANCES,
+        },
         margin_bytes: density::default_margin_bytes(total),
         settle: None,
         hold_mib: Some(HELD_MIB),

@@ -122,10 +122,48 @@ fn flask_subject() -> Result<Subject, Failed> {
         .map_err(|e| format!("{e:#} (build it with examples/flask/build-image.sh)").into())
 }
 
-/// Every endpoint of the seed's service answers as the seed describes, as user `app`.
+/// The Flask example's scenario file, as a user hands it over: it names the service's
+/// `data_dir`.
+fn flask_run() -> Result<ForeignRun, Failed> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flask/scenarios.toml");
+    let file = isobench::measure::scenario_file::load(&path).map_err(|e| format!("{e}"))?;
+    if file.data_dir.as_deref() != Some("/data") {
+        return Err(format!("{} names data_dir {:?}", path.display(), file.data_dir).into());
+    }
+    Ok(ForeignRun {
+        data_dir: file.data_dir,
+        ..ForeignRun::default()
+    })
+}
+
+/// This process's data directories and VM instance directories left in the temp directory.
+fn instance_dirs_left() -> Vec<String> {
+    let me = std::process::id();
+    let prefixes = [
+        isobench::env::orphans::data_dir_prefix(me),
+        isobench::env::orphans::vm_instance_dir_prefix(me),
+    ];
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| prefixes.iter().any(|prefix| name.starts_with(prefix)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every endpoint of the seed's service answers as the seed describes, as user `app`; with
+/// the example's `data_dir`, `/files` writes, fsyncs, reads back and verifies 64 KiB in the
+/// instance's own data directory, which the label names and the stop removes.
 fn flask_correctness(env: &str) -> Result<(), Failed> {
     let subject = flask_subject()?;
-    let environment = prepared(env, &subject, &ForeignRun::default())?;
+    let environment = prepared(env, &subject, &flask_run()?)?;
+    let before = instance_dirs_left();
+    if !before.is_empty() {
+        return Err(format!("instance directories before the start: {before:?}").into());
+    }
     let instance = environment.start().map_err(|e| format!("{e:#}"))?;
     let outcome = (|| {
         let field = |path: &str, pointer: &str| -> Result<serde_json::Value, Failed> {
@@ -159,10 +197,54 @@ fn flask_correctness(env: &str) -> Result<(), Failed> {
         if status != 400 {
             return Err(format!("/cpu?n=0 answered {status}, expected 400").into());
         }
+        // The root is read-only (container, VM) or not the service user's (the chroot's
+        // /data, made by root): a 200 here is the data directory's.
+        let (status, body) = get(instance.as_ref(), "/files?kb=64&fsync=true")?;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let expected = serde_json::json!({"bytes": 65536, "fsync": true, "verified": true});
+        let got = serde_json::json!({
+            "bytes": json["bytes"], "fsync": json["fsync"], "verified": json["verified"]
+        });
+        if status != 200 || got != expected {
+            return Err(format!("/files?kb=64&fsync=true answered {status} {body}").into());
+        }
+        let label = environment.label();
+        let words = label.data_dir.unwrap_or_default();
+        let disk = env == "vm";
+        let names_it = words.contains("/data")
+            && if disk {
+                words.contains("ext4 virtio-blk disk")
+            } else {
+                words.contains("bind mount at /data")
+            };
+        if !names_it {
+            return Err(format!("the label's data directory: {words:?}").into());
+        }
+        // Natively and in a container the directory is the host's: one, left empty.
+        if !disk {
+            let dirs: Vec<String> = instance_dirs_left()
+                .into_iter()
+                .filter(|name| name.starts_with("isobench-data-"))
+                .collect();
+            let [dir] = dirs.as_slice() else {
+                return Err(format!("data directories of this instance: {dirs:?}").into());
+            };
+            let left = std::fs::read_dir(std::env::temp_dir().join(dir))
+                .map_err(|e| e.to_string())?
+                .count();
+            if left != 0 {
+                return Err(format!("/files left {left} entries in {dir}").into());
+            }
+        }
         Ok::<(), Failed>(())
     })();
     instance.stop().map_err(|e| format!("stopping: {e:#}"))?;
-    outcome
+    outcome?;
+    let left = instance_dirs_left();
+    if !left.is_empty() {
+        return Err(format!("left behind after the stop: {left:?}").into());
+    }
+    Ok(())
 }
 
 /// A short load on the Flask service's `/health`: every request answered, none failed.
@@ -318,7 +400,8 @@ fn short_load(
 }
 
 /// Starting must fail within `bound`, with an error containing every one of `expected`,
-/// leaving no container of this process and no process chrooted into the image.
+/// leaving no container of this process, no process chrooted into the image, and none of
+/// the data directories or disks it was given (each start has one, at `/data`).
 fn fails_cleanly(
     env: &str,
     subject: &Subject,
@@ -327,6 +410,7 @@ fn fails_cleanly(
 ) -> Result<(), Failed> {
     let run = ForeignRun {
         startup_timeout: BAD_INPUT_STARTUP,
+        data_dir: Some("/data".into()),
         ..ForeignRun::default()
     };
     let environment = prepared(env, subject, &run)?;
@@ -361,8 +445,12 @@ fn fails_cleanly(
 }
 
 /// No container owned by this process, no process whose root is the image's export, no QEMU
-/// this process started.
+/// this process started, no data directory or VM instance directory of this process.
 fn nothing_left(subject: &Subject) -> Result<(), Failed> {
+    let dirs = instance_dirs_left();
+    if !dirs.is_empty() {
+        return Err(format!("left in the temp directory: {dirs:?}").into());
+    }
     let me = std::process::id();
     let qemus: Vec<u32> = isobench::env::orphans::qemu_processes()
         .into_iter()

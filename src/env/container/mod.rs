@@ -333,6 +333,9 @@ struct Served<'a> {
     /// A user's image's health path (ready at any 2xx); `None` for isobench's own server
     /// (ready at its first 200 on `/health`, told its memory limit and where to bind).
     foreign_health: Option<&'a str>,
+    /// Where the service sees its data directory: `/data` for the own server, the scenario
+    /// file's `data_dir` for a user's image; `None`: no data directory.
+    data_path: Option<&'a str>,
 }
 
 impl ContainerEnv {
@@ -343,12 +346,14 @@ impl ContainerEnv {
                 hardening: foreign.run.hardening,
                 startup_timeout: foreign.run.startup_timeout,
                 foreign_health: Some(&foreign.image.health_path),
+                data_path: foreign.run.data_dir.as_deref(),
             },
             None => Served {
                 port: SERVICE_PORT,
                 hardening: Hardening::default(),
                 startup_timeout: STARTUP_TIMEOUT,
                 foreign_health: None,
+                data_path: Some(data_dir::CONTAINER_PATH),
             },
         }
     }
@@ -404,13 +409,11 @@ impl ContainerEnv {
             // saying it is what every environment does alike).
             request = request.with_env_var("ISOBENCH_MEMORY_LIMIT_MB", (memory >> 20).to_string());
         }
-        if let Some(dir) = data_dir {
+        if let (Some(dir), Some(inside)) = (data_dir, served.data_path) {
+            // `-e` wins over the image's own ENV, as with `docker run`.
             request = request
-                .with_mount(Mount::bind_mount(
-                    dir.path().to_string_lossy(),
-                    data_dir::CONTAINER_PATH,
-                ))
-                .with_env_var("ISOBENCH_DATA_DIR", data_dir::CONTAINER_PATH);
+                .with_mount(Mount::bind_mount(dir.path().to_string_lossy(), inside))
+                .with_env_var(data_dir::ENV_VAR, inside);
         }
         if served.hardening.drop_capabilities {
             request = request.with_cap_drop("ALL");
@@ -448,14 +451,16 @@ impl ContainerEnv {
     }
 
     /// What the label says of the data directory: a bind mount, through the gofer under
-    /// gVisor.
+    /// gVisor; none for a user's image whose scenario file names no `data_dir`.
     fn data_dir_words(&self) -> String {
+        let Some(inside) = self.served().data_path else {
+            return crate::env::foreign::NO_DATA_DIR.to_owned();
+        };
         let seen_as = match &self.spec.runtime {
-            Some(registered) if registered.is_gvisor() => format!(
-                "bind mount at {} (gVisor: every file operation crosses the gofer)",
-                data_dir::CONTAINER_PATH
-            ),
-            _ => format!("bind mount at {}", data_dir::CONTAINER_PATH),
+            Some(registered) if registered.is_gvisor() => {
+                format!("bind mount at {inside} (gVisor: every file operation crosses the gofer)")
+            }
+            _ => format!("bind mount at {inside}"),
         };
         data_dir::describe(&seen_as)
     }
@@ -533,11 +538,11 @@ impl Environment for ContainerEnv {
         // refuses this machine's cgroups, say) can be found and removed: testcontainers
         // returns the error without it, and it would stay behind in the `Created` state.
         let name = container_name();
-        // The own server keeps its files where a database's container would: a host
-        // directory bind-mounted into the read-only root.
+        // The service keeps its files where a database's container would: a host directory
+        // bind-mounted into the read-only root (the runtime makes the mount point).
         let data_dir = served
-            .foreign_health
-            .is_none()
+            .data_path
+            .is_some()
             .then(DataDir::create)
             .transpose()?;
         let request = self
@@ -655,7 +660,7 @@ impl Environment for ContainerEnv {
             kernel: None,
             image_size_bytes: self.image.as_ref().map(|image| image.size_bytes),
             detected: None,
-            data_dir: self.foreign.is_none().then(|| self.data_dir_words()),
+            data_dir: Some(self.data_dir_words()),
             memory_counts: Some(memory_counts),
             notes: match &self.foreign {
                 None => vec![

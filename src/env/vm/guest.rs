@@ -23,6 +23,10 @@ pub const OWN_SERVER_PORT: u16 = 8080;
 /// Where the image guest's init reads how to mount the image's root (`ro` or `rw`).
 const ROOT_OPTIONS_PATH: &str = "etc/isobench/root-options";
 
+/// Where the image guest's init reads the path to mount the data disk at, when the scenario
+/// file names a `data_dir` (absent otherwise: no data disk).
+const DATA_DIR_PATH: &str = "etc/isobench/data-dir";
+
 /// What the guest runs.
 #[derive(Debug, Clone)]
 pub enum Guest {
@@ -48,6 +52,8 @@ pub struct PreparedGuest {
     pub port: u16,
     /// The path whose 2xx means ready (`/health` for the own server).
     pub health_path: String,
+    /// The uid and gid the service runs as: a data disk's root belongs to them.
+    pub service_user: (u32, u32),
 }
 
 impl PreparedGuest {
@@ -58,6 +64,10 @@ impl PreparedGuest {
             disk: None,
             port: OWN_SERVER_PORT,
             health_path: crate::subject::DEFAULT_HEALTH_PATH.to_owned(),
+            service_user: (
+                crate::env::data_dir::SERVER_UID,
+                crate::env::data_dir::SERVER_UID,
+            ),
         }
     }
 
@@ -71,7 +81,9 @@ impl PreparedGuest {
 /// Prepares a user's image as the guest: the root filesystem exported through the engine
 /// (shared with the native chroot's cache), made an ext4 disk, the image's user resolved in
 /// it, and an initramfs with `vm/init-image`, the static `isobench-exec` and its spec, and
-/// the disk's modules. Each step is timed and cached; errors name the environment `env`.
+/// the disk's modules. With a data directory (`run.data_dir`), its mount point is made in the
+/// root filesystem first when the image has none, and the initramfs says where to mount the
+/// data disk. Each step is timed and cached; errors name the environment `env`.
 pub fn prepare_image(
     env: &str,
     subject: &ImageSubject,
@@ -82,9 +94,20 @@ pub fn prepare_image(
     let mut steps = Vec::new();
     let (root, user, exported) = crate::env::foreign::exported_root(env, &subject.image)?;
     steps.push(exported);
+    // Before the disk is made, so a fresh disk holds the mount point (the guest init makes
+    // it in a disk cached without one).
+    if let Some(inside) = &run.data_dir {
+        crate::env::data_dir::ensure_mount_point(&root.dir, inside)
+            .map_err(|error| anyhow::anyhow!("image {}: {error:#}", subject.image.reference))?;
+    }
     let (disk, made) = rootfs::ensure_disk(&root)?;
     steps.push(made);
-    let spec = rootfs::exec_spec(&subject.image, &user, run.hardening.no_new_privileges)?;
+    let spec = rootfs::exec_spec(
+        &subject.image,
+        &user,
+        run.hardening.no_new_privileges,
+        run.data_dir.as_deref(),
+    )?;
     let (exec, built) = server_binary::static_exec()?;
     steps.push(built);
     let root_options = if run.hardening.read_only_root {
@@ -92,12 +115,16 @@ pub fn prepare_image(
     } else {
         "rw\n"
     };
+    let mut payload = vec![
+        GuestFile::program("bin/isobench-exec", exec),
+        GuestFile::data(rootfs::EXEC_SPEC_PATH, spec),
+        GuestFile::data(ROOT_OPTIONS_PATH, root_options),
+    ];
+    if let Some(inside) = &run.data_dir {
+        payload.push(GuestFile::data(DATA_DIR_PATH, format!("{inside}\n")));
+    }
     let inputs = ImageInputs::discover_for(
-        vec![
-            GuestFile::program("bin/isobench-exec", exec),
-            GuestFile::data(rootfs::EXEC_SPEC_PATH, spec),
-            GuestFile::data(ROOT_OPTIONS_PATH, root_options),
-        ],
+        payload,
         rootfs::INIT_IMAGE_SCRIPT,
         rootfs::DISK_MODULES,
         mode,
@@ -116,6 +143,7 @@ pub fn prepare_image(
             disk: Some(disk),
             port: subject.port,
             health_path: subject.health_path.clone(),
+            service_user: (user.uid, user.gid),
         },
         steps,
     ))

@@ -108,11 +108,13 @@ fn make_ext4(source: &Path, disk: &Path) -> anyhow::Result<()> {
 /// The spec `isobench-exec` reads in the guest: chroot into the mounted disk, enter the
 /// working directory, become the image's user (unable to gain privileges when
 /// `no_new_privileges`, as the container's hardening), and exec entrypoint + command with the
-/// image's environment (completed as `docker run` completes it).
+/// image's environment (completed as `docker run` completes it), told its `data_dir` in
+/// `ISOBENCH_DATA_DIR` when it has one.
 pub fn exec_spec(
     image: &ImageConfig,
     user: &ResolvedUser,
     no_new_privileges: bool,
+    data_dir: Option<&str>,
 ) -> anyhow::Result<String> {
     let mut spec = String::new();
     writeln!(spec, "root /newroot")?;
@@ -130,7 +132,7 @@ pub fn exec_spec(
             &image.workdir
         }
     )?;
-    let mut env = image.env.clone();
+    let mut env = crate::env::foreign::with_data_dir_env(&image.env, data_dir);
     if !env.iter().any(|pair| pair.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
@@ -182,17 +184,22 @@ mod tests {
             gid: 1000,
             home: "/app".into(),
         };
-        let spec = exec_spec(&image(), &user, true).unwrap();
+        let spec = exec_spec(&image(), &user, true, None).unwrap();
         assert_eq!(
             spec,
             "root /newroot\nuid 1000\ngid 1000\nno_new_privs\nworkdir /app\nenv PYTHONUNBUFFERED=1\n\
              env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
              env HOME=/app\narg gunicorn\narg --bind\narg 0.0.0.0:5000\n"
         );
+        let told = exec_spec(&image(), &user, true, Some("/data")).unwrap();
+        assert!(
+            told.contains("env PYTHONUNBUFFERED=1\nenv ISOBENCH_DATA_DIR=/data\n"),
+            "{told}"
+        );
         let mut bad = image();
         bad.cmd.push("a\nb".into());
         assert!(
-            exec_spec(&bad, &user, false)
+            exec_spec(&bad, &user, false, None)
                 .unwrap_err()
                 .to_string()
                 .contains("newline")

@@ -1,5 +1,7 @@
 //! The VM's data directory: a fresh virtio-blk disk per instance, ext4, mounted at `/data` by
-//! the guest init, removed with the instance — the way a VM that keeps files is deployed.
+//! the guest init (for a user's image, at its scenario file's `data_dir`, by `vm/init-image`),
+//! removed with the instance — the way a VM that keeps files is deployed. Its directory is
+//! registered for cleanup, so an interrupt removes it too.
 //!
 //! QEMU opens it with `cache=none` (O_DIRECT on the host, and the guest's flushes become
 //! host `fdatasync`s), so a guest `fsync` reaches the host's disk, as it does natively and in
@@ -18,7 +20,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::env::data_dir::{SERVER_UID, filesystem_name};
+use crate::cleanup::{self, Registration, Resource};
+use crate::env::data_dir::filesystem_name;
 
 /// Size of the disk: room for `/files`' largest requests in flight many times over, small
 /// enough that mkfs takes a few tens of milliseconds.
@@ -26,6 +29,10 @@ const DISK_MIB: u64 = 256;
 
 /// The kernel command-line flag that tells the guest init to mount its data disk.
 pub const CMDLINE_FLAG: &str = "isobench.data=vda";
+
+/// The same for a user's image, whose guest (`vm/init-image`) has its root on a disk too and
+/// finds the data disk by its file system's label.
+pub const IMAGE_CMDLINE_FLAG: &str = "isobench.data=label:isobench-data";
 
 /// How QEMU caches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,20 +60,27 @@ pub struct ScratchDisk {
     pub path: PathBuf,
     /// How QEMU opens it.
     pub cache: CacheMode,
+    /// Where the guest mounts it.
+    pub mounted_at: String,
     /// Removes the disk (and its directory) when the instance is gone.
     _dir: tempfile::TempDir,
+    /// Removes them on an interrupt, when no destructor runs.
+    _registration: Registration,
 }
 
 impl ScratchDisk {
-    /// Makes a fresh ext4 disk whose root directory belongs to the server's user, in a
-    /// directory the orphan sweep recognises.
-    pub fn create() -> anyhow::Result<Self> {
+    /// Makes a fresh ext4 disk whose root directory belongs to `owner` (uid, gid: the
+    /// service's user), to be mounted at `mounted_at` in the guest, in a directory the orphan
+    /// sweep recognises.
+    pub fn create(owner: (u32, u32), mounted_at: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&crate::env::orphans::vm_instance_dir_prefix(
                 std::process::id(),
             ))
             .tempdir()
             .context("creating the VM's scratch disk directory")?;
+        let registration = cleanup::register(Resource::Directory(dir.path().to_path_buf()));
+        let (uid, gid) = owner;
         let path = dir.path().join("data.ext4");
         let file = std::fs::File::create(&path)?;
         file.set_len(DISK_MIB << 20)?;
@@ -74,7 +88,7 @@ impl ScratchDisk {
         let output = Command::new("mkfs.ext4")
             .args(["-q", "-F", "-m", "0", "-L", "isobench-data", "-E"])
             .arg(format!(
-                "lazy_itable_init=0,lazy_journal_init=0,root_owner={SERVER_UID}:{SERVER_UID}"
+                "lazy_itable_init=0,lazy_journal_init=0,root_owner={uid}:{gid}"
             ))
             .arg(&path)
             .output()
@@ -93,7 +107,9 @@ impl ScratchDisk {
         Ok(Self {
             path,
             cache,
+            mounted_at: mounted_at.to_owned(),
             _dir: dir,
+            _registration: registration,
         })
     }
 
@@ -105,8 +121,9 @@ impl ScratchDisk {
             .and_then(Path::parent)
             .unwrap_or(&self.path);
         format!(
-            "its own disk: a fresh {DISK_MIB} MiB ext4 virtio-blk disk per instance mounted at /data, \
+            "its own disk: a fresh {DISK_MIB} MiB ext4 virtio-blk disk per instance mounted at {}, \
              an image file in {} on {}, QEMU cache={} ({})",
+            self.mounted_at,
             parent.display(),
             filesystem_name(parent),
             self.cache.qemu_name(),
@@ -139,8 +156,9 @@ mod tests {
             // e2fsprogs is what the VM rung needs; .ci/run installs it.
             panic!("mkfs.ext4 is missing: apt-get install e2fsprogs");
         }
-        let disk = ScratchDisk::create().unwrap();
+        let disk = ScratchDisk::create((1000, 1001), "/srv/files").unwrap();
         let path = disk.path.clone();
+        let dir = path.parent().unwrap().to_path_buf();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), DISK_MIB << 20);
         // debugfs reads the root inode without mounting.
         let stat = Command::new("debugfs")
@@ -149,9 +167,26 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&stat.stdout);
-        assert!(text.contains(&format!("User: {SERVER_UID}")), "{text}");
-        assert!(disk.describe().contains("cache="), "{}", disk.describe());
+        assert!(text.contains("User:  1000"), "{text}");
+        assert!(text.contains("Group:  1001"), "{text}");
+        let words = disk.describe();
+        assert!(
+            words.contains("cache=") && words.contains("mounted at /srv/files"),
+            "{words}"
+        );
         drop(disk);
-        assert!(!path.exists());
+        assert!(!path.exists() && !dir.exists());
+    }
+
+    /// An interrupt releases what is registered: the disk's directory goes with it (no
+    /// destructor runs on a signal).
+    #[test]
+    fn an_interrupt_removes_a_scratch_disk() {
+        // nextest runs each test in a process of its own: nothing else is registered here.
+        let disk = ScratchDisk::create((0, 0), "/data").unwrap();
+        let dir = disk.path.parent().unwrap().to_path_buf();
+        assert_eq!(cleanup::release_all(), 1);
+        assert!(!dir.exists());
+        drop(disk);
     }
 }

@@ -173,7 +173,11 @@ pub(super) fn qemu_command(
             Some(_) => format!(
                 "{} {}",
                 plan.mode.cmdline(plan.accel, plan.tsc_khz),
-                crate::env::vm::scratch_disk::CMDLINE_FLAG
+                if guest.is_image() {
+                    crate::env::vm::scratch_disk::IMAGE_CMDLINE_FLAG
+                } else {
+                    crate::env::vm::scratch_disk::CMDLINE_FLAG
+                }
             ),
             None => plan.mode.cmdline(plan.accel, plan.tsc_khz),
         })
@@ -349,6 +353,7 @@ mod tests {
             disk: Some("/c/root.ext4".into()),
             port: 5000,
             health_path: "/ping".into(),
+            service_user: (1000, 1000),
         };
         for (mode, device) in [
             (BootMode::Fast, "virtio-blk-device,drive=root"),
@@ -369,6 +374,29 @@ mod tests {
             );
             assert!(args.contains(&format!("-device {device}")), "{args}");
         }
+        // With a data_dir: the scratch disk beside the root, found by its label in the guest.
+        let with_data = BootPlan {
+            data_disk: Some(DataDisk {
+                path: "/t/data.ext4".into(),
+                cache: crate::env::vm::scratch_disk::CacheMode::None,
+            }),
+            ..plan(Accel::Tcg, BootMode::Fast)
+        };
+        let args = args_of(&qemu_command(
+            &qemu,
+            &image_guest,
+            &budget,
+            &with_data,
+            40000,
+            Path::new("/i"),
+        ));
+        assert!(args.contains("id=root,format=raw,snapshot=on"), "{args}");
+        assert!(
+            args.contains("-drive file=/t/data.ext4,if=none,id=data,format=raw,cache=none"),
+            "{args}"
+        );
+        assert!(args.contains("isobench.data=label:isobench-data"), "{args}");
+        assert!(!args.contains("isobench.data=vda"), "{args}");
 
         // Saving a snapshot: a QMP socket in the instance directory; restoring: -incoming.
         let saving = BootPlan {

@@ -327,30 +327,39 @@ impl QemuVm {
         ))
     }
 
-    /// Whether instances get a data disk: isobench's own server when booted. A user's image
-    /// has its own disk as root; a snapshot would have to be restored onto a copy of the
-    /// disk it was saved with, which this rung does not keep.
-    fn has_data_disk(&self) -> bool {
-        matches!(self.guest, Guest::Own) && !self.from_snapshot
+    /// Where instances mount a data disk, if they get one: isobench's own server at `/data`
+    /// when booted, a user's image at its scenario file's `data_dir` (a second disk beside
+    /// its root). A snapshot would have to be restored onto a copy of the disk it was saved
+    /// with, which this rung does not keep.
+    fn data_disk_path(&self) -> Option<&str> {
+        match &self.guest {
+            Guest::Own if !self.from_snapshot => Some(crate::env::data_dir::CONTAINER_PATH),
+            Guest::Own => None,
+            Guest::Image { run, .. } => run.data_dir.as_deref(),
+        }
     }
 
     /// What the label says of the data directory.
-    fn data_dir_words(&self) -> Option<String> {
-        if !self.has_data_disk() {
-            return self.from_snapshot.then(|| {
-                "none: a restored snapshot has no data disk (/files answers 503)".to_owned()
-            });
-        }
+    fn data_dir_words(&self) -> String {
+        let Some(inside) = self.data_disk_path() else {
+            return match self.guest {
+                Guest::Own => {
+                    "none: a restored snapshot has no data disk (/files answers 503)".to_owned()
+                }
+                Guest::Image { .. } => crate::env::foreign::NO_DATA_DIR.to_owned(),
+            };
+        };
         let learnt = self
             .data_disk_words
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Some(learnt.unwrap_or_else(|| {
-            "its own disk: a fresh ext4 virtio-blk disk per instance mounted at /data (its \
-             cache mode is known once one has started)"
-                .to_owned()
-        }))
+        learnt.unwrap_or_else(|| {
+            format!(
+                "its own disk: a fresh ext4 virtio-blk disk per instance mounted at {inside} \
+                 (its cache mode is known once one has started)"
+            )
+        })
     }
 
     /// The label's note on what the guest runs.
@@ -420,7 +429,10 @@ impl Environment for QemuVm {
         let (prepared, _) = self.ensure_prepared()?;
         // The data disk is made before the clock starts, as a deployed VM's disk exists
         // before the VM does.
-        let data_disk = self.has_data_disk().then(ScratchDisk::create).transpose()?;
+        let data_disk = self
+            .data_disk_path()
+            .map(|inside| ScratchDisk::create(prepared.guest.service_user, inside))
+            .transpose()?;
         if let Some(disk) = &data_disk {
             *self
                 .data_disk_words
@@ -560,7 +572,7 @@ impl Environment for QemuVm {
                 Guest::Image { subject, .. } => Some(subject.image.size_bytes),
             },
             detected: None,
-            data_dir: self.data_dir_words(),
+            data_dir: Some(self.data_dir_words()),
             memory_counts: Some(crate::probe::footprint::counts(
                 "the QEMU process: the guest's RAM as far as the guest has touched it, less what \
                  the guest has freed and handed back (virtio-balloon free-page reporting, in 2 MiB \
