@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use crate::artifact::load::{ErrorCounts, GeneratorUsage, LatencyStats, LoadReport, PathWeight};
+use crate::artifact::series::{Stall, Steadiness, WindowSeries};
 use crate::artifact::{
     Accel, Artifact, EnvKind, EnvironmentLabel, EnvironmentResult, HostInfo, Preparation, Round,
     Rung, SCHEMA_VERSION, ScenarioRun, Unavailable, position,
@@ -27,9 +28,13 @@ struct Figures {
 const MIB: u64 = 1024 * 1024;
 const ELAPSED_S: f64 = 5.0;
 
-/// Native, container and a TCG VM, three rounds each, scenarios `health` and `fixed-rate`.
+/// Native, container and a TCG VM, three rounds each, scenarios `health` and `fixed-rate`,
+/// every window with a series ([`series`]): steady, but for native's `health` round 1
+/// (warm-up discarded), the container's `health` round 2 (drifted), its `fixed-rate`
+/// round 0 (still warming up: an open loop cannot be cut) and the VM's `health` round 2
+/// (a stall).
 pub fn artifact() -> Artifact {
-    let native = environment(
+    let mut native = environment(
         label("native", EnvKind::Native, "process", None, None),
         Figures {
             startup_ms: [10.0, 12.0, 11.0],
@@ -41,7 +46,7 @@ pub fn artifact() -> Artifact {
             cpu_per_thousand_s: 0.01,
         },
     );
-    let container = environment(
+    let mut container = environment(
         label(
             "container",
             EnvKind::Container,
@@ -80,6 +85,10 @@ pub fn artifact() -> Artifact {
     vm.label
         .notes
         .push("TCG: software emulation <not KVM> & slow".into());
+    unsteady(&mut native, "health", 1, Unsteady::Discarded);
+    unsteady(&mut container, "health", 2, Unsteady::Drifted);
+    unsteady(&mut container, "fixed-rate", 0, Unsteady::WarmingUp);
+    unsteady(&mut vm, "health", 2, Unsteady::Stalled);
     vm.preparation.push(Preparation {
         what: "vm image assembly".into(),
         seconds: 2.5,
@@ -180,7 +189,7 @@ fn label(
 }
 
 fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
-    let rounds = (0..3)
+    let mut rounds: Vec<Round> = (0..3)
         .map(|i| {
             let peak = Some(f.peak_mib[i] * MIB);
             let cpu = Some(f.cpu_per_thousand_s);
@@ -214,10 +223,158 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
             }
         })
         .collect();
+    for (index, round) in rounds.iter_mut().enumerate() {
+        for run in &mut round.scenarios {
+            run.load.series = Some(series(run, index));
+        }
+    }
     EnvironmentResult {
         label,
         preparation: Vec::new(),
         rounds,
+    }
+}
+
+/// Length of the fixture's slices, milliseconds: 20 in a 5 s window.
+pub const SLICE_MS: f64 = 250.0;
+
+/// Slice-to-slice wiggle of the fixture's steady series, a fraction of the window's figure
+/// (hand-chosen, so no platform's `sin` changes a count).
+const WIGGLE: [f64; 20] = [
+    0.0, 0.03, -0.02, 0.01, -0.03, 0.02, 0.0, -0.01, 0.03, -0.02, 0.01, 0.02, -0.03, 0.0, 0.02,
+    -0.01, -0.02, 0.03, 0.01, -0.01,
+];
+
+/// A steady series for `run` of round `round`: every slice near the window's throughput and
+/// latency, the window's failures (a 5xx, a timeout) in two slices, the service's CPU and
+/// memory where the run read them.
+pub fn series(run: &ScenarioRun, round: usize) -> WindowSeries {
+    let load = &run.load;
+    let slices = (load.elapsed_s * 1000.0 / SLICE_MS).round() as usize;
+    let wiggle = |i: usize| WIGGLE[(i + 3 * round) % WIGGLE.len()];
+    let per_slice = load.throughput_rps * SLICE_MS / 1000.0;
+    let ok = (0..slices)
+        .map(|i| (per_slice * (1.0 + wiggle(i))).round() as u64)
+        .collect();
+    let latency = load.request_latency();
+    let in_flight = if load.open_loop {
+        2
+    } else {
+        load.connections as u64
+    };
+    let mut errors = BTreeMap::new();
+    let one_at = |at: usize| (0..slices).map(|i| u64::from(i == at)).collect::<Vec<_>>();
+    errors.insert("status_5xx".to_owned(), one_at(3));
+    errors.insert("timeout".to_owned(), one_at(slices - 2));
+    WindowSeries {
+        slice_ms: SLICE_MS,
+        window_ms: load.elapsed_s * 1000.0,
+        ok,
+        errors,
+        in_flight: vec![in_flight; slices],
+        p50_us: (0..slices)
+            .map(|i| Some(short(latency.p50_us * (1.0 + wiggle(i)))))
+            .collect(),
+        p99_us: (0..slices)
+            .map(|i| Some(short(latency.p99_us * (1.0 - 2.0 * wiggle(i)))))
+            .collect(),
+        service_cpu_s: match run.service_cpu_seconds {
+            Some(cpu) => (0..slices)
+                .map(|i| Some(short(cpu / slices as f64 * (1.0 + wiggle(i)))))
+                .collect(),
+            None => Vec::new(),
+        },
+        memory_bytes: match run.peak_memory_bytes {
+            Some(peak) => (0..slices)
+                .map(|i| Some(peak - (i as u64 % 4) * 64 * 1024))
+                .collect(),
+            None => Vec::new(),
+        },
+        discarded_slices: 0,
+        steadiness: Steadiness {
+            drift_pct: Some(wiggle(slices - 1) * 100.0),
+            ..Steadiness::default()
+        },
+    }
+}
+
+/// `x` to six decimals: few enough digits that JSON gives back the very same `f64` (an
+/// artifact round-trips through a file in the tests).
+fn short(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// How [`unsteady`] spoils a steady window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsteady {
+    /// Two leading slices still climbing (30% and 70%), discarded: the window starts 0.5 s
+    /// earlier and its figures cover the 5 s after them.
+    Discarded,
+    /// The first two slices at 60% and 85%, kept (an open loop's window cannot be cut).
+    WarmingUp,
+    /// Slices 8 and 9 (2–2.5 s) with every connection waiting and nothing completed; the
+    /// next slice's p99 holds the stalled requests (520 ms).
+    Stalled,
+    /// Throughput falling steadily to 60% by the end: the last third 35% below the first.
+    Drifted,
+}
+
+/// Makes `env`'s `scenario` window of `round` unsteady in the way `how` says.
+pub fn unsteady(env: &mut EnvironmentResult, scenario: &str, round: usize, how: Unsteady) {
+    let run = env.rounds[round]
+        .scenarios
+        .iter_mut()
+        .find(|run| run.scenario == scenario)
+        .expect("the fixture has the scenario");
+    let series = run.load.series.as_mut().expect("every fixture run has one");
+    let first = series.ok[0];
+    match how {
+        Unsteady::Discarded => {
+            let climbing = [0.3, 0.7].map(|f| (first as f64 * f).round() as u64);
+            prepend(&mut series.ok, climbing);
+            let in_flight = series.in_flight[0];
+            prepend(&mut series.in_flight, [in_flight; 2]);
+            let p50 = series.p50_us[0].map(|us| us * 3.0);
+            let p99 = series.p99_us[0].map(|us| us * 4.0);
+            prepend(&mut series.p50_us, [p50; 2]);
+            prepend(&mut series.p99_us, [p99; 2]);
+            for column in series.errors.values_mut() {
+                prepend(column, [0; 2]);
+            }
+            if let Some(cpu) = series.service_cpu_s.first().copied() {
+                prepend(&mut series.service_cpu_s, [cpu; 2]);
+            }
+            if let Some(memory) = series.memory_bytes.first().copied() {
+                prepend(&mut series.memory_bytes, [memory; 2]);
+            }
+            series.window_ms += 2.0 * SLICE_MS;
+            series.discarded_slices = 2;
+        }
+        Unsteady::WarmingUp => {
+            series.ok[0] = (first as f64 * 0.6).round() as u64;
+            series.ok[1] = (first as f64 * 0.85).round() as u64;
+            series.steadiness.warming_up = true;
+        }
+        Unsteady::Stalled => {
+            for slice in [8, 9] {
+                series.ok[slice] = 0;
+                series.p50_us[slice] = None;
+                series.p99_us[slice] = None;
+            }
+            series.p99_us[10] = Some(520_000.0);
+            series.steadiness.stalls = vec![Stall {
+                first_slice: 8,
+                slices: 2,
+            }];
+        }
+        Unsteady::Drifted => {
+            let n = series.ok.len();
+            for (i, ok) in series.ok.iter_mut().enumerate() {
+                *ok = (*ok as f64 * (1.0 - 0.4 * i as f64 / (n - 1) as f64)).round() as u64;
+            }
+            series.steadiness.drift_pct = Some(-35.0);
+            series.steadiness.drifted = true;
+        }
     }
 }
 
@@ -296,6 +453,13 @@ fn scenario_run(
         service_cpu_seconds: cpu_per_thousand_s.map(|c| c * ok as f64 / 1000.0),
         sweep: None,
     }
+}
+
+/// Puts `items` before `column`'s first entry.
+fn prepend<T>(column: &mut Vec<T>, items: [T; 2]) {
+    let rest = std::mem::take(column);
+    column.extend(items);
+    column.extend(rest);
 }
 
 /// Fractions of each round's own ceiling the fixture sweep requests.

@@ -5,7 +5,7 @@
 //! so `isobench compare` reads it like any other run.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -77,6 +77,12 @@ pub struct BenchArgs {
     /// Write a JSON artifact here.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+
+    /// Write the measured window's time series here as CSV, one row per slice: start_ms,
+    /// end_ms, ok, errors_KIND per kind that occurred, in_flight, p50_us, p99_us,
+    /// throughput_rps, discarded_warmup, stalled.
+    #[arg(long, value_name = "FILE")]
+    pub series_csv: Option<PathBuf>,
 
     /// Never show the live progress display.
     #[arg(long)]
@@ -191,6 +197,10 @@ pub fn options(args: &BenchArgs) -> anyhow::Result<(LoadOptions, String)> {
 /// fails when no request succeeded.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (options, name) = options(&args)?;
+    // A mistyped directory is found before the load runs, not after.
+    if let Some(path) = &args.series_csv {
+        writable_target(path).context("invalid option --series-csv")?;
+    }
     let report = load::run(&options).context("load run failed")?;
 
     let detected = if report.ok > 0 {
@@ -228,6 +238,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing the artifact to {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    if let Some(path) = &args.series_csv {
+        write_series_csv(&report, path)?;
+        println!("wrote {}", path.display());
+    }
     if report.ok == 0 {
         bail!(
             "no request succeeded: {} sent, errors: {}",
@@ -236,6 +250,40 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a file cannot be written at `path`, when that can be told before writing: it is a
+/// directory, or the directory it would be in does not exist.
+fn writable_target(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        bail!("{} is a directory", path.display());
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {}: there is no directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `report`'s series to `path` as CSV ([`crate::render::series::csv`]); an error when
+/// the run recorded none or the file cannot be written.
+fn write_series_csv(report: &LoadReport, path: &Path) -> anyhow::Result<()> {
+    let Some(series) = &report.series else {
+        bail!(
+            "cannot write {}: this run recorded no series",
+            path.display()
+        );
+    };
+    writable_target(path)?;
+    crate::render::write::atomic(path, crate::render::series::csv(series).as_bytes())
+        .with_context(|| format!("writing the series to {}", path.display()))
 }
 
 /// The environment the target reports in `/status`, if it answers within [`STATUS_WAIT`].
@@ -327,7 +375,8 @@ fn ms(us: f64) -> String {
 }
 
 /// The terminal summary: the run, the counts, latency (corrected and uncorrected in open
-/// loop) and the per-path breakdown.
+/// loop), the per-path breakdown, and where the run recorded a series, its throughput slice
+/// by slice as a sparkline with the steadiness verdict.
 pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> String {
     let mut out = String::new();
     let mode = match report.requested_rate_rps {
@@ -425,6 +474,10 @@ pub fn summary(report: &LoadReport, name: &str, detected: Option<&str>) -> Strin
         }
     }
     out.push_str(&table.to_string());
+    if let Some(series) = &report.series {
+        out.push('\n');
+        out.push_str(&crate::render::series::series_line(series));
+    }
     out
 }
 
@@ -452,5 +505,63 @@ mod tests {
         );
         assert!(split_url("https://127.0.0.1").is_err());
         assert!(split_url("127.0.0.1:8080").is_err());
+    }
+
+    /// A bench-like report with the fixture's steady series (250 ms slices over 5 s).
+    fn report() -> LoadReport {
+        crate::artifact::fixture::artifact().environments[0].rounds[0].scenarios[0]
+            .load
+            .clone()
+    }
+
+    #[test]
+    fn the_summary_ends_with_the_sparkline_and_verdict_when_there_is_a_series() {
+        let mut report = report();
+        let text = summary(&report, "fixture", None);
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.starts_with("throughput per 250 ms slice (█ = "),
+            "{last}"
+        );
+        assert!(last.ends_with(" — steady"), "{last}");
+        assert_eq!(
+            last.split(": ")
+                .nth(1)
+                .unwrap()
+                .split(" — ")
+                .next()
+                .unwrap()
+                .chars()
+                .count(),
+            20,
+            "one character per slice: {last}"
+        );
+        report.series = None;
+        let text = summary(&report, "fixture", None);
+        assert!(!text.contains("throughput per"), "{text}");
+        assert!(text.lines().last().unwrap().starts_with('└'), "{text}");
+    }
+
+    #[test]
+    fn series_csv_is_written_or_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = report();
+        let path = dir.path().join("series.csv");
+        write_series_csv(&report, &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + 20, "a header and one row per slice");
+        assert!(lines[0].starts_with("start_ms,end_ms,ok,errors_status_5xx,errors_timeout,"));
+        assert!(lines[20].starts_with("4750,5000,"), "{}", lines[20]);
+
+        let missing = dir.path().join("no/such/dir/series.csv");
+        let error = format!("{:#}", write_series_csv(&report, &missing).unwrap_err());
+        assert!(error.contains("there is no directory"), "{error}");
+        let error = format!("{:#}", write_series_csv(&report, dir.path()).unwrap_err());
+        assert!(error.contains("is a directory"), "{error}");
+
+        report.series = None;
+        let error = format!("{:#}", write_series_csv(&report, &path).unwrap_err());
+        assert!(error.ends_with("this run recorded no series"), "{error}");
     }
 }

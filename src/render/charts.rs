@@ -6,6 +6,10 @@
 //! 99.9% and 99.99% are equally spaced and the tail is visible. Each environment's curve is
 //! the merge of its rounds' histograms for the scenario, decoded from the artifact's
 //! V2-deflate, base64 `histogram` field.
+//!
+//! "Inside the window" is Tufte's small multiples: one small panel per environment, every
+//! round drawn thin, each row (throughput, p99) on one scale for every panel, so the
+//! environments compare by position alone.
 
 use hdrhistogram::Histogram;
 use plotters::coord::combinators::IntoLogRange;
@@ -15,6 +19,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ExportError;
 use crate::artifact::histogram::decode;
+use crate::artifact::series::WindowSeries;
 use crate::artifact::{Artifact, Estimate, SummaryRow};
 use crate::format::{env_title, number};
 
@@ -675,6 +680,320 @@ pub(crate) fn startup_phases(artifact: &Artifact) -> Result<Option<String>, Expo
     Ok(Some(svg))
 }
 
+/// Width of one small multiple of the "inside the window" figure, pixels (the page scales it).
+const PANEL_WIDTH: u32 = 280;
+/// Its height: the caption, the throughput plot and the p99 plot under it.
+const PANEL_HEIGHT: u32 = 310;
+/// Height of the throughput plot within the panel, below the caption.
+const PANEL_TOP_HEIGHT: i32 = 132;
+/// Discarded warm-up slices: grey, dashed.
+const DISCARDED: RGBColor = RGBColor(150, 150, 150);
+/// A stall's band.
+const STALL: RGBColor = RGBColor(230, 57, 70);
+
+/// One environment's small multiple of a scenario's "inside the window" figure.
+pub(crate) struct WindowPanel {
+    /// The environment's index in the artifact.
+    pub index: usize,
+    /// The panel's SVG.
+    pub svg: String,
+}
+
+/// The axes every panel of one figure shares, so environments compare at a glance.
+struct WindowScales {
+    /// Longest window, seconds.
+    max_s: f64,
+    /// Top of the throughput axis, req/s.
+    max_rps: f64,
+    /// The p99 axis (logarithmic), ms.
+    p99_ms: (f64, f64),
+}
+
+/// One round's lines in a panel: each slice's value at its midpoint (seconds), the first
+/// `discarded` of them warm-up kept out of the figures, and its stalls' spans (seconds).
+struct RoundLine {
+    points: Vec<(f64, Option<f64>)>,
+    discarded: usize,
+    stalls: Vec<(f64, f64)>,
+}
+
+impl RoundLine {
+    fn new(series: &WindowSeries, values: Vec<Option<f64>>) -> Self {
+        let points = crate::analysis::series::slice_spans_ms(series)
+            .into_iter()
+            .map(|(start, end)| (start + end) / 2000.0)
+            .zip(values)
+            .collect();
+        Self {
+            points,
+            discarded: series.discarded_slices,
+            stalls: crate::analysis::series::stall_spans_ms(series)
+                .into_iter()
+                .map(|(start, end)| (start / 1000.0, end / 1000.0))
+                .collect(),
+        }
+    }
+
+    /// The runs of consecutive known points among `range`, each a polyline.
+    fn segments(&self, range: std::ops::Range<usize>) -> Vec<Vec<(f64, f64)>> {
+        let mut segments = vec![Vec::new()];
+        for (x, y) in
+            &self.points[range.start.min(self.points.len())..range.end.min(self.points.len())]
+        {
+            match y {
+                Some(y) => segments.last_mut().expect("never empty").push((*x, *y)),
+                None => segments.push(Vec::new()),
+            }
+        }
+        segments.retain(|segment| !segment.is_empty());
+        segments
+    }
+}
+
+/// Draws `lines` on one plot of a panel: the stalls as bands, the discarded slices grey and
+/// dashed (joined to the first kept one), the kept ones thin in the environment's `color`;
+/// values are clamped into `y_span`.
+fn draw_round_lines<Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    lines: &[RoundLine],
+    color: RGBColor,
+    y_span: (f64, f64),
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let clamp = |segment: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        segment
+            .into_iter()
+            .map(|(x, y)| (x, y.clamp(y_span.0, y_span.1)))
+            .collect()
+    };
+    for line in lines {
+        chart.draw_series(line.stalls.iter().map(|(start, end)| {
+            Rectangle::new(
+                [(*start, y_span.0), (*end, y_span.1)],
+                STALL.mix(0.15).filled(),
+            )
+        }))?;
+    }
+    for line in lines {
+        for segment in line.segments(0..line.discarded + 1) {
+            if line.discarded > 0 && segment.len() > 1 {
+                chart.draw_series(DashedLineSeries::new(
+                    clamp(segment),
+                    4,
+                    3,
+                    DISCARDED.stroke_width(1),
+                ))?;
+            }
+        }
+        for segment in line.segments(line.discarded..line.points.len()) {
+            let segment = clamp(segment);
+            if segment.len() == 1 {
+                chart.draw_series(std::iter::once(Circle::new(segment[0], 1, color.filled())))?;
+            } else {
+                chart.draw_series(LineSeries::new(segment, color.mix(0.8).stroke_width(1)))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An axis label: `250`, `2.5`, `12k`, `1.5k` (no trailing zeros; thousands as `k`, for a
+/// narrow panel).
+fn axis_label(value: f64) -> String {
+    let trim = |text: String| {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text
+        }
+    };
+    if value.abs() >= 1000.0 {
+        format!("{}k", trim(format!("{:.1}", value / 1000.0)))
+    } else {
+        trim(number(value))
+    }
+}
+
+/// The "inside the window" figure of `scenario`: one small multiple per environment (all
+/// of them, in order; one without any window of the scenario says so), each with every
+/// round's throughput per slice over the window above and its p99 per slice below, on
+/// axes shared by every panel. `None` when no window of the scenario recorded a series.
+pub(crate) fn window_multiples(
+    artifact: &Artifact,
+    scenario: &str,
+) -> Result<Option<Vec<WindowPanel>>, ExportError> {
+    use crate::analysis::series::{scenario_runs, throughput_rps, window_counts};
+    let per_env: Vec<Vec<&WindowSeries>> = artifact
+        .environments
+        .iter()
+        .map(|env| {
+            scenario_runs(env, scenario)
+                .filter_map(|run| run.load.series.as_ref())
+                .collect()
+        })
+        .collect();
+    let every = || per_env.iter().flatten();
+    if every().next().is_none() {
+        return Ok(None);
+    }
+    let max_s = every()
+        .map(|s| s.window_ms / 1000.0)
+        .fold(0.0_f64, f64::max);
+    let max_rps = every()
+        .flat_map(|s| throughput_rps(s))
+        .flatten()
+        .fold(0.0_f64, f64::max);
+    let p99 = every()
+        .flat_map(|s| s.p99_us.iter().flatten())
+        .map(|us| us / 1000.0)
+        .filter(|ms| ms.is_finite() && *ms > 0.0);
+    let (low, high) = p99.fold((f64::INFINITY, 0.0_f64), |(lo, hi), ms| {
+        (lo.min(ms), hi.max(ms))
+    });
+    // Whole decades: plotters labels a log axis at powers of ten only, so both ends get one.
+    let p99_ms = if high > 0.0 {
+        (
+            10f64.powf((low * 0.9).log10().floor()),
+            10f64.powf((high * 1.1).log10().ceil()),
+        )
+    } else {
+        (0.1, 10.0)
+    };
+    let scales = WindowScales {
+        max_s: if max_s > 0.0 { max_s } else { 1.0 },
+        max_rps: if max_rps > 0.0 { max_rps * 1.1 } else { 1.0 },
+        p99_ms,
+    };
+    let mut panels = Vec::new();
+    for (index, (env, series)) in artifact.environments.iter().zip(&per_env).enumerate() {
+        let counts = window_counts(scenario_runs(env, scenario));
+        let mut title = env_title(&env.label);
+        for (count, mark) in [
+            (counts.warming_up, super::WARMING_MARK),
+            (counts.stalled, super::STALL_MARK),
+            (counts.drifted, super::DRIFT_MARK),
+        ] {
+            if count > 0 {
+                title.push(' ');
+                title.push_str(mark);
+            }
+        }
+        let svg = window_panel(&title, index, series, &scales)?;
+        panels.push(WindowPanel { index, svg });
+    }
+    Ok(Some(panels))
+}
+
+/// One panel: `title` above, every round's throughput per slice, then its p99 per slice
+/// (log scale), in the environment's colour.
+fn window_panel(
+    title: &str,
+    index: usize,
+    series: &[&WindowSeries],
+    scales: &WindowScales,
+) -> Result<String, ExportError> {
+    let chart_name = format!("inside the window ({title})");
+    let fail = |e: &dyn std::fmt::Display| ExportError::Chart {
+        chart: chart_name.clone(),
+        reason: e.to_string(),
+    };
+    let color = color(index);
+    let mut svg = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut svg, (PANEL_WIDTH, PANEL_HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let body = root
+            .titled(title, ("sans-serif", 15))
+            .map_err(|e| fail(&e))?;
+        if series.is_empty() {
+            let style = ("sans-serif", 13)
+                .into_font()
+                .color(&BLACK.mix(0.6))
+                .pos(Pos::new(HPos::Center, VPos::Center));
+            body.draw(&Text::new(
+                "no time series recorded",
+                (PANEL_WIDTH as i32 / 2, (PANEL_HEIGHT as i32 - 30) / 2),
+                style,
+            ))
+            .map_err(|e| fail(&e))?;
+        } else {
+            draw_window_plots(&body, series, color, scales).map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
+/// The two plots of a panel that has windows to draw: throughput above, p99 below.
+fn draw_window_plots(
+    body: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    series: &[&WindowSeries],
+    color: RGBColor,
+    scales: &WindowScales,
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    let (top, bottom) = body.split_vertically(PANEL_TOP_HEIGHT);
+    let label_style = ("sans-serif", 11);
+
+    let throughput: Vec<RoundLine> = series
+        .iter()
+        .map(|s| RoundLine::new(s, crate::analysis::series::throughput_rps(s)))
+        .collect();
+    let mut chart = ChartBuilder::on(&top)
+        .margin_top(6)
+        .margin_right(14)
+        .margin_left(4)
+        .x_label_area_size(20)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..scales.max_s, 0.0..scales.max_rps)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.08))
+        .x_labels(6)
+        .y_labels(5)
+        .label_style(label_style)
+        .axis_desc_style(label_style)
+        .y_desc("req/s")
+        .x_label_formatter(&|x| axis_label(*x))
+        .y_label_formatter(&|y| axis_label(*y))
+        .draw()?;
+    draw_round_lines(&mut chart, &throughput, color, (0.0, scales.max_rps))?;
+
+    let p99: Vec<RoundLine> = series
+        .iter()
+        .map(|s| {
+            let ms = s.p99_us.iter().map(|us| us.map(|us| us / 1000.0)).collect();
+            RoundLine::new(s, ms)
+        })
+        .collect();
+    let (low, high) = scales.p99_ms;
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin_top(10)
+        .margin_right(14)
+        .margin_left(4)
+        .x_label_area_size(34)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..scales.max_s, (low..high).log_scale())?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.08))
+        .x_labels(6)
+        .y_labels(5)
+        .label_style(label_style)
+        .axis_desc_style(label_style)
+        .x_desc("seconds into the window")
+        .y_desc("p99 (ms)")
+        .x_label_formatter(&|x| axis_label(*x))
+        .y_label_formatter(&|y| axis_label(*y))
+        .draw()?;
+    draw_round_lines(&mut chart, &p99, color, (low, high))?;
+    Ok(())
+}
+
 /// (nines, latency ms) points from the median out to the deepest percentile the sample
 /// count supports (at most [`MAX_NINES`]).
 fn percentile_curve(histogram: &Histogram<u64>) -> Vec<(f64, f64)> {
@@ -733,6 +1052,36 @@ mod tests {
             svg.contains("kernel init 2000") || svg.contains("kernel init 2,000"),
             "{svg}"
         );
+    }
+
+    #[test]
+    fn window_axes_are_labelled_short() {
+        assert_eq!(axis_label(12_000.0), "12k");
+        assert_eq!(axis_label(2_500.0), "2.5k");
+        assert_eq!(axis_label(500.0), "500");
+        assert_eq!(axis_label(10.0), "10");
+        assert_eq!(axis_label(0.5), "0.5");
+        assert_eq!(axis_label(0.0), "0");
+    }
+
+    #[test]
+    fn window_multiples_share_their_axes_and_skip_scenarios_without_series() {
+        let mut artifact = fixture::artifact();
+        let panels = window_multiples(&artifact, "health").unwrap().unwrap();
+        assert_eq!(panels.len(), 3);
+        // One scale per row: every panel's throughput axis tops out at the same label.
+        let tops: Vec<bool> = panels.iter().map(|p| p.svg.contains("\n10k\n")).collect();
+        assert_eq!(tops, [true, true, true]);
+        assert!(window_multiples(&artifact, "sweep").unwrap().is_none());
+        for run in artifact
+            .environments
+            .iter_mut()
+            .flat_map(|e| &mut e.rounds)
+            .flat_map(|r| &mut r.scenarios)
+        {
+            run.load.series = None;
+        }
+        assert!(window_multiples(&artifact, "health").unwrap().is_none());
     }
 
     #[test]

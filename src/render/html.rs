@@ -2,7 +2,9 @@
 //! external references). Same order as the terminal and markdown: the headline (four
 //! questions), checks, then pictures — the headline's figures as bars with error bars and the
 //! latency under load per environment — then the full table grouped by scenario, latency
-//! percentile curves per scenario, the environments' labels and the method. Every chart has a
+//! percentile curves per scenario, inside each scenario's windows (small multiples of
+//! throughput and p99 slice by slice, one panel per environment), the environments' labels
+//! and the method. Every chart has a
 //! short "how to read this" beside it. The page reflows down to a phone's width (tables
 //! scroll sideways, charts scale) and prints cleanly (print stylesheet). Every string from
 //! the artifact is escaped.
@@ -12,8 +14,9 @@ use std::fmt::Write as _;
 use super::charts;
 use super::measurements::{Column, measurements};
 use super::{
-    ENVIRONMENT_COLUMNS, ExportError, Exporter, capacity_lines, environment_cells,
-    environment_notes, escape_html, headline_title, method_notes, provenance, summary_of,
+    DRIFT_MARK, ENVIRONMENT_COLUMNS, ExportError, Exporter, STALL_MARK, WARMING_MARK,
+    capacity_lines, environment_cells, environment_notes, escape_html, headline_title,
+    method_notes, provenance, summary_of,
 };
 use crate::analysis::{headline, summarize, sweep};
 use crate::artifact::{Artifact, CheckStatus, Summary};
@@ -44,6 +47,9 @@ break-inside:avoid;page-break-inside:avoid}\
 .chart .how{flex:1 1 220px;font-size:14px;background:#f6f7f9;border-left:3px solid #99a;\
 padding:8px 12px;margin:0}.how h4{margin:0 0 4px;font-size:14px}.how p{margin:.3em 0}\
 .grid{display:flex;flex-wrap:wrap;gap:8px;flex:2 1 500px}\
+.chart figure.multiples{flex:3 1 600px;max-width:none}\
+.panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:8px}\
+.panel{min-width:0}\
 .check-pass{color:#17662a}.check-fail{color:#a31515;font-weight:bold}\
 .check-inconclusive{color:#8a5200}.problem{color:#a00}footer{color:#666;font-size:13px;\
 margin-top:2em}\
@@ -53,7 +59,8 @@ table{font-size:12.5px}th,td{padding:3px 5px}td.n{white-space:normal}.chart .how
 h2{break-after:avoid;page-break-after:avoid}.wide{overflow:visible}\
 table{font-size:8pt}th,td{padding:2px 4px}tr{break-inside:avoid;page-break-inside:avoid}\
 .chart .how{background:none;border-left:1px solid #000}.chart figure{max-width:48%}\
-.chart figure.small{max-width:31%}footer{color:#000}}";
+.chart figure.small{max-width:31%}.chart figure.multiples{max-width:100%}\
+.panels{grid-template-columns:repeat(3,1fr)}footer{color:#000}}";
 
 /// "How to read this" for a chart, in a box beside it.
 fn how_to_read(out: &mut String, paragraphs: &[String]) {
@@ -92,6 +99,7 @@ impl Exporter for Html {
             out.push_str(&section);
         }
         percentile_curves(&mut out, artifact)?;
+        inside_the_window(&mut out, artifact)?;
         if let Some(svg) = charts::startup_phases(artifact)? {
             let _ = writeln!(out, "<h2>Startup phases</h2>\n<figure>\n{svg}\n</figure>");
         }
@@ -411,6 +419,104 @@ fn percentile_curves(out: &mut String, artifact: &Artifact) -> Result<(), Export
     Ok(())
 }
 
+/// "Inside the window": per scenario (sweep steps are not scenarios), a figure of small
+/// multiples — one panel per environment, every round's throughput and p99 slice by slice —
+/// with what the steadiness test found in each environment's windows beside it. Left out
+/// when no window recorded a series.
+fn inside_the_window(out: &mut String, artifact: &Artifact) -> Result<(), ExportError> {
+    use crate::analysis::series::{scenario_runs, window_counts};
+    let h = escape_html;
+    let mut figures = Vec::new();
+    for scenario in summarize::scenario_names(artifact) {
+        if let Some(panels) = charts::window_multiples(artifact, &scenario)? {
+            figures.push((scenario, panels));
+        }
+    }
+    if figures.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(out, "<h2>Inside the window</h2>");
+    for (scenario, panels) in figures {
+        let _ = writeln!(
+            out,
+            "<h3>Scenario {} <span class=\"measured\">— {}</span></h3>\n\
+             <div class=\"chart\"><figure class=\"multiples\" data-scenario=\"{}\">\
+             <div class=\"panels\">",
+            h(&scenario),
+            h(&super::measurements::scenario_description(
+                artifact, &scenario
+            )),
+            h(&scenario)
+        );
+        for panel in &panels {
+            let _ = writeln!(
+                out,
+                "<div class=\"panel\" data-environment=\"{}\">\n{}\n</div>",
+                h(&artifact.environments[panel.index].label.name),
+                panel.svg
+            );
+        }
+        let _ = writeln!(out, "</div></figure>");
+        let findings: Vec<String> = artifact
+            .environments
+            .iter()
+            .filter_map(|env| {
+                let counts = window_counts(scenario_runs(env, &scenario));
+                (counts.windows > 0).then(|| {
+                    format!(
+                        "{}: {}",
+                        env.label.name,
+                        super::series::findings_words(&counts)
+                    )
+                })
+            })
+            .collect();
+        let slices: Vec<f64> = artifact
+            .environments
+            .iter()
+            .flat_map(|env| scenario_runs(env, &scenario))
+            .filter_map(|run| run.load.series.as_ref().map(|s| s.slice_ms))
+            .collect();
+        let (least, most) = slices
+            .iter()
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), ms| {
+                (lo.min(*ms), hi.max(*ms))
+            });
+        let slice = if super::series::seconds(least) == super::series::seconds(most) {
+            super::series::seconds(most)
+        } else {
+            format!(
+                "{}–{}",
+                super::series::seconds(least),
+                super::series::seconds(most)
+            )
+        };
+        how_to_read(
+            out,
+            &[
+                format!("Scenario {scenario} — {}.", findings.join(". ")),
+                format!(
+                    "One panel per environment, one thin line per round (a fresh instance), \
+                     across the measured window in {slice} s slices. Top: answers completed \
+                     per second of each slice; bottom: the slice's p99 over every request that \
+                     ended in it (log scale). Each row has one scale across the panels."
+                ),
+                format!(
+                    "Grey dashed: warm-up slices kept out of the figures. Red band: a stall, \
+                     requests waiting and nothing completed. A gap: no request ended in that \
+                     slice. Marks on a title, as in the tables: {WARMING_MARK} still warming \
+                     up where the window could not be cut (an open loop), {STALL_MARK} a \
+                     stall, {DRIFT_MARK} the last third's throughput off the first's by more \
+                     than its spread and {}%.",
+                    crate::artifact::series::DRIFT_LIMIT_PCT
+                ),
+            ],
+        );
+        let _ = writeln!(out, "</div>");
+    }
+    Ok(())
+}
+
 fn css_color(index: usize) -> String {
     let c = charts::color(index);
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
@@ -462,9 +568,9 @@ mod tests {
             html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)"),
             "capacity"
         );
-        // Every chart block has its explanation: bars, the sweep, one percentile chart per
-        // scenario (health and fixed-rate).
-        assert_eq!(html.matches("<div class=\"how\">").count(), 1 + 1 + 2);
+        // Every chart block has its explanation: bars, the sweep, one percentile chart and one
+        // figure inside the window per scenario (health and fixed-rate).
+        assert_eq!(html.matches("<div class=\"how\">").count(), 1 + 1 + 2 + 2);
         // Headline before the table, the table before the percentile curves.
         let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle}"));
         assert!(at("<h2>Headline</h2>") < at("<h2>All measurements</h2>"));
@@ -496,6 +602,96 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), html);
         assert!(html.contains("check-fail") && html.contains("check-pass"));
         assert!(html.contains("check-inconclusive"));
+    }
+
+    /// The figure of `scenario` inside the window, from its opening tag to its end.
+    fn window_figure<'a>(html: &'a str, scenario: &str) -> &'a str {
+        let open = format!("<figure class=\"multiples\" data-scenario=\"{scenario}\">");
+        let start = html
+            .find(&open)
+            .unwrap_or_else(|| panic!("no figure for {scenario}"));
+        let end = html[start..].find("</figure>").unwrap() + start;
+        &html[start..end]
+    }
+
+    /// The panel of `env` in a figure.
+    fn panel<'a>(figure: &'a str, env: &str) -> &'a str {
+        let open = format!("<div class=\"panel\" data-environment=\"{env}\">");
+        let start = figure
+            .find(&open)
+            .unwrap_or_else(|| panic!("no panel for {env}"));
+        let end = figure[start..].find("</div>").unwrap() + start;
+        &figure[start..end]
+    }
+
+    #[test]
+    fn inside_the_window_one_figure_per_scenario_one_panel_per_environment() {
+        let html = Html.render(&fixture::with_sweep()).unwrap();
+        let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("<h2>Latency percentiles</h2>") < at("<h2>Inside the window</h2>"));
+        // Sweep steps are not scenarios: health and fixed-rate only.
+        assert_eq!(html.matches("<figure class=\"multiples\"").count(), 2);
+        for scenario in ["health", "fixed-rate"] {
+            let figure = window_figure(&html, scenario);
+            assert_eq!(
+                figure.matches("<div class=\"panel\"").count(),
+                3,
+                "{scenario}"
+            );
+            assert_eq!(figure.matches("<svg").count(), 3, "{scenario}");
+            for env in ["native", "container", "vm"] {
+                assert!(panel(figure, env).contains("<svg"), "{scenario}: {env}");
+            }
+        }
+        let health = window_figure(&html, "health");
+        // Each panel's title with the marks its windows earned.
+        assert!(panel(health, "vm").contains("vm (TCG, emulated) ⚠stall"));
+        assert!(panel(health, "container").contains("container ⚠drift"));
+        assert!(panel(window_figure(&html, "fixed-rate"), "container").contains("container ⚠warm"));
+        // The stall is a band, the discarded warm-up grey: in those panels only.
+        let band = "fill=\"#E63946\"";
+        let grey = "stroke=\"#969696\"";
+        assert!(panel(health, "vm").contains(band));
+        assert!(!panel(health, "native").contains(band));
+        assert!(panel(health, "native").contains(grey));
+        assert!(!panel(health, "vm").contains(grey));
+        // Beside it, what was found, with the warm-up discard said.
+        assert!(html.contains(
+            "Scenario health — native: 1 of 3 windows began warming up; its first 0.5 s was \
+             kept out of the figures. container: 1 of 3 drifted (⚠drift). vm: 1 of 3 stalled \
+             (⚠stall)."
+        ));
+    }
+
+    #[test]
+    fn a_panel_without_windows_says_so_and_no_series_no_section() {
+        let mut artifact = fixture::artifact();
+        for run in artifact.environments[1]
+            .rounds
+            .iter_mut()
+            .flat_map(|r| &mut r.scenarios)
+        {
+            run.load.series = None;
+        }
+        let html = Html.render(&artifact).unwrap();
+        let health = window_figure(&html, "health");
+        assert!(panel(health, "container").contains("no time series recorded"));
+        assert!(!panel(health, "native").contains("no time series recorded"));
+        let html = Html.render(&fixture::bench_pair()).unwrap();
+        assert!(
+            !html.contains("Inside the window"),
+            "the bench pair has no series"
+        );
+    }
+
+    #[test]
+    fn the_warmup_discard_is_said_in_the_environment_notes() {
+        let html = Html.render(&fixture::artifact()).unwrap();
+        let environments = &html[html.find("<h2>Environments</h2>").unwrap()..];
+        assert!(environments.contains(
+            "health: 1 of 3 windows began warming up; its first 0.5 s was kept out of the \
+             figures"
+        ));
     }
 
     #[test]

@@ -176,6 +176,20 @@ mod tests {
     }
 
     #[test]
+    fn the_warmup_discard_is_said_beside_the_figures() {
+        let text = Markdown.render(&fixture::artifact()).unwrap();
+        assert!(
+            text.contains(
+                "- native: health: 1 of 3 windows began warming up; its first 0.5 s was kept \
+                 out of the figures\n"
+            ),
+            "{text}"
+        );
+        // Only native's health window was cut.
+        assert_eq!(text.matches("began warming up").count(), 1, "{text}");
+    }
+
+    #[test]
     fn artifact_text_cannot_break_the_table() {
         let mut artifact = fixture::artifact();
         artifact.environments[0].label.name = "a|b<img src=x>".into();

@@ -10,6 +10,7 @@ mod html;
 mod ladder;
 mod markdown;
 mod measurements;
+pub mod series;
 mod table;
 pub mod write;
 
@@ -426,7 +427,8 @@ pub(crate) fn environment_cells(
 
 /// Everything a reader must know about `env`'s figures, unescaped, in the order every report
 /// lists them: its preparation steps, what its memory counts, what its data directory is,
-/// then the label's own notes.
+/// the label's own notes, then per scenario how much of its windows was discarded as
+/// warm-up ([`warmup_notes`]).
 pub(crate) fn environment_notes(env: &EnvironmentResult) -> Vec<String> {
     let label = &env.label;
     env.preparation
@@ -440,6 +442,18 @@ pub(crate) fn environment_notes(env: &EnvironmentResult) -> Vec<String> {
                 .map(|d| format!("data directory: {d}")),
         )
         .chain(label.notes.iter().cloned())
+        .chain(warmup_notes(env))
+        .collect()
+}
+
+/// Per scenario of `env` in which some window's leading slices were discarded as warm-up:
+/// `health: 3 of 7 windows began warming up; their first 0.5 s were kept out of the
+/// figures`. The figures cover the rest of those windows; a reader must know they are not
+/// the whole of the time measured.
+pub(crate) fn warmup_notes(env: &EnvironmentResult) -> Vec<String> {
+    crate::analysis::series::counts_by_scenario(env)
+        .iter()
+        .filter_map(|(scenario, counts)| series::warmup_note(scenario, counts))
         .collect()
 }
 

@@ -107,6 +107,13 @@ impl Exporter for Table {
                 out.push('\n');
             }
         }
+        // The terminal has no environment notes: the warm-up discards are said here.
+        for env in &artifact.environments {
+            for note in super::warmup_notes(env) {
+                out.push_str(&sanitize_terminal(&format!("{}: {note}", env.label.name)));
+                out.push('\n');
+            }
+        }
         if let Some((container, vm)) = &pair {
             out.push_str(&sanitize_terminal(&format!(
                 "{container} vs {vm}: positive = {container} better, in % of {vm}'s median"
@@ -176,11 +183,19 @@ mod tests {
             .skip_while(|l| !l.starts_with("host:"))
             .collect();
         // Host, the limit marks' legend, one line per environment whose requests failed (the
-        // fixture has a timeout and a 5xx in every run), improvement, not measured.
+        // fixture has a timeout and a 5xx in every run), native's warm-up discard,
+        // improvement, not measured.
         assert_eq!(
             legend.len(),
-            7,
-            "host, limits, improvement and not-measured lines: {legend:?}"
+            8,
+            "host, limits, warm-up, improvement and not-measured lines: {legend:?}"
+        );
+        assert!(
+            legend.contains(
+                &"native: health: 1 of 3 windows began warming up; its first 0.5 s was kept \
+                  out of the figures"
+            ),
+            "{legend:?}"
         );
         assert!(
             legend.contains(
