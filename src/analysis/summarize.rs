@@ -570,7 +570,14 @@ mod tests {
                 bottleneck: Side::Generator,
             }]
         );
-        assert!(throughput.estimates["container"].limits.is_empty());
+        assert!(
+            !is_limited(
+                &throughput.estimates["container"],
+                LimitKind::GeneratorSaturated
+            ),
+            "{:?}",
+            throughput.estimates["container"].limits
+        );
         // The baseline's saturation compromises every ratio against it.
         assert!(is_limited(
             &throughput.ratio_to_baseline["container"],

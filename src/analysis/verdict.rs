@@ -277,10 +277,12 @@ fn unsure(ratio: &Estimate, exact: bool) -> Option<String> {
             LimitKind::GeneratorSaturated => Some("the load generator was saturated"),
             LimitKind::RateNotKept => Some("the rate was not kept"),
             LimitKind::Errors => Some("requests failed"),
-            LimitKind::WarmingUp => Some("the service was still warming up"),
-            LimitKind::Stalled => Some("the service stalled"),
-            LimitKind::Drifted => Some("throughput drifted within windows"),
-            LimitKind::BothSaturated => None,
+            // Marked on the cells, not a reason to withhold the verdict (see
+            // `headline::withholds_a_verdict`).
+            LimitKind::BothSaturated
+            | LimitKind::WarmingUp
+            | LimitKind::Stalled
+            | LimitKind::Drifted => None,
         })
         .collect();
     (!limited.is_empty()).then(|| limited.join(", "))
