@@ -223,7 +223,7 @@ fn environment(label: EnvironmentLabel, f: Figures) -> EnvironmentResult {
 
 /// A scenario run whose `ok` count is `throughput × 5 s` and whose service CPU time is
 /// `cpu_per_thousand_s` per 1,000 ok requests.
-fn scenario_run(
+pub fn scenario_run(
     scenario: &str,
     throughput_rps: f64,
     p99_us: f64,
@@ -331,6 +331,7 @@ pub fn with_sweep() -> Artifact {
                 run.sweep = Some(crate::artifact::SweepStep {
                     ceiling_rps: ceiling,
                     fraction,
+                    bisection: false,
                 });
                 round.scenarios.push(run);
             }
