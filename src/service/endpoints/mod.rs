@@ -53,23 +53,27 @@ pub(crate) struct Timed<R> {
 }
 
 /// Admits one CPU task (503 beyond the limit) and runs `work` on the CPU pool, timing the
-/// wait for a thread apart from the work, so an endpoint reports the work's own time.
+/// wait for a thread apart from the work, so an endpoint reports the work's own time; the
+/// work's times are added to the service's totals (`/status`'s `cpu_tasks`).
 pub(crate) async fn timed_cpu_task<R: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<Timed<R>, ApiError> {
     let permit = state.admit_cpu(1)?;
     let submitted = Instant::now();
+    let totals = state.clone();
     on_cpu_pool(move || {
         let _permit = permit;
         let queued = submitted.elapsed();
         let (started, cpu_before) = (Instant::now(), thread_cpu());
         let value = work();
+        let (elapsed, cpu) = (started.elapsed(), thread_cpu().saturating_sub(cpu_before));
+        totals.count_cpu_task(cpu, elapsed);
         Timed {
             value,
             queued,
-            elapsed: started.elapsed(),
-            cpu: thread_cpu().saturating_sub(cpu_before),
+            elapsed,
+            cpu,
         }
     })
     .await
