@@ -122,6 +122,14 @@ fn every_endpoint_answers_its_contract() {
     // π(100 000) = 9592.
     assert_eq!(body["primes_below_n"], 9_592);
     assert!(body["elapsed_us"].is_u64());
+    // The work's CPU time by its thread's clock: some, and never more than its wall time
+    // allows (µs rounding aside).
+    let cpu_ns = body["cpu_ns"].as_u64().unwrap();
+    assert!(cpu_ns > 0, "{body}");
+    assert!(
+        cpu_ns <= (body["elapsed_us"].as_u64().unwrap() + 1) * 1000,
+        "{body}"
+    );
     let body = server.get_ok("/cpu");
     assert_eq!(body["n"], 50_000);
     assert_eq!(body["primes_below_n"], 5_133);

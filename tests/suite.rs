@@ -15,6 +15,7 @@ mod suite {
     pub mod envs;
     pub mod faults;
     pub mod foreign;
+    pub mod groups;
     #[path = "../support/images.rs"]
     pub mod images;
     pub mod memory;
@@ -54,6 +55,9 @@ fn main() {
     }
     trials.extend(suite::cleanup::trials());
     trials.extend(suite::density::harness_trials());
+    // Over every trial listed above: each perf trial must run alone under nextest.
+    let names = trials.iter().map(|t| t.name().to_owned()).collect();
+    trials.push(suite::groups::trial(names));
     // An optional environment this machine lacks: its trials are listed as ignored, with why.
     for env in suite::envs::ENVIRONMENTS {
         if let Some(reason) = suite::envs::skip_reason(env) {

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use crate::analysis::{stats, sweep};
 use crate::artifact::load::SATURATED;
 use crate::artifact::{
-    Artifact, EnvKind, EnvironmentResult, Estimate, Limit, LimitKind, ScenarioRun, Side, Summary,
-    SummaryRow,
+    Artifact, Capacity, EnvKind, EnvironmentResult, Estimate, Limit, LimitKind, ScenarioRun, Side,
+    Summary, SummaryRow,
 };
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -134,7 +134,7 @@ pub fn summarize_with(artifact: &Artifact, options: &Options) -> Summary {
         });
     }
     let limit = options.p99_limit_ms.unwrap_or(sweep::DEFAULT_P99_LIMIT_MS);
-    let capacity = sweep::capacities(artifact, limit);
+    let capacity = capacities(artifact, limit);
     Summary {
         method: stats::method_description(),
         baseline,
@@ -142,6 +142,58 @@ pub fn summarize_with(artifact: &Artifact, options: &Options) -> Summary {
         p99_limit_ms: (!capacity.is_empty()).then_some(limit),
         capacity,
     }
+}
+
+/// Every swept environment's latency-under-load capacity against `p99_limit_ms`, by name,
+/// with the limits of the steps it stands on ([`capacity_limits`]).
+pub fn capacities(artifact: &Artifact, p99_limit_ms: f64) -> BTreeMap<String, Capacity> {
+    artifact
+        .environments
+        .iter()
+        .filter_map(|env| {
+            let rounds = sweep::round_capacities(env, p99_limit_ms);
+            let mut capacity = sweep::capacity(&rounds)?;
+            capacity.limits = capacity_limits(&rounds, env.label.service_cpus.len());
+            Some((env.label.name.clone(), capacity))
+        })
+        .collect()
+}
+
+/// What limited a capacity, counted in rounds: whatever limited the steps that met the p99
+/// limit (a saturated generator, a few errors below the sweep's threshold), and the load
+/// generator's part in the first miss (saturated, or behind its schedule because it was).
+/// The service's own part in the miss — its p99, its errors, a rate it could not keep — is
+/// the finding the capacity reports, worded in its reason, not a mark.
+pub fn capacity_limits(rounds: &[sweep::RoundCapacity], service_cpus: usize) -> Vec<Limit> {
+    let mut found: BTreeMap<LimitKind, (usize, Side)> = BTreeMap::new();
+    for round in rounds {
+        let met = scenario_limits(round.met.iter().copied(), service_cpus);
+        let missed = scenario_limits(round.missed, service_cpus)
+            .into_iter()
+            .filter(|limit| limit.bottleneck == Side::Generator);
+        let mut kinds: BTreeMap<LimitKind, Side> = BTreeMap::new();
+        for limit in met.into_iter().chain(missed) {
+            let side = kinds.entry(limit.kind).or_insert(limit.bottleneck);
+            if limit.bottleneck == Side::Generator {
+                *side = Side::Generator;
+            }
+        }
+        for (kind, side) in kinds {
+            let entry = found.entry(kind).or_insert((0, side));
+            entry.0 += 1;
+            if side == Side::Generator {
+                entry.1 = Side::Generator;
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(kind, (rounds, bottleneck))| Limit {
+            kind,
+            rounds,
+            bottleneck,
+        })
+        .collect()
 }
 
 /// The environment ratios are taken against: the one named `native`, else the first native
@@ -770,6 +822,65 @@ mod tests {
             },
         );
         assert_eq!(strict.capacity["native"].highest_rate_rps, None);
+    }
+
+    #[test]
+    fn capacity_carries_the_limits_of_the_steps_it_stands_on() {
+        fn step(env: &mut EnvironmentResult, round: usize, fraction: f64) -> &mut ScenarioRun {
+            env.rounds[round]
+                .scenarios
+                .iter_mut()
+                .find(|s| s.sweep.as_ref().is_some_and(|s| s.fraction == fraction))
+                .unwrap()
+        }
+        let mut artifact = fixture::with_sweep();
+        // native, round 0: the generator saturated at a step that met the limit.
+        step(&mut artifact.environments[0], 0, 0.5)
+            .load
+            .generator
+            .bottleneck = true;
+        // container, every round: the first miss is the generator's (saturated, behind its
+        // schedule), so the capacity may be its limit.
+        for round in 0..3 {
+            let miss = step(&mut artifact.environments[1], round, 1.0);
+            miss.load.generator.bottleneck = true;
+            miss.load.achieved_rate_rps *= 0.8;
+        }
+        // vm: saturated only past its first miss, and the miss is the service's p99.
+        step(&mut artifact.environments[2], 0, 1.0)
+            .load
+            .generator
+            .bottleneck = true;
+        let summary = summarize(&artifact);
+        let kinds = |env: &str| -> Vec<(LimitKind, usize, Side)> {
+            summary.capacity[env]
+                .limits
+                .iter()
+                .map(|l| (l.kind, l.rounds, l.bottleneck))
+                .collect()
+        };
+        assert_eq!(
+            kinds("native"),
+            [(LimitKind::GeneratorSaturated, 1, Side::Generator)]
+        );
+        assert_eq!(
+            kinds("container"),
+            [
+                (LimitKind::GeneratorSaturated, 3, Side::Generator),
+                (LimitKind::RateNotKept, 3, Side::Generator)
+            ]
+        );
+        assert_eq!(kinds("vm"), []);
+        let table = crate::render::Exporter::render(&crate::render::Table, &{
+            let mut artifact = artifact.clone();
+            artifact.summary = Some(summary.clone());
+            artifact
+        })
+        .unwrap();
+        assert!(
+            table.contains("n = 3 rounds) ⚠gen ⚠rate"),
+            "the capacity line carries its marks:\n{table}"
+        );
     }
 
     #[test]

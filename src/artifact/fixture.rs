@@ -380,7 +380,7 @@ pub fn unsteady(env: &mut EnvironmentResult, scenario: &str, round: usize, how: 
 
 /// A scenario run whose `ok` count is `throughput × 5 s` and whose service CPU time is
 /// `cpu_per_thousand_s` per 1,000 ok requests.
-fn scenario_run(
+pub fn scenario_run(
     scenario: &str,
     throughput_rps: f64,
     p99_us: f64,
@@ -495,6 +495,7 @@ pub fn with_sweep() -> Artifact {
                 run.sweep = Some(crate::artifact::SweepStep {
                     ceiling_rps: ceiling,
                     fraction,
+                    bisection: false,
                 });
                 round.scenarios.push(run);
             }

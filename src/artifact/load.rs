@@ -109,6 +109,15 @@ impl LoadReport {
     pub fn request_latency(&self) -> &LatencyStats {
         self.all_requests_latency.as_ref().unwrap_or(&self.latency)
     }
+
+    /// The histogram behind [`Self::request_latency`], encoded: of all requests
+    /// ([`Self::all_requests_histogram`]), or of the answered ones where an artifact predates
+    /// it. What every reader that merges histograms across runs merges.
+    pub fn request_histogram(&self) -> &str {
+        self.all_requests_histogram
+            .as_deref()
+            .unwrap_or(&self.histogram)
+    }
 }
 
 /// Latency summary, in microseconds.

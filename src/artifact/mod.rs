@@ -437,6 +437,11 @@ pub struct SweepStep {
     /// The requested rate as a fraction of `ceiling_rps` (1.0 = the ceiling; above 1 is
     /// past saturation).
     pub fraction: f64,
+    /// Set on the extra windows of a round that bisect between its last grid step that met
+    /// the p99 limit and the first that missed, so the capacity is read between the grid's
+    /// steps; absent on the grid's own steps (which are matched across rounds by fraction).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bisection: bool,
 }
 
 /// An environment that could not run, and why.
@@ -474,7 +479,8 @@ pub struct Summary {
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
     /// The highest requested rate that met the limit, and every lower step did too, in
-    /// requests per second; `None` when even the lowest step missed it.
+    /// requests per second (the median round's: a rate that was measured); `None` when even
+    /// the lowest step missed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest_rate_rps: Option<f64>,
     /// The first step that missed the limit, in requests per second; `None` when every step
@@ -484,11 +490,16 @@ pub struct Capacity {
     /// Why that step missed: `p99 35.2 ms`, `rate not kept (81% of requested)`, `2.1% errors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_miss_reason: Option<String>,
-    /// Rounds behind the steps read (the fewest of any of them): each step's figures are
-    /// medians over this many rounds; with one, their spread is unknown. 0 in artifacts
-    /// written before it was recorded.
+    /// Rounds behind the figure: each swept round reads its own capacity from its steps
+    /// (grid and bisection), and the figures above are those of the median round; with one,
+    /// their spread is unknown. 0 in artifacts written before it was recorded.
     #[serde(default)]
     pub rounds: usize,
+    /// What limited the steps the capacity stands on (those that met the limit, and the
+    /// load generator's part in the first miss), counted in rounds: a capacity the generator
+    /// may have held down carries the same marks as any other figure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<Limit>,
 }
 
 /// Whether a threshold check held.

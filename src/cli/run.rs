@@ -106,9 +106,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_sweep: bool,
     /// How many rounds run the sweep, from the first: each sweep is eight more measured
-    /// windows per environment, so one round draws the curve by default; more give each
-    /// point a median over rounds.
-    #[arg(long, default_value_t = 1)]
+    /// windows per environment (and up to three bisecting the capacity), so one round draws
+    /// the curve by default and the capacity says n = 1; more give each point and the
+    /// capacity a median over rounds.
+    #[arg(long, default_value_t = crate::measure::scenario::DEFAULT_SWEEP_ROUNDS)]
     pub sweep_rounds: u32,
     /// Checks and report options.
     #[command(flatten)]
@@ -145,17 +146,16 @@ pub fn planned(args: &RunArgs, subject: &Subject) -> anyhow::Result<(Plan, Optio
     plan.window = args.duration.unwrap_or(window);
     plan.warmup = args.warmup.unwrap_or(DEFAULT_WARMUP);
     plan.seed = args.seed;
-    // The sweep takes its ceiling from `health`, and its connections too: a rate scaled from
-    // a ceiling reached over 50 connections, sent over fewer, would put the knee elsewhere.
-    // Without `health` there is nothing to sweep from.
-    let ceiling = plan
+    // The sweep takes its ceiling from `health` (and, step by step, its connections and
+    // paths); without `health` there is nothing to sweep from.
+    let has_ceiling = plan
         .scenarios
         .iter()
-        .find(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO);
-    if let Some(ceiling) = ceiling.filter(|_| !args.no_sweep) {
+        .any(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO);
+    if has_ceiling && !args.no_sweep {
         plan.sweep = Some(crate::measure::scenario::Sweep {
             rounds: args.sweep_rounds,
-            connections: ceiling.connections,
+            p99_limit_ms: args.gate.p99_under.as_secs_f64() * 1e3,
             ..Default::default()
         });
     }
@@ -504,14 +504,14 @@ mod tests {
         assert_eq!(plan.scenarios, vec![Scenario::fixed_rate(50.0)]);
     }
 
-    /// The sweep scales its rates from the `health` ceiling and sends them over as many
-    /// connections as that ceiling was reached with.
+    /// The sweep bisects against the report's own p99 limit; it runs only with `health`,
+    /// whose connections its steps take (`measure::tests`).
     #[test]
-    fn the_sweep_uses_the_ceilings_connections() {
+    fn the_sweep_reads_against_the_reports_limit() {
         let sweep = plan(&[]).unwrap().sweep.unwrap();
-        assert_eq!(sweep.connections, 50);
-        let sweep = plan(&["--connections", "8"]).unwrap().sweep.unwrap();
-        assert_eq!(sweep.connections, 8);
+        assert_eq!(sweep.p99_limit_ms, 10.0);
+        let sweep = plan(&["--p99-under", "2500us"]).unwrap().sweep.unwrap();
+        assert_eq!(sweep.p99_limit_ms, 2.5);
         assert!(plan(&["--no-sweep"]).unwrap().sweep.is_none());
         assert!(plan(&["--scenarios", "mixed"]).unwrap().sweep.is_none());
     }

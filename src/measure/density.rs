@@ -242,34 +242,31 @@ fn spread_load(urls: &[String], path: &str, load: &DensityLoad) -> SpreadLoad {
             })
             .collect()
     });
-    let mut throughput_rps = 0.0;
-    let mut failed_requests = 0;
-    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-    let mut readable = true;
-    for report in &reports {
-        match report {
-            Ok(report) => {
-                throughput_rps += report.throughput_rps;
-                failed_requests += report.errors.total();
-                match (decode(&report.histogram), merged.as_mut()) {
-                    (Ok(histogram), Some(into)) => readable &= into.add(&histogram).is_ok(),
-                    (Ok(histogram), None) => merged = Some(histogram),
-                    (Err(_), _) => readable = false,
-                }
-            }
-            Err(_) => readable = false,
-        }
-    }
-    let p99_ms = merged
-        .filter(|h| readable && !h.is_empty())
-        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3);
     SpreadLoad {
         instances: urls.len() as u32,
         connections: per_instance * urls.len(),
-        throughput_rps,
-        p99_ms,
-        failed_requests,
+        throughput_rps: reports.iter().flatten().map(|r| r.throughput_rps).sum(),
+        p99_ms: merged_p99_ms(&reports),
+        failed_requests: reports.iter().flatten().map(|r| r.errors.total()).sum(),
     }
+}
+
+/// The p99 of every generator's requests together, ms: their all-requests histograms merged
+/// (a failed request at the time it took to fail, a timeout at the timeout), the answered
+/// ones' where a report has no other; `None` when one generator failed or a histogram
+/// cannot be read or merged, since a p99 of the others would leave that instance's tail out.
+fn merged_p99_ms(reports: &[Result<LoadReport, String>]) -> Option<f64> {
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for report in reports {
+        let histogram = decode(report.as_ref().ok()?.request_histogram()).ok()?;
+        match merged.as_mut() {
+            Some(into) => into.add(&histogram).ok()?,
+            None => merged = Some(histogram),
+        }
+    }
+    merged
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(0.99) as f64 / 1e3)
 }
 
 /// Stops every instance, the latest first; returns what failed (each is released anyway:
@@ -791,6 +788,39 @@ mod tests {
                 fit: None
             }
         );
+    /// A server that never answers 1 request in 50: merged over the instances, the p99 of
+    /// every request is at least the timeout (the answered requests' alone would be fast).
+    #[test]
+    fn the_merged_p99_counts_the_request_never_answered() {
+        const TIMEOUT_US: u64 = 5_000_000;
+        let report = |never_answered: u64| {
+            let mut answered =
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            answered.record_n(300, 50 - never_answered).unwrap();
+            let mut all = answered.clone();
+            all.record_n(TIMEOUT_US, never_answered).unwrap();
+            let mut run =
+                crate::artifact::fixture::scenario_run("health", 50.0, 300.0, 1.0, None, None);
+            run.load.histogram = crate::artifact::histogram::encode(&answered);
+            run.load.all_requests_histogram = Some(crate::artifact::histogram::encode(&all));
+            Ok(run.load)
+        };
+        // Each instance's generator saw one of its 50 requests time out.
+        let reports = [report(1), report(1)];
+        let p99 = merged_p99_ms(&reports).unwrap();
+        assert!(p99 >= TIMEOUT_US as f64 / 1e3, "{p99} ms");
+        // An artifact that predates the all-requests histogram: the answered ones'.
+        let old: Vec<Result<LoadReport, String>> = reports
+            .iter()
+            .map(|r| {
+                let mut r = r.clone().unwrap();
+                r.all_requests_histogram = None;
+                Ok(r)
+            })
+            .collect();
+        assert!(merged_p99_ms(&old).unwrap() < 1.0);
+        // A generator that failed leaves no p99 that would hide its instance.
+        assert_eq!(merged_p99_ms(&[report(0), Err("failed".into())]), None);
     }
 
     #[test]

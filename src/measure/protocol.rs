@@ -15,12 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::artifact::{Round, RoundFailure, ScenarioRun};
+use crate::analysis::sweep;
+use crate::artifact::{Round, RoundFailure, ScenarioRun, SweepStep};
 use crate::env::{EnvError, Environment, Instance, health};
 use crate::load::{self, LoadError};
 use crate::measure::plan::Plan;
 use crate::measure::quiet;
-use crate::measure::scenario::Scenario;
+use crate::measure::scenario::{Scenario, Sweep};
 use crate::measure::window::{self, Sample};
 use crate::probe::pin;
 
@@ -212,40 +213,83 @@ fn measure_instance(
     detected
 }
 
-/// The sweep's steps, each open loop at a fraction of this round's own `health` throughput.
+/// The sweep's steps, each open loop at a fraction of this round's own `health` throughput,
+/// over `health`'s own connections and paths; where a step first misses the p99 limit, up to
+/// [`Sweep::bisections`] more windows bisect between it and the last step that met it, before
+/// the heavier steps above (whose overload could leave a queue behind for them).
 fn run_sweep(
     instance: &dyn Instance,
     env_name: &str,
     plan: &Plan,
-    sweep: &crate::measure::scenario::Sweep,
+    sweep: &Sweep,
     round: &mut Round,
     observer: &mut dyn Observer,
 ) {
-    let Some(ceiling) = round
+    let Some(ceiling) = plan
         .scenarios
         .iter()
-        .find(|s| s.scenario == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
+        .find(|s| s.name == crate::measure::scenario::SWEEP_CEILING_SCENARIO)
+    else {
+        return;
+    };
+    let Some(ceiling_rps) = round
+        .scenarios
+        .iter()
+        .find(|s| s.scenario == ceiling.name && s.sweep.is_none())
         .map(|s| s.load.throughput_rps)
         .filter(|rps| *rps > 0.0)
     else {
         return;
     };
-    for &fraction in &sweep.fractions {
+    let mut step = |fraction: f64, bisection: bool, round: &mut Round| -> Option<bool> {
         let phase = RoundPhase::SweepStep(fraction);
         observer.phase(round.round, env_name, phase);
-        match measure_scenario(instance, &sweep.step(ceiling, fraction), plan)
+        match measure_scenario(instance, &sweep.step(ceiling, ceiling_rps, fraction), plan)
             .and_then(|run| survived(instance, run))
         {
             Ok(mut run) => {
-                run.sweep = Some(crate::artifact::SweepStep {
-                    ceiling_rps: ceiling,
+                run.sweep = Some(SweepStep {
+                    ceiling_rps,
                     fraction,
+                    bisection,
                 });
+                let met = sweep::step_miss(&run, sweep.p99_limit_ms).is_none();
                 round.scenarios.push(run);
+                Some(met)
             }
             Err(error) => {
                 round.failure = Some(failure(phase, &error, instance.log_tail(LOG_TAIL_LINES)));
-                break;
+                None
+            }
+        }
+    };
+    // The highest fraction so far whose step met the limit, every lower one meeting it too;
+    // once a step misses, the bracket is found and bisected.
+    let mut met_below: Option<f64> = None;
+    let mut bracketed = false;
+    for &fraction in &sweep.fractions {
+        let Some(met) = step(fraction, false, round) else {
+            return;
+        };
+        if bracketed {
+            continue;
+        }
+        if met {
+            met_below = Some(fraction);
+            continue;
+        }
+        bracketed = true;
+        // Below the lowest step there is nothing that met the limit to bisect from.
+        let Some(mut low) = met_below else {
+            continue;
+        };
+        let mut high = fraction;
+        for _ in 0..sweep.bisections {
+            let middle = sweep::bisect(low, high);
+            match step(middle, true, round) {
+                Some(true) => low = middle,
+                Some(false) => high = middle,
+                None => return,
             }
         }
     }

@@ -65,9 +65,9 @@ pub enum SweepProblem {
     /// The steps do not rise.
     #[error("sweep steps must rise")]
     StepsDoNotRise,
-    /// No connection.
-    #[error("the sweep needs at least one connection")]
-    NoConnections,
+    /// The p99 limit is zero, negative or not a number.
+    #[error("the sweep's p99 limit must be a positive number of milliseconds")]
+    LimitNotPositive,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,45 +302,64 @@ impl Scenario {
 }
 
 /// A latency-under-load sweep (wrk2's way of looking at latency): after the scenarios, open
-/// loop on `/health` at each fraction of the instance's own ceiling — the throughput of the
-/// closed-loop `health` scenario in the same round — from light load to past saturation. Each
-/// step is recorded as a `sweep` scenario run with its
-/// [`SweepStep`](crate::artifact::SweepStep); `analysis::sweep` reads the curves.
+/// loop at each fraction of the instance's own ceiling — the throughput of the closed-loop
+/// `health` scenario in the same round — from light load to past saturation, sent to the
+/// ceiling's own paths over the ceiling's own connections (a rate scaled from a ceiling
+/// reached over 50 connections but sent over fewer would put the knee elsewhere). Where a
+/// step first misses the p99 limit, a few more windows bisect between it and the last step
+/// that met it, so the capacity is read between the grid's steps. Each window is recorded as
+/// a `sweep` scenario run with its [`SweepStep`](crate::artifact::SweepStep);
+/// `analysis::sweep` reads the curves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     /// Requested rates as fractions of the ceiling, rising.
     pub fractions: Vec<f64>,
-    /// Connections the open loop spreads its schedule over.
-    pub connections: usize,
-    /// How many rounds sweep, from the first: a sweep costs eight scenario windows, so by
-    /// default one round draws the curve and the others keep the run's wall time.
+    /// How many rounds sweep, from the first (see [`DEFAULT_SWEEP_ROUNDS`]).
     pub rounds: u32,
+    /// The p99 limit the capacity is read against, in milliseconds (`--p99-under`): where
+    /// the bisection looks.
+    pub p99_limit_ms: f64,
+    /// Extra windows that bisect between the last step that met the limit and the first
+    /// that missed, in the same round: each halves the bracket.
+    pub bisections: u32,
 }
 
 /// Name of the scenario the sweep takes its ceiling from.
 pub const SWEEP_CEILING_SCENARIO: &str = "health";
 
+/// Rounds that sweep by default. One: a sweep is eight windows and the bisection's three
+/// more (about half a minute) per environment and round, so sweeping every round of a
+/// default run would add several minutes to it (the README has this machine's figures);
+/// the capacity cell says `n = 1 round: spread unknown` instead.
+pub const DEFAULT_SWEEP_ROUNDS: u32 = 1;
+
+/// Bisection windows by default: three halve a bracket of 15% of the ceiling (the grid's
+/// step near the knee) to under 2%.
+pub const DEFAULT_BISECTIONS: u32 = 3;
+
 impl Default for Sweep {
-    /// A tenth of the ceiling to a quarter past it; denser near the knee.
+    /// A tenth of the ceiling to 1.3× past it; denser near the knee.
     fn default() -> Self {
         Self {
             fractions: vec![0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3],
-            connections: 2 * FIXED_RATE_CONNECTIONS,
-            rounds: 1,
+            rounds: DEFAULT_SWEEP_ROUNDS,
+            p99_limit_ms: 10.0,
+            bisections: DEFAULT_BISECTIONS,
         }
     }
 }
 
 impl Sweep {
-    /// The open-loop scenario of one step.
-    pub fn step(&self, ceiling_rps: f64, fraction: f64) -> Scenario {
+    /// The open-loop scenario of one step at `fraction` of `ceiling_rps`, the throughput
+    /// `ceiling` reached: its paths, over its connections.
+    pub fn step(&self, ceiling: &Scenario, ceiling_rps: f64, fraction: f64) -> Scenario {
         Scenario {
             name: "sweep".into(),
-            paths: vec![path("/health", 1)],
-            connections: self.connections,
+            paths: ceiling.paths.clone(),
+            connections: ceiling.connections,
             rate_rps: Some(ceiling_rps * fraction),
-            expected_status: 200,
+            expected_status: ceiling.expected_status,
         }
     }
 
@@ -355,8 +374,8 @@ impl Sweep {
         if self.fractions.windows(2).any(|w| w[0] >= w[1]) {
             return Err(SweepProblem::StepsDoNotRise);
         }
-        if self.connections == 0 {
-            return Err(SweepProblem::NoConnections);
+        if !(self.p99_limit_ms.is_finite() && self.p99_limit_ms > 0.0) {
+            return Err(SweepProblem::LimitNotPositive);
         }
         Ok(())
     }
@@ -414,18 +433,26 @@ mod tests {
     }
 
     #[test]
-    fn sweep_steps_are_open_loop_fractions_of_the_ceiling() {
+    fn sweep_steps_are_open_loop_fractions_of_the_ceiling_over_its_connections() {
         let sweep = Sweep::default();
         sweep.validate().unwrap();
-        let step = sweep.step(1000.0, 0.5);
+        let ceiling = Scenario::health_at("/healthz", 7);
+        let step = sweep.step(&ceiling, 1000.0, 0.5);
         assert_eq!((step.name.as_str(), step.rate_rps), ("sweep", Some(500.0)));
+        // The ceiling's own connections and paths (a foreign service's health path).
+        assert_eq!(step.connections, 7);
+        assert_eq!(step.paths, ceiling.paths);
         step.validate().unwrap();
         let falling = Sweep {
-            rounds: 1,
             fractions: vec![0.5, 0.25],
-            connections: 1,
+            ..Sweep::default()
         };
         assert_eq!(falling.validate(), Err(SweepProblem::StepsDoNotRise));
+        let no_limit = Sweep {
+            p99_limit_ms: 0.0,
+            ..Sweep::default()
+        };
+        assert_eq!(no_limit.validate(), Err(SweepProblem::LimitNotPositive));
     }
 
     #[test]

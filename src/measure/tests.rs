@@ -6,13 +6,14 @@ use std::time::Duration;
 use crate::artifact::load::PathWeight;
 use crate::artifact::{Artifact, EnvironmentResult, HostInfo};
 use crate::env::Budget;
+use crate::env::Environment as _;
 use crate::env::Prepared;
 use crate::env::mock::{MockEnv, MockReadings};
 use crate::measure::plan::Plan;
 use crate::measure::protocol::{self, Observer, Quiet, RoundPhase};
 use crate::measure::quiet::QuietPolicy;
 use crate::measure::rounds;
-use crate::measure::scenario::Scenario;
+use crate::measure::scenario::{Scenario, Sweep};
 
 const MIB: u64 = 1 << 20;
 
@@ -298,26 +299,75 @@ fn rounds_are_interleaved_in_a_shuffled_order() {
     );
 }
 
+/// The sweep's steps go to the ceiling's own paths over the ceiling's own connections (the
+/// default sweep's 32 connections, beside a ceiling reached over 3, put the knee elsewhere),
+/// and where the grid first misses, bisection windows follow in the same round.
 #[test]
-fn perf_trials_take_every_test_thread() {
-    // nextest serialised perf trials only among themselves; correctness trials (VM boots
-    // under emulation included) ran beside them. Each perf override must require every
-    // test thread.
-    let config =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.config/nextest.toml"))
-            .unwrap();
-    let overrides: Vec<&str> = config
-        .split("[[")
-        .filter(|block| block.contains("::perf::"))
+fn sweep_steps_take_the_ceilings_connections_and_bisect_the_capacity() {
+    let mut ceiling = closed("health", 3);
+    // About a millisecond of CPU a request: a ceiling the service sets, not the generator.
+    ceiling.paths[0].path = "/cpu?n=20000".into();
+    let mut plan = plan(vec![ceiling], 1, 300, 100);
+    // A twentieth of the ceiling is kept; 5× it cannot be over the same connections (not
+    // even on a busy machine that held the ceiling down).
+    plan.sweep = Some(Sweep {
+        fractions: vec![0.05, 5.0],
+        rounds: 1,
+        p99_limit_ms: 60_000.0,
+        bisections: 2,
+    });
+    plan.validate().unwrap();
+    let env = MockEnv::new("mock", Budget::for_host(), MockReadings::default());
+    let round = protocol::run_round(&env, &plan, 0, &mut Quiet).round;
+    assert_eq!(round.failure, None);
+    let steps: Vec<_> = round
+        .scenarios
+        .iter()
+        .filter(|s| s.sweep.is_some())
         .collect();
-    assert!(
-        overrides.len() >= 2,
-        "perf overrides for the default and ci profiles"
-    );
-    for block in overrides {
-        assert!(
-            block.contains("threads-required = \"num-test-threads\""),
-            "a perf override does not take every thread:\n{block}"
-        );
+    for step in &steps {
+        assert_eq!(step.load.connections, 3, "{:?}", step.sweep);
+        assert_eq!(step.load.scenario[0].path, "/cpu?n=20000");
+        assert!(step.load.open_loop);
     }
+    let fractions = |bisection: bool| -> Vec<f64> {
+        steps
+            .iter()
+            .filter_map(|s| s.sweep.as_ref())
+            .filter(|s| s.bisection == bisection)
+            .map(|s| s.fraction)
+            .collect()
+    };
+    let misses: Vec<_> = steps
+        .iter()
+        .map(|s| crate::analysis::sweep::step_miss(s, 60_000.0))
+        .collect();
+    assert_eq!(fractions(false), [0.05, 5.0]);
+    let bisections = fractions(true);
+    assert_eq!(bisections.len(), 2, "{bisections:?}, misses {misses:?}");
+    assert_eq!(bisections[0], 2.525, "halfway between 0.05 and 5");
+    assert!(
+        [1.2875, 3.7625]
+            .iter()
+            .any(|f| (f - bisections[1]).abs() < 1e-9),
+        "the next halves the bracket the first left: {bisections:?}"
+    );
+    let ceiling_rps = steps[0].sweep.as_ref().unwrap().ceiling_rps;
+    let artifact = Artifact::on_host(
+        host(),
+        vec![EnvironmentResult {
+            label: env.label(),
+            preparation: Vec::new(),
+            rounds: vec![round.clone()],
+        }],
+    );
+    let capacity = &crate::analysis::summarize::capacities(&artifact, 60_000.0)["mock"];
+    let highest = capacity
+        .highest_rate_rps
+        .expect("a twentieth of the ceiling met the limit");
+    assert!(
+        highest >= 0.05 * ceiling_rps * 0.999 && highest < 5.0 * ceiling_rps,
+        "{capacity:?}"
+    );
+    assert_eq!(capacity.rounds, 1);
 }

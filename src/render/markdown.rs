@@ -77,6 +77,9 @@ impl Exporter for Markdown {
                 let _ = writeln!(out, "- {}", e(&line));
             }
             out.push('\n');
+            if let Some(section) = super::sweep::markdown(artifact) {
+                out.push_str(&section);
+            }
         }
         if !artifact.checks.is_empty() {
             let _ = writeln!(out, "## Checks\n");

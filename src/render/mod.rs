@@ -11,6 +11,7 @@ mod ladder;
 mod markdown;
 mod measurements;
 pub mod series;
+mod sweep;
 mod table;
 pub mod write;
 
@@ -23,7 +24,7 @@ pub use table::Table;
 use crate::analysis::stats::CONFIDENCE;
 use crate::analysis::summarize;
 use crate::artifact::{
-    Artifact, Capacity, EnvironmentResult, Estimate, LimitKind, Preparation, Side, Summary,
+    Artifact, Capacity, EnvironmentResult, Estimate, Limit, LimitKind, Preparation, Side, Summary,
 };
 use crate::format::{accel_text, env_title, limit_description, number};
 
@@ -74,8 +75,13 @@ pub(crate) const DRIFT_MARK: &str = "⚠drift";
 
 /// The limit marks of an estimate, ` ⚠gen ⚠err`, or nothing when nothing limited it.
 pub(crate) fn limit_marks(estimate: &Estimate) -> String {
+    marks_of(&estimate.limits)
+}
+
+/// The marks of `limits`, ` ⚠gen ⚠err`, or nothing.
+pub(crate) fn marks_of(limits: &[Limit]) -> String {
     let mut marks = String::new();
-    for limit in &estimate.limits {
+    for limit in limits {
         let mark = match limit.kind {
             LimitKind::GeneratorSaturated => GENERATOR_MARK,
             LimitKind::RateNotKept => RATE_MARK,
@@ -566,7 +572,8 @@ pub(crate) fn sanitize_terminal(text: &str) -> String {
         .collect()
 }
 
-/// `9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)`, in words.
+/// `9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds) ⚠gen`, in words, with the marks
+/// of what limited the steps it stands on.
 fn capacity_text(capacity: &Capacity) -> String {
     let miss = match (capacity.first_miss_rps, &capacity.first_miss_reason) {
         (Some(rate), Some(reason)) => format!("at {} req/s: {reason}", number(rate)),
@@ -579,9 +586,10 @@ fn capacity_text(capacity: &Capacity) -> String {
         1 => "; n = 1 round: spread unknown".to_owned(),
         n => format!("; n = {n} rounds"),
     };
+    let marks = marks_of(&capacity.limits);
     match capacity.highest_rate_rps {
-        Some(rate) => format!("{} req/s ({miss}{rounds})", number(rate)),
-        None => format!("below the lowest step ({miss}{rounds})"),
+        Some(rate) => format!("{} req/s ({miss}{rounds}){marks}", number(rate)),
+        None => format!("below the lowest step ({miss}{rounds}){marks}"),
     }
 }
 
@@ -615,6 +623,7 @@ mod tests {
             first_miss_rps: Some(1000.0),
             first_miss_reason: Some("p99 10.0 ms".into()),
             rounds: 1,
+            limits: Vec::new(),
         };
         assert_eq!(
             capacity_text(&below),
@@ -625,10 +634,32 @@ mod tests {
             first_miss_rps: None,
             first_miss_reason: None,
             rounds: 3,
+            limits: Vec::new(),
         };
         assert_eq!(
             capacity_text(&unbounded),
             "9000 req/s (every step met it; the sweep did not find the limit; n = 3 rounds)"
+        );
+        // What limited the steps it stands on is marked, as on every other figure.
+        let limited = Capacity {
+            limits: vec![
+                Limit {
+                    kind: LimitKind::GeneratorSaturated,
+                    rounds: 1,
+                    bottleneck: Side::Generator,
+                },
+                Limit {
+                    kind: LimitKind::Errors,
+                    rounds: 1,
+                    bottleneck: Side::Service,
+                },
+            ],
+            ..below
+        };
+        assert_eq!(
+            capacity_text(&limited),
+            "below the lowest step (at 1000 req/s: p99 10.0 ms; n = 1 round: spread unknown) \
+             ⚠gen ⚠err"
         );
     }
 

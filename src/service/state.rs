@@ -1,4 +1,5 @@
-//! Shared state of a running service: configuration, admission budgets and start time.
+//! Shared state of a running service: configuration, admission budgets, start time and the
+//! running totals of its timed CPU work.
 //!
 //! Admission is `try_acquire` on tokio semaphores, never a wait: a request beyond capacity
 //! gets a 503 at once instead of queueing without bound. Permits are moved into the work
@@ -6,7 +7,8 @@
 //! really stopped.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -34,6 +36,29 @@ struct Inner {
     held: std::sync::Mutex<Option<Held>>,
     /// Detected once: the environment of a running process does not change.
     detection: Detection,
+    /// What every timed CPU task so far cost, by the service's own clocks.
+    cpu_tasks: CpuTaskTotals,
+}
+
+/// Running totals of the timed CPU tasks (`/cpu`, `/syscalls`): a client that reads them
+/// before and after a load knows what exactly those requests' work cost by the service's own
+/// clocks, to set beside what the environment's clock charged for the same span.
+#[derive(Debug, Default)]
+struct CpuTaskTotals {
+    count: AtomicU64,
+    cpu_ns: AtomicU64,
+    elapsed_ns: AtomicU64,
+}
+
+/// [`CpuTaskTotals`] as read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CpuTasks {
+    /// Timed CPU tasks finished.
+    pub count: u64,
+    /// Their CPU time by their threads' own clock, nanoseconds.
+    pub cpu_ns: u64,
+    /// Their wall time, nanoseconds.
+    pub elapsed_ns: u64,
 }
 
 /// Memory `/hold` keeps until the next `/hold` or exit.
@@ -67,6 +92,7 @@ impl AppState {
                 files_in_flight,
                 held: std::sync::Mutex::new(None),
                 detection: detect::detect(),
+                cpu_tasks: CpuTaskTotals::default(),
             }),
         }
     }
@@ -105,6 +131,25 @@ impl AppState {
     pub fn replace_held(&self, held: Option<Held>) -> Option<Held> {
         let mut slot = self.inner.held.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *slot, held)
+    }
+
+    /// Adds one finished timed CPU task to the totals.
+    pub fn count_cpu_task(&self, cpu: Duration, elapsed: Duration) {
+        let totals = &self.inner.cpu_tasks;
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        totals.count.fetch_add(1, Ordering::Relaxed);
+        totals.cpu_ns.fetch_add(ns(cpu), Ordering::Relaxed);
+        totals.elapsed_ns.fetch_add(ns(elapsed), Ordering::Relaxed);
+    }
+
+    /// The timed CPU tasks' totals now.
+    pub fn cpu_tasks(&self) -> CpuTasks {
+        let totals = &self.inner.cpu_tasks;
+        CpuTasks {
+            count: totals.count.load(Ordering::Relaxed),
+            cpu_ns: totals.cpu_ns.load(Ordering::Relaxed),
+            elapsed_ns: totals.elapsed_ns.load(Ordering::Relaxed),
+        }
     }
 
     /// Admits `tasks` CPU tasks, or refuses with 503.

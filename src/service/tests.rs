@@ -127,6 +127,29 @@ async fn parallel_runs_every_task() {
     assert_eq!(body["results"].as_array().unwrap().len(), 4);
 }
 
+/// The totals of `/status` add up exactly the work the `/cpu` answers reported, so a client
+/// reading them around a load knows what that load's work cost by the service's clocks.
+#[tokio::test]
+async fn status_totals_the_cpu_tasks_work() {
+    let router = app(small_config());
+    let totals = |body: &Value| {
+        let tasks = &body["cpu_tasks"];
+        let field = |name: &str| tasks[name].as_u64().unwrap();
+        (field("count"), field("cpu_ns"), field("elapsed_ns"))
+    };
+    let before = totals(&get_json(router.clone(), "/status").await.1);
+    let mut reported = 0;
+    for _ in 0..3 {
+        let (status, body) = get_json(router.clone(), "/cpu?n=100000").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        reported += body["cpu_ns"].as_u64().unwrap();
+    }
+    let after = totals(&get_json(router, "/status").await.1);
+    assert_eq!(after.0 - before.0, 3);
+    assert_eq!(after.1 - before.1, reported);
+    assert!(after.2 - before.2 >= reported / 2, "{before:?} {after:?}");
+}
+
 #[tokio::test]
 async fn status_reports_itself_and_the_detected_environment() {
     let body = get_ok("/status").await;

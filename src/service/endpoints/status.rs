@@ -11,7 +11,7 @@ use crate::service::detect::Detection;
 use crate::service::error::ApiError;
 use crate::service::memory_limit::MemoryLimit;
 use crate::service::query::parse_uints;
-use crate::service::state::AppState;
+use crate::service::state::{AppState, CpuTasks};
 
 /// The answer of `/status`.
 #[derive(Debug, Serialize)]
@@ -32,6 +32,9 @@ pub struct StatusResponse {
     pub cpus: usize,
     /// Threads in the CPU pool that `/cpu` and `/parallel` run on.
     pub pool_threads: usize,
+    /// What the timed CPU tasks (`/cpu`, `/syscalls`) have cost so far by the service's own
+    /// clocks: read before and after a load, the work of exactly that load's requests.
+    pub cpu_tasks: CpuTasks,
     /// Memory as the service sees it.
     pub memory: MemoryStatus,
     /// Threads of the service process (`/proc/self/status`), if readable: a soak samples it.
@@ -108,6 +111,7 @@ pub async fn status(
         kernel: System::kernel_version(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         pool_threads: rayon::current_num_threads(),
+        cpu_tasks: state.cpu_tasks(),
         memory,
         threads,
         open_fds,
