@@ -788,6 +788,8 @@ mod tests {
                 fit: None
             }
         );
+    }
+
     /// A server that never answers 1 request in 50: merged over the instances, the p99 of
     /// every request is at least the timeout (the answered requests' alone would be fast).
     #[test]
