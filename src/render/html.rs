@@ -327,6 +327,9 @@ fn latency_under_load(
         ],
     );
     let _ = writeln!(out, "</div>");
+    if let Some(steps) = super::sweep::html(artifact) {
+        out.push_str(&steps);
+    }
     Ok(())
 }
 
@@ -555,6 +558,10 @@ mod tests {
         insta::assert_snapshot!(skeleton(&html));
     }
 
+    fn exactly_once(html: &str, needle: &str) -> bool {
+        html.matches(needle).count() == 1
+    }
+
     #[test]
     fn sweep_charts_and_capacity_appear_with_how_to_read() {
         let html = Html.render(&fixture::with_sweep()).unwrap();
@@ -567,6 +574,12 @@ mod tests {
         assert!(
             html.contains("native: 9000 req/s (at 10000 req/s: p99 10.0 ms; n = 3 rounds)"),
             "capacity"
+        );
+        // Under the sweep's charts, every step as it was recorded.
+        assert!(exactly_once(&html, "<h3>Every step of the sweep</h3>"));
+        assert!(
+            html.find("<h3>Every step of the sweep</h3>")
+                > html.find("<h2>Latency under load</h2>")
         );
         // Every chart block has its explanation: bars, the sweep, one percentile chart and one
         // figure inside the window per scenario (health and fixed-rate).

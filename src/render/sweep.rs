@@ -152,9 +152,7 @@ pub(crate) fn markdown(artifact: &Artifact) -> Option<String> {
     Some(out)
 }
 
-/// The HTML section, `None` without a sweep: for `html.rs` to place under the sweep's
-/// charts.
-#[allow(dead_code)] // Placed by html.rs, whose owner wires it in.
+/// The HTML section under the sweep's charts, `None` without a sweep.
 pub(crate) fn html(artifact: &Artifact) -> Option<String> {
     let blocks = table(artifact);
     if blocks.is_empty() {
