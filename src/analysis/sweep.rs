@@ -60,6 +60,12 @@ pub struct Point<'a> {
     pub generator_cpu: f64,
     /// The service's CPU use over the window, as a share of its CPUs; `None` where not read.
     pub service_cpu: Option<f64>,
+    /// The service's CPUs busy with anything over the step (the service, and whatever else
+    /// ran there), as a share of them; `None` where not recorded.
+    pub service_cpus_busy: Option<f64>,
+    /// The service's and the generator's CPUs stolen by the hypervisor over the step, as
+    /// shares of them; `None` where not recorded.
+    pub stolen: Option<(f64, f64)>,
     /// Rounds behind the point.
     pub rounds: usize,
     /// For a bisection window, the round it was measured in (from 0).
@@ -128,10 +134,17 @@ fn point<'a>(
                 .filter(|_| capacity > 0.0)
                 .map(|cpu| cpu / capacity)
         }),
+        service_cpus_busy: median(&|r| Some(host_cpu(r)?.service_cpus_busy)),
+        stolen: median(&|r| Some(host_cpu(r)?.service_cpus_stolen))
+            .zip(median(&|r| Some(host_cpu(r)?.generator_cpus_stolen))),
         rounds: runs.len(),
         round,
         runs,
     })
+}
+
+fn host_cpu(run: &ScenarioRun) -> Option<&crate::artifact::HostCpuWindow> {
+    run.sweep.as_ref()?.host_cpu.as_ref()
 }
 
 /// Every environment's sweep curve, in the artifact's order; environments without sweep
@@ -404,6 +417,7 @@ mod tests {
                     ceiling_rps: ceiling,
                     fraction,
                     bisection: true,
+                    host_cpu: None,
                 });
                 round.scenarios.push(run);
             }

@@ -496,6 +496,7 @@ pub fn with_sweep() -> Artifact {
                     ceiling_rps: ceiling,
                     fraction,
                     bisection: false,
+                    host_cpu: None,
                 });
                 round.scenarios.push(run);
             }

@@ -442,6 +442,29 @@ pub struct SweepStep {
     /// steps; absent on the grid's own steps (which are matched across rounds by fraction).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bisection: bool,
+    /// What the host's CPUs did over the step (warm-up and window), so a tail at light load
+    /// can be told from the machine: others running on the service's CPUs, a hypervisor
+    /// stealing them. Absent in artifacts written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<HostCpuWindow>,
+}
+
+/// The host's CPUs over one span, from `/proc/stat`'s ticks (10 ms on most kernels): as
+/// shares of the CPUs' time over the span, 1.0 = every one of them all the time.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostCpuWindow {
+    /// Length of the span, seconds.
+    pub span_s: f64,
+    /// The service's CPUs busy with anything (the service included).
+    pub service_cpus_busy: f64,
+    /// The service's CPUs stolen by the hypervisor (the guest wanted them, the host ran
+    /// something else); 0 on bare metal.
+    pub service_cpus_stolen: f64,
+    /// The generator's CPUs busy with anything (the generator included).
+    pub generator_cpus_busy: f64,
+    /// The generator's CPUs stolen by the hypervisor.
+    pub generator_cpus_stolen: f64,
 }
 
 /// An environment that could not run, and why.

@@ -81,7 +81,8 @@ pub fn headline(round: &Round) -> Option<Headline> {
 pub struct Step {
     /// The environment's name.
     pub env: String,
-    /// Whether the round includes the latency sweep (eight more windows).
+    /// Whether the round includes the latency sweep (eight more windows, and up to three that
+    /// bisect its capacity).
     pub swept: bool,
 }
 

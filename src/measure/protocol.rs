@@ -13,17 +13,18 @@
 //! A failure in any phase ends the round, not the run: what was measured before it is kept,
 //! and the round records the phase, the error and the tail of the instance's log.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::analysis::sweep;
-use crate::artifact::{Round, RoundFailure, ScenarioRun, SweepStep};
+use crate::artifact::{HostCpuWindow, Round, RoundFailure, ScenarioRun, SweepStep};
 use crate::env::{EnvError, Environment, Instance, health};
 use crate::load::{self, LoadError};
 use crate::measure::plan::Plan;
 use crate::measure::quiet;
 use crate::measure::scenario::{Scenario, Sweep};
 use crate::measure::window::{self, Sample};
-use crate::probe::pin;
+use crate::probe::{host, pin};
 
 /// Lines of the instance's log kept with a failure.
 pub const LOG_TAIL_LINES: usize = 20;
@@ -244,14 +245,17 @@ fn run_sweep(
     let mut step = |fraction: f64, bisection: bool, round: &mut Round| -> Option<bool> {
         let phase = RoundPhase::SweepStep(fraction);
         observer.phase(round.round, env_name, phase);
-        match measure_scenario(instance, &sweep.step(ceiling, ceiling_rps, fraction), plan)
-            .and_then(|run| survived(instance, run))
-        {
+        let host_before = (Instant::now(), host::cpu_times().ok());
+        let measured =
+            measure_scenario(instance, &sweep.step(ceiling, ceiling_rps, fraction), plan);
+        let host_cpu = host_window(host_before, &plan.budget);
+        match measured.and_then(|run| survived(instance, run)) {
             Ok(mut run) => {
                 run.sweep = Some(SweepStep {
                     ceiling_rps,
                     fraction,
                     bisection,
+                    host_cpu,
                 });
                 let met = sweep::step_miss(&run, sweep.p99_limit_ms).is_none();
                 round.scenarios.push(run);
@@ -293,6 +297,33 @@ fn run_sweep(
             }
         }
     }
+}
+
+/// The host's CPUs from `before` (an instant and its `/proc/stat` reading) to now, over the
+/// budget's service and generator CPUs; `None` when either reading failed.
+fn host_window(
+    before: (Instant, Option<BTreeMap<usize, host::CpuTimes>>),
+    budget: &crate::env::Budget,
+) -> Option<HostCpuWindow> {
+    let (started, Some(before)) = before else {
+        return None;
+    };
+    let after = host::cpu_times().ok()?;
+    let span_s = started.elapsed().as_secs_f64();
+    let share = |cpus: &[usize], of: fn(&host::CpuTimes) -> f64| -> Option<f64> {
+        let used: f64 = cpus
+            .iter()
+            .map(|cpu| Some(of(after.get(cpu)?) - of(before.get(cpu)?)))
+            .sum::<Option<f64>>()?;
+        (span_s > 0.0 && !cpus.is_empty()).then(|| used / (span_s * cpus.len() as f64))
+    };
+    Some(HostCpuWindow {
+        span_s,
+        service_cpus_busy: share(&budget.service_cpus, |t| t.busy_s)?,
+        service_cpus_stolen: share(&budget.service_cpus, |t| t.steal_s)?,
+        generator_cpus_busy: share(&budget.generator_cpus, |t| t.busy_s)?,
+        generator_cpus_stolen: share(&budget.generator_cpus, |t| t.steal_s)?,
+    })
 }
 
 /// The failure record: the error with its causes (each once), and the log's tail.

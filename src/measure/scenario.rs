@@ -328,10 +328,11 @@ pub struct Sweep {
 /// Name of the scenario the sweep takes its ceiling from.
 pub const SWEEP_CEILING_SCENARIO: &str = "health";
 
-/// Rounds that sweep by default. One: a sweep is eight windows and the bisection's three
-/// more (about half a minute) per environment and round, so sweeping every round of a
-/// default run would add several minutes to it (the README has this machine's figures);
-/// the capacity cell says `n = 1 round: spread unknown` instead.
+/// Rounds that sweep by default. One: a sweep is eight windows and up to three bisecting
+/// ones per environment and round (2.6 minutes a round for the five rungs, measured on the
+/// 2-core development machine), so sweeping every round of the default 7 would add about
+/// 15 minutes to a 9-minute run, three rounds about 5; the capacity cell says
+/// `n = 1 round: spread unknown` instead (the README has the figures).
 pub const DEFAULT_SWEEP_ROUNDS: u32 = 1;
 
 /// Bisection windows by default: three halve a bracket of 15% of the ceiling (the grid's

@@ -85,8 +85,61 @@ impl CpuMeter {
     }
 }
 
+/// One CPU's time so far, from `/proc/stat` (the kernel's ticks, `USER_HZ`), seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CpuTimes {
+    /// Time anything ran on it: user, nice, system, irq and softirq.
+    pub busy_s: f64,
+    /// Time the hypervisor gave the virtual CPU's host thread to something else while the
+    /// guest wanted to run (steal); 0 on bare metal.
+    pub steal_s: f64,
+}
+
+/// Every CPU's [`CpuTimes`] now, by CPU number.
+pub fn cpu_times() -> std::io::Result<std::collections::BTreeMap<usize, CpuTimes>> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Ok(parse_stat(
+        &std::fs::read_to_string("/proc/stat")?,
+        per_second,
+    ))
+}
+
+/// The per-CPU lines of `/proc/stat` (`cpuN user nice system idle iowait irq softirq steal
+/// …`) with ticks of `1 / per_second` s.
+pub fn parse_stat(text: &str, per_second: f64) -> std::collections::BTreeMap<usize, CpuTimes> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let cpu = fields.next()?.strip_prefix("cpu")?.parse::<usize>().ok()?;
+            let ticks: Vec<f64> = fields.map_while(|f| f.parse().ok()).collect();
+            let tick = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / per_second;
+            Some((
+                cpu,
+                CpuTimes {
+                    busy_s: tick(0) + tick(1) + tick(2) + tick(5) + tick(6),
+                    steal_s: tick(7),
+                },
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stat_lines_give_busy_and_stolen_time_per_cpu() {
+        let text = "cpu  10 0 5 100 0 0 0 3 0 0\ncpu0 100 20 30 400 7 1 2 50 0 0\n\
+                    cpu1 1 0 1 1 0 0 0 0 0 0\nintr 5\n";
+        let times = super::parse_stat(text, 100.0);
+        assert_eq!(times.len(), 2);
+        let cpu0 = times[&0];
+        assert!((cpu0.busy_s - 1.53).abs() < 1e-9, "{cpu0:?}");
+        assert!((cpu0.steal_s - 0.5).abs() < 1e-9);
+        assert!(!super::cpu_times().unwrap().is_empty());
+    }
+
     #[test]
     fn host_reading_is_plausible() {
         let host = super::read();

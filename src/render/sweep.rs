@@ -15,7 +15,7 @@ use crate::artifact::Artifact;
 use crate::format::{env_title, number};
 
 /// Column headers of every environment's rows.
-pub(crate) const COLUMNS: [&str; 11] = [
+pub(crate) const COLUMNS: [&str; 13] = [
     "step (× ceiling)",
     "asked (req/s)",
     "kept (req/s)",
@@ -25,6 +25,8 @@ pub(crate) const COLUMNS: [&str; 11] = [
     "p99 from send (ms)",
     "generator CPU",
     "service CPU",
+    "service's CPUs busy",
+    "stolen (service's / generator's)",
     "errors",
     "n",
 ];
@@ -89,6 +91,11 @@ fn row(point: &Point, service_cpus: usize) -> Vec<String> {
         point.uncorrected_p99_ms.map_or_else(|| "—".into(), ms),
         share(point.generator_cpu),
         point.service_cpu.map_or_else(|| "—".into(), share),
+        point.service_cpus_busy.map_or_else(|| "—".into(), share),
+        point.stolen.map_or_else(
+            || "—".into(),
+            |(service, generator)| format!("{} / {}", share(service), share(generator)),
+        ),
         if point.error_ratio > 0.0 {
             format!("{}%", number(point.error_ratio * 100.0))
         } else {
@@ -112,10 +119,15 @@ pub(crate) fn notes() -> Vec<String> {
          the actual send alone. Where the two agree, the tail is the service's own answer \
          time, not a queue behind the schedule."
             .into(),
-        "Generator and service CPU are shares of the CPUs each had over the window. At light \
-         load a service whose CPU is mostly idle answers from an idle CPU: the time to wake it \
-         (idle states, and on a virtual machine the host waking its virtual CPU) is in every \
-         answer, and more so the longer it slept."
+        "Generator and service CPU are shares of the CPUs each had over the window; the \
+         service's CPUs busy is what anything used of them over the step (the service's own \
+         share, and whatever else ran there: another process, docker-proxy, a kernel thread), \
+         and stolen what a hypervisor under this machine took from the service's and the \
+         generator's CPUs (0 on bare metal), from the host's /proc/stat in 10 ms ticks. At \
+         light load the p99 is the slowest 1% of a few thousand answers: a handful of waits \
+         for a CPU that something else held sets it, so a light-load p99 far above p50, with \
+         the service's CPUs busier than the service or stolen beside it, is the machine's, \
+         not the rung's."
             .into(),
     ]
 }
@@ -226,6 +238,8 @@ mod tests {
                 "1.10 ⚠gen",
                 "0.900",
                 "20%",
+                "—",
+                "—",
                 "—",
                 "0",
                 "3"
