@@ -4,8 +4,9 @@
 //! Latency percentile curves follow HdrHistogram's percentile-distribution plot (Gil Tene,
 //! "How NOT to measure latency"): the x axis is the "nines" scale −log₁₀(1 − q), so 90%, 99%,
 //! 99.9% and 99.99% are equally spaced and the tail is visible. Each environment's curve is
-//! the merge of its rounds' histograms for the scenario, decoded from the artifact's
-//! V2-deflate, base64 `histogram` field.
+//! the merge of its rounds' histograms of every request for the scenario (a failed one at the
+//! time it took to fail), decoded from the artifact's V2-deflate, base64
+//! `all_requests_histogram` field, or `histogram` where an artifact predates it.
 //!
 //! "Inside the window" is Tufte's small multiples: one small panel per environment, every
 //! round drawn thin, each row (throughput, p99) on one scale for every panel, so the
@@ -71,7 +72,7 @@ pub(crate) fn latency_curves(
             .flat_map(|r| &r.scenarios)
             .filter(|s| s.scenario == scenario)
         {
-            match decode(&run.load.histogram) {
+            match decode(run.load.request_histogram()) {
                 Ok(h) => match merged.as_mut() {
                     None => merged = Some(h),
                     Some(m) => {
