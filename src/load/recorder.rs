@@ -38,7 +38,8 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("constant histogram bounds are valid")
 }
 
-fn micros(latency: Duration) -> u64 {
+/// A latency in whole microseconds, at least 1 (a histogram's lowest value).
+pub(super) fn micros(latency: Duration) -> u64 {
     u64::try_from(latency.as_micros())
         .unwrap_or(u64::MAX)
         .max(1)
@@ -124,15 +125,7 @@ impl Recorder {
                 }
                 return;
             }
-            Outcome::Connect => self.errors.connect += 1,
-            Outcome::Timeout => self.errors.timeout += 1,
-            Outcome::Status(status) => match status / 100 {
-                4 => self.errors.status_4xx += 1,
-                5 => self.errors.status_5xx += 1,
-                _ => self.errors.status_other += 1,
-            },
-            Outcome::Body => self.errors.body += 1,
-            Outcome::Io => self.errors.io += 1,
+            failure => count_failure(&mut self.errors, failure),
         }
         record.errors += 1;
         self.failed.saturating_record(micros(latency));
@@ -208,7 +201,24 @@ impl Recorder {
     }
 }
 
-fn add_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
+/// Counts one failed request (`outcome` other than [`Outcome::Ok`]) under its kind.
+pub(super) fn count_failure(errors: &mut ErrorCounts, outcome: Outcome) {
+    match outcome {
+        Outcome::Ok => {}
+        Outcome::Connect => errors.connect += 1,
+        Outcome::Timeout => errors.timeout += 1,
+        Outcome::Status(status) => match status / 100 {
+            4 => errors.status_4xx += 1,
+            5 => errors.status_5xx += 1,
+            _ => errors.status_other += 1,
+        },
+        Outcome::Body => errors.body += 1,
+        Outcome::Io => errors.io += 1,
+    }
+}
+
+/// Adds `from`'s failures to `into`'s, kind by kind.
+pub(super) fn add_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
     into.connect += from.connect;
     into.timeout += from.timeout;
     into.status_4xx += from.status_4xx;

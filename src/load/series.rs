@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::recorder::Outcome;
+use super::recorder::{Outcome, add_errors, count_failure, micros};
 use crate::artifact::load::ErrorCounts;
 
 /// Most slices a series holds; past it, slices are merged in pairs.
@@ -118,15 +118,7 @@ impl SeriesRecorder {
         let slice = self.slot(last);
         match outcome {
             Outcome::Ok => slice.ok += 1,
-            Outcome::Connect => slice.errors.connect += 1,
-            Outcome::Timeout => slice.errors.timeout += 1,
-            Outcome::Status(status) => match status / 100 {
-                4 => slice.errors.status_4xx += 1,
-                5 => slice.errors.status_5xx += 1,
-                _ => slice.errors.status_other += 1,
-            },
-            Outcome::Body => slice.errors.body += 1,
-            Outcome::Io => slice.errors.io += 1,
+            failure => count_failure(&mut slice.errors, failure),
         }
         slice.latency.saturating_record(micros(latency));
     }
@@ -229,23 +221,6 @@ impl SeriesRecorder {
             })
             .collect()
     }
-}
-
-fn micros(latency: Duration) -> u64 {
-    u64::try_from(latency.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-pub(super) fn add_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
-    into.connect += from.connect;
-    into.timeout += from.timeout;
-    into.status_4xx += from.status_4xx;
-    into.status_5xx += from.status_5xx;
-    into.status_other += from.status_other;
-    into.body += from.body;
-    into.io += from.io;
-    into.unsent += from.unsent;
 }
 
 #[cfg(test)]

@@ -184,15 +184,8 @@ fn shortfall(head: &[f64], rest: &[f64]) -> Option<f64> {
     if head.is_empty() || rest.len() < 2 {
         return None;
     }
-    let difference = mean(rest) - mean(head);
     let error = (variance(rest) / head.len() as f64).sqrt();
-    if error > 0.0 {
-        Some(difference / error)
-    } else if difference != 0.0 {
-        Some(difference.signum() * f64::INFINITY)
-    } else {
-        None
-    }
+    in_errors(mean(rest) - mean(head), error)
 }
 
 /// Welch's t of `a`'s mean over `b`'s; `None` when neither has any spread and the means are
@@ -202,8 +195,13 @@ fn welch_t(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
-    let difference = mean(a) - mean(b);
     let error = (variance(a) / a.len() as f64 + variance(b) / b.len() as f64).sqrt();
+    in_errors(mean(a) - mean(b), error)
+}
+
+/// `difference` in standard errors `error`: infinitely many when there is no spread but a
+/// difference, `None` when there is neither.
+fn in_errors(difference: f64, error: f64) -> Option<f64> {
     if error > 0.0 {
         Some(difference / error)
     } else if difference != 0.0 {
