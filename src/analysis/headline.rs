@@ -169,7 +169,7 @@ pub fn headline(artifact: &Artifact, summary: &Summary) -> Vec<Question> {
 /// Why no better or worse can be said of a cell: its interval (or its ratio's) covers less
 /// than 95%, or the load generator, an unkept rate or failed requests limited a figure.
 /// (A generator saturated beside a service that used all of its CPU leaves the figure the
-/// service's: no reservation. See [`withholds_a_verdict`] for the steadiness marks.)
+/// service's: no reservation. See [`withheld_because`] for the steadiness marks.)
 fn reservation(estimate: &Estimate, ratio: Option<&Estimate>) -> Option<String> {
     use crate::artifact::LimitKind;
     let mut reasons = Vec::new();
@@ -184,39 +184,32 @@ fn reservation(estimate: &Estimate, ratio: Option<&Estimate>) -> Option<String> 
     let mut kinds: Vec<LimitKind> = std::iter::once(estimate)
         .chain(ratio)
         .flat_map(|e| e.limits.iter().map(|l| l.kind))
-        .filter(|kind| withholds_a_verdict(*kind))
         .collect();
     kinds.sort();
     kinds.dedup();
-    for kind in kinds {
-        reasons.push(
-            match kind {
-                LimitKind::GeneratorSaturated => "the load generator was saturated",
-                LimitKind::RateNotKept => "the rate was not kept",
-                LimitKind::Errors => "requests failed",
-                LimitKind::BothSaturated
-                | LimitKind::WarmingUp
-                | LimitKind::Stalled
-                | LimitKind::Drifted => continue,
-            }
-            .to_owned(),
-        );
-    }
+    reasons.extend(
+        kinds
+            .into_iter()
+            .filter_map(withheld_because)
+            .map(str::to_owned),
+    );
     (!reasons.is_empty()).then(|| reasons.join(", "))
 }
 
-/// Whether a limit of `kind` withholds a better or worse. The steadiness marks do not: an
-/// unsteady window is still the service's, in that environment, on this machine, and the
-/// interval over rounds already holds the spread between windows; the mark tells the reader
-/// which windows to look into.
-pub fn withholds_a_verdict(kind: crate::artifact::LimitKind) -> bool {
+/// Why a limit of `kind` withholds a better or worse, in words; `None` when it does not. The
+/// steadiness marks do not: an unsteady window is still the service's, in that environment,
+/// on this machine, and the interval over rounds already holds the spread between windows;
+/// the mark tells the reader which windows to look into.
+pub fn withheld_because(kind: crate::artifact::LimitKind) -> Option<&'static str> {
     use crate::artifact::LimitKind;
     match kind {
-        LimitKind::GeneratorSaturated | LimitKind::RateNotKept | LimitKind::Errors => true,
+        LimitKind::GeneratorSaturated => Some("the load generator was saturated"),
+        LimitKind::RateNotKept => Some("the rate was not kept"),
+        LimitKind::Errors => Some("requests failed"),
         LimitKind::BothSaturated
         | LimitKind::WarmingUp
         | LimitKind::Stalled
-        | LimitKind::Drifted => false,
+        | LimitKind::Drifted => None,
     }
 }
 

@@ -12,6 +12,7 @@
 //! the two runs are not the same experiment: a different accelerator (TCG against KVM, both
 //! "vm"), host (CPU model and count) or plan (the scenario's load, its window).
 
+use crate::analysis::headline::withheld_because;
 use crate::analysis::stats;
 use crate::analysis::summarize;
 use crate::artifact::{Artifact, EnvKind, EnvironmentResult, Estimate, Summary};
@@ -263,7 +264,6 @@ fn not_comparable(
 /// Why the change cannot be relied on, if it cannot: its interval covers less than 95%, or
 /// a side's figure was limited.
 fn unsure(ratio: &Estimate, exact: bool) -> Option<String> {
-    use crate::artifact::LimitKind;
     if !exact && ratio.coverage < stats::CONFIDENCE {
         return Some(format!(
             "the interval covers {:.0}% (95% needs 7 rounds a side)",
@@ -273,17 +273,7 @@ fn unsure(ratio: &Estimate, exact: bool) -> Option<String> {
     let limited: Vec<&str> = ratio
         .limits
         .iter()
-        .filter_map(|limit| match limit.kind {
-            LimitKind::GeneratorSaturated => Some("the load generator was saturated"),
-            LimitKind::RateNotKept => Some("the rate was not kept"),
-            LimitKind::Errors => Some("requests failed"),
-            // Marked on the cells, not a reason to withhold the verdict (see
-            // `headline::withholds_a_verdict`).
-            LimitKind::BothSaturated
-            | LimitKind::WarmingUp
-            | LimitKind::Stalled
-            | LimitKind::Drifted => None,
-        })
+        .filter_map(|limit| withheld_because(limit.kind))
         .collect();
     (!limited.is_empty()).then(|| limited.join(", "))
 }
