@@ -281,7 +281,7 @@ pub struct MemoryArgs {
 #[command(
     name = "isobench-server",
     version,
-    about = "The service under test: /health, /cpu, /memory, /parallel and /status as JSON."
+    about = "The service under test: /health, /cpu, /memory, /hold, /parallel, /status, /syscalls and /files as JSON."
 )]
 pub struct Args {
     /// TCP port to listen on; 0 picks a free one (printed on stdout).

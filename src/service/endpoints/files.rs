@@ -1,13 +1,14 @@
 //! `GET /files?kb=K&fsync=BOOL`: writes K KiB to a fresh file in the service's data
 //! directory, fsyncs it when asked, reads it back, compares and removes it
-//! ([`crate::service::scratch`]), on the blocking pool. Bounded by a size cap and a number
+//! ([`crate::service::scratch`]), on the thread that took the request (the runtime's other
+//! work handed to another thread meanwhile). Bounded by a size cap and a number
 //! of requests in flight; a missing, full or read-only data directory is a JSON 503.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use super::{micros, on_blocking_pool};
+use super::{micros, on_this_thread};
 use crate::service::error::ApiError;
 use crate::service::query::{UintParam, parse_bool, parse_pairs, parse_uint};
 use crate::service::scratch::{FileError, round_trip};
@@ -61,7 +62,7 @@ pub async fn files(
     let permit = state.admit_file()?;
     let bytes = usize::try_from(kb.saturating_mul(1024))
         .map_err(|_| ApiError::Internal(format!("{kb} KiB does not fit in usize")))?;
-    let trip = on_blocking_pool(move || {
+    let trip = on_this_thread(move || {
         let _permit = permit;
         round_trip(&dir, bytes, fsync)
     })
