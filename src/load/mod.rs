@@ -459,9 +459,14 @@ fn window_series(plan: &LoadPlan, series: &SeriesRecorder, span: Duration) -> (W
             }
         })
         .collect();
-    let mut verdict = steadiness::judge(&counts);
     let head = usize::try_from((plan.head_end - plan.measure_start).as_nanos() / width.as_nanos())
         .unwrap_or(0);
+    let judged_head = if head > 0 {
+        head
+    } else {
+        steadiness::default_head(counts.len())
+    };
+    let mut verdict = steadiness::judge_with_head(&counts, judged_head);
     let discarded = verdict.warming_up && head > 0 && head < counts.len();
     if discarded {
         verdict = rejudged_after(&counts, head);

@@ -2,9 +2,10 @@
 //! than the window's own slice-to-slice spread explains, so that a slow service (a few
 //! answers per slice) and a fast one (thousands) are judged by the same rule:
 //!
-//! - **warm-up still under way**: the first quarter of the slices climbs (its last slice above
-//!   its first) and its mean throughput is well below the rest's median (by more than
-//!   [`WARMING_LIMIT`], and by at least [`WARMING_T`] standard errors of the rest's spread);
+//! - **warm-up still under way**: the head (the slices the plan would cut off, else the first
+//!   quarter) climbs (its last slice above its first) and its mean throughput is well below
+//!   the rest's median (by more than [`WARMING_LIMIT`], and by at least [`WARMING_T`]
+//!   standard errors of the rest's spread);
 //! - **stall**: consecutive slices with requests in flight and no completion, over a stretch
 //!   in which the rest of the window's rate predicts at least [`STALL_EXPECTED`] completions
 //!   (a Poisson stream would leave that stretch empty with probability e⁻²⁰);
@@ -48,8 +49,20 @@ pub struct SliceCounts {
     pub length: f64,
 }
 
-/// Judges `slices` (the window's, in order).
+/// The slices the warm-up test looks at when no plan decides them: the window's first
+/// quarter (at least two).
+pub fn default_head(slices: usize) -> usize {
+    (slices / 4).max(2)
+}
+
+/// Judges `slices` (the window's, in order), the warm-up test on the first quarter.
 pub fn judge(slices: &[SliceCounts]) -> Steadiness {
+    judge_with_head(slices, default_head(slices.len()))
+}
+
+/// Judges `slices`, the warm-up test on the first `head` of them: the slices a warm-up still
+/// under way would be cut off with, so the test asks about exactly what would be discarded.
+pub fn judge_with_head(slices: &[SliceCounts], head: usize) -> Steadiness {
     let stalls = stalls(slices);
     let mut stalled = vec![false; slices.len()];
     for stall in &stalls {
@@ -83,8 +96,8 @@ pub fn judge(slices: &[SliceCounts]) -> Steadiness {
         return steadiness;
     }
 
-    // Warm-up: the first quarter of the window's slices (stalled ones left out).
-    let head_end = (slices.len() / 4).max(2);
+    // Warm-up: the head's slices (stalled ones left out) against the rest.
+    let head_end = head.max(2);
     let head: Vec<f64> = rates
         .iter()
         .filter(|(index, _)| *index < head_end)
