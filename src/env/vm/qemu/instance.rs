@@ -38,6 +38,8 @@ pub struct QemuInstance {
     pub(super) footprint: crate::probe::footprint::FootprintProbe,
     // Dropped after the child (field order), so QEMU is gone before its files are removed.
     pub(super) dir: tempfile::TempDir,
+    /// Keeps `dir` registered for removal on an interrupt while the instance lives.
+    pub(super) _dir_registration: crate::cleanup::Registration,
     /// The data disk mounted at `/data`, removed with the instance (after QEMU, as `dir`).
     pub(super) data_disk: Option<crate::env::vm::scratch_disk::ScratchDisk>,
 }

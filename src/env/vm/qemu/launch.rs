@@ -80,6 +80,10 @@ pub(super) fn boot(
             ))
             .tempdir()
             .map_err(BootError::InstanceDir)?;
+        // Registered, so an interrupt (whose handler exits without dropping it) removes it
+        // as well; a directory kept for the user is unregistered with the failure.
+        let dir_registration =
+            crate::cleanup::register(crate::cleanup::Resource::Directory(dir.path().to_owned()));
         match boot_once(qemu, guest, budget, plan, requested, dir.path()) {
             Ok(booted) => {
                 return Ok(QemuInstance {
@@ -96,6 +100,7 @@ pub(super) fn boot(
                     ]),
                     child: booted.child,
                     dir,
+                    _dir_registration: dir_registration,
                     data_disk: None,
                 });
             }
