@@ -71,24 +71,27 @@ pub fn trials(env: &'static str) -> Vec<Trial> {
             missing_image,
         ));
     }
-    // The seed's own service, in the environments of the seed's table and its native baseline.
-    if matches!(env, "native" | "container" | "vm") {
-        let flask = [
-            Trial::test(format!("{env}::foreign::flask"), move || {
-                flask_correctness(env)
-            }),
-            Trial::test(format!("{env}::foreign::perf::flask"), move || {
-                flask_perf(env)
-            }),
-        ];
-        trials.extend(flask.into_iter().map(|trial| match flask_skip_reason() {
-            Some(reason) => {
-                eprintln!("skipping {}: {reason}", trial.name());
-                trial.with_ignored_flag(true)
-            }
-            None => trial,
+    // The seed's own service, in the environments of the seed's table and its native
+    // baseline; its endpoints under gVisor too, whose gofer its data directory crosses.
+    let mut flask = Vec::new();
+    if matches!(env, "native" | "container" | "gvisor" | "vm") {
+        flask.push(Trial::test(format!("{env}::foreign::flask"), move || {
+            flask_correctness(env)
         }));
     }
+    if matches!(env, "native" | "container" | "vm") {
+        flask.push(Trial::test(
+            format!("{env}::foreign::perf::flask"),
+            move || flask_perf(env),
+        ));
+    }
+    trials.extend(flask.into_iter().map(|trial| match flask_skip_reason() {
+        Some(reason) => {
+            eprintln!("skipping {}: {reason}", trial.name());
+            trial.with_ignored_flag(true)
+        }
+        None => trial,
+    }));
     trials
 }
 
