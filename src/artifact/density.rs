@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{EnvironmentLabel, HostInfo, Preparation, ServiceInfo, Unavailable};
 
 /// Version of the density artifact's format; bump on any incompatible change.
-pub const DENSITY_SCHEMA_VERSION: u32 = 2;
+pub const DENSITY_SCHEMA_VERSION: u32 = 3;
 
 /// One `density.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -63,6 +63,9 @@ pub struct DensitySettings {
     pub hold_mib: Option<u64>,
     /// Whether the concurrent start ran after each ramp.
     pub concurrent: bool,
+    /// Whether `--ksm` asked for page merging on the rungs that can have it (VMs).
+    #[serde(default)]
+    pub ksm: bool,
 }
 
 /// How many instances a ramp is to reach.
@@ -141,6 +144,10 @@ pub struct DensityRung {
     /// reached, while all of them run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadAtDensity>,
+    /// With `--ksm`, on a rung whose memory KSM can merge: what merging saved once the ramp
+    /// was over, every instance running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merging: Option<PageMerging>,
     /// Problems stopping instances (each is force-released all the same).
     #[serde(default)]
     pub stop_problems: Vec<String>,
@@ -247,6 +254,60 @@ pub struct SpreadLoad {
     /// Requests that failed (errors of every kind; requests still in flight when the window
     /// closed are not failures).
     pub failed_requests: u64,
+}
+
+/// The kernel's same-page merging (KSM) turned on with every instance of the ramp running
+/// (each VM's guest RAM advised mergeable from its start), and what it saved once it had
+/// settled. KSM's counters cover every mergeable process on the host, these instances and
+/// any other; the instances' own readings are the memory measure's, before and after.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PageMerging {
+    /// Instances running while KSM merged.
+    pub instances: u32,
+    /// ksmd's pages scanned per wake-up while isobench waited.
+    pub pages_to_scan: u64,
+    /// ksmd's sleep between wake-ups while isobench waited, milliseconds.
+    pub sleep_millisecs: u64,
+    /// The instances' memory (the memory measure) right before KSM was turned on, bytes,
+    /// each.
+    pub before_bytes: Vec<u64>,
+    /// Their memory once merging had settled, bytes, each.
+    pub after_bytes: Vec<u64>,
+    /// Whether KSM was already merging before isobench turned it on.
+    pub was_running: bool,
+    /// KSM's `pages_sharing` before isobench turned it on, where it was already merging
+    /// (pages other processes saved); 0 where it was stopped, since a stopped KSM's counters
+    /// still hold processes gone since (pages some other process still has merged from an
+    /// earlier run would then count as saved here).
+    pub pages_sharing_before: u64,
+    /// KSM's `pages_sharing` once settled: pages merging saves, host-wide.
+    pub pages_sharing: u64,
+    /// KSM's `pages_shared` once settled: the merged pages those stand for.
+    pub pages_shared: u64,
+    /// Full scans ksmd made while isobench waited.
+    pub full_scans: u64,
+    /// How long isobench waited for merging to settle, milliseconds.
+    pub waited_ms: u64,
+    /// Whether it settled (a full scan, after the first two, merged no more) before the
+    /// time allowed ran out.
+    pub settled: bool,
+    /// The host's page size, bytes.
+    pub page_bytes: u64,
+}
+
+impl PageMerging {
+    /// What merging saved by the memory measure: the instances' memory before less after,
+    /// bytes (negative had they grown meanwhile).
+    pub fn saved_by_measure_bytes(&self) -> i64 {
+        let sum = |v: &[u64]| v.iter().map(|b| *b as i64).sum::<i64>();
+        sum(&self.before_bytes) - sum(&self.after_bytes)
+    }
+
+    /// What KSM says merging saved while isobench waited: pages newly sharing, bytes.
+    pub fn saved_by_ksm_bytes(&self) -> u64 {
+        self.pages_sharing.saturating_sub(self.pages_sharing_before) * self.page_bytes
+    }
 }
 
 /// N instances started at once, each from its own thread.

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -55,6 +55,14 @@ pub enum Resource {
     Command(ReleaseCommand),
     /// A directory isobench made for an instance (removed with everything in it).
     Directory(PathBuf),
+    /// A kernel setting isobench changed for a measurement (a sysfs file), and the value
+    /// to write back.
+    Setting {
+        /// The file.
+        path: PathBuf,
+        /// What it held before.
+        value: String,
+    },
 }
 
 /// A command that releases a resource, recorded so it can run from the signal handler.
@@ -184,9 +192,24 @@ pub fn release_all() -> usize {
                     eprintln!("isobench: could not remove {}: {error}", path.display());
                 }
             }
+            Resource::Setting { path, value } => {
+                if let Err(error) = restore_setting(path, value) {
+                    eprintln!("isobench: could not restore {}: {error}", path.display());
+                }
+            }
         }
     }
     resources.len()
+}
+
+/// Writes a changed kernel setting back.
+pub fn restore_setting(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value)
+}
+
+/// What is registered now, oldest first.
+pub fn registered() -> Vec<Resource> {
+    live().values().cloned().collect()
 }
 
 /// Container starts under way: between the engine's create call and the registration of

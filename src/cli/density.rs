@@ -74,6 +74,16 @@ pub struct DensityArgs {
     /// Measured window of `--load`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "load")]
     pub load_duration: std::time::Duration,
+    /// Page merging for the VM rungs: each guest's RAM is private memory KSM may merge
+    /// (huge pages off), and once the ramp is over, every instance running, the kernel's
+    /// same-page merging (/sys/kernel/mm/ksm) is turned on at a fast scan rate until a full
+    /// scan merges no more (at most 2 min); the instances are read before and after, beside
+    /// KSM's own count of the pages it saved. Needs root. KSM's settings are put back after
+    /// the rung (also on Ctrl-C or SIGTERM); pages merged stay merged until their processes
+    /// exit, and the VMs are stopped first. Other rungs run as without it: a process's or a
+    /// container's memory cannot be made mergeable from outside on this kernel.
+    #[arg(long)]
+    pub ksm: bool,
     /// Where density.json, density.md and density.html are written.
     #[arg(long, default_value = "target/isobench/density")]
     pub output_dir: PathBuf,
@@ -129,6 +139,12 @@ impl DensityObserver for Progress {
         eprintln!("isobench: {env}: starting {instances} at once");
     }
 
+    fn merging(&mut self, env: &str, instances: u32) {
+        eprintln!(
+            "isobench: {env}: KSM on with {instances} running; waiting for merging to settle"
+        );
+    }
+
     fn load(&mut self, env: &str, instances: u32) {
         cleanup::enter_phase(Phase::Loading);
         eprintln!("isobench: {env}: loading 1, then all {instances} instances");
@@ -141,6 +157,10 @@ impl DensityObserver for Progress {
 pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
     if args.hold_mib.is_some() && args.subject.is_foreign() {
         anyhow::bail!("--hold-mib needs isobench's own server (/hold), not --image or --binary");
+    }
+    let merging = args.ksm.then(density::MergePlan::on_host);
+    if let Some(merging) = &merging {
+        crate::env::ksm::writable(&merging.root)?;
     }
     let subject = args.subject.resolve()?;
     let foreign_run = args.subject.foreign_run();
@@ -165,6 +185,7 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
             warmup: crate::measure::plan::DEFAULT_WARMUP,
             cpus: Budget::for_host().generator_cpus,
         }),
+        merging,
     };
     let settings = DensitySettings {
         instances: plan.instances,
@@ -173,6 +194,7 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
         settle_ms: plan.settle.map(|settle| settle.as_millis() as u64),
         hold_mib: plan.hold_mib,
         concurrent: plan.concurrent,
+        ksm: args.ksm,
     };
     let mut artifact = DensityArtifact::on_host(host, subject.info(), settings);
     let requested = if args.env.is_empty() {
@@ -187,7 +209,10 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
         for (name, outcome) in
             factory::prepared_all(kind, Budget::for_host(), &subject, &foreign_run)
         {
-            let Prepared { env, preparation } = match outcome {
+            let Prepared {
+                mut env,
+                preparation,
+            } = match outcome {
                 Ok(prepared) => prepared,
                 Err(error) => {
                     eprintln!("isobench: skipping {name}: {error:#}");
@@ -198,10 +223,15 @@ pub fn run(args: DensityArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
+            // A rung merges only where its memory can be made mergeable (a VM's RAM).
+            let rung_plan = DensityPlan {
+                merging: plan.merging.clone().filter(|_| env.merge_memory()),
+                ..plan.clone()
+            };
             let rung = density::measure_rung(
                 env.as_ref(),
                 preparation,
-                &plan,
+                &rung_plan,
                 &ProcMeminfo,
                 &mut Progress,
             )

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod factory;
 pub mod foreign;
 pub mod health;
+pub mod ksm;
 pub mod logs;
 pub mod mock;
 pub mod native;
@@ -76,6 +77,14 @@ pub trait Environment: Send + Sync {
 
     /// How to read this environment's numbers (runtime, accelerator, cpusets, limits).
     fn label(&self) -> EnvironmentLabel;
+
+    /// Backs the memory of instances started from now on with pages the kernel's same-page
+    /// merging ([`ksm`]) may merge, and says whether it could: only a VM's guest RAM can be
+    /// made so (KSM merges private anonymous memory its owner advised mergeable; a process
+    /// or a container's cannot be on this kernel without changing the service).
+    fn merge_memory(&mut self) -> bool {
+        false
+    }
 }
 
 /// A running service in some environment. Dropping it stops it.

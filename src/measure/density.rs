@@ -21,18 +21,20 @@
 //! stopped: a native server dies with the thread that spawned it
 //! ([`crate::cleanup::kill_with_parent`]), so a thread may not end while its instance lives.
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use crate::artifact::density::{
-    ConcurrentStart, DensityRung, HostMemory, InstanceCount, LoadAtDensity, RampEnd, RampStep,
-    RampTarget, SpreadLoad, TargetFit,
+    ConcurrentStart, DensityRung, HostMemory, InstanceCount, LoadAtDensity, PageMerging, RampEnd,
+    RampStep, RampTarget, SpreadLoad, TargetFit,
 };
 use crate::artifact::histogram::decode;
 use crate::artifact::load::{LoadReport, PathWeight};
 use crate::artifact::{EnvKind, Preparation};
 use crate::cleanup::{self, Phase};
+use crate::env::ksm::{self, KsmError, KsmSession, ScanRate};
 use crate::env::{EnvError, Environment, Instance, health};
 use crate::load::LoadOptions;
 
@@ -54,6 +56,34 @@ pub struct DensityPlan {
     pub concurrent: bool,
     /// With `--load`: the closed loop run on one and on all instances after the ramp.
     pub load: Option<DensityLoad>,
+    /// With `--ksm`, on a rung whose memory KSM can merge: merging turned on after the ramp.
+    pub merging: Option<MergePlan>,
+}
+
+/// KSM turned on once a ramp is over, every instance running, until merging settles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergePlan {
+    /// Where KSM's settings are ([`ksm::SYSFS`]).
+    pub root: PathBuf,
+    /// How fast ksmd scans meanwhile.
+    pub rate: ScanRate,
+    /// Full scans, at least, before merging counts as settled (the first puts pages in
+    /// KSM's tree of candidates, the second merges those still unchanged).
+    pub scans: u64,
+    /// Longest wait for merging to settle.
+    pub timeout: Duration,
+}
+
+impl MergePlan {
+    /// The host's KSM at [`ScanRate::MEASURING`], two scans, at most two minutes.
+    pub fn on_host() -> Self {
+        Self {
+            root: PathBuf::from(ksm::SYSFS),
+            rate: ScanRate::MEASURING,
+            scans: 2,
+            timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// The closed loop of `--load`.
@@ -135,6 +165,18 @@ pub enum DensityError {
     /// The host's memory could not be read, so no start can be made safely.
     #[error("reading the host's memory (/proc/meminfo): {0}")]
     Host(#[from] std::io::Error),
+    /// KSM could not be turned on, read or put back.
+    #[error("page merging (--ksm): {0}")]
+    Ksm(#[from] KsmError),
+    /// An instance could not be read while KSM merged.
+    #[error("reading instance {instance} while KSM merged: {source}")]
+    Merging {
+        /// Which, from 1.
+        instance: usize,
+        /// The failure.
+        #[source]
+        source: EnvError,
+    },
 }
 
 /// What the ramp tells its caller as it goes.
@@ -149,6 +191,8 @@ pub trait DensityObserver {
     fn concurrent(&mut self, _env: &str, _instances: u32) {}
     /// The closed loop on one, then on all `instances`, begins.
     fn load(&mut self, _env: &str, _instances: u32) {}
+    /// KSM is turned on with `instances` running, and merging awaited.
+    fn merging(&mut self, _env: &str, _instances: u32) {}
 }
 
 /// An observer that ignores everything.
@@ -169,6 +213,13 @@ pub fn measure_rung(
     let host_before = host.read()?;
     let mut live: Vec<Box<dyn Instance>> = Vec::new();
     let outcome = ramp(env, plan, settle, host, &host_before, &mut live, observer);
+    let merged = match (&plan.merging, &outcome) {
+        (Some(merging), Ok(_)) if !live.is_empty() && !cleanup::interrupted() => {
+            observer.merging(env.name(), live.len() as u32);
+            Some(merge_pages(&live, merging))
+        }
+        _ => None,
+    };
     let load = match (&plan.load, &outcome) {
         (Some(load), Ok(_)) if !live.is_empty() && !cleanup::interrupted() => {
             observer.load(env.name(), live.len() as u32);
@@ -182,6 +233,11 @@ pub fn measure_rung(
         _ => None,
     };
     let mut stop_problems = stop_all(live);
+    // KSM's settings go back once the instances are gone, never under them.
+    let merging = merged.transpose()?.map(|(merging, session)| {
+        drop(session);
+        merging
+    });
     let (steps, end, largest, target) = outcome?;
     let concurrent = if plan.concurrent && steps.len() >= 2 && !cleanup::interrupted() {
         let available = host.read()?.available_bytes;
@@ -208,8 +264,64 @@ pub fn measure_rung(
         end,
         concurrent,
         load,
+        merging,
         stop_problems,
     })
+}
+
+/// Every live instance's memory by the memory measure.
+fn read_all(live: &[Box<dyn Instance>]) -> Result<Vec<u64>, DensityError> {
+    live.iter()
+        .enumerate()
+        .map(|(index, instance)| {
+            instance
+                .resources()
+                .map(|reading| reading.memory_bytes)
+                .map_err(|source| DensityError::Merging {
+                    instance: index + 1,
+                    source,
+                })
+        })
+        .collect()
+}
+
+/// Turns KSM on with every instance of `live` running, waits for merging to settle and
+/// reads them again; the session is returned to be ended (KSM put back) once they are gone.
+fn merge_pages(
+    live: &[Box<dyn Instance>],
+    plan: &MergePlan,
+) -> Result<(PageMerging, KsmSession), DensityError> {
+    let before_bytes = read_all(live)?;
+    // Stopped, KSM does not keep its counters up (the pages of processes gone since are
+    // dropped by its next scans), so they are a baseline only while it runs.
+    let was_running = ksm::running(&plan.root)?;
+    let pages_sharing_before = if was_running {
+        ksm::counters(&plan.root)?.pages_sharing
+    } else {
+        0
+    };
+    let session = KsmSession::start(&plan.root, plan.rate)?;
+    let started = Instant::now();
+    let from = session.counters()?;
+    let (settled_at, settled) = session.wait_settled(from, plan.scans, plan.timeout)?;
+    let waited = started.elapsed();
+    let after_bytes = read_all(live)?;
+    let merging = PageMerging {
+        instances: live.len() as u32,
+        pages_to_scan: plan.rate.pages_to_scan,
+        sleep_millisecs: plan.rate.sleep_millisecs,
+        before_bytes,
+        after_bytes,
+        was_running,
+        pages_sharing_before,
+        pages_sharing: settled_at.pages_sharing,
+        pages_shared: settled_at.pages_shared,
+        full_scans: settled_at.full_scans.saturating_sub(from.full_scans),
+        waited_ms: waited.as_millis() as u64,
+        settled,
+        page_bytes: crate::service::work::page_bytes() as u64,
+    };
+    Ok((merging, session))
 }
 
 /// The closed loop `load` spread evenly over `urls` at once, one generator each on the same
@@ -542,6 +654,7 @@ mod tests {
             hold_mib: None,
             concurrent: true,
             load: None,
+            merging: None,
         }
     }
 
@@ -572,6 +685,69 @@ mod tests {
         fn concurrent(&mut self, _env: &str, instances: u32) {
             *self.concurrent.lock().unwrap() = Some(instances);
         }
+    }
+
+    /// The rung of three mock instances with KSM merging (played on `sysfs`: 40 pages, then
+    /// no more) after the ramp.
+    fn merged_rung(sysfs: &std::path::Path, env: &Arc<MockEnv>) -> DensityRung {
+        let host = host(env, 20 * GIB, 30 * MIB);
+        let plan = DensityPlan {
+            merging: Some(MergePlan {
+                root: sysfs.to_owned(),
+                rate: ScanRate::MEASURING,
+                scans: 2,
+                timeout: Duration::from_secs(30),
+            }),
+            concurrent: false,
+            ..plan(3)
+        };
+        let ksmd = crate::env::ksm::fake::scans(
+            sysfs,
+            &[(8, 10), (9, 40), (10, 40)],
+            Duration::from_millis(300),
+        );
+        let rung = measure_rung(env.as_ref(), Vec::new(), &plan, &host, &mut Silent).unwrap();
+        ksmd.join().unwrap();
+        rung
+    }
+
+    #[test]
+    fn merging_counts_from_what_a_running_ksm_had_already_saved() {
+        let env = mock(MockReadings::default());
+        let sysfs = crate::env::ksm::fake::sysfs("1");
+        std::fs::write(sysfs.path().join("pages_sharing"), "4\n").unwrap();
+        let merging = merged_rung(sysfs.path(), &env).merging.unwrap();
+        assert!(merging.was_running);
+        assert_eq!(merging.pages_sharing_before, 4);
+        assert_eq!(merging.saved_by_ksm_bytes(), 36 * merging.page_bytes);
+        let run = std::fs::read_to_string(sysfs.path().join("run")).unwrap();
+        assert_eq!(run.trim(), "1");
+    }
+
+    #[test]
+    fn merging_reads_every_running_instance_before_and_after_and_puts_ksm_back() {
+        let env = mock(MockReadings {
+            memory_bytes: 8 * MIB,
+            ..MockReadings::default()
+        });
+        let sysfs = crate::env::ksm::fake::sysfs("0");
+        // A stopped KSM's count is stale, not a baseline.
+        std::fs::write(sysfs.path().join("pages_sharing"), "4\n").unwrap();
+        let rung = merged_rung(sysfs.path(), &env);
+        let merging = rung.merging.expect("merging ran");
+        assert!(!merging.was_running);
+        assert_eq!(merging.pages_sharing_before, 0);
+        assert_eq!(merging.instances, 3);
+        assert_eq!(merging.before_bytes, vec![8 * MIB; 3]);
+        assert_eq!(merging.after_bytes, vec![8 * MIB; 3]);
+        assert!(merging.settled, "{merging:?}");
+        assert_eq!(merging.full_scans, 3);
+        assert_eq!(merging.saved_by_ksm_bytes(), 40 * merging.page_bytes);
+        assert_eq!(merging.saved_by_measure_bytes(), 0);
+        assert_eq!(env.live_instances(), 0);
+        let setting = |name: &str| std::fs::read_to_string(sysfs.path().join(name)).unwrap();
+        assert_eq!(setting("run").trim(), "0");
+        assert_eq!(setting("pages_to_scan").trim(), "100");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use super::write::{self, WriteError};
 use super::{ExportError, charts, escape_html, escape_markdown, sanitize_terminal};
 use crate::analysis::density::summarize;
 use crate::artifact::density::{
-    Agreement, DensityArtifact, DensityRung, InstanceCount, LinearFit, RampEnd, RungSummary,
+    Agreement, DensityArtifact, DensityRung, InstanceCount, LinearFit, PageMerging, RampEnd,
+    RungSummary,
 };
 use crate::format::{env_title, number};
 
@@ -193,6 +194,41 @@ fn agreement_note(summary: &RungSummary) -> Option<String> {
     }
 }
 
+/// What page merging saved, in words: by the memory measure and by KSM's own count.
+fn merging_note(merging: &PageMerging) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let before: u64 = merging.before_bytes.iter().sum();
+    let after: u64 = merging.after_bytes.iter().sum();
+    let saved = merging.saved_by_measure_bytes() as f64;
+    format!(
+        "KSM with {} instances running: {} MiB before merging, {} MiB after ({} MiB per \
+         instance), {} MiB saved ({}%); KSM's own count: {} MiB saved ({} pages sharing {} \
+         merged ones, host-wide); {} full scans in {} s at {} pages every {} ms{}",
+        merging.instances,
+        number(before as f64 / MIB),
+        number(after as f64 / MIB),
+        number(after as f64 / MIB / f64::from(merging.instances.max(1))),
+        number(saved / MIB),
+        number(if before > 0 {
+            saved / before as f64 * 100.0
+        } else {
+            0.0
+        }),
+        number(merging.saved_by_ksm_bytes() as f64 / MIB),
+        merging.pages_sharing,
+        merging.pages_shared,
+        merging.full_scans,
+        number(merging.waited_ms as f64 / 1e3),
+        merging.pages_to_scan,
+        merging.sleep_millisecs,
+        if merging.settled {
+            ""
+        } else {
+            "; not settled when the time allowed ran out"
+        }
+    )
+}
+
 /// The report of `artifact`, its summary computed from the rungs.
 pub fn document(artifact: &DensityArtifact) -> Document {
     let settings = &artifact.settings;
@@ -212,6 +248,9 @@ pub fn document(artifact: &DensityArtifact) -> Document {
     );
     if let Some(mb) = settings.hold_mib {
         let _ = write!(title, ", each instance holding {mb} MiB");
+    }
+    if settings.ksm {
+        title.push_str(", KSM page merging after each VM ramp (--ksm)");
     }
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -273,6 +312,13 @@ pub fn document(artifact: &DensityArtifact) -> Document {
             for failure in &start.failures {
                 notes.push(format!("{name}: concurrent start: {failure}"));
             }
+        }
+        match &rung.merging {
+            Some(merging) => notes.push(format!("{name}: {}", merging_note(merging))),
+            None if settings.ksm => notes.push(format!(
+                "{name}: KSM: not applied (only a VM's guest RAM can be made mergeable)"
+            )),
+            None => {}
         }
     }
     for unavailable in &artifact.unavailable {

@@ -105,6 +105,21 @@ pub(super) struct BootPlan {
     pub(super) incoming: Option<PathBuf>,
     /// The instance's data disk ([`crate::env::vm::scratch_disk`]), mounted at `/data`.
     pub(super) data_disk: Option<DataDisk>,
+    /// What backs the guest's RAM on the host.
+    pub(super) ram: GuestRam,
+}
+
+/// What backs a guest's RAM on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuestRam {
+    /// A memfd (shared memory, 4 KiB pages): the host holds what the guest touched and has
+    /// not handed back. Shared memory is never merged by KSM.
+    #[default]
+    Memfd,
+    /// Private anonymous memory QEMU advises mergeable, so KSM can merge identical pages
+    /// across VMs; QEMU's huge-page advice is overridden (`PR_SET_THP_DISABLE`), so a
+    /// 4 KiB touch costs 4 KiB here as well.
+    Mergeable,
 }
 
 /// A data disk as QEMU attaches it.
@@ -144,13 +159,19 @@ pub(super) fn qemu_command(
             &plan.cpu,
         ])
         .args(["-smp", &vcpus.to_string(), "-m", &format!("{memory_mib}M")])
-        // Guest RAM in a memfd: QEMU advises transparent huge pages for anonymous guest RAM
-        // (the host then backs a 4 KiB guest touch with 2 MiB), which would make the VM's
-        // footprint the blocks the guest ever touched rather than the pages it holds; shared
-        // memory gets no huge pages unless the host asks for them, as Firecracker's guests.
         .args([
             "-object",
-            &format!("memory-backend-memfd,id=ram,size={memory_mib}M"),
+            &match plan.ram {
+                // QEMU advises transparent huge pages for anonymous guest RAM (the host then
+                // backs a 4 KiB guest touch with 2 MiB), which would make the VM's footprint
+                // the blocks the guest ever touched rather than the pages it holds; shared
+                // memory gets no huge pages unless the host asks for them, as Firecracker's
+                // guests.
+                GuestRam::Memfd => format!("memory-backend-memfd,id=ram,size={memory_mib}M"),
+                GuestRam::Mergeable => {
+                    format!("memory-backend-ram,id=ram,size={memory_mib}M,merge=on")
+                }
+            },
             "-machine",
             "memory-backend=ram",
         ])
@@ -162,6 +183,18 @@ pub(super) fn qemu_command(
     if plan.mode == BootMode::Legacy {
         // SeaBIOS logs to the debug port; its `Booting from ROM` marks the firmware's end.
         command.args(["-device", "isa-debugcon,iobase=0x402,chardev=con"]);
+    }
+    if plan.ram == GuestRam::Mergeable {
+        // SAFETY: prctl is async-signal-safe and nothing is allocated after fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                // Inherited across exec: QEMU's MADV_HUGEPAGE on guest RAM then gives none.
+                if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     command
         .arg("-kernel")
@@ -247,6 +280,7 @@ mod tests {
             qmp: false,
             incoming: None,
             data_disk: None,
+            ram: GuestRam::Memfd,
         }
     }
 
@@ -310,6 +344,27 @@ mod tests {
         );
         assert!(joined.contains("virtio-net-pci"), "{joined}");
         assert!(!joined.contains("tsc_early_khz"), "{joined}");
+        assert!(
+            joined.contains("-object memory-backend-memfd,id=ram,size=1024M"),
+            "{joined}"
+        );
+        let mergeable = args_of(&qemu_command(
+            &qemu,
+            &own,
+            &budget,
+            &BootPlan {
+                ram: GuestRam::Mergeable,
+                ..plan(Accel::Tcg, BootMode::Legacy)
+            },
+            40000,
+            Path::new("/i"),
+        ));
+        assert!(
+            mergeable.contains(
+                "-object memory-backend-ram,id=ram,size=1024M,merge=on -machine memory-backend=ram"
+            ),
+            "{mergeable}"
+        );
 
         let fast = args_of(&qemu_command(
             &qemu,

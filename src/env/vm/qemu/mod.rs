@@ -32,8 +32,8 @@ use crate::env::{Budget, EnvError, Environment, Instance};
 use crate::subject::server_binary;
 
 use super::scratch_disk::ScratchDisk;
-pub use command::Qemu;
 use command::{BootPlan, DataDisk, QMP_SOCKET, TCG_CPU, qemu_command};
+pub use command::{GuestRam, Qemu};
 pub use instance::QemuInstance;
 use launch::{boot, boot_timeout};
 
@@ -78,6 +78,8 @@ pub struct QemuVm {
     /// What the label says of the data disk, learnt from the last instance's (its cache
     /// mode depends on the host file system the disk is on).
     data_disk_words: Mutex<Option<String>>,
+    /// What backs the guest's RAM on the host.
+    ram: GuestRam,
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> EnvError {
@@ -118,6 +120,7 @@ impl QemuVm {
             from_snapshot: false,
             prepared: Mutex::new(None),
             data_disk_words: Mutex::new(None),
+            ram: GuestRam::Memfd,
         })
     }
 
@@ -200,6 +203,7 @@ impl QemuVm {
                     qmp: false,
                     incoming: None,
                     data_disk: None,
+                    ram: GuestRam::Memfd,
                 };
                 boot(
                     &self.qemu,
@@ -265,6 +269,7 @@ impl QemuVm {
             qmp: false,
             incoming: prepared.snapshot.clone(),
             data_disk: None,
+            ram: self.ram,
         }
     }
 
@@ -460,6 +465,15 @@ impl Environment for QemuVm {
         Ok(Box::new(instance))
     }
 
+    fn merge_memory(&mut self) -> bool {
+        // A restore needs the RAM it was saved from.
+        if self.from_snapshot {
+            return false;
+        }
+        self.ram = GuestRam::Mergeable;
+        true
+    }
+
     fn label(&self) -> EnvironmentLabel {
         let prepared = self
             .prepared
@@ -573,11 +587,19 @@ impl Environment for QemuVm {
             },
             detected: None,
             data_dir: Some(self.data_dir_words()),
-            memory_counts: Some(crate::probe::footprint::counts(
-                "the QEMU process: the guest's RAM as far as the guest has touched it, less what \
-                 the guest has freed and handed back (virtio-balloon free-page reporting, in 2 MiB \
-                 blocks, a few seconds after), and the emulator's own",
-            )),
+            memory_counts: Some(crate::probe::footprint::counts(match self.ram {
+                GuestRam::Memfd => {
+                    "the QEMU process: the guest's RAM (a memfd) as far as the guest has touched \
+                     it, less what the guest has freed and handed back (virtio-balloon free-page \
+                     reporting, in 2 MiB blocks, a few seconds after), and the emulator's own"
+                }
+                GuestRam::Mergeable => {
+                    "the QEMU process: the guest's RAM (private anonymous memory KSM may merge, \
+                     huge pages off) as far as the guest has touched it, less what the guest has \
+                     freed and handed back (virtio-balloon free-page reporting), a page merged \
+                     with other processes' counted in shares, and the emulator's own"
+                }
+            })),
             notes,
             accel_attempts,
             // A restore is a way to start the VM rung, not a rung of its own.
