@@ -289,7 +289,7 @@ pub struct PageMerging {
     pub full_scans: u64,
     /// How long isobench waited for merging to settle, milliseconds.
     pub waited_ms: u64,
-    /// Whether it settled (a full scan, after the first two, merged no more) before the
+    /// Whether it settled (a full scan, after the first three, merged no more) before the
     /// time allowed ran out.
     pub settled: bool,
     /// The host's page size, bytes.

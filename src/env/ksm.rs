@@ -199,9 +199,12 @@ impl KsmSession {
         counters(&self.root)
     }
 
-    /// Waits until merging has settled: at least `scans` more full scans since `from`, and
-    /// the last of them merged no more pages than the one before; or until `timeout` or an
-    /// interrupt. Returns the counters then and whether it settled.
+    /// Waits until merging has settled: once at least `scans` more full scans than `from`
+    /// have completed, a further full scan (or several, between two looks) merged no more
+    /// pages; or until `timeout` or an interrupt. Returns the counters then and whether it
+    /// settled. A page merges only on its second look at the earliest (the first records its
+    /// checksum) and the first scan counted may have begun before merging was turned on, so
+    /// too few scans would settle on nothing merged yet.
     pub fn wait_settled(
         &self,
         from: KsmCounters,
@@ -209,15 +212,19 @@ impl KsmSession {
         timeout: Duration,
     ) -> Result<(KsmCounters, bool), KsmError> {
         let deadline = Instant::now() + timeout;
-        let mut last_scan = from;
+        // The counters at the last look once `scans` had passed.
+        let mut mark: Option<KsmCounters> = None;
         loop {
             let now = self.counters()?;
-            if now.full_scans > last_scan.full_scans {
-                let enough = now.full_scans >= from.full_scans + scans;
-                if enough && now.pages_sharing <= last_scan.pages_sharing {
-                    return Ok((now, true));
+            match mark {
+                None if now.full_scans >= from.full_scans + scans => mark = Some(now),
+                Some(seen) if now.full_scans > seen.full_scans => {
+                    if now.pages_sharing <= seen.pages_sharing {
+                        return Ok((now, true));
+                    }
+                    mark = Some(now);
                 }
-                last_scan = now;
+                _ => {}
             }
             if Instant::now() >= deadline || cleanup::interrupted() {
                 return Ok((now, false));
@@ -335,6 +342,27 @@ mod tests {
         let error = KsmSession::start(&dir.path().join("ksm"), ScanRate::MEASURING).unwrap_err();
         assert!(matches!(error, KsmError::Missing { .. }), "{error}");
         assert!(error.to_string().contains("CONFIG_KSM"), "{error}");
+    }
+
+    #[test]
+    fn scans_seen_at_once_do_not_settle_before_a_further_scan() {
+        let dir = fake_sysfs("0");
+        let session = KsmSession::start(dir.path(), ScanRate::MEASURING).unwrap();
+        let from = session.counters().unwrap();
+        // Three scans pass before the first look, nothing merged yet; then the next merges
+        // 50 pages, and the one after merges no more.
+        std::fs::write(dir.path().join("full_scans"), "10\n").unwrap();
+        let ksmd = super::fake::scans(
+            dir.path(),
+            &[(11, 50), (12, 50)],
+            Duration::from_millis(200),
+        );
+        let (now, settled) = session
+            .wait_settled(from, 3, Duration::from_secs(20))
+            .unwrap();
+        ksmd.join().unwrap();
+        assert!(settled);
+        assert_eq!((now.full_scans, now.pages_sharing), (12, 50));
     }
 
     #[test]

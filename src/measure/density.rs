@@ -67,20 +67,23 @@ pub struct MergePlan {
     pub root: PathBuf,
     /// How fast ksmd scans meanwhile.
     pub rate: ScanRate,
-    /// Full scans, at least, before merging counts as settled (the first puts pages in
-    /// KSM's tree of candidates, the second merges those still unchanged).
+    /// Full scans, at least, before merging may count as settled; then one more must merge
+    /// nothing more. A page merges on KSM's second look at it at the earliest (the first
+    /// records its checksum), and KSM places memory advised while a scan was under way just
+    /// behind its cursor, so the first scan counted may not look at a VM at all: three.
     pub scans: u64,
     /// Longest wait for merging to settle.
     pub timeout: Duration,
 }
 
 impl MergePlan {
-    /// The host's KSM at [`ScanRate::MEASURING`], two scans, at most two minutes.
+    /// The host's KSM at [`ScanRate::MEASURING`], three scans and one more, at most two
+    /// minutes.
     pub fn on_host() -> Self {
         Self {
             root: PathBuf::from(ksm::SYSFS),
             rate: ScanRate::MEASURING,
-            scans: 2,
+            scans: 3,
             timeout: Duration::from_secs(120),
         }
     }

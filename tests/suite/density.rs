@@ -125,9 +125,12 @@ fn merging_saves_what_instances_hold_alike() -> Result<(), Failed> {
     let by_ksm = merging.saved_by_ksm_bytes() as f64 / MIB;
     let described = format!(
         "merging saved {by_measure:.1} MiB by the memory measure ({:?} → {:?} bytes), \
-         {by_ksm:.1} MiB by KSM's count, {} full scans in {} ms, settled: {}",
+         {by_ksm:.1} MiB by KSM's count ({} pages sharing {} merged ones), {} full scans in \
+         {} ms, settled: {}",
         merging.before_bytes,
         merging.after_bytes,
+        merging.pages_sharing,
+        merging.pages_shared,
         merging.full_scans,
         merging.waited_ms,
         merging.settled
