@@ -207,8 +207,9 @@ pub fn restore_setting(path: &Path, value: &str) -> std::io::Result<()> {
     std::fs::write(path, value)
 }
 
-/// What is registered now, oldest first.
-pub fn registered() -> Vec<Resource> {
+/// What is registered now, oldest first (for tests of what registers).
+#[cfg(test)]
+pub(crate) fn registered() -> Vec<Resource> {
     live().values().cloned().collect()
 }
 

@@ -80,8 +80,6 @@ pub struct KsmCounters {
     pub pages_shared: u64,
     /// Pages merged into those: how many pages merging saves.
     pub pages_sharing: u64,
-    /// Pages scanned but not merged (unique so far).
-    pub pages_unshared: u64,
 }
 
 /// KSM turned on for a measurement; its previous settings are written back when dropped
@@ -159,7 +157,6 @@ pub fn counters(root: &Path) -> Result<KsmCounters, KsmError> {
         full_scans: read_number(&root.join("full_scans"))?,
         pages_shared: read_number(&root.join("pages_shared"))?,
         pages_sharing: read_number(&root.join("pages_sharing"))?,
-        pages_unshared: read_number(&root.join("pages_unshared"))?,
     })
 }
 
@@ -261,7 +258,6 @@ pub(crate) mod fake {
             ("full_scans", "7"),
             ("pages_shared", "0"),
             ("pages_sharing", "0"),
-            ("pages_unshared", "0"),
         ] {
             std::fs::write(dir.path().join(name), format!("{value}\n")).unwrap();
         }

@@ -272,20 +272,26 @@ pub fn measure_rung(
     })
 }
 
-/// Every live instance's memory by the memory measure.
-fn read_all(live: &[Box<dyn Instance>]) -> Result<Vec<u64>, DensityError> {
+/// Every live instance's memory by the memory measure, or the index of the first that could
+/// not be read, with why.
+fn read_all(live: &[Box<dyn Instance>]) -> Result<Vec<u64>, (usize, EnvError)> {
     live.iter()
         .enumerate()
         .map(|(index, instance)| {
             instance
                 .resources()
                 .map(|reading| reading.memory_bytes)
-                .map_err(|source| DensityError::Merging {
-                    instance: index + 1,
-                    source,
-                })
+                .map_err(|error| (index, error))
         })
         .collect()
+}
+
+/// [`read_all`] while KSM merges, where an unreadable instance ends the merging.
+fn read_all_merging(live: &[Box<dyn Instance>]) -> Result<Vec<u64>, DensityError> {
+    read_all(live).map_err(|(index, source)| DensityError::Merging {
+        instance: index + 1,
+        source,
+    })
 }
 
 /// Turns KSM on with every instance of `live` running, waits for merging to settle and
@@ -294,7 +300,7 @@ fn merge_pages(
     live: &[Box<dyn Instance>],
     plan: &MergePlan,
 ) -> Result<(PageMerging, KsmSession), DensityError> {
-    let before_bytes = read_all(live)?;
+    let before_bytes = read_all_merging(live)?;
     // Stopped, KSM does not keep its counters up (the pages of processes gone since are
     // dropped by its next scans), so they are a baseline only while it runs.
     let was_running = ksm::running(&plan.root)?;
@@ -308,7 +314,7 @@ fn merge_pages(
     let from = session.counters()?;
     let (settled_at, settled) = session.wait_settled(from, plan.scans, plan.timeout)?;
     let waited = started.elapsed();
-    let after_bytes = read_all(live)?;
+    let after_bytes = read_all_merging(live)?;
     let merging = PageMerging {
         instances: live.len() as u32,
         pages_to_scan: plan.rate.pages_to_scan,
@@ -456,21 +462,13 @@ fn ramp(
             _ => None,
         };
         std::thread::sleep(settle);
-        let mut readings = Vec::with_capacity(live.len());
-        let mut reading_error = None;
-        for (index, instance) in live.iter().enumerate() {
-            match instance.resources() {
-                Ok(reading) => readings.push(reading.memory_bytes),
-                Err(error) => {
-                    reading_error = Some((index, error));
-                    break;
-                }
+        let readings = match read_all(live) {
+            Ok(readings) => readings,
+            Err((index, error)) => {
+                let what = format!("reading instance {}", index + 1);
+                break failed(instance_number, &what, &error, Some(live[index].as_ref()));
             }
-        }
-        if let Some((index, error)) = reading_error {
-            let what = format!("reading instance {}", index + 1);
-            break failed(instance_number, &what, &error, Some(live[index].as_ref()));
-        }
+        };
         let host_now = host.read()?;
         let sum: u64 = readings.iter().sum();
         let cost = sum
