@@ -265,17 +265,24 @@ pub(crate) mod fake {
     }
 
     /// ksmd, played: `(full_scans, pages_sharing)` written one after another, `every` apart.
+    /// Each file is replaced whole (written aside, then renamed), as sysfs shows a counter:
+    /// a plain write truncates first, and a reader in between would see an empty file.
     pub(crate) fn scans(
         root: &std::path::Path,
         steps: &[(u64, u64)],
         every: std::time::Duration,
     ) -> std::thread::JoinHandle<()> {
         let (root, steps) = (root.to_owned(), steps.to_vec());
+        let set = move |root: &std::path::Path, name: &str, value: u64| {
+            let aside = root.join(format!(".{name}.new"));
+            std::fs::write(&aside, format!("{value}\n")).unwrap();
+            std::fs::rename(&aside, root.join(name)).unwrap();
+        };
         std::thread::spawn(move || {
             for (scans, sharing) in steps {
                 std::thread::sleep(every);
-                std::fs::write(root.join("pages_sharing"), format!("{sharing}\n")).unwrap();
-                std::fs::write(root.join("full_scans"), format!("{scans}\n")).unwrap();
+                set(&root, "pages_sharing", sharing);
+                set(&root, "full_scans", scans);
             }
         })
     }
